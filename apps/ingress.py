@@ -1,0 +1,69 @@
+"""Table ``ingress``: classify each port into its network and enforce port security.
+
+Per switch:
+
+- LLDP (0x88cc) goes to the controller before anything else.
+- An edge port accepts only untagged frames (a VM cannot hop networks by
+  tagging), tags them with its network's VLAN and goes on. A declared VM
+  with a ``mac`` may send only from that MAC; with an ``ip`` too, only ARP
+  whose sender is that MAC and IP, and IPv4 from that IP.
+- A trunk port accepts the VLANs of the networks that use its link.
+- Anything else (undeclared port, tagged frame from a VM, spoofed source) drops.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+from apps.base import Segments, per_switch
+from controller.fabric import FabricView, Host
+from controller.model import Vm
+from controller.pipeline import APP_INGRESS, T_ACL, T_INGRESS
+from controller.rules import (OFPP_CONTROLLER, OFPVID_NONE, OFPVID_PRESENT, Output, PushVlan, Rule,
+                              SetField, make_match)
+
+ETH_LLDP = 0x88CC
+ETH_ARP = 0x0806
+ETH_IPV4 = 0x0800
+PRIO_LLDP = 1000
+PRIO_PORT = 100
+PRIO_MISS = 0
+LLDP_MAX_LEN = 512
+
+
+def _tag(vlan: int) -> tuple[PushVlan, SetField]:
+    return (PushVlan(), SetField("vlan_vid", OFPVID_PRESENT | vlan))
+
+
+def edge_port_rules(port: int, vlan: int, vm: Optional[Vm]) -> list[Rule]:
+    """Rules admitting what ``vm`` (or anyone, when undeclared) may send on ``port``."""
+    base = dict(in_port=port, vlan_vid=OFPVID_NONE)
+    mac = vm.mac if vm else None
+    ip = str(vm.ip.ip) if vm and vm.ip else None
+    if mac and ip:
+        matches = [make_match(**base, eth_src=mac, eth_type=ETH_ARP, arp_sha=mac, arp_spa=ip),
+                   make_match(**base, eth_src=mac, eth_type=ETH_IPV4, ipv4_src=ip)]
+    else:
+        matches = [make_match(**base, eth_src=mac)]
+    return [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, m, _tag(vlan), goto=T_ACL) for m in matches]
+
+
+def ingress_rules(view: FabricView, dpid: int) -> list[Rule]:
+    """All ingress-table rules of one switch."""
+    rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_LLDP, make_match(eth_type=ETH_LLDP),
+                  (Output(OFPP_CONTROLLER, LLDP_MAX_LEN),)),
+             Rule(APP_INGRESS, T_INGRESS, PRIO_MISS)]
+    for port, (net, vm) in view.edge_ports(dpid).items():
+        rules += edge_port_rules(port, net.vlan, vm)
+    for port in sorted(view.trunk_ports(dpid)):
+        rules += [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT,
+                       make_match(in_port=port, vlan_vid=OFPVID_PRESENT | vlan), goto=T_ACL)
+                  for vlan in view.trunk_vlans(dpid, port)]
+    return rules
+
+
+class Ingress:
+    name = "ingress"
+
+    def compile(self, view: FabricView, hosts: Mapping[tuple[int, str], Host]) -> Segments:
+        return per_switch("ingress", view, ingress_rules)

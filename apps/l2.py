@@ -1,0 +1,105 @@
+"""L2 switching: MAC learning from packet-ins and proactive forwarding rules.
+
+Table ``learn`` admits a known (VLAN, source MAC, port) straight on;
+anything else is copied (truncated, metered) to the controller and still
+forwarded, so learning never delays traffic. Frames arriving on trunks are
+learned at their edge switch, never here. Table ``forward`` sends a known
+destination along the shortest path; a miss goes to the flood table.
+
+A learned host's source rule carries ``idle_timeout = host_timeout`` and
+asks for a flow-removed message: the switch tells us when a host fell
+silent, which expires it everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Mapping, Optional
+
+from apps.base import SegKey, Segments, per_switch
+from controller.fabric import FabricView, Host
+from controller.hosts import HostTable
+from controller.pipeline import APP_L2, T_FLOOD, T_FORWARD, T_LEARN
+from controller.rules import (FLAG_SEND_FLOW_REM, OFPP_CONTROLLER, OFPVID_PRESENT, Output, PopVlan,
+                              Rule, make_match)
+
+PRIO_HOST = 10
+PRIO_TRUNK = 20
+PACKET_IN_MAX_LEN = 128
+PACKET_IN_METER = 1
+
+
+def static_rules(view: FabricView, dpid: int) -> list[Rule]:
+    """Miss rules of the learn and forward tables, and trunk bypass of learning."""
+    rules = [Rule(APP_L2, T_LEARN, 0, (), (Output(OFPP_CONTROLLER, PACKET_IN_MAX_LEN),),
+                  goto=T_FORWARD, meter=PACKET_IN_METER),
+             Rule(APP_L2, T_FORWARD, 0, goto=T_FLOOD)]
+    rules += [Rule(APP_L2, T_LEARN, PRIO_TRUNK, make_match(in_port=p), goto=T_FORWARD)
+              for p in sorted(view.trunk_ports(dpid))]
+    return rules
+
+
+def host_key(host: Host) -> SegKey:
+    return ("host", host.vlan, host.mac)
+
+
+def host_rules(view: FabricView, host: Host) -> dict[int, frozenset[Rule]]:
+    """Rules of one learned host on every switch its network crosses."""
+    vid = OFPVID_PRESENT | host.vlan
+    timeout = int(round(view.model.controller.host_timeout))
+    out: dict[int, frozenset[Rule]] = {}
+    if host.dpid not in view.ports:
+        return out
+    out[host.dpid] = frozenset({
+        Rule(APP_L2, T_LEARN, PRIO_HOST, make_match(in_port=host.port, vlan_vid=vid, eth_src=host.mac),
+             goto=T_FORWARD, idle_timeout=timeout, flags=FLAG_SEND_FLOW_REM),
+        Rule(APP_L2, T_FORWARD, PRIO_HOST, make_match(vlan_vid=vid, eth_dst=host.mac),
+             (PopVlan(), Output(host.port))),
+    })
+    for dpid in sorted(view.fabric(host.vlan).nodes - {host.dpid}):
+        hop = view.next_hop_port(dpid, host.dpid)
+        if hop is not None:
+            out[dpid] = frozenset({Rule(APP_L2, T_FORWARD, PRIO_HOST,
+                                        make_match(vlan_vid=vid, eth_dst=host.mac), (Output(hop),))})
+    return out
+
+
+class L2Switch:
+    name = "l2"
+
+    def compile(self, view: FabricView, hosts: Mapping[tuple[int, str], Host]) -> Segments:
+        segments = per_switch("l2", view, static_rules)
+        for host in hosts.values():
+            segments[host_key(host)] = host_rules(view, host)
+        return segments
+
+
+@dataclass(frozen=True)
+class LearnDecision:
+    """What a packet-in means for the host table."""
+
+    kind: Literal["new", "move", "known", "ignore"]
+    host: Optional[Host] = None
+    reason: str = ""
+
+
+def decide(view: FabricView, hosts: HostTable, dpid: int, in_port: int,
+           vlan: int, mac: str) -> LearnDecision:
+    """Decide whether a source MAC seen at ``dpid``/``in_port`` on ``vlan`` is learned.
+
+    Ignores group (multicast/broadcast) and zero source MACs, frames from
+    trunks or from ports not in that VLAN's network, and new hosts beyond
+    ``max_hosts_per_port`` on one port. A known MAC on a new edge port is a move.
+    """
+    if int(mac[:2], 16) & 1 or mac == "00:00:00:00:00:00":
+        return LearnDecision("ignore", reason="group or zero source MAC")
+    edge = view.edge_ports(dpid).get(in_port)
+    if edge is None or edge[0].vlan != vlan:
+        return LearnDecision("ignore", reason="not an edge port of this network")
+    host = Host(vlan, mac, dpid, in_port)
+    old = hosts.get((vlan, mac))
+    if old == host:
+        return LearnDecision("known", host)
+    if hosts.on_port(dpid, in_port) >= view.model.controller.max_hosts_per_port:
+        return LearnDecision("ignore", reason="port host limit reached")
+    return LearnDecision("move" if old else "new", host)

@@ -1,0 +1,211 @@
+"""The os-ken shim: the only place that talks to datapaths.
+
+Each handler turns an os-ken event into one call on :class:`Core` and sends
+the batches it returns. Handlers run on the app's single event thread;
+signals and timers post events to that thread instead of calling the core.
+
+Run: ``VMN_CONFIG=net.yaml osken-manager controller.app``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional
+
+from os_ken.base import app_manager
+from os_ken.controller import event, ofp_event
+from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from os_ken.lib import hub
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from prometheus_client import start_http_server
+
+from apps.l2 import PACKET_IN_METER
+from controller import ofmsg
+from controller.config import ConfigError, load_model
+from controller.core import Batch, Core
+from controller.metrics import Metrics
+from controller.model import ControllerSettings, Model
+from controller.pipeline import T_LEARN
+from controller.ratelimit import TokenBucket
+from controller.topology import PortInfo
+
+LOG = logging.getLogger("vmn")
+CONFIG_ENV = "VMN_CONFIG"
+
+
+class EventReload(event.EventBase):
+    """Ask the app thread to reload the network file."""
+
+
+def _ports(port_list: Any) -> list[PortInfo]:
+    return [PortInfo(p.port_no, p.name.decode(errors="replace") if isinstance(p.name, bytes) else p.name,
+                     not (p.state & ofp.OFPPS_LINK_DOWN or p.config & ofp.OFPPC_PORT_DOWN))
+            for p in port_list]
+
+
+class VmnController(app_manager.OSKenApp):  # type: ignore[misc]
+    OFP_VERSIONS = [ofp.OFP_VERSION]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config_path = os.environ.get(CONFIG_ENV)
+        model = self._initial_model()
+        self.metrics = Metrics()
+        self.core = Core(model, self.metrics)
+        self.datapaths: dict[int, Any] = {}
+        self._buckets: dict[int, TokenBucket] = {}
+        self._stats: dict[int, list[int]] = {}
+        self._ports_pending: dict[int, list[PortInfo]] = {}
+        self._bundle_id = 0
+        settings = model.controller
+        if settings.metrics_port:
+            start_http_server(settings.metrics_port, settings.metrics_host, self.metrics.registry)
+            LOG.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+
+    def _initial_model(self) -> Model:
+        if not self.config_path:
+            LOG.info("no %s: zero-config learning switch on every port", CONFIG_ENV)
+            return Model.zero()
+        try:
+            model = load_model(self.config_path)
+        except ConfigError as err:
+            for line in err.errors:
+                LOG.error("%s: %s", self.config_path, line)
+            raise SystemExit(f"invalid network file {self.config_path}") from err
+        LOG.info("network file %s: %d switches, %d vms, %d networks", self.config_path,
+                 len(model.switches), len(model.vms), len(model.networks))
+        return model
+
+    # -- sending -----------------------------------------------------------
+    def _send(self, batches: list[Batch]) -> None:
+        for batch in batches:
+            dp = self.datapaths.get(batch.dpid)
+            if dp is None or not (batch.deletes or batch.adds):
+                continue
+            msgs = ofmsg.flow_mods(dp, batch.deletes, batch.adds)
+            self._bundle_id = (self._bundle_id + 1) & 0xFFFFFFFF
+            for msg in ofmsg.bundle(dp, self._bundle_id, msgs):
+                dp.send_msg(msg)
+            name = f"{batch.dpid:x}"
+            if batch.deletes:
+                self.metrics.flow_mods.labels(switch=name, command="delete").inc(len(batch.deletes))
+            if batch.adds:
+                self.metrics.flow_mods.labels(switch=name, command="add").inc(len(batch.adds))
+
+    # -- switch lifecycle --------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)  # type: ignore[misc]
+    def on_features(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        self.datapaths[dp.id] = dp
+        self._ports_pending[dp.id] = []
+        LOG.info("switch %016x connected from %s", dp.id, dp.address)
+        dp.send_msg(ofmsg.port_desc_request(dp))
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)  # type: ignore[misc]
+    def on_port_desc(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        pending = self._ports_pending.setdefault(dp.id, [])
+        pending.extend(_ports(ev.msg.body))
+        if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
+            return
+        ports = self._ports_pending.pop(dp.id)
+        self._send(self.core.switch_up(dp.id, ports))
+        if not self.core.model.knows_dpid(dp.id):
+            return
+        for msg in ofmsg.meter_mods(dp, PACKET_IN_METER, self.core.model.controller.packet_in_rate):
+            dp.send_msg(msg)
+        self._stats[dp.id] = []
+        dp.send_msg(ofmsg.flow_stats_request(dp))
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)  # type: ignore[misc]
+    def on_flow_stats(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        cookies = self._stats.get(dp.id)
+        if cookies is None:
+            return
+        cookies.extend(stat.cookie for stat in ev.msg.body)
+        if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
+            return
+        del self._stats[dp.id]
+        batch = self.core.reconcile(dp.id, cookies)
+        LOG.info("switch %016x reconciled: %d flows kept, %d stale removed, %d added", dp.id,
+                 len(set(cookies)) - len(batch.deletes), len(batch.deletes), len(batch.adds))
+        self._send([batch])
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)  # type: ignore[misc]
+    def on_dead(self, ev: Any) -> None:
+        dp = ev.datapath
+        if dp.id is None or self.datapaths.get(dp.id) is not dp:
+            return
+        del self.datapaths[dp.id]
+        LOG.info("switch %016x disconnected", dp.id)
+        self._send(self.core.switch_down(dp.id))
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)  # type: ignore[misc]
+    def on_port_status(self, ev: Any) -> None:
+        msg = ev.msg
+        (port,) = _ports([msg.desc])
+        deleted = msg.reason == ofp.OFPPR_DELETE
+        LOG.info("switch %016x port %d %s", msg.datapath.id, port.port_no,
+                 "deleted" if deleted else ("up" if port.up else "down"))
+        self._send(self.core.port_changed(msg.datapath.id, port, deleted))
+
+    # -- packets -----------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)  # type: ignore[misc]
+    def on_packet_in(self, ev: Any) -> None:
+        msg = ev.msg
+        dpid = msg.datapath.id
+        reason = "learn" if msg.table_id == T_LEARN else f"table{msg.table_id}"
+        self.metrics.packet_in.labels(switch=f"{dpid:x}", reason=reason).inc()
+        bucket = self._buckets.get(dpid)
+        if bucket is None:
+            bucket = self._buckets[dpid] = TokenBucket(self.core.model.controller.packet_in_rate)
+        if not bucket.take(self.core.clock()):
+            self.metrics.packet_in_dropped.labels(switch=f"{dpid:x}").inc()
+            return
+        if msg.table_id == T_LEARN:
+            self._send(self.core.packet_in(dpid, msg.match["in_port"], msg.data))
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)  # type: ignore[misc]
+    def on_flow_removed(self, ev: Any) -> None:
+        msg = ev.msg
+        idle = msg.reason == ofp.OFPRR_IDLE_TIMEOUT
+        self._send(self.core.flow_removed(msg.datapath.id, msg.cookie,
+                                          ofmsg.match_fields(msg.match), idle))
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)  # type: ignore[misc]
+    def on_error(self, ev: Any) -> None:
+        msg = ev.msg
+        if msg.type == ofp.OFPET_METER_MOD_FAILED and msg.code == ofp.OFPMMFC_METER_EXISTS:
+            return
+        LOG.warning("switch %016x error type %d code %d", msg.datapath.id, msg.type, msg.code)
+
+    # -- configuration -----------------------------------------------------
+    def on_sighup(self) -> None:
+        """Called from the signal handler: hand the reload to the event thread."""
+        self.send_event(self.name, EventReload())
+
+    @set_ev_cls(EventReload)  # type: ignore[misc]
+    def on_reload(self, ev: EventReload) -> None:
+        self.reload()
+
+    def reload(self) -> Optional[Model]:
+        """Reload the network file; keep the running config if it is invalid."""
+        if not self.config_path:
+            LOG.info("reload: no %s, nothing to reload", CONFIG_ENV)
+            return None
+        try:
+            model = load_model(self.config_path)
+        except ConfigError as err:
+            for line in err.errors:
+                LOG.error("reload rejected: %s: %s", self.config_path, line)
+            self.metrics.config_reloads.labels(result="invalid").inc()
+            return None
+        self._send(self.core.reload(model))
+        self.metrics.config_reloads.labels(result="ok").inc()
+        LOG.info("reload: %s applied", self.config_path)
+        return model
+
+
+__all__ = ["VmnController", "ControllerSettings", "hub"]

@@ -1,0 +1,198 @@
+"""The pure controller core: events in, per-switch flow batches out.
+
+The os-ken shim calls one method per event and sends the :class:`Batch`
+objects it gets back; nothing here touches a socket. Time comes from the
+``clock`` passed in.
+
+A switch is *ready* once its flow dump has been reconciled; until then its
+changes are only recorded, since the reconcile will send them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Collection, Mapping, Optional, Sequence
+
+from apps.base import App, Segments
+from apps.flood import Flood
+from apps.ingress import Ingress
+from apps.l2 import L2Switch, decide, host_key, host_rules
+from apps.passthrough import AclPassthrough, LbPassthrough
+from controller.fabric import FabricView
+from controller.flowstate import Diff, FlowState
+from controller.hosts import HostTable
+from controller.metrics import Metrics
+from controller.model import Model
+from controller.packets import parse_eth
+from controller.pipeline import APP_L2, APP_NAMES, check_rules
+from controller.rules import Rule, app_of_cookie
+from controller.topology import PortInfo, Topology
+
+LOG = logging.getLogger("vmn.core")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One switch's change: delete flows by exact cookie, then add rules.
+
+    Sent atomically (one bundle) where the switch supports it.
+    """
+
+    dpid: int
+    deletes: tuple[int, ...]
+    adds: tuple[Rule, ...]
+
+    @staticmethod
+    def of(dpid: int, deletes: Collection[int], adds: Collection[Rule]) -> "Batch":
+        return Batch(dpid, tuple(sorted(deletes)),
+                     tuple(sorted(adds, key=lambda r: (r.table, r.priority, r.cookie))))
+
+
+def default_apps() -> list[App]:
+    return [Ingress(), AclPassthrough(), LbPassthrough(), L2Switch(), Flood()]
+
+
+class Core:
+    """Holds model, topology, learned hosts and desired flows; returns batches."""
+
+    def __init__(self, model: Model, metrics: Optional[Metrics] = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 apps: Optional[Sequence[App]] = None, verify: bool = False) -> None:
+        self.model = model
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.apps = list(apps) if apps is not None else default_apps()
+        self.verify = verify
+        self.topology = Topology()
+        self.hosts = HostTable()
+        self.flows = FlowState()
+        self.ready: set[int] = set()
+        self._view: Optional[FabricView] = None
+
+    # -- snapshot and recompute --------------------------------------------
+    def view(self) -> FabricView:
+        if self._view is None:
+            self._view = FabricView(self.model, self.topology)
+        return self._view
+
+    def _invalidate(self) -> None:
+        self._view = None
+
+    def compile_all(self) -> Segments:
+        """Every segment of every app for the current snapshot."""
+        view = self.view()
+        segments: Segments = {}
+        for app in self.apps:
+            segments.update(app.compile(view, self.hosts))
+        if self.verify:
+            for dpid in view.dpids:
+                check_rules(r for seg in segments.values() for r in seg.get(dpid, ()))
+        return segments
+
+    def recompute(self) -> list[Batch]:
+        """Recompute everything; batches for what changed on ready switches."""
+        self._invalidate()
+        return self._batches(self.flows.replace_all(self.compile_all()))
+
+    def _batches(self, diffs: Mapping[int, Diff]) -> list[Batch]:
+        out = [Batch.of(dpid, [r.cookie for r in d.deletes], d.adds)
+               for dpid, d in sorted(diffs.items()) if dpid in self.ready]
+        self._update_flow_gauges(diffs)
+        return out
+
+    def _update_flow_gauges(self, diffs: Mapping[int, Diff]) -> None:
+        for dpid in diffs:
+            counts: dict[int, int] = {}
+            for rule in self.flows.rules(dpid):
+                counts[rule.app] = counts.get(rule.app, 0) + 1
+            for app, name in APP_NAMES.items():
+                self.metrics.flows_installed.labels(switch=f"{dpid:x}", app=name).set(counts.get(app, 0))
+
+    # -- switch lifecycle --------------------------------------------------
+    def switch_up(self, dpid: int, ports: Collection[PortInfo]) -> list[Batch]:
+        """A switch connected (or reconnected) with ``ports``; await its reconcile."""
+        if not self.model.knows_dpid(dpid):
+            LOG.warning("switch %016x is not in the network file; not programming it", dpid)
+        self.ready.discard(dpid)
+        self.topology.add_switch(dpid, ports)
+        self.metrics.switches_connected.set(len(self.topology.ports))
+        return self.recompute()
+
+    def reconcile(self, dpid: int, present: Collection[int]) -> Batch:
+        """Bring a switch whose flows have cookies ``present`` to the desired state.
+
+        Flows whose cookie is wanted stay untouched (their counters and age
+        survive); others are deleted by exact cookie; missing rules are added.
+        """
+        wanted = {r.cookie: r for r in self.flows.rules(dpid)}
+        present_set = set(present)
+        self.ready.add(dpid)
+        return Batch.of(dpid, present_set - set(wanted),
+                        [r for c, r in wanted.items() if c not in present_set])
+
+    def switch_down(self, dpid: int) -> list[Batch]:
+        self.ready.discard(dpid)
+        self.topology.remove_switch(dpid)
+        self.metrics.switches_connected.set(len(self.topology.ports))
+        return self.recompute()
+
+    def port_changed(self, dpid: int, port: PortInfo, deleted: bool = False) -> list[Batch]:
+        """A port was added, modified or deleted; links on a dead port go at once."""
+        if deleted:
+            self.topology.delete_port(dpid, port.port_no)
+        else:
+            self.topology.set_port(dpid, port)
+        return self.recompute()
+
+    # -- learning ----------------------------------------------------------
+    def packet_in(self, dpid: int, in_port: int, data: bytes) -> list[Batch]:
+        """A packet copied to the controller by the learn table."""
+        eth = parse_eth(data)
+        if eth is None or eth.vlan is None:
+            return []
+        decision = decide(self.view(), self.hosts, dpid, in_port, eth.vlan, eth.src)
+        if decision.kind in ("known", "ignore") or decision.host is None:
+            return []
+        host = decision.host
+        old = self.hosts.put(host)
+        event = "moved" if old else "learned"
+        self.metrics.host_events.labels(event=event).inc()
+        self._update_host_gauge()
+        LOG.info("host %s %s on vlan %d at %016x port %d", host.mac, event, host.vlan, dpid, in_port)
+        return self._batches(self.flows.replace(host_key(host), host_rules(self.view(), host)))
+
+    def flow_removed(self, dpid: int, cookie: int, match: Mapping[str, object], idle: bool) -> list[Batch]:
+        """A flow left a switch; an idle learn rule means its host fell silent."""
+        if not idle or app_of_cookie(cookie) != APP_L2:
+            return []
+        vid, mac = match.get("vlan_vid"), match.get("eth_src")
+        if not isinstance(vid, int) or not isinstance(mac, str):
+            return []
+        host = self.hosts.get((vid & 0x0FFF, mac))
+        if host is None or host.dpid != dpid:
+            return []
+        self.hosts.remove(host.vlan, host.mac)
+        self.metrics.host_events.labels(event="expired").inc()
+        self._update_host_gauge()
+        LOG.info("host %s expired on vlan %d", host.mac, host.vlan)
+        return self._batches(self.flows.replace(host_key(host), {}))
+
+    def _update_host_gauge(self) -> None:
+        counts = self.hosts.count_by_vlan()
+        for net in self.model.networks:
+            self.metrics.hosts_learned.labels(network=net.name).set(counts.get(net.vlan, 0))
+
+    # -- configuration -----------------------------------------------------
+    def reload(self, model: Model) -> list[Batch]:
+        """Switch to a new validated model; hosts no longer valid are forgotten."""
+        self.model = model
+        self._invalidate()
+        view = self.view()
+        for key, host in list(self.hosts.items()):
+            edge = view.edge_ports(host.dpid).get(host.port)
+            if edge is None or edge[0].vlan != host.vlan:
+                self.hosts.remove(*key)
+        self._update_host_gauge()
+        return self.recompute()

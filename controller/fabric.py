@@ -1,0 +1,183 @@
+"""A read-only snapshot of model + topology that apps compile rules from.
+
+It answers the questions every app asks: which edge ports of a switch
+belong to which network, which VM sits on a port, which links carry a
+network, and the next hop from one switch toward another. Answers are
+computed once per snapshot and are deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Mapping, Optional
+
+import networkx as nx
+
+from controller.model import Model, Network, Vm
+from controller.topology import LinkKey, Topology, bfs_parents, edge_link
+
+MAX_PHYSICAL_PORT = 0xFFFFFF00
+
+
+@dataclass(frozen=True)
+class Host:
+    """A learned host: MAC ``mac`` of network VLAN ``vlan`` at ``dpid``/``port``."""
+
+    vlan: int
+    mac: str
+    dpid: int
+    port: int
+
+
+@dataclass(frozen=True)
+class NetworkFabric:
+    """Where one network lives: member switches, switches it crosses, links it uses."""
+
+    members: frozenset[int]
+    nodes: frozenset[int]
+    links: frozenset[LinkKey]
+    tree: frozenset[LinkKey]
+
+
+class FabricView:
+    """Snapshot of the model and the live topology (copy taken at construction)."""
+
+    def __init__(self, model: Model, topology: Topology) -> None:
+        self.model = model
+        self.ports = {d: dict(p) for d, p in topology.ports.items()}
+        self.links = frozenset(topology.links)
+        self._topology = topology
+
+    @cached_property
+    def graph(self) -> nx.Graph:
+        return self._topology.graph()
+
+    @property
+    def dpids(self) -> list[int]:
+        """Connected switches that this model may program, in dpid order."""
+        return sorted(d for d in self.ports if self.model.knows_dpid(d))
+
+    def trunk_ports(self, dpid: int) -> frozenset[int]:
+        return self._trunks.get(dpid, frozenset())
+
+    @cached_property
+    def _trunks(self) -> Mapping[int, frozenset[int]]:
+        out: dict[int, set[int]] = {}
+        for link in self.links:
+            out.setdefault(link.a_dpid, set()).add(link.a_port)
+            out.setdefault(link.b_dpid, set()).add(link.b_port)
+        return {d: frozenset(p) for d, p in out.items()}
+
+    def port_number(self, dpid: int, port: int | str) -> Optional[int]:
+        """Resolve a declared port (number or interface name) on ``dpid``."""
+        if isinstance(port, int):
+            return port
+        for info in self.ports.get(dpid, {}).values():
+            if info.name == port:
+                return info.port_no
+        return None
+
+    @cached_property
+    def _edges(self) -> Mapping[int, Mapping[int, tuple[Network, Optional[Vm]]]]:
+        out: dict[int, dict[int, tuple[Network, Optional[Vm]]]] = {}
+        if self.model.zero_config:
+            net = self.model.networks[0]
+            for dpid in self.dpids:
+                trunks = self.trunk_ports(dpid)
+                out[dpid] = {p: (net, None) for p in sorted(self.ports[dpid])
+                             if p < MAX_PHYSICAL_PORT and p not in trunks}
+            return out
+        for dpid in self.dpids:
+            switch = self.model.switch_by_dpid[dpid]
+            ports: dict[int, tuple[Network, Optional[Vm]]] = {}
+            for vm in self.model.vms_on(switch.name):
+                number = self.port_number(dpid, vm.port)
+                if number is not None and number not in self.trunk_ports(dpid):
+                    ports[number] = (self.model.network_by_name[vm.network], vm)
+            out[dpid] = dict(sorted(ports.items()))
+        return out
+
+    def edge_ports(self, dpid: int) -> Mapping[int, tuple[Network, Optional[Vm]]]:
+        """Edge port -> (network, declared VM or None), sorted by port."""
+        return self._edges.get(dpid, {})
+
+    def network_ports(self, dpid: int, vlan: int) -> list[int]:
+        return [p for p, (net, _) in self.edge_ports(dpid).items() if net.vlan == vlan]
+
+    @cached_property
+    def _spanning_tree(self) -> frozenset[LinkKey]:
+        tree: set[LinkKey] = set()
+        seen: set[int] = set()
+        for root in sorted(self.graph.nodes):
+            if root in seen:
+                continue
+            parents = bfs_parents(self.graph, root)
+            seen.update(parents)
+            tree.update(edge_link(self.graph, n, p) for n, p in parents.items() if p is not None)
+        return frozenset(tree)
+
+    @cached_property
+    def _parents_toward(self) -> Mapping[int, Mapping[int, Optional[int]]]:
+        return {d: bfs_parents(self.graph, d) for d in self.graph.nodes}
+
+    def next_hop_port(self, src: int, dst: int) -> Optional[int]:
+        """Port on ``src`` of the first link of the shortest path to ``dst``; None if none."""
+        parent = self._parents_toward.get(dst, {}).get(src)
+        if parent is None:
+            return None
+        return edge_link(self.graph, src, parent).port_on(src)
+
+    def fabric(self, vlan: int) -> NetworkFabric:
+        return self._fabrics.get(vlan, NetworkFabric(frozenset(), frozenset(), frozenset(), frozenset()))
+
+    @cached_property
+    def _fabrics(self) -> Mapping[int, NetworkFabric]:
+        return {net.vlan: self._compute_fabric(net.vlan) for net in self.model.networks}
+
+    def _compute_fabric(self, vlan: int) -> NetworkFabric:
+        members = frozenset(d for d in self.dpids if self.network_ports(d, vlan))
+        tree = _prune_tree(self._spanning_tree, members)
+        nodes = set(members) | {d for link in tree for d in (link.a_dpid, link.b_dpid)}
+        links = set(tree)
+        changed = True
+        while changed:  # close over shortest paths from every node to every member
+            changed = False
+            for dst in sorted(members):
+                parents = self._parents_toward.get(dst, {})
+                for src in sorted(nodes):
+                    node = src
+                    while parents.get(node) is not None:
+                        parent = parents[node]
+                        assert parent is not None
+                        links.add(edge_link(self.graph, node, parent))
+                        if parent not in nodes:
+                            nodes.add(parent)
+                            changed = True
+                        node = parent
+        return NetworkFabric(members, frozenset(nodes), frozenset(links), tree)
+
+    def trunk_vlans(self, dpid: int, port: int) -> list[int]:
+        """VLANs a trunk port carries: networks whose paths or flood tree use its link."""
+        return sorted(vlan for vlan, fab in self._fabrics.items()
+                      if any(link.port_on(dpid) == port and dpid in (link.a_dpid, link.b_dpid)
+                             for link in fab.links))
+
+    def tree_ports(self, dpid: int, vlan: int) -> list[int]:
+        """Trunk ports of ``dpid`` on the flood tree of network ``vlan``."""
+        return sorted(link.port_on(dpid) for link in self.fabric(vlan).tree
+                      if dpid in (link.a_dpid, link.b_dpid))
+
+
+def _prune_tree(tree: frozenset[LinkKey], members: frozenset[int]) -> frozenset[LinkKey]:
+    """The smallest sub-forest of ``tree`` that still connects ``members``."""
+    links = set(tree)
+    while True:
+        degree: dict[int, int] = {}
+        for link in links:
+            for d in (link.a_dpid, link.b_dpid):
+                degree[d] = degree.get(d, 0) + 1
+        leaves = {d for d, n in degree.items() if n == 1 and d not in members}
+        if not leaves:
+            return frozenset(links)
+        links = {link for link in links if link.a_dpid not in leaves and link.b_dpid not in leaves}

@@ -1,0 +1,100 @@
+"""The desired flow state, kept by segment, and the per-switch diffs it yields.
+
+Rules are reference-counted per switch, so two segments that want the same
+rule share one flow entry: it is added when the first wants it and deleted
+when the last stops wanting it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Hashable, Iterable, Mapping
+
+from controller.rules import Rule
+
+SegKey = tuple[Hashable, ...]
+
+
+@dataclass
+class Diff:
+    """Rules to add to and delete from one switch."""
+
+    adds: set[Rule] = field(default_factory=set)
+    deletes: set[Rule] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.adds or self.deletes)
+
+
+class FlowState:
+    """Segment -> {dpid: rules}, with per-switch reference counts."""
+
+    def __init__(self) -> None:
+        self._segments: dict[SegKey, Mapping[int, frozenset[Rule]]] = {}
+        self._counts: dict[int, Counter[Rule]] = {}
+
+    def rules(self, dpid: int) -> frozenset[Rule]:
+        """Every rule wanted on ``dpid``."""
+        return frozenset(self._counts.get(dpid, {}))
+
+    def replace(self, key: SegKey, new: Mapping[int, frozenset[Rule]]) -> dict[int, Diff]:
+        """Make segment ``key`` hold ``new`` (empty: drop it); return what changed per switch."""
+        old = self._segments.get(key, {})
+        if old == new:
+            return {}
+        diffs: dict[int, Diff] = {}
+        for dpid in set(old) | set(new):
+            before, after = old.get(dpid, frozenset()), new.get(dpid, frozenset())
+            if before == after:
+                continue
+            counts = self._counts.setdefault(dpid, Counter())
+            diff = diffs.setdefault(dpid, Diff())
+            for rule in after - before:
+                counts[rule] += 1
+                if counts[rule] == 1:
+                    diff.adds.add(rule)
+            for rule in before - after:
+                counts[rule] -= 1
+                if counts[rule] == 0:
+                    del counts[rule]
+                    if rule in diff.adds:
+                        diff.adds.discard(rule)
+                    else:
+                        diff.deletes.add(rule)
+        if any(new.values()):
+            self._segments[key] = {d: r for d, r in new.items() if r}
+        else:
+            self._segments.pop(key, None)
+        return {d: x for d, x in diffs.items() if x}
+
+    def replace_all(self, segments: Mapping[SegKey, Mapping[int, frozenset[Rule]]]) -> dict[int, Diff]:
+        """Make the whole state equal ``segments``; return the merged per-switch diffs."""
+        merged: dict[int, Diff] = {}
+        for key in sorted(set(self._segments) - set(segments), key=repr):
+            _merge(merged, self.replace(key, {}))
+        for key in sorted(segments, key=repr):
+            _merge(merged, self.replace(key, segments[key]))
+        return {d: x for d, x in merged.items() if x}
+
+    def segment(self, key: SegKey) -> Mapping[int, frozenset[Rule]]:
+        return self._segments.get(key, {})
+
+    def keys(self) -> Iterable[SegKey]:
+        return list(self._segments)
+
+
+def _merge(into: dict[int, Diff], diffs: Mapping[int, Diff]) -> None:
+    """Merge diffs; a rule deleted then re-added (or the reverse) cancels out."""
+    for dpid, diff in diffs.items():
+        acc = into.setdefault(dpid, Diff())
+        for rule in diff.deletes:
+            if rule in acc.adds:
+                acc.adds.discard(rule)
+            else:
+                acc.deletes.add(rule)
+        for rule in diff.adds:
+            if rule in acc.deletes:
+                acc.deletes.discard(rule)
+            else:
+                acc.adds.add(rule)

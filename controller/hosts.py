@@ -1,0 +1,49 @@
+"""The learned-host table with per-port counts (O(1) limit checks)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterator, Mapping, Optional
+
+from controller.fabric import Host
+
+
+class HostTable(Mapping[tuple[int, str], Host]):
+    """(vlan, mac) -> Host, plus how many hosts each (dpid, port) holds."""
+
+    def __init__(self) -> None:
+        self._hosts: dict[tuple[int, str], Host] = {}
+        self._per_port: Counter[tuple[int, int]] = Counter()
+
+    def __getitem__(self, key: tuple[int, str]) -> Host:
+        return self._hosts[key]
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        return iter(self._hosts)
+
+    def __len__(self) -> int:
+        return len(self._hosts)
+
+    def on_port(self, dpid: int, port: int) -> int:
+        return self._per_port[(dpid, port)]
+
+    def put(self, host: Host) -> Optional[Host]:
+        """Insert or move ``host``; return the entry it replaced."""
+        old = self.remove(host.vlan, host.mac)
+        self._hosts[(host.vlan, host.mac)] = host
+        self._per_port[(host.dpid, host.port)] += 1
+        return old
+
+    def remove(self, vlan: int, mac: str) -> Optional[Host]:
+        old = self._hosts.pop((vlan, mac), None)
+        if old is not None:
+            self._per_port[(old.dpid, old.port)] -= 1
+            if not self._per_port[(old.dpid, old.port)]:
+                del self._per_port[(old.dpid, old.port)]
+        return old
+
+    def count_by_vlan(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for vlan, _ in self._hosts:
+            out[vlan] = out.get(vlan, 0) + 1
+        return out

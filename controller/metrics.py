@@ -1,0 +1,38 @@
+"""Prometheus metrics of the controller, on a registry passed in (no globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """Every metric VMN exports. One instance per controller, on its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.switches_connected = Gauge("vmn_switches_connected", "Switches connected", registry=r)
+        self.packet_in = Counter("vmn_packet_in", "Packet-ins received", ["switch", "reason"],
+                                 registry=r)
+        self.packet_in_dropped = Counter("vmn_packet_in_dropped", "Packet-ins dropped by the "
+                                         "controller-side rate limit", ["switch"], registry=r)
+        self.flow_mods = Counter("vmn_flow_mods", "Flow mods sent", ["switch", "command"],
+                                 registry=r)
+        self.flows_installed = Gauge("vmn_flows_installed", "Flows wanted on each switch",
+                                     ["switch", "app"], registry=r)
+        self.hosts_learned = Gauge("vmn_hosts_learned", "Learned hosts", ["network"], registry=r)
+        self.host_events = Counter("vmn_host_events", "Host learn/move/expire events", ["event"],
+                                   registry=r)
+        self.links_up = Gauge("vmn_links_up", "Inter-switch links up", registry=r)
+        self.link_mismatches = Gauge("vmn_link_mismatches", "Declared links not discovered and "
+                                     "discovered links not declared", registry=r)
+        self.config_reloads = Counter("vmn_config_reloads", "Config reloads", ["result"],
+                                      registry=r)
+        self.lb_backend_up = Gauge("vmn_lb_backend_up", "Backend health (1 up, 0 down)",
+                                   ["lb", "backend"], registry=r)
+        self.lb_check_latency = Histogram("vmn_lb_check_latency_seconds", "Health check latency",
+                                          ["lb", "backend"], registry=r)
+        self.acl_rule_hits = Gauge("vmn_acl_rule_hits_total", "Packets matched by an ACL rule",
+                                   ["acl", "rule"], registry=r)
+        self.reconcile_seconds = Histogram("vmn_reconcile_seconds", "Time to reconcile a switch",
+                                           registry=r)

@@ -1,0 +1,205 @@
+"""The validated network file as frozen, hashable value objects.
+
+Nothing here reads files or checks input: :mod:`controller.config` builds a
+:class:`Model` from YAML and guarantees every invariant stated below. All
+collections are tuples sorted by name, so two equal files give equal models
+and every consumer iterates in the same order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal, Mapping, Optional, Union
+
+PortRef = Union[int, str]
+"""An OpenFlow port number, or an interface name resolved when the switch connects."""
+
+DEFAULT_NETWORK = "default"
+DEFAULT_VLAN = 1
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """The optional ``controller`` section; every field has a default."""
+
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9302
+    host_timeout: float = 300.0
+    lldp_interval: float = 1.0
+    max_hosts_per_port: int = 64
+    """Hosts learned on one edge port at most; more are ignored (MAC flood guard)."""
+    packet_in_rate: int = 1000
+    """Packet-ins per second per switch the controller accepts (datapath meter and shim)."""
+
+
+@dataclass(frozen=True)
+class Switch:
+    """An OVS bridge: ``name`` is the YAML key, ``bridge`` the OVS bridge name."""
+
+    name: str
+    dpid: int
+    bridge: str
+
+
+@dataclass(frozen=True)
+class LinkEnd:
+    switch: str
+    port: PortRef
+
+
+@dataclass(frozen=True)
+class Link:
+    """A declared cable between two switch ports (``a`` sorts before ``b``)."""
+
+    a: LinkEnd
+    b: LinkEnd
+
+
+@dataclass(frozen=True)
+class Network:
+    """A tenant network: one isolated L2 segment on VLAN ``vlan`` (1-4094)."""
+
+    name: str
+    vlan: int
+    acl_in: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Vm:
+    """A VM attachment. ``mac``/``ip``, when set, are enforced by port security."""
+
+    name: str
+    switch: str
+    port: PortRef
+    network: str
+    ip: Optional[ipaddress.IPv4Interface] = None
+    mac: Optional[str] = None
+    """Lower-case ``aa:bb:cc:dd:ee:ff``."""
+    acl_in: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AclMatch:
+    """Match fields of one ACL rule, normalised.
+
+    Invariants (guaranteed by the loader): ``eth_type`` is 0x0800 whenever
+    ``ip_proto`` or an IPv4 field is set; ``tcp_*`` only with ``ip_proto`` 6,
+    ``udp_*`` only with 17, ``icmp_type`` only with 1; CIDRs have no host bits.
+    """
+
+    eth_type: Optional[int] = None
+    eth_src: Optional[str] = None
+    eth_dst: Optional[str] = None
+    ip_proto: Optional[int] = None
+    ipv4_src: Optional[ipaddress.IPv4Network] = None
+    ipv4_dst: Optional[ipaddress.IPv4Network] = None
+    tcp_src: Optional[int] = None
+    tcp_dst: Optional[int] = None
+    udp_src: Optional[int] = None
+    udp_dst: Optional[int] = None
+    icmp_type: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class AclRule:
+    match: AclMatch
+    action: Literal["allow", "deny"]
+    stateful: bool = False
+
+
+@dataclass(frozen=True)
+class Acl:
+    """An ordered list of rules; first match wins, no match denies."""
+
+    name: str
+    rules: tuple[AclRule, ...]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A load-balancer backend; ``vm`` is set when it was named by VM."""
+
+    ip: ipaddress.IPv4Address
+    vm: Optional[str] = None
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    type: Literal["tcp", "icmp"] = "tcp"
+    interval: float = 1.0
+    timeout: float = 0.5
+    fall: int = 3
+    rise: int = 2
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    name: str
+    vip: ipaddress.IPv4Address
+    network: str
+    protocol: Literal["tcp", "udp"]
+    port: int
+    backends: tuple[Backend, ...]
+    health_check: HealthCheck = field(default_factory=HealthCheck)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A whole validated network file.
+
+    ``zero_config`` is the model used without ``VMN_CONFIG``: any switch may
+    connect and every port of it is an edge port of the one default network.
+    """
+
+    controller: ControllerSettings = field(default_factory=ControllerSettings)
+    switches: tuple[Switch, ...] = ()
+    links: tuple[Link, ...] = ()
+    networks: tuple[Network, ...] = ()
+    vms: tuple[Vm, ...] = ()
+    acls: tuple[Acl, ...] = ()
+    load_balancers: tuple[LoadBalancer, ...] = ()
+    zero_config: bool = False
+
+    @staticmethod
+    def zero(settings: Optional[ControllerSettings] = None) -> "Model":
+        """The zero-config model: one default network on VLAN 1, no declared switches."""
+        return Model(
+            controller=settings or ControllerSettings(),
+            networks=(Network(DEFAULT_NETWORK, DEFAULT_VLAN),),
+            zero_config=True,
+        )
+
+    @cached_property
+    def switch_by_name(self) -> Mapping[str, Switch]:
+        return {s.name: s for s in self.switches}
+
+    @cached_property
+    def switch_by_dpid(self) -> Mapping[int, Switch]:
+        return {s.dpid: s for s in self.switches}
+
+    @cached_property
+    def network_by_name(self) -> Mapping[str, Network]:
+        return {n.name: n for n in self.networks}
+
+    @cached_property
+    def network_by_vlan(self) -> Mapping[int, Network]:
+        return {n.vlan: n for n in self.networks}
+
+    @cached_property
+    def vm_by_name(self) -> Mapping[str, Vm]:
+        return {v.name: v for v in self.vms}
+
+    @cached_property
+    def acl_by_name(self) -> Mapping[str, Acl]:
+        return {a.name: a for a in self.acls}
+
+    def vms_on(self, switch: str) -> tuple[Vm, ...]:
+        """VMs attached to ``switch``, in name order."""
+        return tuple(v for v in self.vms if v.switch == switch)
+
+    def knows_dpid(self, dpid: int) -> bool:
+        """Whether a switch with ``dpid`` may be programmed under this model."""
+        return self.zero_config or dpid in self.switch_by_dpid

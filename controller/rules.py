@@ -1,0 +1,135 @@
+"""Our own flow-rule types: small, frozen, hashable, comparable by value.
+
+Apps return sets of :class:`Rule`; the core diffs sets; only
+:mod:`controller.ofmsg` turns them into os-ken messages. A rule's
+``cookie`` is derived from its whole content (owner app in the top byte,
+a stable 56-bit digest below), so a switch's flow dump tells exactly which
+rules are present without parsing matches or instructions, and a delete by
+exact cookie removes exactly one rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Mapping, Optional, Union
+
+MatchValue = Union[int, str, tuple[int, int]]
+"""An exact value, or ``(value, mask)`` for maskable integer fields."""
+
+Match = tuple[tuple[str, MatchValue], ...]
+"""Match fields as sorted ``(oxm_field_name, value)`` pairs (os-ken OXM names)."""
+
+OFPP_CONTROLLER = 0xFFFFFFFD
+OFPP_LOCAL = 0xFFFFFFFE
+OFPP_IN_PORT = 0xFFFFFFF8
+OFPVID_PRESENT = 0x1000
+OFPVID_NONE = 0x0000
+FLAG_SEND_FLOW_REM = 1
+COOKIE_DIGEST_MASK = (1 << 56) - 1
+
+
+def make_match(**fields: Optional[MatchValue]) -> Match:
+    """Build a canonical :data:`Match` from keyword fields; ``None`` values are left out.
+
+    >>> make_match(in_port=1, eth_dst=None, vlan_vid=0)
+    (('in_port', 1), ('vlan_vid', 0))
+    """
+    return tuple(sorted((k, v) for k, v in fields.items() if v is not None))
+
+
+@dataclass(frozen=True)
+class Output:
+    """Send the packet out of ``port``; ``max_len`` bytes of it when to the controller."""
+
+    port: int
+    max_len: int = 0
+
+
+@dataclass(frozen=True)
+class PushVlan:
+    ethertype: int = 0x8100
+
+
+@dataclass(frozen=True)
+class PopVlan:
+    pass
+
+
+@dataclass(frozen=True)
+class SetField:
+    """Set an OXM field; ``vlan_vid`` values carry :data:`OFPVID_PRESENT`."""
+
+    field: str
+    value: Union[int, str]
+
+
+@dataclass(frozen=True)
+class Group:
+    group_id: int
+
+
+@dataclass(frozen=True)
+class Ct:
+    """Nicira conntrack action: send through conntrack in ``zone``.
+
+    ``commit`` commits the connection; ``recirc_table`` resubmits the packet,
+    with its ``ct_state`` filled in, to that table.
+    """
+
+    zone: int
+    commit: bool = False
+    recirc_table: Optional[int] = None
+
+
+Action = Union[Output, PushVlan, PopVlan, SetField, Group, Ct]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One OpenFlow flow entry as we want it on a switch.
+
+    ``actions`` are applied in order (Apply-Actions), then the packet goes to
+    ``goto`` if set. A rule with no actions and no goto drops.
+    """
+
+    app: int
+    """Owner app id (0-255): the top byte of the cookie."""
+    table: int
+    priority: int
+    match: Match = ()
+    actions: tuple[Action, ...] = ()
+    goto: Optional[int] = None
+    meter: Optional[int] = None
+    idle_timeout: int = 0
+    flags: int = 0
+
+    @cached_property
+    def cookie(self) -> int:
+        """Owner app in bits 56-63, a stable digest of the whole rule below."""
+        digest = hashlib.blake2b(repr(self._content()).encode(), digest_size=7).digest()
+        return (self.app << 56) | int.from_bytes(digest, "big")
+
+    def _content(self) -> tuple[object, ...]:
+        return (self.app, self.table, self.priority, self.match, self.actions,
+                self.goto, self.meter, self.idle_timeout, self.flags)
+
+    @cached_property
+    def match_dict(self) -> Mapping[str, MatchValue]:
+        return dict(self.match)
+
+
+@dataclass(frozen=True)
+class GroupEntry:
+    """An OpenFlow group. ``buckets`` are (weight, watch_port, actions)."""
+
+    app: int
+    group_id: int
+    type: str  # "all" | "select" | "ff"
+    buckets: tuple[tuple[int, int, tuple[Action, ...]], ...] = field(default=())
+
+
+def app_of_cookie(cookie: int) -> int:
+    """The owner app id encoded in a cookie."""
+    return cookie >> 56

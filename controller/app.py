@@ -23,7 +23,7 @@ from prometheus_client import start_http_server
 from apps.l2 import PACKET_IN_METER
 from controller import ofmsg
 from controller.config import ConfigError, load_model
-from controller.core import Batch, Core
+from controller.core import Batch, Core, DumpedFlow
 from controller.metrics import Metrics
 from controller.model import ControllerSettings, Model
 from controller.pipeline import T_LEARN
@@ -55,7 +55,7 @@ class VmnController(app_manager.OSKenApp):  # type: ignore[misc]
         self.core = Core(model, self.metrics)
         self.datapaths: dict[int, Any] = {}
         self._buckets: dict[int, TokenBucket] = {}
-        self._stats: dict[int, list[int]] = {}
+        self._stats: dict[int, list[DumpedFlow]] = {}
         self._ports_pending: dict[int, list[PortInfo]] = {}
         self._bundle_id = 0
         settings = model.controller
@@ -124,13 +124,14 @@ class VmnController(app_manager.OSKenApp):  # type: ignore[misc]
         cookies = self._stats.get(dp.id)
         if cookies is None:
             return
-        cookies.extend(stat.cookie for stat in ev.msg.body)
+        cookies.extend(DumpedFlow(s.cookie, s.table_id, s.priority, ofmsg.match_fields(s.match))
+                       for s in ev.msg.body)
         if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
             return
         del self._stats[dp.id]
         batch = self.core.reconcile(dp.id, cookies)
         LOG.info("switch %016x reconciled: %d flows kept, %d stale removed, %d added", dp.id,
-                 len(set(cookies)) - len(batch.deletes), len(batch.deletes), len(batch.adds))
+                 len({f.cookie for f in cookies}) - len(batch.deletes), len(batch.deletes), len(batch.adds))
         self._send([batch])
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)  # type: ignore[misc]

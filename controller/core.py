@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Collection, Mapping, Optional, Sequence
 
 from apps.base import App, Segments
 from apps.flood import Flood
 from apps.ingress import Ingress
-from apps.l2 import L2Switch, decide, host_key, host_rules
+from apps.l2 import PRIO_HOST, L2Switch, decide, host_key, host_rules
 from apps.passthrough import AclPassthrough, LbPassthrough
 from controller.fabric import FabricView
 from controller.flowstate import Diff, FlowState
@@ -26,11 +26,21 @@ from controller.hosts import HostTable
 from controller.metrics import Metrics
 from controller.model import Model
 from controller.packets import parse_eth
-from controller.pipeline import APP_L2, APP_NAMES, check_rules
+from controller.pipeline import APP_L2, APP_NAMES, T_LEARN, check_rules
 from controller.rules import Rule, app_of_cookie
 from controller.topology import PortInfo, Topology
 
 LOG = logging.getLogger("vmn.core")
+
+
+@dataclass(frozen=True)
+class DumpedFlow:
+    """What the core reads back from a switch's flow dump."""
+
+    cookie: int
+    table: int = 0
+    priority: int = 0
+    match: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -120,17 +130,33 @@ class Core:
         self.metrics.switches_connected.set(len(self.topology.ports))
         return self.recompute()
 
-    def reconcile(self, dpid: int, present: Collection[int]) -> Batch:
-        """Bring a switch whose flows have cookies ``present`` to the desired state.
+    def reconcile(self, dpid: int, present: Collection[DumpedFlow]) -> Batch:
+        """Bring a switch holding flows ``present`` to the desired state.
 
-        Flows whose cookie is wanted stay untouched (their counters and age
-        survive); others are deleted by exact cookie; missing rules are added.
+        Hosts whose learn rules the switch still holds are adopted first (a
+        restarted controller keeps what its predecessor learned). Then flows
+        whose cookie is wanted stay untouched (counters and age survive),
+        others are deleted by exact cookie, and missing rules are added.
         """
+        self._adopt_hosts(dpid, present)
         wanted = {r.cookie: r for r in self.flows.rules(dpid)}
-        present_set = set(present)
+        cookies = {f.cookie for f in present}
         self.ready.add(dpid)
-        return Batch.of(dpid, present_set - set(wanted),
-                        [r for c, r in wanted.items() if c not in present_set])
+        return Batch.of(dpid, cookies - set(wanted), [r for c, r in wanted.items() if c not in cookies])
+
+    def _adopt_hosts(self, dpid: int, present: Collection[DumpedFlow]) -> None:
+        for flow in present:
+            if app_of_cookie(flow.cookie) != APP_L2 or flow.table != T_LEARN or flow.priority != PRIO_HOST:
+                continue
+            vid, mac, port = (flow.match.get(k) for k in ("vlan_vid", "eth_src", "in_port"))
+            if not (isinstance(vid, int) and isinstance(mac, str) and isinstance(port, int)):
+                continue
+            decision = decide(self.view(), self.hosts, dpid, port, vid & 0x0FFF, mac)
+            if decision.kind == "new" and decision.host is not None:
+                self.hosts.put(decision.host)
+                self.flows.replace(host_key(decision.host), host_rules(self.view(), decision.host))
+                LOG.info("host %s adopted on vlan %d at %016x port %d", mac, vid & 0x0FFF, dpid, port)
+        self._update_host_gauge()
 
     def switch_down(self, dpid: int) -> list[Batch]:
         self.ready.discard(dpid)

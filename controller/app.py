@@ -26,7 +26,7 @@ from controller.config import ConfigError, load_model
 from controller.core import Batch, Core, DumpedFlow
 from controller.metrics import Metrics
 from controller.model import ControllerSettings, Model
-from controller.pipeline import T_LEARN
+from controller.pipeline import T_INGRESS, T_LEARN
 from controller.ratelimit import TokenBucket
 from controller.topology import PortInfo
 
@@ -38,13 +38,17 @@ class EventReload(event.EventBase):
     """Ask the app thread to reload the network file."""
 
 
+class EventTick(event.EventBase):
+    """Periodic work on the app thread: LLDP probes and link expiry."""
+
+
 def _ports(port_list: Any) -> list[PortInfo]:
     return [PortInfo(p.port_no, p.name.decode(errors="replace") if isinstance(p.name, bytes) else p.name,
                      not (p.state & ofp.OFPPS_LINK_DOWN or p.config & ofp.OFPPC_PORT_DOWN))
             for p in port_list]
 
 
-class VmnController(app_manager.OSKenApp):  # type: ignore[misc]
+class VmnController(app_manager.OSKenApp):
     OFP_VERSIONS = [ofp.OFP_VERSION]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -58,6 +62,7 @@ class VmnController(app_manager.OSKenApp):  # type: ignore[misc]
         self._stats: dict[int, list[DumpedFlow]] = {}
         self._ports_pending: dict[int, list[PortInfo]] = {}
         self._bundle_id = 0
+        self._ticker = hub.spawn(self._tick_loop)
         settings = model.controller
         if settings.metrics_port:
             start_http_server(settings.metrics_port, settings.metrics_host, self.metrics.registry)
@@ -77,6 +82,19 @@ class VmnController(app_manager.OSKenApp):  # type: ignore[misc]
                  len(model.switches), len(model.vms), len(model.networks))
         return model
 
+    def _tick_loop(self) -> None:
+        while self.is_active:
+            hub.sleep(self.core.model.controller.lldp_interval)
+            self.send_event(self.name, EventTick())
+
+    @set_ev_cls(EventTick)
+    def on_tick(self, ev: EventTick) -> None:
+        for dpid, port, frame in self.core.probes():
+            dp = self.datapaths.get(dpid)
+            if dp is not None:
+                dp.send_msg(ofmsg.packet_out(dp, port, frame))
+        self._send(self.core.expire_links())
+
     # -- sending -----------------------------------------------------------
     def _send(self, batches: list[Batch]) -> None:
         for batch in batches:
@@ -94,7 +112,7 @@ class VmnController(app_manager.OSKenApp):  # type: ignore[misc]
                 self.metrics.flow_mods.labels(switch=name, command="add").inc(len(batch.adds))
 
     # -- switch lifecycle --------------------------------------------------
-    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)  # type: ignore[misc]
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def on_features(self, ev: Any) -> None:
         dp = ev.msg.datapath
         self.datapaths[dp.id] = dp
@@ -102,7 +120,7 @@ class VmnController(app_manager.OSKenApp):  # type: ignore[misc]
         LOG.info("switch %016x connected from %s", dp.id, dp.address)
         dp.send_msg(ofmsg.port_desc_request(dp))
 
-    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)  # type: ignore[misc]
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     def on_port_desc(self, ev: Any) -> None:
         dp = ev.msg.datapath
         pending = self._ports_pending.setdefault(dp.id, [])
@@ -118,7 +136,7 @@ class VmnController(app_manager.OSKenApp):  # type: ignore[misc]
         self._stats[dp.id] = []
         dp.send_msg(ofmsg.flow_stats_request(dp))
 
-    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)  # type: ignore[misc]
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def on_flow_stats(self, ev: Any) -> None:
         dp = ev.msg.datapath
         cookies = self._stats.get(dp.id)
@@ -134,16 +152,16 @@ class VmnController(app_manager.OSKenApp):  # type: ignore[misc]
                  len({f.cookie for f in cookies}) - len(batch.deletes), len(batch.deletes), len(batch.adds))
         self._send([batch])
 
-    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)  # type: ignore[misc]
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def on_dead(self, ev: Any) -> None:
-        dp = ev.datapath
-        if dp.id is None or self.datapaths.get(dp.id) is not dp:
+        dp, dpid = ev.datapath, ev.datapath.id
+        if dpid is None or self.datapaths.get(dpid) is not dp:
             return
-        del self.datapaths[dp.id]
-        LOG.info("switch %016x disconnected", dp.id)
-        self._send(self.core.switch_down(dp.id))
+        del self.datapaths[dpid]
+        LOG.info("switch %016x disconnected", dpid)
+        self._send(self.core.switch_down(dpid))
 
-    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)  # type: ignore[misc]
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def on_port_status(self, ev: Any) -> None:
         msg = ev.msg
         (port,) = _ports([msg.desc])
@@ -153,11 +171,11 @@ class VmnController(app_manager.OSKenApp):  # type: ignore[misc]
         self._send(self.core.port_changed(msg.datapath.id, port, deleted))
 
     # -- packets -----------------------------------------------------------
-    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)  # type: ignore[misc]
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def on_packet_in(self, ev: Any) -> None:
         msg = ev.msg
         dpid = msg.datapath.id
-        reason = "learn" if msg.table_id == T_LEARN else f"table{msg.table_id}"
+        reason = {T_LEARN: "learn", T_INGRESS: "lldp"}.get(msg.table_id, f"table{msg.table_id}")
         self.metrics.packet_in.labels(switch=f"{dpid:x}", reason=reason).inc()
         bucket = self._buckets.get(dpid)
         if bucket is None:
@@ -167,15 +185,17 @@ class VmnController(app_manager.OSKenApp):  # type: ignore[misc]
             return
         if msg.table_id == T_LEARN:
             self._send(self.core.packet_in(dpid, msg.match["in_port"], msg.data))
+        elif msg.table_id == T_INGRESS:
+            self._send(self.core.lldp_in(dpid, msg.match["in_port"], msg.data))
 
-    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)  # type: ignore[misc]
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def on_flow_removed(self, ev: Any) -> None:
         msg = ev.msg
         idle = msg.reason == ofp.OFPRR_IDLE_TIMEOUT
         self._send(self.core.flow_removed(msg.datapath.id, msg.cookie,
                                           ofmsg.match_fields(msg.match), idle))
 
-    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)  # type: ignore[misc]
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def on_error(self, ev: Any) -> None:
         msg = ev.msg
         if msg.type == ofp.OFPET_METER_MOD_FAILED and msg.code == ofp.OFPMMFC_METER_EXISTS:
@@ -187,7 +207,7 @@ class VmnController(app_manager.OSKenApp):  # type: ignore[misc]
         """Called from the signal handler: hand the reload to the event thread."""
         self.send_event(self.name, EventReload())
 
-    @set_ev_cls(EventReload)  # type: ignore[misc]
+    @set_ev_cls(EventReload)
     def on_reload(self, ev: EventReload) -> None:
         self.reload()
 

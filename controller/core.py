@@ -20,7 +20,7 @@ from apps.flood import Flood
 from apps.ingress import Ingress
 from apps.l2 import PRIO_HOST, L2Switch, decide, host_key, host_rules
 from apps.passthrough import AclPassthrough, LbPassthrough
-from controller.fabric import FabricView
+from controller.fabric import MAX_PHYSICAL_PORT, FabricView, link_mismatches
 from controller.flowstate import Diff, FlowState
 from controller.hosts import HostTable
 from controller.metrics import Metrics
@@ -28,7 +28,8 @@ from controller.model import Model
 from controller.packets import parse_eth
 from controller.pipeline import APP_L2, APP_NAMES, T_LEARN, check_rules
 from controller.rules import Rule, app_of_cookie
-from controller.topology import PortInfo, Topology
+from controller.lldp import build_probe, parse_probe
+from controller.topology import LinkKey, PortInfo, Topology
 
 LOG = logging.getLogger("vmn.core")
 
@@ -79,6 +80,7 @@ class Core:
         self.hosts = HostTable()
         self.flows = FlowState()
         self.ready: set[int] = set()
+        self._link_seen: dict[LinkKey, float] = {}
         self._view: Optional[FabricView] = None
 
     # -- snapshot and recompute --------------------------------------------
@@ -102,8 +104,18 @@ class Core:
         return segments
 
     def recompute(self) -> list[Batch]:
-        """Recompute everything; batches for what changed on ready switches."""
+        """Recompute everything; batches for what changed on ready switches.
+
+        Hosts whose port is no longer an edge port of their network (it became
+        a trunk, or left the network on reload) are forgotten first.
+        """
         self._invalidate()
+        view = self.view()
+        for key, host in list(self.hosts.items()):
+            edge = view.edge_ports(host.dpid).get(host.port)
+            if host.dpid in view.ports and (edge is None or edge[0].vlan != host.vlan):
+                self.hosts.remove(*key)
+        self._update_host_gauge()
         return self._batches(self.flows.replace_all(self.compile_all()))
 
     def _batches(self, diffs: Mapping[int, Diff]) -> list[Batch]:
@@ -160,16 +172,20 @@ class Core:
 
     def switch_down(self, dpid: int) -> list[Batch]:
         self.ready.discard(dpid)
-        self.topology.remove_switch(dpid)
+        if self.topology.remove_switch(dpid):
+            self._links_changed()
         self.metrics.switches_connected.set(len(self.topology.ports))
         return self.recompute()
 
     def port_changed(self, dpid: int, port: PortInfo, deleted: bool = False) -> list[Batch]:
         """A port was added, modified or deleted; links on a dead port go at once."""
-        if deleted:
-            self.topology.delete_port(dpid, port.port_no)
-        else:
-            self.topology.set_port(dpid, port)
+        gone = (self.topology.delete_port(dpid, port.port_no) if deleted
+                else self.topology.set_port(dpid, port))
+        for link in sorted(gone):
+            LOG.info("link down %016x:%d <-> %016x:%d (port down)", link.a_dpid, link.a_port,
+                     link.b_dpid, link.b_port)
+        if gone:
+            self._links_changed()
         return self.recompute()
 
     # -- learning ----------------------------------------------------------
@@ -212,13 +228,57 @@ class Core:
 
     # -- configuration -----------------------------------------------------
     def reload(self, model: Model) -> list[Batch]:
-        """Switch to a new validated model; hosts no longer valid are forgotten."""
+        """Switch to a new validated model and send only the difference."""
         self.model = model
-        self._invalidate()
-        view = self.view()
-        for key, host in list(self.hosts.items()):
-            edge = view.edge_ports(host.dpid).get(host.port)
-            if edge is None or edge[0].vlan != host.vlan:
-                self.hosts.remove(*key)
-        self._update_host_gauge()
         return self.recompute()
+
+    # -- links -------------------------------------------------------------
+    def probes(self) -> list[tuple[int, int, bytes]]:
+        """LLDP probes to send now: (dpid, port, frame) for each probed port of ready switches.
+
+        Declared VM ports are not probed; in zero-config every port is.
+        """
+        view = self.view()
+        out = []
+        for dpid in sorted(self.ready):
+            vm_ports = {p for p, (_, vm) in view.edge_ports(dpid).items() if vm is not None}
+            for port in sorted(self.topology.live_ports(dpid)):
+                if port < MAX_PHYSICAL_PORT and port not in vm_ports:
+                    out.append((dpid, port, build_probe(dpid, port)))
+        return out
+
+    def lldp_in(self, dpid: int, in_port: int, data: bytes) -> list[Batch]:
+        """An LLDP frame arrived; one of our probes means a link."""
+        origin = parse_probe(data)
+        if origin is None or origin == (dpid, in_port) or origin[0] not in self.topology.ports:
+            return []
+        link = LinkKey.of(origin[0], origin[1], dpid, in_port)
+        self._link_seen[link] = self.clock()
+        if not self.topology.add_link(link):
+            return []
+        LOG.info("link up %016x:%d <-> %016x:%d", link.a_dpid, link.a_port, link.b_dpid, link.b_port)
+        self._links_changed()
+        return self.recompute()
+
+    def expire_links(self) -> list[Batch]:
+        """Drop links whose probes stopped for three intervals."""
+        deadline = self.clock() - 3 * self.model.controller.lldp_interval - 0.5
+        gone = {l for l in self.topology.links if self._link_seen.get(l, 0.0) < deadline}
+        if not gone:
+            return []
+        for link in sorted(gone):
+            self.topology.links.discard(link)
+            LOG.info("link down %016x:%d <-> %016x:%d (probes stopped)", link.a_dpid, link.a_port,
+                     link.b_dpid, link.b_port)
+        self._links_changed()
+        return self.recompute()
+
+    def _links_changed(self) -> None:
+        self.metrics.links_up.set(len(self.topology.links))
+        self._invalidate()
+        missing, extra = link_mismatches(self.model, self.view())
+        self.metrics.link_mismatches.set(len(missing) + len(extra))
+        for text in missing:
+            LOG.warning("declared link not discovered: %s", text)
+        for text in extra:
+            LOG.warning("discovered link not declared: %s", text)

@@ -181,3 +181,25 @@ def _prune_tree(tree: frozenset[LinkKey], members: frozenset[int]) -> frozenset[
         if not leaves:
             return frozenset(links)
         links = {link for link in links if link.a_dpid not in leaves and link.b_dpid not in leaves}
+
+
+def link_mismatches(model: Model, view: FabricView) -> tuple[list[str], list[str]]:
+    """Declared links not discovered, and discovered links not declared (zero-config: none).
+
+    Only links between two connected, declared switches are compared.
+    """
+    if model.zero_config:
+        return [], []
+    declared: dict[LinkKey, str] = {}
+    for link in model.links:
+        a, b = model.switch_by_name[link.a.switch], model.switch_by_name[link.b.switch]
+        if a.dpid not in view.ports or b.dpid not in view.ports:
+            continue
+        pa, pb = view.port_number(a.dpid, link.a.port), view.port_number(b.dpid, link.b.port)
+        if pa is not None and pb is not None:
+            declared[LinkKey.of(a.dpid, pa, b.dpid, pb)] = f"{link.a.switch}:{link.a.port} <-> {link.b.switch}:{link.b.port}"
+    names = {s.dpid: s.name for s in model.switches}
+    missing = sorted(text for key, text in declared.items() if key not in view.links)
+    extra = sorted(f"{names.get(l.a_dpid, hex(l.a_dpid))}:{l.a_port} <-> {names.get(l.b_dpid, hex(l.b_dpid))}:{l.b_port}"
+                   for l in view.links if l not in declared)
+    return missing, extra

@@ -1,0 +1,1 @@
+"""VMN: an os-ken SDN controller for virtual machine networks on Open vSwitch."""

@@ -1,0 +1,95 @@
+"""The ``vmn`` command line.
+
+Each subcommand is one ``add_<name>(subparsers)`` function that declares its
+arguments and sets ``handler`` to a ``run_<name>(args) -> int`` function;
+:data:`SUBCOMMANDS` lists the ``add_*`` functions. To add a subcommand, write
+the pair and append its ``add_*`` function to :data:`SUBCOMMANDS`.
+
+Run as ``vmn ...`` (console script) or ``python -m controller.cli ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from controller.config import ConfigError, load_model
+from controller.model import Model
+
+SubParsers = (
+    argparse._SubParsersAction
+)  # type of add_subparsers()' result, parameterised below
+
+
+def _count(count: int, noun: str, plural: str = "") -> str:
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+def summary(model: Model) -> str:
+    """One line describing a valid model, e.g. ``ok: 2 switches, 4 vms, ...``."""
+    parts = (
+        _count(len(model.switches), "switch", "switches"),
+        _count(len(model.vms), "vm"),
+        _count(len(model.networks), "network"),
+        _count(len(model.acls), "acl"),
+        _count(len(model.load_balancers), "load balancer"),
+    )
+    return "ok: " + ", ".join(parts)
+
+
+def add_check(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    """Register ``vmn check FILE``."""
+    parser = subparsers.add_parser(
+        "check",
+        help="validate a network file",
+        description="Validate a network file. Prints every error (one per line, "
+        "each naming its YAML path) to stderr and exits 1, or prints a summary "
+        "and exits 0.",
+    )
+    parser.add_argument("file", metavar="FILE", help="the network YAML file")
+    parser.set_defaults(handler=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Validate ``args.file``: 0 and a summary on stdout, or 1 and the errors on stderr."""
+    try:
+        model = load_model(args.file)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 1
+    print(summary(model))
+    return 0
+
+
+SUBCOMMANDS: tuple[Callable[[SubParsers[argparse.ArgumentParser]], None], ...] = (
+    add_check,
+)
+"""The ``add_*`` functions, in the order ``vmn --help`` lists the subcommands."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``vmn`` argument parser with every subcommand in :data:`SUBCOMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="vmn",
+        description="VMN: an SDN controller for virtual machine networks on Open vSwitch.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``vmn`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Usage errors exit with status 2 via argparse's ``SystemExit``.
+    """
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Load and validate a network file into a :class:`controller.model.Model`.
+
+The file format is the contract in ``network-schema.md``. Validation is
+strict (unknown keys, wrong types, dangling references and conflicts are all
+errors) and complete: every problem in the file is collected, each naming its
+YAML path (``vms.web1.network: unknown network 'tenant-c'``), and reported
+together in one :class:`ConfigError`.
+
+Only the standard library and PyYAML are imported, so the Mininet scripts can
+use this module under Debian's system Python.
+
+>>> model = loads_model('''
+... switches: {s1: {dpid: 0x1}}
+... networks: {blue: {vlan: 10}}
+... vms: {h1: {switch: s1, port: 1, network: blue, ip: 10.0.0.1/24}}
+... ''')
+>>> model.vms[0].ip
+IPv4Interface('10.0.0.1/24')
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+import yaml
+
+from controller import config_policy
+from controller import config_topology as topology
+from controller.config_base import (
+    Ctx,
+    Known,
+    int_in,
+    mapping,
+    named,
+    optional,
+    positive_number,
+    string,
+)
+from controller.model import ControllerSettings, Model
+
+__all__ = ["ConfigError", "load_model", "loads_model", "parse_model"]
+
+_TOP_KEYS = (
+    "controller",
+    "switches",
+    "links",
+    "networks",
+    "vms",
+    "acls",
+    "load_balancers",
+)
+_NAMED_SECTIONS = ("switches", "networks", "vms", "acls", "load_balancers")
+_CONTROLLER_KEYS = (
+    "metrics_host",
+    "metrics_port",
+    "host_timeout",
+    "lldp_interval",
+    "max_hosts_per_port",
+    "packet_in_rate",
+)
+
+
+class ConfigError(Exception):
+    """The network file is invalid.
+
+    ``errors`` holds every problem, one line each, in file order; ``str(e)``
+    is those lines joined by newlines.
+    """
+
+    def __init__(self, errors: Iterable[str]) -> None:
+        self.errors: tuple[str, ...] = tuple(errors)
+        super().__init__("\n".join(self.errors))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that rejects a key repeated within one mapping."""
+
+    def construct_mapping(
+        self, node: yaml.MappingNode, deep: bool = False
+    ) -> dict[Hashable, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable; the base class reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_model(path: str | os.PathLike[str]) -> Model:
+    """Read, parse and validate the network file at ``path``.
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read, is not valid YAML (the message names the
+        file, line and column), or fails validation.
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as stream:
+            raw = stream.read()
+    except OSError as exc:
+        raise ConfigError([f"{name}: cannot read: {exc.strerror or exc}"]) from exc
+    return parse_model(_load_yaml(raw, name))
+
+
+def loads_model(text: str | bytes, source: str = "<string>") -> Model:
+    """Like :func:`load_model` for YAML ``text``; ``source`` names it in YAML errors."""
+    return parse_model(_load_yaml(text, source))
+
+
+def _load_yaml(text: str | bytes, source: str) -> object:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        detail = ": ".join(part for part in (exc.context, exc.problem) if part)
+        raise ConfigError([f"{where}: invalid YAML: {detail}"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: invalid YAML: {exc}"]) from exc
+
+
+def parse_model(data: object) -> Model:
+    """Validate ``data`` (what ``yaml.safe_load`` returned) and build the model.
+
+    ``None`` (an empty file) is treated as an empty mapping. Collections in
+    the model are sorted by name, so equal files give equal models.
+
+    Raises
+    ------
+    ConfigError
+        With every validation error found, each prefixed by its YAML path.
+    """
+    ctx = Ctx()
+    top = mapping(
+        ctx, {} if data is None else data, required=("switches",), optional=_TOP_KEYS
+    )
+    if top is None:
+        raise ConfigError(ctx.errors)
+    if "vms" in top and "networks" not in top:
+        ctx.at("networks").error("required when vms are declared")
+    raw = {
+        key: named(ctx.at(key), top[key]) if key in top else {}
+        for key in _NAMED_SECTIONS
+    }
+    known = Known(
+        switches=_names(raw["switches"]),
+        networks=_names(raw["networks"]),
+        vms=_names(raw["vms"]),
+        acls=_names(raw["acls"]),
+    )
+    settings = (
+        _controller(ctx.at("controller"), top["controller"])
+        if "controller" in top
+        else None
+    )
+    switches = (
+        topology.parse_switches(ctx.at("switches"), raw["switches"])
+        if "switches" in top
+        else []
+    )
+    links, link_ports = topology.parse_links(
+        ctx.at("links"), top.get("links", []), known
+    )
+    networks = topology.parse_networks(ctx.at("networks"), raw["networks"] or {}, known)
+    vms = topology.parse_vms(ctx.at("vms"), raw["vms"] or {}, known, link_ports)
+    acls = config_policy.parse_acls(ctx.at("acls"), raw["acls"] or {})
+    balancers = config_policy.parse_load_balancers(
+        ctx.at("load_balancers"), raw["load_balancers"] or {}, known, vms
+    )
+    if ctx.errors:
+        raise ConfigError(ctx.errors)
+    return Model(
+        controller=settings or ControllerSettings(),
+        switches=tuple(sorted(switches, key=lambda s: s.name)),
+        links=tuple(sorted(links, key=topology.link_key)),
+        networks=tuple(sorted(networks, key=lambda n: n.name)),
+        vms=tuple(sorted(vms, key=lambda v: v.name)),
+        acls=tuple(sorted(acls, key=lambda a: a.name)),
+        load_balancers=tuple(sorted(balancers, key=lambda b: b.name)),
+    )
+
+
+def _names(section: dict[str, object] | None) -> frozenset[str] | None:
+    return None if section is None else frozenset(section)
+
+
+def _controller(ctx: Ctx, value: object) -> ControllerSettings | None:
+    d = ControllerSettings()
+    m = mapping(ctx, value, optional=_CONTROLLER_KEYS)
+    if m is None:
+        return None
+    return ControllerSettings(
+        metrics_host=optional(ctx, m, "metrics_host", string, d.metrics_host),
+        metrics_port=optional(ctx, m, "metrics_port", int_in(0, 65535), d.metrics_port),
+        host_timeout=optional(ctx, m, "host_timeout", positive_number, d.host_timeout),
+        lldp_interval=optional(
+            ctx, m, "lldp_interval", positive_number, d.lldp_interval
+        ),
+        max_hosts_per_port=optional(
+            ctx, m, "max_hosts_per_port", int_in(1), d.max_hosts_per_port
+        ),
+        packet_in_rate=optional(ctx, m, "packet_in_rate", int_in(1), d.packet_in_rate),
+    )

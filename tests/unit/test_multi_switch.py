@@ -1,0 +1,134 @@
+"""Paths, flood trees and recomputation across switches, on simulated tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.topology import LinkKey, PortInfo
+from tests.unit.fabric_helpers import BCAST, Harness, mac, model_from, outputs
+
+TRUNK = 10
+
+
+def ring_file(n: int) -> str:
+    """n switches in a ring (port 10 to the next, 11 to the previous); red+blue VM on each."""
+    lines = ["switches:"] + [f"  s{i}: {{dpid: {i}}}" for i in range(1, n + 1)]
+    lines += ["links:"] + [f"  - [s{i}:10, s{i % n + 1}:11]" for i in range(1, n + 1)]
+    lines += ["networks:", "  red: {vlan: 100}", "  blue: {vlan: 200}", "vms:"]
+    for i in range(1, n + 1):
+        lines.append(f"  r{i}: {{switch: s{i}, port: 1, network: red}}")
+        lines.append(f"  b{i}: {{switch: s{i}, port: 2, network: blue}}")
+    return "\n".join(lines)
+
+
+def ring(n: int) -> Harness:
+    links = [LinkKey.of(i, 10, i % n + 1, 11) for i in range(1, n + 1)]
+    return Harness(model_from(ring_file(n)), {i: [1, 2, 10, 11] for i in range(1, n + 1)}, links)
+
+
+def leaf_spine() -> Harness:
+    """2 spines (dpid 101, 102), 3 leaves (1-3); leaf port 10+s to spine s, spine port l to leaf l."""
+    text = ["switches:", "  sp1: {dpid: 101}", "  sp2: {dpid: 102}"]
+    text += [f"  l{i}: {{dpid: {i}}}" for i in (1, 2, 3)]
+    text += ["links:"] + [f"  - [l{i}:{10 + s}, sp{s}:{i}]" for i in (1, 2, 3) for s in (1, 2)]
+    text += ["networks:", "  red: {vlan: 100}", "  blue: {vlan: 200}", "vms:"]
+    text += [f"  r{i}: {{switch: l{i}, port: 1, network: red}}" for i in (1, 2, 3)]
+    text += [f"  b{i}: {{switch: l{i}, port: 2, network: blue}}" for i in (1, 3)]
+    links = [LinkKey.of(i, 10 + s, 100 + s, i) for i in (1, 2, 3) for s in (1, 2)]
+    ports = {i: [1, 2, 11, 12] for i in (1, 2, 3)} | {101: [1, 2, 3], 102: [1, 2, 3]}
+    return Harness(model_from("\n".join(text)), ports, links)
+
+
+@pytest.mark.parametrize("n", [3, 4, 5])
+def test_ring_broadcast_reaches_network_once_and_never_loops(n: int) -> None:
+    h = ring(n)
+    trace = h.send(1, 1, mac(1), BCAST)
+    assert not trace.loop
+    assert outputs(trace) == {(i, 1) for i in range(2, n + 1)}
+    assert all(count == 1 for count in trace.link_crossings.values())
+    assert len(trace.link_crossings) == n - 1  # a tree: one link of the ring unused
+
+
+def test_ring_unicast_follows_shortest_path_after_learning() -> None:
+    h = ring(5)
+    h.send(3, 1, mac(3), BCAST)
+    trace = h.send(1, 1, mac(1), mac(3))
+    assert outputs(trace) == {(3, 1)}
+    assert len(trace.link_crossings) == 2  # 1 -> 2 -> 3
+    trace = h.send(4, 1, mac(4), mac(3))
+    assert outputs(trace) == {(3, 1)} and len(trace.link_crossings) == 1
+
+
+def test_ring_isolation_across_switches() -> None:
+    h = ring(4)
+    h.send(2, 1, mac(2), BCAST)
+    trace = h.send(1, 2, mac(9, 2), mac(2))  # blue frame to a red MAC
+    assert outputs(trace) <= {(i, 2) for i in range(1, 5)}
+    assert outputs(h.send(1, 2, mac(9, 2), BCAST)) == {(i, 2) for i in range(2, 5)}
+
+
+def test_link_failure_reroutes_and_link_return_is_used_again() -> None:
+    h = ring(4)
+    h.send(2, 1, mac(2), BCAST)
+    h.send(1, 1, mac(1), BCAST)
+    direct = LinkKey.of(1, 10, 2, 11)
+    assert set(h.send(1, 1, mac(1), mac(2)).link_crossings) == {direct}
+    h.core.port_changed(1, PortInfo(10, "p10", up=False))
+    trace = h.send(1, 1, mac(1), mac(2))
+    assert outputs(trace) == {(2, 1)} and direct not in trace.link_crossings
+    assert outputs(h.send(1, 1, mac(1), BCAST)) == {(2, 1), (3, 1), (4, 1)}
+    h.core.port_changed(1, PortInfo(10, "p10", up=True))
+    h.core.topology.add_link(direct)
+    h.core.recompute()
+    assert set(h.send(1, 1, mac(1), mac(2)).link_crossings) == {direct}
+
+
+def test_switch_leaves_and_returns() -> None:
+    h = ring(4)
+    h.core.switch_down(2)
+    trace = h.send(1, 1, mac(1), BCAST)
+    assert outputs(trace) == {(3, 1), (4, 1)} and not trace.loop
+    h.core.switch_up(2, [PortInfo(p, f"p{p}") for p in (1, 2, 10, 11)])
+    h.core.reconcile(2, [])
+    for link in (LinkKey.of(1, 10, 2, 11), LinkKey.of(2, 10, 3, 11)):
+        h.core.topology.add_link(link)
+    h.core.recompute()
+    assert outputs(h.send(1, 1, mac(1), BCAST)) == {(2, 1), (3, 1), (4, 1)}
+
+
+def test_leaf_spine_transit_and_pruned_trunks() -> None:
+    h = leaf_spine()
+    trace = h.send(1, 2, mac(1, 2), BCAST)  # blue lives on leaves 1 and 3 only
+    assert outputs(trace) == {(3, 2)} and not trace.loop
+    assert all(count == 1 for count in trace.link_crossings.values())
+    trace = h.send(1, 1, mac(1), BCAST)
+    assert outputs(trace) == {(2, 1), (3, 1)}
+    h.send(3, 1, mac(3), BCAST)
+    trace = h.send(1, 1, mac(1), mac(3))
+    assert outputs(trace) == {(3, 1)} and len(trace.link_crossings) == 2
+
+
+def test_trunk_carries_only_networks_that_use_it() -> None:
+    h = leaf_spine()
+    view = h.core.view()
+    assert view.trunk_vlans(2, 11) == [100]  # leaf 2 hosts only red
+    assert view.trunk_vlans(1, 11) == [100, 200]
+
+
+def test_learning_is_never_on_a_trunk() -> None:
+    h = ring(3)
+    h.send(1, 1, mac(1), BCAST)
+    assert {(x.dpid, x.port) for x in h.core.hosts.values()} == {(1, 1)}
+
+
+def test_lldp_discovers_links_and_declared_mismatch_is_counted() -> None:
+    from controller.lldp import build_probe
+    h = ring(3)
+    h.core.topology.links.clear()
+    h.core.recompute()
+    h.core.lldp_in(2, 11, build_probe(1, 10))
+    assert LinkKey.of(1, 10, 2, 11) in h.core.topology.links
+    assert h.core.metrics.link_mismatches._value.get() == 2  # two declared links still missing
+    h.clock.now = 100.0
+    h.core.expire_links()
+    assert not h.core.topology.links

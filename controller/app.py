@@ -32,6 +32,7 @@ from controller.topology import PortInfo
 
 LOG = logging.getLogger("vmn")
 CONFIG_ENV = "VMN_CONFIG"
+METRICS_PORT_ENV = "VMN_METRICS_PORT"
 
 
 class EventReload(event.EventBase):
@@ -63,10 +64,19 @@ class VmnController(app_manager.OSKenApp):
         self._ports_pending: dict[int, list[PortInfo]] = {}
         self._bundle_id = 0
         self._ticker = hub.spawn(self._tick_loop)
-        settings = model.controller
-        if settings.metrics_port:
-            start_http_server(settings.metrics_port, settings.metrics_host, self.metrics.registry)
-            LOG.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+        self._start_metrics(model.controller)
+
+    def _start_metrics(self, settings: ControllerSettings) -> None:
+        """Serve /metrics; ``VMN_METRICS_PORT`` overrides the file (0 disables)."""
+        port = int(os.environ.get(METRICS_PORT_ENV, settings.metrics_port))
+        if not port:
+            return
+        try:
+            start_http_server(port, settings.metrics_host, self.metrics.registry)
+        except OSError as err:
+            LOG.error("metrics exporter not started on %s:%d: %s", settings.metrics_host, port, err)
+            return
+        LOG.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
 
     def _initial_model(self) -> Model:
         if not self.config_path:
@@ -166,8 +176,6 @@ class VmnController(app_manager.OSKenApp):
         msg = ev.msg
         (port,) = _ports([msg.desc])
         deleted = msg.reason == ofp.OFPPR_DELETE
-        LOG.info("switch %016x port %d %s", msg.datapath.id, port.port_no,
-                 "deleted" if deleted else ("up" if port.up else "down"))
         self._send(self.core.port_changed(msg.datapath.id, port, deleted))
 
     # -- packets -----------------------------------------------------------
@@ -229,4 +237,3 @@ class VmnController(app_manager.OSKenApp):
         return model
 
 
-__all__ = ["VmnController", "ControllerSettings", "hub"]

@@ -17,9 +17,8 @@ from collections.abc import Callable, Sequence
 from controller.config import ConfigError, load_model
 from controller.model import Model
 
-SubParsers = (
-    argparse._SubParsersAction
-)  # type of add_subparsers()' result, parameterised below
+SubParsers = argparse._SubParsersAction
+"""The type of ``ArgumentParser.add_subparsers()``' result (private in argparse)."""
 
 
 def _count(count: int, noun: str, plural: str = "") -> str:

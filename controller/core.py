@@ -179,6 +179,11 @@ class Core:
 
     def port_changed(self, dpid: int, port: PortInfo, deleted: bool = False) -> list[Batch]:
         """A port was added, modified or deleted; links on a dead port go at once."""
+        known = self.topology.ports.get(dpid, {}).get(port.port_no)
+        if known == port and not deleted:
+            return []
+        LOG.info("switch %016x port %d %s", dpid, port.port_no,
+                 "deleted" if deleted else ("up" if port.up else "down"))
         gone = (self.topology.delete_port(dpid, port.port_no) if deleted
                 else self.topology.set_port(dpid, port))
         for link in sorted(gone):

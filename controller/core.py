@@ -81,6 +81,7 @@ class Core:
         self.flows = FlowState()
         self.ready: set[int] = set()
         self._link_seen: dict[LinkKey, float] = {}
+        self._mismatches: set[str] = set()
         self._view: Optional[FabricView] = None
 
     # -- snapshot and recompute --------------------------------------------
@@ -283,7 +284,8 @@ class Core:
         self._invalidate()
         missing, extra = link_mismatches(self.model, self.view())
         self.metrics.link_mismatches.set(len(missing) + len(extra))
-        for text in missing:
-            LOG.warning("declared link not discovered: %s", text)
-        for text in extra:
-            LOG.warning("discovered link not declared: %s", text)
+        now = {f"declared link not discovered: {t}" for t in missing}
+        now |= {f"discovered link not declared: {t}" for t in extra}
+        for text in sorted(now - self._mismatches):
+            LOG.warning(text)
+        self._mismatches = now

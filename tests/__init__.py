@@ -1,0 +1,1 @@
+"""VMN test suite: unit (pure), ovs (real OVS + namespaces), mininet."""

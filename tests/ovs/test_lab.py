@@ -1,0 +1,194 @@
+"""Tests of the real-OVS harness (tests/netlab.py) itself.
+
+Bridges run in fail_mode standalone with no controller, so OVS acts as a
+plain learning switch: whatever fails here is the harness, not VMN.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.netlab import (
+    Host,
+    Lab,
+    dump_flows,
+    flow_durations,
+    free_port,
+    parse_flow,
+    port_stats,
+    sh,
+    wait_until,
+)
+
+pytestmark = pytest.mark.ovs
+
+PAYLOAD_BYTES = 256 * 1024
+
+# Run inside the server namespace with /usr/bin/python3: accept one
+# connection, read until EOF, answer with the byte count.
+TCP_SERVER = """
+import socket, sys
+srv = socket.create_server((sys.argv[1], int(sys.argv[2])))
+conn, _ = srv.accept()
+total = 0
+while chunk := conn.recv(65536):
+    total += len(chunk)
+conn.sendall(str(total).encode())
+conn.close()
+"""
+
+TCP_CLIENT = """
+import socket, sys
+conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+conn.sendall(b"x" * int(sys.argv[3]))
+conn.shutdown(socket.SHUT_WR)
+print(conn.recv(100).decode())
+"""
+
+
+def _objects() -> tuple[set[str], set[str], set[str]]:
+    """(bridges, namespaces, links) that exist right now."""
+    bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
+                           check=True).stdout
+    names = {line.split(":")[1].strip().split("@")[0] for line in links.splitlines()}
+    return set(bridges), set(netns), names
+
+
+def _assert_gone(prefix: str) -> None:
+    bridges, netns, links = _objects()
+    assert not [b for b in bridges if b.startswith(prefix)], bridges
+    assert not [n for n in netns if n.startswith(prefix)], netns
+    assert not [n for n in links if n.startswith(prefix)], links
+
+
+def _two_hosts(lab: Lab) -> tuple[str, Host, Host]:
+    br = lab.add_bridge("b1", dpid=1, controller_port=None, fail_mode="standalone")
+    h1 = lab.add_host("h1", br, ofport=1, ip="10.0.0.1/24", mac="02:00:00:00:00:01")
+    h2 = lab.add_host("h2", br, ofport=2, ip="10.0.0.2/24", mac="02:00:00:00:00:02")
+    return br, h1, h2
+
+
+def test_two_hosts_ping_and_cleanup(require_ovs: None) -> None:
+    with Lab() as lab:
+        br = lab.add_bridge("b1", dpid=0x1234, controller_port=None, fail_mode="standalone")
+        h1 = lab.add_host("h1", br, ofport=1, ip="10.0.0.1/24", mac="02:00:00:00:00:01")
+        h2 = lab.add_host("h2", br, ofport=2, ip="10.0.0.2", mac="02:00:00:00:00:02")
+        assert br == f"{lab.prefix}b1"
+        assert (h1.ip, h1.mac, h2.ip) == ("10.0.0.1", "02:00:00:00:00:01", "10.0.0.2")
+        bridges, netns, links = _objects()
+        assert br in bridges
+        assert {h1.netns, h2.netns} <= netns
+        assert {h1.port, h2.port} <= links
+        dpid = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "show", br],
+                              capture_output=True, text=True, check=True).stdout
+        assert "dpid:0000000000001234" in dpid
+
+        wait_until(lambda: h1.ping(h2), timeout=10, message="h1 pings h2")
+        assert h2.ping(h1, count=3)
+        assert not h1.ping("10.0.0.99")  # nobody there
+        stats = port_stats(br)
+        assert stats[1].rx_packets > 0 and stats[2].tx_packets > 0
+        assert "LOCAL" in stats
+    _assert_gone(lab.prefix)
+
+
+def test_tcp_between_namespaces(lab: Lab) -> None:
+    _, h1, h2 = _two_hosts(lab)
+    server = h2.popen(["/usr/bin/python3", "-c", TCP_SERVER, "10.0.0.2", "5001"])
+    wait_until(lambda: ":5001" in h2.run(["ss", "-ltnH"]).stdout, timeout=10, message="server listening")
+    client = h1.run(["/usr/bin/python3", "-c", TCP_CLIENT, "10.0.0.2", "5001", str(PAYLOAD_BYTES)],
+                    timeout=30)
+    assert client.returncode == 0, client.stderr
+    assert client.stdout.strip() == str(PAYLOAD_BYTES)
+    assert server.wait(timeout=10) == 0
+
+
+def test_set_mac_and_port_down(lab: Lab) -> None:
+    _, h1, h2 = _two_hosts(lab)
+    h1.set_mac("02:00:00:00:00:aa")
+    assert h1.mac == "02:00:00:00:00:aa"
+    wait_until(lambda: h1.ping(h2), timeout=10)
+    lab.set_port_down(h2.port)
+    assert not h1.ping(h2)
+    lab.set_port_up(h2.port)
+    wait_until(lambda: h1.ping(h2), timeout=10, message="ping after port up")
+    with pytest.raises(ValueError, match="not created by this lab"):
+        lab.set_port_down("eth0")
+
+
+def test_link_between_bridges(lab: Lab) -> None:
+    b1 = lab.add_bridge("b1", dpid=1, controller_port=None, fail_mode="standalone")
+    b2 = lab.add_bridge("b2", dpid=2, controller_port=None, fail_mode="standalone")
+    h1 = lab.add_host("h1", b1, ofport=1, ip="10.0.0.1/24")
+    h2 = lab.add_host("h2", b2, ofport=1, ip="10.0.0.2/24")
+    link = lab.add_link(b1, 10, b2, 20)
+    wait_until(lambda: h1.ping(h2), timeout=10, message="ping across the link")
+    assert port_stats(b1)[10].tx_packets > 0
+    lab.set_port_down(link.iface_a)
+    assert not h1.ping(h2)
+
+
+def test_flow_inspection(lab: Lab) -> None:
+    br = lab.add_bridge("b1", dpid=1, controller_port=None, fail_mode="secure")
+    add = ["ovs-ofctl", "-O", "OpenFlow13", "add-flow", br]
+    subprocess.run([*add, "cookie=0x5,table=1,priority=10,ip,nw_dst=10.0.0.1,actions=output:1"],
+                   check=True)
+    subprocess.run([*add, "table=0,actions=goto_table:1"], check=True)
+    lines = dump_flows(br)
+    assert len(lines) == 2
+    durations = flow_durations(br)
+    assert set(durations) == {"cookie=0x5,table=1,priority=10,ip,nw_dst=10.0.0.1",
+                              "cookie=0x0,table=0,priority=32768"}
+    assert all(d >= 0 for d in durations.values())
+
+
+def test_set_controller_keeps_flows_and_fast_backoff(lab: Lab) -> None:
+    br = lab.add_bridge("b1", dpid=1, controller_port=free_port())
+    sh(["ovs-ofctl", "-O", "OpenFlow13", "add-flow", br, "table=0,actions=drop"])
+    port = free_port()
+    lab.set_controller(br, port)
+    assert sh(["ovs-vsctl", "get", "controller", br, "target"]).stdout.strip() == f'"tcp:127.0.0.1:{port}"'
+    assert sh(["ovs-vsctl", "get", "controller", br, "max_backoff"]).stdout.strip() == "1000"
+    assert len(dump_flows(br)) == 1
+    lab.set_controller(br, None)
+    assert sh(["ovs-vsctl", "get", "bridge", br, "controller"]).stdout.strip() == "[]"
+
+
+def test_parse_flow_formats() -> None:
+    flow = parse_flow(" cookie=0xa, duration=1.5s, table=3, n_packets=7, n_bytes=420, "
+                      "hard_timeout=100, send_flow_rem reset_counts in_port=1 actions=drop")
+    assert (flow.cookie, flow.table, flow.priority, flow.match) == (0xA, 3, 32768, "in_port=1")
+    assert (flow.duration, flow.n_packets, flow.n_bytes, flow.actions) == (1.5, 7, 420, "drop")
+    flow = parse_flow("cookie=0x0, duration=0.1s, table=0, n_packets=0, n_bytes=0, "
+                      "idle_timeout=30, priority=5,ip actions=output:1")
+    assert (flow.priority, flow.match) == (5, "ip")
+    with pytest.raises(ValueError):
+        parse_flow("OFPST_FLOW reply (OF1.3) (xid=0x2):")
+
+
+def test_cleanup_when_body_raises(require_ovs: None) -> None:
+    lab = Lab()
+    with pytest.raises(RuntimeError, match="boom"), lab:
+        br = lab.add_bridge("b1", dpid=1, controller_port=None, fail_mode="standalone")
+        lab.add_host("h1", br, ofport=1, ip="10.0.0.1/24")
+        lab.add_host("h2", br, ofport=2)
+        lab.add_link(br, 5, lab.add_bridge("b2", 2, None), 6)
+        raise RuntimeError("boom")
+    _assert_gone(lab.prefix)
+
+
+def test_cleanup_leaves_foreign_objects(require_ovs: None) -> None:
+    """A name clash with something the lab did not make fails and is not removed."""
+    with Lab() as outer:
+        foreign = outer.add_bridge("b1", dpid=1, controller_port=None)
+        inner = Lab(prefix=outer.prefix)
+        with pytest.raises(subprocess.CalledProcessError), inner:
+            inner.add_bridge("b1", dpid=2, controller_port=None)
+        assert foreign in _objects()[0]
+    _assert_gone(outer.prefix)

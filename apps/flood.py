@@ -3,7 +3,8 @@
 Each switch a network crosses sends the frame out of its flood-tree trunk
 ports (still tagged) and then, untagged, out of the network's edge ports.
 The tree is loop-free, so a ring never storms; OpenFlow never outputs a
-frame back to its ingress port.
+frame back to its ingress port. In zero-config mode a port that just came up
+is not flooded to until LLDP had two intervals to find a switch behind it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def flood_rules(view: FabricView, dpid: int) -> list[Rule]:
         if dpid not in view.fabric(net.vlan).nodes and not view.network_ports(dpid, net.vlan):
             continue
         actions: list[Action] = [Output(p) for p in view.tree_ports(dpid, net.vlan)]
-        edge = view.network_ports(dpid, net.vlan)
+        edge = view.flood_ports(dpid, net.vlan)
         if edge:
             actions.append(PopVlan())
             actions += [Output(p) for p in edge]

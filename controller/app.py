@@ -103,7 +103,7 @@ class VmnController(app_manager.OSKenApp):
             dp = self.datapaths.get(dpid)
             if dp is not None:
                 dp.send_msg(ofmsg.packet_out(dp, port, frame))
-        self._send(self.core.expire_links())
+        self._send(self.core.tick())
 
     # -- sending -----------------------------------------------------------
     def _send(self, batches: list[Batch]) -> None:

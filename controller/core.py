@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Collection, Mapping, Optional, Sequence
 
 from apps.base import App, Segments
-from apps.flood import Flood
+from apps.flood import Flood, flood_rules
 from apps.ingress import Ingress
 from apps.l2 import PRIO_HOST, L2Switch, decide, host_key, host_rules
 from apps.passthrough import AclPassthrough, LbPassthrough
@@ -82,13 +82,28 @@ class Core:
         self.ready: set[int] = set()
         self._link_seen: dict[LinkKey, float] = {}
         self._mismatches: set[str] = set()
+        self._port_up_at: dict[tuple[int, int], float] = {}
         self._view: Optional[FabricView] = None
 
     # -- snapshot and recompute --------------------------------------------
     def view(self) -> FabricView:
         if self._view is None:
-            self._view = FabricView(self.model, self.topology)
+            self._view = FabricView(self.model, self.topology, self._probation())
         return self._view
+
+    def _probation(self) -> frozenset[tuple[int, int]]:
+        """Zero-config ports up for less than two LLDP intervals (not flooded to yet)."""
+        if not self.model.zero_config:
+            return frozenset()
+        since = self.clock() - 2 * self.model.controller.lldp_interval
+        return frozenset(k for k, t in self._port_up_at.items() if t > since)
+
+    def tick(self) -> list[Batch]:
+        """Periodic housekeeping: expire silent links, end port probation."""
+        batches = self.expire_links()
+        if self._view is not None and self._view.probation != self._probation():
+            batches += self.recompute()
+        return batches
 
     def _invalidate(self) -> None:
         self._view = None
@@ -140,6 +155,10 @@ class Core:
             LOG.warning("switch %016x is not in the network file; not programming it", dpid)
         self.ready.discard(dpid)
         self.topology.add_switch(dpid, ports)
+        now = self.clock()
+        for key in [k for k in self._port_up_at if k[0] == dpid]:
+            del self._port_up_at[key]
+        self._port_up_at.update({(dpid, p.port_no): now for p in ports if p.up})
         self.metrics.switches_connected.set(len(self.topology.ports))
         return self.recompute()
 
@@ -152,10 +171,24 @@ class Core:
         others are deleted by exact cookie, and missing rules are added.
         """
         self._adopt_hosts(dpid, present)
+        self._trust_flooded_ports(dpid, {f.cookie for f in present})
         wanted = {r.cookie: r for r in self.flows.rules(dpid)}
         cookies = {f.cookie for f in present}
         self.ready.add(dpid)
         return Batch.of(dpid, cookies - set(wanted), [r for c, r in wanted.items() if c not in cookies])
+
+    def _trust_flooded_ports(self, dpid: int, cookies: set[int]) -> None:
+        """End probation on ``dpid`` if the switch already floods exactly as without it.
+
+        A restarted controller then keeps flooding where its predecessor did.
+        """
+        if not any(k[0] == dpid for k in self.view().probation):
+            return
+        trusted = FabricView(self.model, self.topology)
+        if all(r.cookie in cookies for r in flood_rules(trusted, dpid)):
+            for key in [k for k in self._port_up_at if k[0] == dpid]:
+                del self._port_up_at[key]
+            self.recompute()
 
     def _adopt_hosts(self, dpid: int, present: Collection[DumpedFlow]) -> None:
         for flow in present:
@@ -183,6 +216,8 @@ class Core:
         known = self.topology.ports.get(dpid, {}).get(port.port_no)
         if known == port and not deleted:
             return []
+        if port.up and not (known and known.up):
+            self._port_up_at[(dpid, port.port_no)] = self.clock()
         LOG.info("switch %016x port %d %s", dpid, port.port_no,
                  "deleted" if deleted else ("up" if port.up else "down"))
         gone = (self.topology.delete_port(dpid, port.port_no) if deleted

@@ -43,8 +43,11 @@ class NetworkFabric:
 class FabricView:
     """Snapshot of the model and the live topology (copy taken at construction)."""
 
-    def __init__(self, model: Model, topology: Topology) -> None:
+    def __init__(self, model: Model, topology: Topology,
+                 probation: frozenset[tuple[int, int]] = frozenset()) -> None:
         self.model = model
+        self.probation = probation
+        """(dpid, port) of zero-config ports not yet flooded to: LLDP may still find a link there."""
         self.ports = {d: dict(p) for d, p in topology.ports.items()}
         self.links = frozenset(topology.links)
         self._topology = topology
@@ -104,6 +107,10 @@ class FabricView:
 
     def network_ports(self, dpid: int, vlan: int) -> list[int]:
         return [p for p, (net, _) in self.edge_ports(dpid).items() if net.vlan == vlan]
+
+    def flood_ports(self, dpid: int, vlan: int) -> list[int]:
+        """Edge ports of network ``vlan`` that floods go to (ports on probation excluded)."""
+        return [p for p in self.network_ports(dpid, vlan) if (dpid, p) not in self.probation]
 
     @cached_property
     def _spanning_tree(self) -> frozenset[LinkKey]:

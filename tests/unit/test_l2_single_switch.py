@@ -121,6 +121,9 @@ def test_multicast_source_is_never_learned() -> None:
 
 def test_zero_config_puts_every_port_in_one_network() -> None:
     h = Harness(Model.zero(), {1: [1, 2, 3]})
+    assert outputs(h.send(1, 1, mac(1), BCAST)) == set()  # new ports: not flooded to yet
+    h.clock.now = 10.0
+    h.core.tick()
     assert outputs(h.send(1, 1, mac(1), BCAST)) == {(1, 2), (1, 3)}
     h.send(1, 3, mac(3), mac(1))
     assert outputs(h.send(1, 1, mac(1), mac(3))) == {(1, 3)}

@@ -132,3 +132,33 @@ def test_lldp_discovers_links_and_declared_mismatch_is_counted() -> None:
     h.clock.now = 100.0
     h.core.expire_links()
     assert not h.core.topology.links
+
+
+def test_zero_config_ring_never_storms_while_links_are_discovered() -> None:
+    from controller.lldp import build_probe
+    from controller.model import Model
+    h = Harness(Model.zero(), {i: [1, 10, 11] for i in (1, 2, 3)})
+    trace = h.send(1, 1, mac(1), BCAST)
+    assert not trace.loop and outputs(trace) == set()
+    h.clock.now = 1.0
+    for i in (1, 2, 3):
+        h.core.lldp_in(i % 3 + 1, 11, build_probe(i, 10))
+    h.clock.now = 2.5  # probation (two LLDP intervals) over, links still fresh
+    h.core.tick()
+    trace = h.send(1, 1, mac(1), BCAST)
+    assert not trace.loop and outputs(trace) == {(2, 1), (3, 1)}
+    assert all(n == 1 for n in trace.link_crossings.values())
+
+
+def test_restarted_zero_config_controller_keeps_flooding_where_it_did() -> None:
+    from controller.core import DumpedFlow
+    from controller.model import Model
+    h = Harness(Model.zero(), {1: [1, 2]})
+    h.clock.now = 10.0
+    h.core.tick()
+    dump = [DumpedFlow(r.cookie, r.table, r.priority, dict(r.match)) for r in h.core.flows.rules(1)]
+    fresh = Harness.__new__(Harness)
+    Harness.__init__(fresh, Model.zero(), {})
+    fresh.core.switch_up(1, [PortInfo(1, "p1"), PortInfo(2, "p2")])
+    batch = fresh.core.reconcile(1, dump)
+    assert batch.deletes == () and batch.adds == ()

@@ -25,6 +25,7 @@ from controller.rules import (FLAG_SEND_FLOW_REM, OFPP_CONTROLLER, OFPVID_PRESEN
 
 PRIO_HOST = 10
 PRIO_TRUNK = 20
+PRIO_PORT_FULL = 30
 PACKET_IN_MAX_LEN = 128
 PACKET_IN_METER = 1
 
@@ -64,13 +65,36 @@ def host_rules(view: FabricView, host: Host) -> dict[int, frozenset[Rule]]:
     return out
 
 
+def port_full_key(dpid: int, port: int) -> SegKey:
+    return ("port-full", dpid, port)
+
+
+def port_full_rules(dpid: int, port: int) -> dict[int, frozenset[Rule]]:
+    """Stop learning on a port that reached its host cap (a MAC flood).
+
+    Frames from the port skip the learn lookup: no packet-in, and no
+    per-source-MAC megaflows in the datapath, so a flood of new MACs costs
+    the switch one cached flow instead of one upcall per frame. Hosts already
+    learned there keep being forwarded to; their learn rules idle out, and
+    learning resumes once the port is below its cap again.
+    """
+    return {dpid: frozenset({Rule(APP_L2, T_LEARN, PRIO_PORT_FULL, make_match(in_port=port),
+                                  goto=T_FORWARD)})}
+
+
 class L2Switch:
     name = "l2"
 
     def compile(self, view: FabricView, hosts: Mapping[tuple[int, str], Host]) -> Segments:
         segments = per_switch("l2", view, static_rules)
+        per_port: dict[tuple[int, int], int] = {}
         for host in hosts.values():
             segments[host_key(host)] = host_rules(view, host)
+            per_port[(host.dpid, host.port)] = per_port.get((host.dpid, host.port), 0) + 1
+        cap = view.model.controller.max_hosts_per_port
+        for (dpid, port), count in sorted(per_port.items()):
+            if count >= cap and dpid in view.ports:
+                segments[port_full_key(dpid, port)] = port_full_rules(dpid, port)
         return segments
 
 

@@ -18,10 +18,10 @@ from typing import Callable, Collection, Mapping, Optional, Sequence
 from apps.base import App, Segments
 from apps.flood import Flood, flood_rules
 from apps.ingress import Ingress
-from apps.l2 import PRIO_HOST, L2Switch, decide, host_key, host_rules
+from apps.l2 import PRIO_HOST, L2Switch, decide, host_key, host_rules, port_full_key, port_full_rules
 from apps.passthrough import AclPassthrough, LbPassthrough
 from controller.fabric import MAX_PHYSICAL_PORT, FabricView, link_mismatches
-from controller.flowstate import Diff, FlowState
+from controller.flowstate import Diff, FlowState, merge_diffs as _merge_into
 from controller.hosts import HostTable
 from controller.metrics import Metrics
 from controller.model import Model
@@ -244,7 +244,20 @@ class Core:
         self.metrics.host_events.labels(event=event).inc()
         self._update_host_gauge()
         LOG.info("host %s %s on vlan %d at %016x port %d", host.mac, event, host.vlan, dpid, in_port)
-        return self._batches(self.flows.replace(host_key(host), host_rules(self.view(), host)))
+        diffs = self.flows.replace(host_key(host), host_rules(self.view(), host))
+        if old is not None:
+            _merge_into(diffs, self._port_cap(old.dpid, old.port))
+        _merge_into(diffs, self._port_cap(dpid, in_port))
+        return self._batches(diffs)
+
+    def _port_cap(self, dpid: int, port: int) -> dict[int, Diff]:
+        """Lock learning on a port at its host cap; unlock it below."""
+        key = port_full_key(dpid, port)
+        full = self.hosts.on_port(dpid, port) >= self.model.controller.max_hosts_per_port
+        if full and not self.flows.segment(key):
+            LOG.warning("port %d of %016x reached %d hosts: learning stopped there",
+                        port, dpid, self.model.controller.max_hosts_per_port)
+        return self.flows.replace(key, port_full_rules(dpid, port) if full else {})
 
     def flow_removed(self, dpid: int, cookie: int, match: Mapping[str, object], idle: bool) -> list[Batch]:
         """A flow left a switch; an idle learn rule means its host fell silent."""
@@ -260,7 +273,9 @@ class Core:
         self.metrics.host_events.labels(event="expired").inc()
         self._update_host_gauge()
         LOG.info("host %s expired on vlan %d", host.mac, host.vlan)
-        return self._batches(self.flows.replace(host_key(host), {}))
+        diffs = self.flows.replace(host_key(host), {})
+        _merge_into(diffs, self._port_cap(host.dpid, host.port))
+        return self._batches(diffs)
 
     def _update_host_gauge(self) -> None:
         counts = self.hosts.count_by_vlan()

@@ -72,9 +72,9 @@ class FlowState:
         """Make the whole state equal ``segments``; return the merged per-switch diffs."""
         merged: dict[int, Diff] = {}
         for key in sorted(set(self._segments) - set(segments), key=repr):
-            _merge(merged, self.replace(key, {}))
+            merge_diffs(merged, self.replace(key, {}))
         for key in sorted(segments, key=repr):
-            _merge(merged, self.replace(key, segments[key]))
+            merge_diffs(merged, self.replace(key, segments[key]))
         return {d: x for d, x in merged.items() if x}
 
     def segment(self, key: SegKey) -> Mapping[int, frozenset[Rule]]:
@@ -84,7 +84,7 @@ class FlowState:
         return list(self._segments)
 
 
-def _merge(into: dict[int, Diff], diffs: Mapping[int, Diff]) -> None:
+def merge_diffs(into: dict[int, Diff], diffs: Mapping[int, Diff]) -> None:
     """Merge diffs; a rule deleted then re-added (or the reverse) cancels out."""
     for dpid, diff in diffs.items():
         acc = into.setdefault(dpid, Diff())

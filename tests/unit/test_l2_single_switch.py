@@ -109,8 +109,14 @@ def test_host_cap_per_port_stops_mac_flood() -> None:
     for i in range(10):
         h.send(1, 1, f"02:aa:00:00:00:{i:02x}", BCAST)
     assert h.core.hosts.on_port(1, 1) == 3
+    trace = h.send(1, 1, "02:aa:00:00:00:99", BCAST)
+    assert trace.to_controller == [] and outputs(trace) == {(1, 2), (1, 3)}  # locked, still forwarded
     h.send(1, 2, mac(2), BCAST)
     assert (100, mac(2)) in h.core.hosts
+    # Hosts on the full port expire: learning there resumes.
+    for rule in [r for r in h.core.flows.rules(1) if r.idle_timeout and ("in_port", 1) in r.match]:
+        h.core.flow_removed(1, rule.cookie, dict(rule.match), idle=True)
+    assert h.send(1, 1, "02:aa:00:00:00:99", BCAST).to_controller
 
 
 def test_multicast_source_is_never_learned() -> None:

@@ -2,7 +2,11 @@
 
 Per switch:
 
-- LLDP (0x88cc) goes to the controller before anything else.
+- LLDP (0x88cc) goes to the controller before anything else, except on a
+  declared VM port, where it drops: the controller is not probing there, and
+  a VM forging our probe would otherwise make the controller see its port
+  as a link to another switch and turn it into a trunk carrying every
+  network's tagged traffic.
 - An edge port accepts only untagged frames (a VM cannot hop networks by
   tagging), tags them with its network's VLAN and goes on. A declared VM
   with a ``mac`` may send only from that MAC; with an ``ip`` too, only ARP
@@ -25,6 +29,7 @@ from controller.rules import (OFPP_CONTROLLER, OFPVID_NONE, OFPVID_PRESENT, Outp
 ETH_LLDP = 0x88CC
 ETH_ARP = 0x0806
 ETH_IPV4 = 0x0800
+PRIO_VM_LLDP = 1001
 PRIO_LLDP = 1000
 PRIO_PORT = 100
 PRIO_MISS = 0
@@ -45,7 +50,10 @@ def edge_port_rules(port: int, vlan: int, vm: Optional[Vm]) -> list[Rule]:
                    make_match(**base, eth_src=mac, eth_type=ETH_IPV4, ipv4_src=ip)]
     else:
         matches = [make_match(**base, eth_src=mac)]
-    return [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, m, _tag(vlan), goto=T_ACL) for m in matches]
+    rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, m, _tag(vlan), goto=T_ACL) for m in matches]
+    if vm is not None:  # no link is discovered on a VM's port (see the module docstring)
+        rules.append(Rule(APP_INGRESS, T_INGRESS, PRIO_VM_LLDP, make_match(in_port=port, eth_type=ETH_LLDP)))
+    return rules
 
 
 def ingress_rules(view: FabricView, dpid: int) -> list[Rule]:

@@ -111,10 +111,9 @@ class VmnController(app_manager.OSKenApp):
             dp = self.datapaths.get(batch.dpid)
             if dp is None or not (batch.deletes or batch.adds):
                 continue
-            msgs = ofmsg.flow_mods(dp, batch.deletes, batch.adds)
             self._bundle_id = (self._bundle_id + 1) & 0xFFFFFFFF
-            for msg in ofmsg.bundle(dp, self._bundle_id, msgs):
-                dp.send_msg(msg)
+            for buf in ofmsg.bundle_bytes(dp, self._bundle_id, batch.deletes, batch.adds):
+                dp.send(buf)
             name = f"{batch.dpid:x}"
             if batch.deletes:
                 self.metrics.flow_mods.labels(switch=name, command="delete").inc(len(batch.deletes))

@@ -142,9 +142,7 @@ class Core:
 
     def _update_flow_gauges(self, diffs: Mapping[int, Diff]) -> None:
         for dpid in diffs:
-            counts: dict[int, int] = {}
-            for rule in self.flows.rules(dpid):
-                counts[rule.app] = counts.get(rule.app, 0) + 1
+            counts = self.flows.app_counts(dpid)
             for app, name in APP_NAMES.items():
                 self.metrics.flows_installed.labels(switch=f"{dpid:x}", app=name).set(counts.get(app, 0))
 

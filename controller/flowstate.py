@@ -33,6 +33,11 @@ class FlowState:
     def __init__(self) -> None:
         self._segments: dict[SegKey, Mapping[int, frozenset[Rule]]] = {}
         self._counts: dict[int, Counter[Rule]] = {}
+        self._per_app: dict[int, Counter[int]] = {}
+
+    def app_counts(self, dpid: int) -> Mapping[int, int]:
+        """Number of distinct rules wanted on ``dpid`` per owner app id."""
+        return self._per_app.get(dpid, Counter())
 
     def rules(self, dpid: int) -> frozenset[Rule]:
         """Every rule wanted on ``dpid``."""
@@ -49,15 +54,18 @@ class FlowState:
             if before == after:
                 continue
             counts = self._counts.setdefault(dpid, Counter())
+            per_app = self._per_app.setdefault(dpid, Counter())
             diff = diffs.setdefault(dpid, Diff())
             for rule in after - before:
                 counts[rule] += 1
                 if counts[rule] == 1:
+                    per_app[rule.app] += 1
                     diff.adds.add(rule)
             for rule in before - after:
                 counts[rule] -= 1
                 if counts[rule] == 0:
                     del counts[rule]
+                    per_app[rule.app] -= 1
                     if rule in diff.adds:
                         diff.adds.discard(rule)
                     else:

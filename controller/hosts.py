@@ -14,6 +14,7 @@ class HostTable(Mapping[tuple[int, str], Host]):
     def __init__(self) -> None:
         self._hosts: dict[tuple[int, str], Host] = {}
         self._per_port: Counter[tuple[int, int]] = Counter()
+        self._per_vlan: Counter[int] = Counter()
 
     def __getitem__(self, key: tuple[int, str]) -> Host:
         return self._hosts[key]
@@ -32,18 +33,17 @@ class HostTable(Mapping[tuple[int, str], Host]):
         old = self.remove(host.vlan, host.mac)
         self._hosts[(host.vlan, host.mac)] = host
         self._per_port[(host.dpid, host.port)] += 1
+        self._per_vlan[host.vlan] += 1
         return old
 
     def remove(self, vlan: int, mac: str) -> Optional[Host]:
         old = self._hosts.pop((vlan, mac), None)
         if old is not None:
+            self._per_vlan[old.vlan] -= 1
             self._per_port[(old.dpid, old.port)] -= 1
             if not self._per_port[(old.dpid, old.port)]:
                 del self._per_port[(old.dpid, old.port)]
         return old
 
-    def count_by_vlan(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for vlan, _ in self._hosts:
-            out[vlan] = out.get(vlan, 0) + 1
-        return out
+    def count_by_vlan(self) -> Mapping[int, int]:
+        return self._per_vlan

@@ -57,7 +57,7 @@ class VmnController(app_manager.OSKenApp):
         self.config_path = os.environ.get(CONFIG_ENV)
         model = self._initial_model()
         self.metrics = Metrics()
-        self.core = Core(model, self.metrics)
+        self.core = Core(model, self.metrics, probe_secret=os.urandom(16))
         self.datapaths: dict[int, Any] = {}
         self._buckets: dict[int, TokenBucket] = {}
         self._stats: dict[int, list[DumpedFlow]] = {}

@@ -70,12 +70,15 @@ class Core:
 
     def __init__(self, model: Model, metrics: Optional[Metrics] = None,
                  clock: Callable[[], float] = time.monotonic,
-                 apps: Optional[Sequence[App]] = None, verify: bool = False) -> None:
+                 apps: Optional[Sequence[App]] = None, verify: bool = False,
+                 probe_secret: bytes = b"") -> None:
         self.model = model
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.apps = list(apps) if apps is not None else default_apps()
         self.verify = verify
+        self.probe_secret = probe_secret
+        """Key that authenticates our LLDP probes (the shim passes a random one)."""
         self.topology = Topology()
         self.hosts = HostTable()
         self.flows = FlowState()
@@ -298,12 +301,12 @@ class Core:
             vm_ports = {p for p, (_, vm) in view.edge_ports(dpid).items() if vm is not None}
             for port in sorted(self.topology.live_ports(dpid)):
                 if port < MAX_PHYSICAL_PORT and port not in vm_ports:
-                    out.append((dpid, port, build_probe(dpid, port)))
+                    out.append((dpid, port, build_probe(dpid, port, self.probe_secret)))
         return out
 
     def lldp_in(self, dpid: int, in_port: int, data: bytes) -> list[Batch]:
         """An LLDP frame arrived; one of our probes means a link."""
-        origin = parse_probe(data)
+        origin = parse_probe(data, self.probe_secret)
         if origin is None or origin == (dpid, in_port) or origin[0] not in self.topology.ports:
             return []
         link = LinkKey.of(origin[0], origin[1], dpid, in_port)

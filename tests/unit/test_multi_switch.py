@@ -162,3 +162,14 @@ def test_restarted_zero_config_controller_keeps_flooding_where_it_did() -> None:
     fresh.core.switch_up(1, [PortInfo(1, "p1"), PortInfo(2, "p2")])
     batch = fresh.core.reconcile(1, dump)
     assert batch.deletes == () and batch.adds == ()
+
+
+def test_forged_probe_without_the_controller_secret_makes_no_link() -> None:
+    from controller.lldp import build_probe, parse_probe
+    h = ring(3)
+    h.core.topology.links.clear()
+    h.core.recompute()
+    assert h.core.lldp_in(2, 11, build_probe(1, 10, secret=b"not ours")) == []
+    assert not h.core.topology.links
+    assert parse_probe(build_probe(5, 7, b"k"), b"k") == (5, 7)
+    assert parse_probe(build_probe(5, 7, b"k"), b"other") is None

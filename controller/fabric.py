@@ -105,6 +105,12 @@ class FabricView:
         """Edge port -> (network, declared VM or None), sorted by port."""
         return self._edges.get(dpid, {})
 
+    @cached_property
+    def declared_macs(self) -> Mapping[str, tuple[int, int]]:
+        """MAC of every declared VM with a ``mac`` -> its (dpid, port) on connected switches."""
+        return {vm.mac: (dpid, port) for dpid in self.dpids
+                for port, (_, vm) in self.edge_ports(dpid).items() if vm is not None and vm.mac}
+
     def network_ports(self, dpid: int, vlan: int) -> list[int]:
         return [p for p, (net, _) in self.edge_ports(dpid).items() if net.vlan == vlan]
 

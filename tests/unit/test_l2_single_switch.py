@@ -167,3 +167,11 @@ def test_reload_changes_only_what_differs() -> None:
     assert 0 < len(batch.adds) <= 4 and 0 < len(batch.deletes) <= 4
     assert len(before & h.core.flows.rules(1)) >= len(before) - 4
     assert outputs(h.send(1, 4, mac(4), BCAST)) == {(1, 1), (1, 2), (1, 3)}
+
+
+def test_declared_mac_cannot_be_hijacked_from_another_port() -> None:
+    h = harness()
+    h.send(1, 3, "02:00:00:00:01:03", BCAST)
+    h.send(1, 1, "02:00:00:00:01:03", BCAST)  # r1 (no declared mac) claims r3's MAC
+    assert h.core.hosts[(100, "02:00:00:00:01:03")].port == 3
+    assert outputs(h.send(1, 2, mac(2), "02:00:00:00:01:03")) == {(1, 3)}

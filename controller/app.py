@@ -112,8 +112,7 @@ class VmnController(app_manager.OSKenApp):
             if dp is None or not (batch.deletes or batch.adds):
                 continue
             self._bundle_id = (self._bundle_id + 1) & 0xFFFFFFFF
-            for buf in ofmsg.bundle_bytes(dp, self._bundle_id, batch.deletes, batch.adds):
-                dp.send(buf)
+            dp.send(ofmsg.batch_bytes(dp, self._bundle_id, batch.deletes, batch.adds))
             name = f"{batch.dpid:x}"
             if batch.deletes:
                 self.metrics.flow_mods.labels(switch=name, command="delete").inc(len(batch.deletes))

@@ -46,3 +46,13 @@ def test_fast_bundle_bytes_parse_back_to_the_same_flow_mods() -> None:
 def _header(buf: bytes) -> tuple[int, int, int, int]:
     version, msg_type, length, xid = struct.unpack_from("!BBHI", buf)
     return version, msg_type, length, xid
+
+
+def test_new_host_goes_as_plain_flow_mods_and_a_replacement_as_one_bundle() -> None:
+    rules = [Rule(4, 4, 10, make_match(eth_dst=f"02:00:00:00:00:0{i}"), (Output(i),)) for i in (1, 2)]
+    small = ofmsg.batch_bytes(FakeDatapath(), 1, [], rules)
+    first = _header(small)
+    assert first[1] == ofp.OFPT_FLOW_MOD and _header(small[first[2]:])[1] == ofp.OFPT_FLOW_MOD
+    assert len(small) == first[2] + _header(small[first[2]:])[2]
+    replacement = ofmsg.batch_bytes(FakeDatapath(), 1, [0x5], rules)
+    assert _header(replacement)[1] == ofp.OFPT_EXPERIMENTER  # bundle open first

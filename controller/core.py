@@ -144,10 +144,11 @@ class Core:
         return out
 
     def _update_flow_gauges(self, diffs: Mapping[int, Diff]) -> None:
-        for dpid in diffs:
+        """Refresh ``vmn_flows_installed`` for the apps whose rules changed."""
+        for dpid, diff in diffs.items():
             counts = self.flows.app_counts(dpid)
-            for app, name in APP_NAMES.items():
-                self.metrics.flows_installed.labels(switch=f"{dpid:x}", app=name).set(counts.get(app, 0))
+            for app in {r.app for r in diff.adds} | {r.app for r in diff.deletes}:
+                self.metrics.flows_installed.labels(switch=f"{dpid:x}", app=APP_NAMES[app]).set(counts.get(app, 0))
 
     # -- switch lifecycle --------------------------------------------------
     def switch_up(self, dpid: int, ports: Collection[PortInfo]) -> list[Batch]:

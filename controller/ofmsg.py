@@ -62,31 +62,6 @@ def flow_delete_cookie(dp: Any, cookie: int) -> Any:
         match=parser.OFPMatch())
 
 
-def flow_mods(dp: Any, deletes: Iterable[int], adds: Iterable[Rule]) -> list[Any]:
-    """Deletes first, then adds."""
-    return [flow_delete_cookie(dp, c) for c in deletes] + [flow_add(dp, r) for r in adds]
-
-
-def bundle(dp: Any, bundle_id: int, msgs: list[Any]) -> list[Any]:
-    """Wrap ``msgs`` in an atomic ONF bundle: open, add each, commit.
-
-    OVS requires each inner message's xid to equal its bundle-add's xid.
-    """
-    flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
-    out = [parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_OPEN_REQUEST, flags, [])]
-    for msg in msgs:
-        dp.set_xid(msg)
-        add = parser.ONFBundleAddMsg(dp, bundle_id, flags, msg, [])
-        add.set_xid(msg.xid)
-        out.append(add)
-    out.append(parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, flags, []))
-    return out
-
-
-def barrier(dp: Any) -> Any:
-    return parser.OFPBarrierRequest(dp)
-
-
 def flow_stats_request(dp: Any) -> Any:
     return parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0,
                                       parser.OFPMatch())
@@ -131,22 +106,22 @@ _XID = struct.Struct("!I")
 BUNDLE_FLAGS = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
 
 
-@lru_cache(maxsize=1 << 17)
-def flow_add_bytes(rule: Rule) -> bytes:
-    """The wire bytes of ``flow_add(rule)`` with xid 0."""
-    msg = flow_add(_CODEC, rule)
+def _wire(msg: Any) -> bytes:
     msg.set_xid(0)
     msg.serialize()
     return bytes(msg.buf)
+
+
+@lru_cache(maxsize=1 << 17)
+def flow_add_bytes(rule: Rule) -> bytes:
+    """The wire bytes of ``flow_add(rule)`` with xid 0."""
+    return _wire(flow_add(_CODEC, rule))
 
 
 @lru_cache(maxsize=1 << 17)
 def flow_delete_bytes(cookie: int) -> bytes:
     """The wire bytes of ``flow_delete_cookie(cookie)`` with xid 0."""
-    msg = flow_delete_cookie(_CODEC, cookie)
-    msg.set_xid(0)
-    msg.serialize()
-    return bytes(msg.buf)
+    return _wire(flow_delete_cookie(_CODEC, cookie))
 
 
 def _next_xid(dp: Any) -> int:

@@ -158,8 +158,7 @@ class Core:
         self.ready.discard(dpid)
         self.topology.add_switch(dpid, ports)
         now = self.clock()
-        for key in [k for k in self._port_up_at if k[0] == dpid]:
-            del self._port_up_at[key]
+        self._forget_port_times(dpid)
         self._port_up_at.update({(dpid, p.port_no): now for p in ports if p.up})
         self.metrics.switches_connected.set(len(self.topology.ports))
         return self.recompute()
@@ -173,9 +172,9 @@ class Core:
         others are deleted by exact cookie, and missing rules are added.
         """
         self._adopt_hosts(dpid, present)
-        self._trust_flooded_ports(dpid, {f.cookie for f in present})
-        wanted = {r.cookie: r for r in self.flows.rules(dpid)}
         cookies = {f.cookie for f in present}
+        self._trust_flooded_ports(dpid, cookies)
+        wanted = {r.cookie: r for r in self.flows.rules(dpid)}
         self.ready.add(dpid)
         return Batch.of(dpid, cookies - set(wanted), [r for c, r in wanted.items() if c not in cookies])
 
@@ -188,9 +187,13 @@ class Core:
             return
         trusted = FabricView(self.model, self.topology)
         if all(r.cookie in cookies for r in flood_rules(trusted, dpid)):
-            for key in [k for k in self._port_up_at if k[0] == dpid]:
-                del self._port_up_at[key]
-            self.recompute()
+            self._forget_port_times(dpid)
+            self._invalidate()  # probation only shapes this switch's flood rules
+            self.flows.replace(("flood", dpid), {dpid: frozenset(flood_rules(self.view(), dpid))})
+
+    def _forget_port_times(self, dpid: int) -> None:
+        for key in [k for k in self._port_up_at if k[0] == dpid]:
+            del self._port_up_at[key]
 
     def _adopt_hosts(self, dpid: int, present: Collection[DumpedFlow]) -> None:
         for flow in present:

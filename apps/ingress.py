@@ -8,10 +8,13 @@ Per switch:
   as a link to another switch and turn it into a trunk carrying every
   network's tagged traffic.
 - An edge port accepts only untagged frames (a VM cannot hop networks by
-  tagging), tags them with its network's VLAN and goes on. A declared VM
+  tagging), tags them with its network's VLAN, writes which ACL lists apply
+  into metadata and goes on to the ACL tables (or straight to the load
+  balancer when no ACL applies and the network needs no conntrack). A declared VM
   with a ``mac`` may send only from that MAC; with an ``ip`` too, only ARP
   whose sender is that MAC and IP, and IPv4 from that IP.
-- A trunk port accepts the VLANs of the networks that use its link.
+- A trunk port accepts the VLANs of the networks that use its link; that
+  traffic was filtered at its first switch and goes straight to learning.
 - Anything else (undeclared port, tagged frame from a VM, spoofed source) drops.
 """
 
@@ -22,7 +25,8 @@ from typing import Mapping, Optional
 from apps.base import Segments, per_switch
 from controller.fabric import FabricView, Host
 from controller.model import Vm
-from controller.pipeline import APP_INGRESS, T_ACL, T_INGRESS
+from controller.aclplan import ALL_BITS
+from controller.pipeline import APP_INGRESS, T_ACL_PORT, T_INGRESS, T_LB, T_LEARN
 from controller.rules import (OFPP_CONTROLLER, OFPVID_NONE, OFPVID_PRESENT, Output, PushVlan, Rule,
                               SetField, make_match)
 
@@ -40,8 +44,12 @@ def _tag(vlan: int) -> tuple[PushVlan, SetField]:
     return (PushVlan(), SetField("vlan_vid", OFPVID_PRESENT | vlan))
 
 
-def edge_port_rules(port: int, vlan: int, vm: Optional[Vm]) -> list[Rule]:
-    """Rules admitting what ``vm`` (or anyone, when undeclared) may send on ``port``."""
+def edge_port_rules(port: int, vlan: int, vm: Optional[Vm], metadata: Optional[int] = None) -> list[Rule]:
+    """Rules admitting what ``vm`` (or anyone, when undeclared) may send on ``port``.
+
+    With ``metadata`` (the port's ACL list ids) admitted frames go to the ACL
+    tables carrying it; without, to the load balancer table.
+    """
     base = dict(in_port=port, vlan_vid=OFPVID_NONE)
     mac = vm.mac if vm else None
     ip = str(vm.ip.ip) if vm and vm.ip else None
@@ -50,7 +58,11 @@ def edge_port_rules(port: int, vlan: int, vm: Optional[Vm]) -> list[Rule]:
                    make_match(**base, eth_src=mac, eth_type=ETH_IPV4, ipv4_src=ip)]
     else:
         matches = [make_match(**base, eth_src=mac)]
-    rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, m, _tag(vlan), goto=T_ACL) for m in matches]
+    if metadata is None:
+        rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, m, _tag(vlan), goto=T_LB) for m in matches]
+    else:
+        rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, m, _tag(vlan), goto=T_ACL_PORT,
+                      write_metadata=(metadata, ALL_BITS)) for m in matches]
     if vm is not None:  # no link is discovered on a VM's port (see the module docstring)
         rules.append(Rule(APP_INGRESS, T_INGRESS, PRIO_VM_LLDP, make_match(in_port=port, eth_type=ETH_LLDP)))
     return rules
@@ -61,11 +73,12 @@ def ingress_rules(view: FabricView, dpid: int) -> list[Rule]:
     rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_LLDP, make_match(eth_type=ETH_LLDP),
                   (Output(OFPP_CONTROLLER, LLDP_MAX_LEN),)),
              Rule(APP_INGRESS, T_INGRESS, PRIO_MISS)]
+    plan = view.acl_plan
     for port, (net, vm) in view.edge_ports(dpid).items():
-        rules += edge_port_rules(port, net.vlan, vm)
+        rules += edge_port_rules(port, net.vlan, vm, plan.metadata(vm, net))
     for port in sorted(view.trunk_ports(dpid)):
         rules += [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT,
-                       make_match(in_port=port, vlan_vid=OFPVID_PRESENT | vlan), goto=T_ACL)
+                       make_match(in_port=port, vlan_vid=OFPVID_PRESENT | vlan), goto=T_LEARN)
                   for vlan in view.trunk_vlans(dpid, port)]
     return rules
 

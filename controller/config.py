@@ -180,6 +180,9 @@ def parse_model(data: object) -> Model:
     networks = topology.parse_networks(ctx.at("networks"), raw["networks"] or {}, known)
     vms = topology.parse_vms(ctx.at("vms"), raw["vms"] or {}, known, link_ports)
     acls = config_policy.parse_acls(ctx.at("acls"), raw["acls"] or {})
+    config_policy.check_list_sizes(
+        ctx, acls, [(f"vms.{v.name}.acl_in", v.acl_in) for v in vms]
+        + [(f"networks.{n.name}.acl_in", n.acl_in) for n in networks])
     balancers = config_policy.parse_load_balancers(
         ctx.at("load_balancers"), raw["load_balancers"] or {}, known, vms
     )

@@ -365,3 +365,20 @@ def _vm_ip(
         ctx.error(f"VM {name!r} is in network {vm.network!r}, not {network!r}")
         return None
     return vm.ip.ip
+
+
+MAX_LIST_RULES = 59000
+"""Rules one ``acl_in`` list may hold in all: they take priorities below 60000."""
+
+
+def check_list_sizes(ctx: Ctx, acls: list[Acl], users: list[tuple[str, tuple[str, ...]]]) -> None:
+    """Reject an ``acl_in`` list whose ACLs have more than :data:`MAX_LIST_RULES` rules in all.
+
+    ``users`` are (YAML path of the ``acl_in`` key, the list) pairs.
+    """
+    sizes = {acl.name: len(acl.rules) for acl in acls}
+    for path, names in users:
+        total = sum(sizes.get(n, 0) for n in names)
+        if total > MAX_LIST_RULES:
+            ctx.at(path).error(f"ACLs {', '.join(names)} have {total} rules in all; "
+                               f"more than {MAX_LIST_RULES} cannot keep their order")

@@ -19,7 +19,8 @@ from apps.base import App, Segments
 from apps.flood import Flood, flood_rules
 from apps.ingress import Ingress
 from apps.l2 import PRIO_HOST, L2Switch, decide, host_key, host_rules, port_full_key, port_full_rules
-from apps.passthrough import AclPassthrough, LbPassthrough
+from apps.acl import AclFirewall
+from apps.passthrough import LbPassthrough
 from controller.fabric import MAX_PHYSICAL_PORT, FabricView, link_mismatches
 from controller.flowstate import Diff, FlowState, merge_diffs as _merge_into
 from controller.hosts import HostTable
@@ -62,7 +63,7 @@ class Batch:
 
 
 def default_apps() -> list[App]:
-    return [Ingress(), AclPassthrough(), LbPassthrough(), L2Switch(), Flood()]
+    return [Ingress(), AclFirewall(), LbPassthrough(), L2Switch(), Flood()]
 
 
 class Core:

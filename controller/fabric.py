@@ -14,6 +14,7 @@ from typing import Mapping, Optional
 
 import networkx as nx
 
+from controller.aclplan import AclPlan, plan_of
 from controller.model import Model, Network, Vm
 from controller.topology import LinkKey, Topology, bfs_parents, edge_link
 
@@ -51,6 +52,11 @@ class FabricView:
         self.ports = {d: dict(p) for d, p in topology.ports.items()}
         self.links = frozenset(topology.links)
         self._topology = topology
+
+    @cached_property
+    def acl_plan(self) -> AclPlan:
+        """Which ACL lists apply where (see :mod:`controller.aclplan`)."""
+        return plan_of(self.model)
 
     @cached_property
     def graph(self) -> nx.Graph:

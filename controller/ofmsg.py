@@ -15,9 +15,21 @@ from os_ken.ofproto import ofproto_common
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.rules import Action, Ct, Group, Output, PopVlan, PushVlan, Rule, SetField
+from controller.rules import Action, Ct, Group, Move, Nat, Output, PopVlan, PushVlan, Rule, SetField
 
 ALL_COOKIE_BITS = 0xFFFFFFFFFFFFFFFF
+NX_CT_F_COMMIT = 1
+NX_NAT_F_DST = 2
+FIELD_BITS: Mapping[str, int] = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48,
+                                 "arp_spa": 32, "arp_tpa": 32, "ipv4_src": 32, "ipv4_dst": 32}
+"""Widths of the fields a :class:`Move` may copy."""
+
+
+def _nat(nat: Nat) -> Any:
+    if nat.dst is None:
+        return parser.NXActionNAT(flags=0)
+    ports = {} if nat.port is None else {"range_proto_min": nat.port, "range_proto_max": nat.port}
+    return parser.NXActionNAT(flags=NX_NAT_F_DST, range_ipv4_min=nat.dst, range_ipv4_max=nat.dst, **ports)
 
 
 def _action(a: Action) -> Any:
@@ -33,8 +45,11 @@ def _action(a: Action) -> Any:
         return parser.OFPActionGroup(a.group_id)
     if isinstance(a, Ct):
         return parser.NXActionCT(
-            flags=1 if a.commit else 0, zone_src=None, zone_ofs_nbits=a.zone,
-            recirc_table=a.recirc_table if a.recirc_table is not None else 255, alg=0, actions=[])
+            flags=NX_CT_F_COMMIT if a.commit else 0, zone_src=None, zone_ofs_nbits=a.zone,
+            recirc_table=a.recirc_table if a.recirc_table is not None else 255, alg=0,
+            actions=[_nat(a.nat)] if a.nat is not None else [])
+    if isinstance(a, Move):
+        return parser.NXActionRegMove(src_field=a.src, dst_field=a.dst, n_bits=FIELD_BITS[a.src])
     raise TypeError(f"unknown action {a!r}")
 
 
@@ -46,6 +61,8 @@ def flow_add(dp: Any, rule: Rule) -> Any:
     if rule.actions:
         inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
                                                  [_action(a) for a in rule.actions]))
+    if rule.write_metadata is not None:
+        inst.append(parser.OFPInstructionWriteMetadata(*rule.write_metadata))
     if rule.goto is not None:
         inst.append(parser.OFPInstructionGotoTable(rule.goto))
     return parser.OFPFlowMod(

@@ -1,13 +1,20 @@
 """The table pipeline, declared as data, and the check every rule must pass.
 
-| table | name    | owner          | does                                                       |
-|-------|---------|----------------|------------------------------------------------------------|
-| 0     | ingress | ingress        | LLDP to controller; port -> network VLAN; port security     |
-| 1     | acl     | acl firewall   | per-VM / per-network ACLs, conntrack                       |
-| 2     | lb      | load balancer  | VIP ARP replies, VIP -> backend                            |
-| 3     | learn   | l2             | known (vlan, src MAC, port) -> 4; unknown -> controller + 4 |
-| 4     | forward | l2             | (vlan, dst MAC) -> output; miss -> 5                       |
-| 5     | flood   | flood          | per-network flood along the loop-free tree                 |
+| table | name       | owner   | does                                                                 |
+|-------|------------|---------|----------------------------------------------------------------------|
+| 0     | ingress    | ingress | LLDP to controller; port -> network VLAN and ACL ids; port security  |
+| 1     | acl_port   | acl, lb | conntrack pass; replies of committed connections on; per-VM ACLs     |
+| 2     | acl_net    | acl     | per-network ACLs                                                     |
+| 3     | lb         | lb      | VIP ARP replies, VIP -> backend (select group, conntrack NAT)         |
+| 4     | acl_commit | acl     | commit connections a stateful rule allowed                           |
+| 5     | learn      | l2      | known (vlan, src MAC, port) -> 6; unknown -> controller + 6           |
+| 6     | forward    | l2      | (vlan, dst MAC) -> output; miss -> 7                                 |
+| 7     | flood      | flood   | per-network flood along the loop-free tree                           |
+
+Traffic from a trunk was filtered at its first switch and goes from
+ingress straight to learn. The metadata register carries, from ingress to
+the ACL tables, which ACL list applies to the port (bits 0-31) and to the
+network (bits 32-62); bit 63 marks "a stateful rule allowed this".
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ APP_NAMES: Mapping[int, str] = {
     APP_INGRESS: "ingress", APP_ACL: "acl", APP_LB: "lb", APP_L2: "l2", APP_FLOOD: "flood",
 }
 
-T_INGRESS, T_ACL, T_LB, T_LEARN, T_FORWARD, T_FLOOD = range(6)
+T_INGRESS, T_ACL_PORT, T_ACL_NET, T_LB, T_ACL_COMMIT, T_LEARN, T_FORWARD, T_FLOOD = range(8)
 
 
 class PipelineError(ValueError):
@@ -49,12 +56,17 @@ _L2 = frozenset({"in_port", "vlan_vid", "eth_src", "eth_dst", "eth_type"})
 _L3 = frozenset({"arp_spa", "arp_tpa", "arp_sha", "arp_op", "ip_proto", "ipv4_src", "ipv4_dst",
                  "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code"})
 
+_CT = frozenset({"ct_state", "ct_zone", "metadata"})
+
 PIPELINE: tuple[TableSpec, ...] = (
-    TableSpec(T_INGRESS, "ingress", frozenset({APP_INGRESS}), _L2 | _L3, frozenset({T_ACL})),
-    TableSpec(T_ACL, "acl", frozenset({APP_ACL}), _L2 | _L3 | {"ct_state", "ct_zone", "metadata"},
-              frozenset({T_ACL, T_LB})),
-    TableSpec(T_LB, "lb", frozenset({APP_LB}), _L2 | _L3 | {"ct_state", "ct_zone"},
-              frozenset({T_LB, T_LEARN})),
+    TableSpec(T_INGRESS, "ingress", frozenset({APP_INGRESS}), _L2 | _L3,
+              frozenset({T_ACL_PORT, T_LB, T_LEARN})),
+    TableSpec(T_ACL_PORT, "acl_port", frozenset({APP_ACL, APP_LB}), _L2 | _L3 | _CT,
+              frozenset({T_ACL_PORT, T_ACL_NET, T_LB, T_LEARN})),
+    TableSpec(T_ACL_NET, "acl_net", frozenset({APP_ACL}), _L2 | _L3 | _CT, frozenset({T_LB})),
+    TableSpec(T_LB, "lb", frozenset({APP_LB}), _L2 | _L3 | _CT,
+              frozenset({T_LB, T_ACL_COMMIT, T_LEARN})),
+    TableSpec(T_ACL_COMMIT, "acl_commit", frozenset({APP_ACL}), _L2 | _CT, frozenset({T_LEARN})),
     TableSpec(T_LEARN, "learn", frozenset({APP_L2}), _L2, frozenset({T_FORWARD})),
     TableSpec(T_FORWARD, "forward", frozenset({APP_L2}), _L2, frozenset({T_FLOOD})),
     TableSpec(T_FLOOD, "flood", frozenset({APP_FLOOD}), _L2, frozenset()),

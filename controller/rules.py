@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Mapping, Optional, Union
 
-MatchValue = Union[int, str, tuple[int, int]]
-"""An exact value, or ``(value, mask)`` for maskable integer fields."""
+MatchValue = Union[int, str, tuple[int, int], tuple[str, str]]
+"""An exact value, or ``(value, mask)`` for maskable fields (IPv4 as dotted strings)."""
 
 Match = tuple[tuple[str, MatchValue], ...]
 """Match fields as sorted ``(oxm_field_name, value)`` pairs (os-ken OXM names)."""
@@ -71,19 +71,51 @@ class Group:
 
 
 @dataclass(frozen=True)
+class Nat:
+    """NAT inside a :class:`Ct`: with ``dst`` set, destination-NAT a new
+    connection to ``dst`` (and ``port``, when set); with nothing set, apply
+    the NAT an established connection already has (and un-NAT its replies)."""
+
+    dst: Optional[str] = None
+    port: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class Ct:
     """Nicira conntrack action: send through conntrack in ``zone``.
 
     ``commit`` commits the connection; ``recirc_table`` resubmits the packet,
-    with its ``ct_state`` filled in, to that table.
+    with its ``ct_state`` filled in, to that table (the rule's last action);
+    ``nat`` applies NAT as described there.
     """
 
     zone: int
     commit: bool = False
     recirc_table: Optional[int] = None
+    nat: Optional[Nat] = None
 
 
-Action = Union[Output, PushVlan, PopVlan, SetField, Group, Ct]
+@dataclass(frozen=True)
+class Move:
+    """Copy field ``src`` into field ``dst`` (same width), Nicira reg_move."""
+
+    src: str
+    dst: str
+
+
+Action = Union[Output, PushVlan, PopVlan, SetField, Group, Ct, Move]
+
+CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK, CT_SNAT, CT_DNAT = (1 << i for i in range(8))
+"""``ct_state`` bits, as OVS numbers them."""
+
+
+def ct_state(plus: int = 0, minus: int = 0) -> tuple[int, int]:
+    """A masked ``ct_state`` match: bits in ``plus`` set, bits in ``minus`` clear.
+
+    >>> ct_state(CT_TRK | CT_EST, CT_INV)
+    (34, 50)
+    """
+    return (plus, plus | minus)
 
 
 @dataclass(frozen=True)
@@ -104,6 +136,8 @@ class Rule:
     meter: Optional[int] = None
     idle_timeout: int = 0
     flags: int = 0
+    write_metadata: Optional[tuple[int, int]] = None
+    """``(value, mask)`` written to the metadata register before ``goto``."""
 
     @cached_property
     def cookie(self) -> int:
@@ -112,8 +146,11 @@ class Rule:
         return (self.app << 56) | int.from_bytes(digest, "big")
 
     def _content(self) -> tuple[object, ...]:
-        return (self.app, self.table, self.priority, self.match, self.actions,
-                self.goto, self.meter, self.idle_timeout, self.flags)
+        content: tuple[object, ...] = (self.app, self.table, self.priority, self.match, self.actions,
+                                       self.goto, self.meter, self.idle_timeout, self.flags)
+        if self.write_metadata is not None:  # absent from older rules: their cookies stay
+            content += (self.write_metadata,)
+        return content
 
     @cached_property
     def match_dict(self) -> Mapping[str, MatchValue]:

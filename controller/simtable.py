@@ -6,17 +6,23 @@ switches joined by links, so tests assert behaviour ("web1's ARP reaches
 web2 and nothing in tenant-b") instead of comparing message lists.
 
 Packets are plain dicts of OXM field names; ``vlan_vid`` is 0 when untagged
-and ``0x1000 | vid`` when tagged, as in OpenFlow matches.
+and ``0x1000 | vid`` when tagged, as in OpenFlow matches. ``metadata``,
+``ct_state`` and ``ct_zone`` start at 0. Conntrack is simulated by
+:class:`SimConntrack` (one table shared by all switches, as on one OVS
+host): connections by 5-tuple per zone, committed or not, with destination
+NAT; TCP state tracking is not modelled (nothing is ever ``+inv``).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import zlib
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
-from controller.rules import (OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT, Ct, Group,
-                              MatchValue, Output, PopVlan, PushVlan, Rule, SetField)
+from controller.rules import (CT_DNAT, CT_EST, CT_NEW, CT_RPL, CT_TRK, OFPP_CONTROLLER, OFPP_IN_PORT,
+                              OFPVID_PRESENT, Action, Ct, Group, GroupEntry, MatchValue, Move, Output,
+                              PopVlan, PushVlan, Rule, SetField)
 from controller.topology import LinkKey
 
 Packet = dict[str, object]
@@ -58,18 +64,106 @@ class Trace:
     to_controller: list[tuple[int, Packet]] = field(default_factory=list)
     link_crossings: dict[LinkKey, int] = field(default_factory=dict)
     matched: list[tuple[int, Rule]] = field(default_factory=list)
+    arrivals: list[tuple[int, int]] = field(default_factory=list)
+    """(dpid, in_port) of every switch the packet entered, in order."""
     loop: bool = False
 
     def delivered(self) -> set[tuple[int, int]]:
         return {(d, p) for d, p, _ in self.outputs}
 
 
-class SimSwitch:
-    """One switch's flow table."""
+ConnKey = tuple[int, object, object, object, object, object]
+"""(zone, ip_proto, src ip, dst ip, src port, dst port)."""
 
-    def __init__(self, dpid: int, rules: Iterable[Rule]) -> None:
+
+def _conn_key(zone: int, pkt: Mapping[str, object]) -> ConnKey:
+    proto = pkt.get("ip_proto")
+    sport = pkt.get("tcp_src", pkt.get("udp_src", 0))
+    dport = pkt.get("tcp_dst", pkt.get("udp_dst", 0))
+    return (zone, proto, pkt.get("ipv4_src"), pkt.get("ipv4_dst"), sport, dport)
+
+
+def _reverse(key: ConnKey) -> ConnKey:
+    zone, proto, src, dst, sport, dport = key
+    return (zone, proto, dst, src, dport, sport)
+
+
+def _port_field(pkt: Mapping[str, object], end: str) -> str:
+    return ("tcp_" if "tcp_src" in pkt else "udp_") + end
+
+
+class SimConntrack:
+    """Committed connections: original 5-tuple -> reply 5-tuple (NAT applied)."""
+
+    def __init__(self) -> None:
+        self.replies: dict[ConnKey, ConnKey] = {}
+        self.originals: dict[ConnKey, ConnKey] = {}
+
+    def apply(self, action: Ct, pkt: Packet) -> None:
+        """Run ``pkt`` through conntrack as ``action`` says; sets ct_state/ct_zone, may rewrite it."""
+        key = _conn_key(action.zone, pkt)
+        state = CT_TRK
+        if key in self.replies:  # original direction of a known connection
+            state |= CT_EST
+            reply = self.replies[key]
+            if action.nat is not None and reply[2] != key[3]:
+                pkt["ipv4_dst"] = reply[2]
+                if reply[4]:
+                    pkt[_port_field(pkt, "dst")] = reply[4]
+                state |= CT_DNAT
+        elif key in self.originals:  # a reply
+            state |= CT_EST | CT_RPL
+            orig = self.originals[key]
+            if action.nat is not None and orig[3] != key[2]:
+                pkt["ipv4_src"] = orig[3]
+                if orig[5]:
+                    pkt[_port_field(pkt, "src")] = orig[5]
+                state |= CT_DNAT
+        else:
+            state |= CT_NEW
+            if action.commit:
+                nat = action.nat
+                if nat is not None and nat.dst is not None:
+                    pkt["ipv4_dst"] = nat.dst
+                    if nat.port is not None:
+                        pkt[_port_field(pkt, "dst")] = nat.port
+                    state |= CT_DNAT
+                reply = _reverse(_conn_key(action.zone, pkt))
+                self.replies[key] = reply
+                self.originals[reply] = key
+        if action.recirc_table is not None:
+            pkt["ct_state"] = state
+            pkt["ct_zone"] = action.zone
+
+
+def _bucket_index(group: GroupEntry, pkt: Mapping[str, object], live: Callable[[int], bool]) -> list[int]:
+    """Which buckets of ``group`` a packet takes (select: a weighted 5-tuple hash)."""
+    if group.type == "all":
+        return list(range(len(group.buckets)))
+    if group.type == "ff":
+        return next(([i] for i, b in enumerate(group.buckets) if live(b[1])), [])
+    total = sum(b[0] for b in group.buckets)
+    if not total:
+        return []
+    point = zlib.crc32(repr(_conn_key(0, pkt)).encode()) % total
+    for i, (weight, _, _) in enumerate(group.buckets):
+        if point < weight:
+            return [i]
+        point -= weight
+    return []
+
+
+class SimSwitch:
+    """One switch's flow table and groups."""
+
+    def __init__(self, dpid: int, rules: Iterable[Rule], groups: Iterable[GroupEntry] = (),
+                 conntrack: Optional[SimConntrack] = None,
+                 live: Callable[[int], bool] = lambda port: True) -> None:
         self.dpid = dpid
         self.tables: dict[int, list[Rule]] = {}
+        self.groups = {g.group_id: g for g in groups}
+        self.conntrack = conntrack or SimConntrack()
+        self.live = live
         for rule in rules:
             self.tables.setdefault(rule.table, []).append(rule)
         for rules_ in self.tables.values():
@@ -85,16 +179,48 @@ class SimSwitch:
         """Run ``packet`` (with ``in_port`` set) from table 0; return (port, packet) outputs."""
         outs: list[tuple[int, Packet]] = []
         pkt = dict(packet)
-        table: Optional[int] = 0
+        for name in ("metadata", "ct_state", "ct_zone"):
+            pkt.setdefault(name, 0)
+        self._run(pkt, 0, trace, outs, 0)
+        return outs
+
+    def _run(self, pkt: Packet, table: Optional[int], trace: Trace, outs: list[tuple[int, Packet]],
+             depth: int) -> None:
         while table is not None:
+            if depth > MAX_HOPS:
+                trace.loop = True
+                return
             rule = self.lookup(table, pkt)
             if rule is None:
-                break
+                return
             trace.matched.append((self.dpid, rule))
-            for action in rule.actions:
+            recirc = self._apply_all(rule.actions, pkt, trace, outs, depth)
+            if rule.write_metadata is not None:
+                value, mask = rule.write_metadata
+                pkt["metadata"] = (int(pkt.get("metadata", 0)) & ~mask) | (value & mask)  # type: ignore[call-overload]
+            table = recirc if recirc is not None else rule.goto
+            depth += 1
+
+    def _apply_all(self, actions: Iterable[Action], pkt: Packet, trace: Trace,
+                   outs: list[tuple[int, Packet]], depth: int) -> Optional[int]:
+        """Apply ``actions`` to ``pkt``; the table a conntrack action recirculates to, if any."""
+        recirc = None
+        for action in actions:
+            if isinstance(action, Group):
+                group = self.groups.get(action.group_id)
+                if group is None:
+                    continue  # OVS rejects such a flow; the sim just drops
+                for i in _bucket_index(group, pkt, self.live):
+                    clone = dict(pkt)
+                    nxt = self._apply_all(group.buckets[i][2], clone, trace, outs, depth)
+                    if nxt is not None:
+                        self._run(clone, nxt, trace, outs, depth + 1)
+            elif isinstance(action, Ct):
+                self.conntrack.apply(action, pkt)
+                recirc = action.recirc_table if action.recirc_table is not None else recirc
+            else:
                 self._apply(action, pkt, outs, trace)
-            table = rule.goto
-        return outs
+        return recirc
 
     def _apply(self, action: object, pkt: Packet, outs: list[tuple[int, Packet]], trace: Trace) -> None:
         if isinstance(action, Output):
@@ -110,15 +236,23 @@ class SimSwitch:
             pkt["vlan_vid"] = 0
         elif isinstance(action, SetField):
             pkt[action.field] = action.value
-        elif isinstance(action, (Group, Ct)):
-            raise NotImplementedError(f"simulated table cannot apply {action!r} yet")
+        elif isinstance(action, Move):
+            pkt[action.dst] = pkt.get(action.src)
 
 
 class SimNetwork:
     """Switches joined by links; inject a packet at an edge port and trace it."""
 
-    def __init__(self, rules: Mapping[int, Iterable[Rule]], links: Iterable[LinkKey] = ()) -> None:
-        self.switches = {d: SimSwitch(d, r) for d, r in rules.items()}
+    def __init__(self, rules: Mapping[int, Iterable[Rule]], links: Iterable[LinkKey] = (),
+                 groups: Optional[Mapping[int, Iterable[GroupEntry]]] = None,
+                 conntrack: Optional[SimConntrack] = None,
+                 down: Iterable[tuple[int, int]] = ()) -> None:
+        self.conntrack = conntrack or SimConntrack()
+        dead = frozenset(down)
+        groups = groups or {}
+        self.switches = {d: SimSwitch(d, r, groups.get(d, ()), self.conntrack,
+                                      lambda port, d=d: (d, port) not in dead)  # type: ignore[misc]
+                         for d, r in rules.items()}
         self.peer: dict[tuple[int, int], tuple[int, int, LinkKey]] = {}
         for link in links:
             self.peer[(link.a_dpid, link.a_port)] = (link.b_dpid, link.b_port, link)
@@ -134,6 +268,7 @@ class SimNetwork:
                 trace.loop = True
                 continue
             pkt["in_port"] = p
+            trace.arrivals.append((d, p))
             for out_port, out_pkt in self.switches[d].process(pkt, trace):
                 peer = self.peer.get((d, out_port))
                 if peer is None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from controller.config import loads_model
 from controller.core import Core
 from controller.model import Model
-from controller.simtable import SimNetwork, Trace, ethernet
+from controller.simtable import SimConntrack, SimNetwork, Trace, ethernet
 from controller.topology import LinkKey, PortInfo
 
 
@@ -41,12 +41,14 @@ class Harness:
             self.core.topology.add_link(link)
         self.core.recompute()
         self.packet_ins = 0
+        self.conntrack = SimConntrack()
+        """One conntrack for every send, as all bridges of one OVS host share one."""
 
     def sim(self) -> SimNetwork:
         return SimNetwork({d: self.core.flows.rules(d) for d in self.core.topology.ports},
-                          self.core.topology.links)
+                          self.core.topology.links, conntrack=self.conntrack)
 
-    def send(self, dpid: int, port: int, src: str, dst: str, learn: bool = True, **fields: object) -> Trace:
+    def send(self, dpid: int, port: int, src: str, dst: str, learn: bool = True, **fields: Any) -> Trace:
         """Inject a frame; feed the resulting learn packet-ins to the core when ``learn``."""
         trace = self.sim().send(dpid, port, ethernet(src, dst, **fields))
         if learn:

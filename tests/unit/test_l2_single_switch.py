@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from controller.model import Model
+from controller.pipeline import T_LEARN
 from tests.unit.fabric_helpers import BCAST, Harness, mac, model_from, outputs
 
 ONE_SWITCH = """
@@ -89,7 +90,7 @@ def test_host_move_replaces_old_location_at_once() -> None:
 def test_host_expiry_removes_its_rules_everywhere() -> None:
     h = harness()
     h.send(1, 1, mac(1), BCAST)
-    rule = next(r for r in h.core.flows.rules(1) if r.table == 3 and r.idle_timeout)
+    rule = next(r for r in h.core.flows.rules(1) if r.table == T_LEARN and r.idle_timeout)
     assert rule.idle_timeout == 30
     h.core.flow_removed(1, rule.cookie, dict(rule.match), idle=True)
     assert (100, mac(1)) not in h.core.hosts
@@ -99,7 +100,7 @@ def test_host_expiry_removes_its_rules_everywhere() -> None:
 def test_deleted_flow_that_is_not_idle_does_not_expire_host() -> None:
     h = harness()
     h.send(1, 1, mac(1), BCAST)
-    rule = next(r for r in h.core.flows.rules(1) if r.table == 3 and r.idle_timeout)
+    rule = next(r for r in h.core.flows.rules(1) if r.table == T_LEARN and r.idle_timeout)
     h.core.flow_removed(1, rule.cookie, dict(rule.match), idle=False)
     assert (100, mac(1)) in h.core.hosts
 

@@ -1,0 +1,191 @@
+"""The ACL firewall: tables ``acl_port``, ``acl_net`` and ``acl_commit``.
+
+Semantics (see :mod:`controller.aclplan` for lists and ids):
+
+- A VM's list is checked in ``acl_port``, its network's list in ``acl_net``;
+  a packet goes on only if both allow it. Within a list rules keep their
+  file order through priorities; first match wins; no match denies. ARP is
+  allowed unless a rule of the list matches ``eth_type: arp`` explicitly.
+- Each distinct list is compiled once (rules keyed by its id in metadata)
+  and installed on every switch where some port uses it, so a 5,000-rule
+  ACL on 100 ports is 5,000 flows per switch, not 500,000.
+- In a tracked network (a stateful rule applies there, or a load balancer
+  lives there) IPv4 first goes through conntrack in zone = the network's
+  VLAN (``ct(nat)``, so load-balanced replies are un-NATed too). Invalid
+  packets drop; replies of committed connections skip the ACLs; a stateful
+  allow sets metadata bit 63 and ``acl_commit`` commits the connection once
+  the packet passed every list. Non-stateful allows commit nothing, so they
+  admit no reply traffic.
+
+Conntrack runs where a VM's traffic enters the fabric. Replies are matched
+against connections their own switch's conntrack saw, which holds for all
+bridges of one OVS host (one datapath, one conntrack table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterable, Mapping, Optional
+
+from apps.base import Segments
+from controller.aclplan import COMMIT_BIT, NET_BITS, NET_SHIFT, PORT_BITS, AclList, AclPlan
+from controller.config_policy import MAX_LIST_RULES
+from controller.fabric import FabricView, Host
+from controller.model import Acl, AclMatch, AclRule, Model
+from controller.pipeline import APP_ACL, T_ACL_COMMIT, T_ACL_NET, T_ACL_PORT, T_LB, T_LEARN
+from controller.rules import (CT_DNAT, CT_EST, CT_INV, CT_RPL, CT_TRK, OFPVID_PRESENT, Ct, MatchValue,
+                              Nat, Rule, ct_state, make_match)
+
+ETH_ARP = 0x0806
+ETH_IPV4 = 0x0800
+PRIO_CT_TRACK = 65000
+PRIO_CT_STATE = 64900
+PRIO_ARP = 60000
+PRIO_TOP_RULE = 59999
+PRIO_DEFAULT_DENY = 100
+PRIO_NO_LIST = 1
+IMPLICIT_DENY = "implicit-deny"
+ARP_ALLOW = "arp-allow"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One ACL table: where its list id sits in metadata and where an allow goes."""
+
+    table: int
+    bits: int
+    shift: int
+    allow_to: int
+
+
+PORT_STAGE = Stage(T_ACL_PORT, PORT_BITS, 0, T_ACL_NET)
+NET_STAGE = Stage(T_ACL_NET, NET_BITS, NET_SHIFT, T_LB)
+
+Origin = tuple[str, str]
+"""(ACL name, rule label) a flow stands for: the rule index, or a pseudo-rule name."""
+
+
+def _cidr(net: object) -> Optional[MatchValue]:
+    if net is None:
+        return None
+    text = str(net)
+    address, prefix = text.split("/")
+    if prefix == "0":
+        return None
+    if prefix == "32":
+        return address
+    return (address, str(getattr(net, "netmask")))
+
+
+def acl_match(m: AclMatch) -> dict[str, Optional[MatchValue]]:
+    """OXM match fields of one ACL rule's ``match`` (prerequisites guaranteed by the loader)."""
+    return dict(eth_type=m.eth_type, eth_src=m.eth_src, eth_dst=m.eth_dst, ip_proto=m.ip_proto,
+                ipv4_src=_cidr(m.ipv4_src), ipv4_dst=_cidr(m.ipv4_dst), tcp_src=m.tcp_src,
+                tcp_dst=m.tcp_dst, udp_src=m.udp_src, udp_dst=m.udp_dst, icmpv4_type=m.icmp_type)
+
+
+@lru_cache(maxsize=256)
+def compile_list(stage: Stage, list_id: int, acls: tuple[Acl, ...]) -> tuple[tuple[Rule, Origin], ...]:
+    """The rules of one ACL list in one stage, each with the ACL rule it stands for.
+
+    Raises ``ValueError`` when the list has more than :data:`MAX_LIST_RULES` rules.
+    """
+    entries = [(acl.name, i, rule) for acl in acls for i, rule in enumerate(acl.rules)]
+    if len(entries) > MAX_LIST_RULES:
+        raise ValueError(f"ACL list {[a.name for a in acls]} has {len(entries)} rules; "
+                         f"at most {MAX_LIST_RULES}")
+    meta = (list_id << stage.shift, stage.bits)
+    label = ",".join(a.name for a in acls)
+    out: list[tuple[Rule, Origin]] = []
+    if not any(r.match.eth_type == ETH_ARP for _, _, r in entries):
+        out.append((Rule(APP_ACL, stage.table, PRIO_ARP, make_match(metadata=meta, eth_type=ETH_ARP),
+                         goto=stage.allow_to), (label, ARP_ALLOW)))
+    for k, (name, index, rule) in enumerate(entries):
+        out.append((_rule(stage, meta, PRIO_TOP_RULE - k, rule), (name, str(index))))
+    out.append((Rule(APP_ACL, stage.table, PRIO_DEFAULT_DENY, make_match(metadata=meta)),
+                (label, IMPLICIT_DENY)))
+    return tuple(out)
+
+
+def _rule(stage: Stage, meta: tuple[int, int], priority: int, rule: AclRule) -> Rule:
+    match = make_match(metadata=meta, **acl_match(rule.match))
+    if rule.action == "deny":
+        return Rule(APP_ACL, stage.table, priority, match)
+    commit = (COMMIT_BIT, COMMIT_BIT) if rule.stateful else None
+    return Rule(APP_ACL, stage.table, priority, match, goto=stage.allow_to, write_metadata=commit)
+
+
+def _lists(model: Model, plan: AclPlan) -> list[tuple[Stage, AclList, int]]:
+    return ([(PORT_STAGE, names, i) for names, i in sorted(plan.port_ids.items())]
+            + [(NET_STAGE, names, i) for names, i in sorted(plan.net_ids.items())])
+
+
+def _compiled(model: Model, stage: Stage, names: AclList, list_id: int) -> tuple[tuple[Rule, Origin], ...]:
+    return compile_list(stage, list_id, tuple(model.acl_by_name[n] for n in names))
+
+
+def rule_origins(model: Model, plan: AclPlan) -> Mapping[int, Origin]:
+    """Cookie of every ACL-list flow -> the (ACL, rule) it counts hits for."""
+    return {rule.cookie: origin for stage, names, i in _lists(model, plan)
+            for rule, origin in _compiled(model, stage, names, i)}
+
+
+def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
+    """Conntrack pass and verdicts in ``acl_port``, commits in ``acl_commit``, for ``vlans``."""
+    vlans = sorted(vlans)
+    if not vlans:
+        return []
+    rules = [
+        Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE, make_match(ct_state=ct_state(CT_TRK | CT_INV))),
+        Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE,
+             make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_RPL, CT_INV)), goto=T_LEARN),
+        Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE,
+             make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_DNAT, CT_INV | CT_RPL)), goto=T_LB),
+    ]
+    for vlan in vlans:
+        vid = OFPVID_PRESENT | vlan
+        rules.append(Rule(APP_ACL, T_ACL_PORT, PRIO_CT_TRACK,
+                          make_match(vlan_vid=vid, eth_type=ETH_IPV4, ct_state=ct_state(0, CT_TRK)),
+                          (Ct(zone=vlan, recirc_table=T_ACL_PORT, nat=Nat()),)))
+        rules.append(Rule(APP_ACL, T_ACL_COMMIT, PRIO_DEFAULT_DENY,
+                          make_match(vlan_vid=vid, eth_type=ETH_IPV4, metadata=(COMMIT_BIT, COMMIT_BIT)),
+                          (Ct(zone=vlan, commit=True),), goto=T_LEARN))
+    return rules
+
+
+def base_rules() -> list[Rule]:
+    """Per-switch rules independent of any list: no-list passes and table misses."""
+    return [
+        Rule(APP_ACL, T_ACL_PORT, PRIO_NO_LIST, make_match(metadata=(0, PORT_BITS)), goto=T_ACL_NET),
+        Rule(APP_ACL, T_ACL_NET, PRIO_NO_LIST, make_match(metadata=(0, NET_BITS)), goto=T_LB),
+        Rule(APP_ACL, T_ACL_PORT, 0),
+        Rule(APP_ACL, T_ACL_NET, 0),
+        Rule(APP_ACL, T_ACL_COMMIT, 0, goto=T_LEARN),
+    ]
+
+
+class AclFirewall:
+    """Compiles the model's ACLs into segments: static per switch, one per list."""
+
+    name = "acl"
+
+    def compile(self, view: FabricView, hosts: Mapping[tuple[int, str], Host]) -> Segments:
+        plan = view.acl_plan
+        users: dict[tuple[Stage, AclList], set[int]] = {}
+        segments: Segments = {}
+        for dpid in view.dpids:
+            edges = view.edge_ports(dpid).values()
+            for net, vm in edges:
+                if vm is not None and vm.acl_in:
+                    users.setdefault((PORT_STAGE, vm.acl_in), set()).add(dpid)
+                if net.acl_in:
+                    users.setdefault((NET_STAGE, net.acl_in), set()).add(dpid)
+            tracked = {net.vlan for net, _ in edges if net.vlan in plan.tracked_vlans}
+            segments[("acl", dpid)] = {dpid: frozenset(base_rules() + conntrack_rules(tracked))}
+        for stage, names, list_id in _lists(view.model, plan):
+            dpids = users.get((stage, names))
+            if dpids:
+                rules = frozenset(r for r, _ in _compiled(view.model, stage, names, list_id))
+                segments[("acl-list", stage.table, names)] = {d: rules for d in sorted(dpids)}
+        return segments

@@ -12,10 +12,12 @@ Semantics (see :mod:`controller.aclplan` for lists and ids):
 - In a tracked network (a stateful rule applies there, or a load balancer
   lives there) IPv4 first goes through conntrack in zone = the network's
   VLAN (``ct(nat)``, so load-balanced replies are un-NATed too). Invalid
-  packets drop; replies of committed connections skip the ACLs; a stateful
-  allow sets metadata bit 63 and ``acl_commit`` commits the connection once
-  the packet passed every list. Non-stateful allows commit nothing, so they
-  admit no reply traffic.
+  packets drop. Every packet that passed the lists is committed in
+  ``acl_commit`` (so conntrack sees both directions and a reply is never
+  "invalid"); one a stateful allow let through (metadata bit 63) marks its
+  connection with ``ct_mark`` 1. Replies of marked connections skip the
+  ACLs; replies of unmarked ones (allowed by a stateless rule) are checked
+  like any packet, so a stateless allow admits no reply traffic.
 
 Conntrack runs where a VM's traffic enters the fabric. Replies are matched
 against connections their own switch's conntrack saw, which holds for all
@@ -44,6 +46,8 @@ PRIO_CT_STATE = 64900
 PRIO_ARP = 60000
 PRIO_TOP_RULE = 59999
 PRIO_DEFAULT_DENY = 100
+MARK_STATEFUL = 1
+"""``ct_mark`` of connections whose replies skip the ACLs (stateful allows, load balancing)."""
 PRIO_NO_LIST = 1
 IMPLICIT_DENY = "implicit-deny"
 ARP_ALLOW = "arp-allow"
@@ -139,7 +143,8 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
     rules = [
         Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE, make_match(ct_state=ct_state(CT_TRK | CT_INV))),
         Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE,
-             make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_RPL, CT_INV)), goto=T_LEARN),
+             make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_RPL, CT_INV), ct_mark=MARK_STATEFUL),
+             goto=T_LEARN),
         Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE,
              make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_DNAT, CT_INV | CT_RPL)), goto=T_LB),
     ]
@@ -150,6 +155,8 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
                           (Ct(zone=vlan, recirc_table=T_ACL_PORT, nat=Nat()),)))
         rules.append(Rule(APP_ACL, T_ACL_COMMIT, PRIO_DEFAULT_DENY,
                           make_match(vlan_vid=vid, eth_type=ETH_IPV4, metadata=(COMMIT_BIT, COMMIT_BIT)),
+                          (Ct(zone=vlan, commit=True, mark=MARK_STATEFUL),), goto=T_LEARN))
+        rules.append(Rule(APP_ACL, T_ACL_COMMIT, PRIO_NO_LIST, make_match(vlan_vid=vid, eth_type=ETH_IPV4),
                           (Ct(zone=vlan, commit=True),), goto=T_LEARN))
     return rules
 

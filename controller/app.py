@@ -26,7 +26,7 @@ from controller.config import ConfigError, load_model
 from controller.core import Batch, Core, DumpedFlow
 from controller.metrics import Metrics
 from controller.model import ControllerSettings, Model
-from controller.pipeline import T_INGRESS, T_LEARN
+from controller.pipeline import APP_ACL, T_INGRESS, T_LEARN
 from controller.ratelimit import TokenBucket
 from controller.topology import PortInfo
 
@@ -63,6 +63,9 @@ class VmnController(app_manager.OSKenApp):
         self._stats: dict[int, list[DumpedFlow]] = {}
         self._ports_pending: dict[int, list[PortInfo]] = {}
         self._bundle_id = 0
+        self._acl_polls: dict[int, tuple[int, dict[int, int]]] = {}
+        """dpid -> (xid of the pending ACL flow-stats request, counts so far)."""
+        self._next_poll = 0.0
         self._ticker = hub.spawn(self._tick_loop)
         self._start_metrics(model.controller)
 
@@ -104,6 +107,20 @@ class VmnController(app_manager.OSKenApp):
             if dp is not None:
                 dp.send_msg(ofmsg.packet_out(dp, port, frame))
         self._send(self.core.tick())
+        self._poll_acl_stats()
+
+    def _poll_acl_stats(self) -> None:
+        """Every ``stats_interval``, ask each switch for its ACL flows' packet counts."""
+        now = self.core.clock()
+        if now < self._next_poll:
+            return
+        self._next_poll = now + self.core.model.controller.stats_interval
+        for dpid in sorted(self.core.ready):
+            dp = self.datapaths.get(dpid)
+            if dp is not None and dpid not in self._acl_polls:
+                msg = ofmsg.flow_stats_request(dp, APP_ACL)
+                dp.send_msg(msg)
+                self._acl_polls[dpid] = (msg.xid, {})
 
     # -- sending -----------------------------------------------------------
     def _send(self, batches: list[Batch]) -> None:
@@ -147,6 +164,10 @@ class VmnController(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def on_flow_stats(self, ev: Any) -> None:
         dp = ev.msg.datapath
+        poll = self._acl_polls.get(dp.id)
+        if poll is not None and poll[0] == ev.msg.xid:
+            self._on_acl_stats(dp.id, ev.msg)
+            return
         cookies = self._stats.get(dp.id)
         if cookies is None:
             return
@@ -160,12 +181,22 @@ class VmnController(app_manager.OSKenApp):
                  len({f.cookie for f in cookies}) - len(batch.deletes), len(batch.deletes), len(batch.adds))
         self._send([batch])
 
+    def _on_acl_stats(self, dpid: int, msg: Any) -> None:
+        counts = self._acl_polls[dpid][1]
+        for stat in msg.body:
+            counts[stat.cookie] = counts.get(stat.cookie, 0) + stat.packet_count
+        if msg.flags & ofp.OFPMPF_REPLY_MORE:
+            return
+        del self._acl_polls[dpid]
+        self.core.acl_stats(dpid, counts)
+
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def on_dead(self, ev: Any) -> None:
         dp, dpid = ev.datapath, ev.datapath.id
         if dpid is None or self.datapaths.get(dpid) is not dp:
             return
         del self.datapaths[dpid]
+        self._acl_polls.pop(dpid, None)
         LOG.info("switch %016x disconnected", dpid)
         self._send(self.core.switch_down(dpid))
 

@@ -98,9 +98,54 @@ def run_provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_trace(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    """Register ``vmn trace FILE --from VM --to IP [--tcp PORT|--udp PORT|--icmp]``."""
+    parser = subparsers.add_parser(
+        "trace",
+        help="show what the flow tables would do with a packet",
+        description="Compute the flows the controller would install for FILE (every switch "
+        "connected, declared links up, every VM learned), send one packet from VM to IP "
+        "through them, then its reply, and print the verdict, the path and the ACL rules "
+        "that decided. Exits 0 when the packet is delivered, 1 when it is not, 2 on bad input.",
+    )
+    parser.add_argument("file", metavar="FILE", help="the network YAML file")
+    parser.add_argument("--from", dest="src", required=True, metavar="VM", help="sending VM")
+    parser.add_argument("--to", dest="dst", required=True, metavar="IP", help="destination IPv4 address")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--tcp", type=int, metavar="PORT", help="a TCP packet to PORT")
+    kind.add_argument("--udp", type=int, metavar="PORT", help="a UDP packet to PORT")
+    kind.add_argument("--icmp", action="store_true", help="an ICMP echo request (the default)")
+    parser.set_defaults(handler=run_trace)
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    """Trace one packet: 0 delivered, 1 not delivered, 2 invalid file or arguments."""
+    from controller.trace import Proto, build_fabric, trace
+
+    try:
+        model = load_model(args.file)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 2
+    proto: Proto = "tcp" if args.tcp is not None else ("udp" if args.udp is not None else "icmp")
+    port: int | None = args.tcp if args.tcp is not None else args.udp
+    if port is not None and not 0 <= port <= 65535:
+        print(f"vmn trace: port {port} is not in 0-65535", file=sys.stderr)
+        return 2
+    try:
+        result = trace(build_fabric(model), args.src, args.dst, proto, port)
+    except ValueError as exc:
+        print(f"vmn trace: {exc}", file=sys.stderr)
+        return 2
+    print(result.render())
+    return 0 if result.forward.delivered else 1
+
+
 SUBCOMMANDS: tuple[Callable[[SubParsers[argparse.ArgumentParser]], None], ...] = (
     add_check,
     add_provision,
+    add_trace,
 )
 """The ``add_*`` functions, in the order ``vmn --help`` lists the subcommands."""
 

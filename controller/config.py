@@ -57,6 +57,7 @@ _CONTROLLER_KEYS = (
     "metrics_port",
     "host_timeout",
     "lldp_interval",
+    "stats_interval",
     "max_hosts_per_port",
     "packet_in_rate",
 )
@@ -219,4 +220,5 @@ def _controller(ctx: Ctx, value: object) -> ControllerSettings | None:
             ctx, m, "max_hosts_per_port", int_in(1), d.max_hosts_per_port
         ),
         packet_in_rate=optional(ctx, m, "packet_in_rate", int_in(1), d.packet_in_rate),
+        stats_interval=optional(ctx, m, "stats_interval", positive_number, d.stats_interval),
     )

@@ -19,8 +19,9 @@ from apps.base import App, Segments
 from apps.flood import Flood, flood_rules
 from apps.ingress import Ingress
 from apps.l2 import PRIO_HOST, L2Switch, decide, host_key, host_rules, port_full_key, port_full_rules
-from apps.acl import AclFirewall
+from apps.acl import AclFirewall, Origin, rule_origins
 from apps.passthrough import LbPassthrough
+from controller.aclstats import AclCounters
 from controller.fabric import MAX_PHYSICAL_PORT, FabricView, link_mismatches
 from controller.flowstate import Diff, FlowState, merge_diffs as _merge_into
 from controller.hosts import HostTable
@@ -88,6 +89,8 @@ class Core:
         self._mismatches: set[str] = set()
         self._port_up_at: dict[tuple[int, int], float] = {}
         self._view: Optional[FabricView] = None
+        self.acl_counters = AclCounters(self.metrics)
+        self._origins: tuple[Optional[Model], Mapping[int, Origin]] = (None, {})
 
     # -- snapshot and recompute --------------------------------------------
     def view(self) -> FabricView:
@@ -293,6 +296,13 @@ class Core:
         """Switch to a new validated model and send only the difference."""
         self.model = model
         return self.recompute()
+
+    # -- statistics --------------------------------------------------------
+    def acl_stats(self, dpid: int, packets: Mapping[int, int]) -> int:
+        """A switch's ACL flow packet counts (cookie -> packets); returns packets newly counted."""
+        if self._origins[0] is not self.model:
+            self._origins = (self.model, rule_origins(self.model, self.view().acl_plan))
+        return self.acl_counters.update(dpid, packets, self._origins[1])
 
     # -- links -------------------------------------------------------------
     def probes(self) -> list[tuple[int, int, bytes]]:

@@ -52,7 +52,7 @@ class ProbeReply:
 
     For TCP (``syn-ack``, ``rst``) ``src_port``/``dst_port`` are the TCP
     ports and ``ack`` the acknowledgement number (the probe's sequence number
-    plus one for an answer to our SYN). For ``echo-reply`` ``ident``/``seq``
+    plus one for an answer to our SYN; 0 when the ACK flag is clear). For ``echo-reply`` ``ident``/``seq``
     are the ICMP identifier and sequence number. For ``arp-reply`` the MACs
     and IPs are the ARP sender (``src_*``) and target (``dst_*``) fields,
     which name the answering host even when the Ethernet header does not.

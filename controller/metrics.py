@@ -32,7 +32,8 @@ class Metrics:
                                    ["lb", "backend"], registry=r)
         self.lb_check_latency = Histogram("vmn_lb_check_latency_seconds", "Health check latency",
                                           ["lb", "backend"], registry=r)
-        self.acl_rule_hits = Gauge("vmn_acl_rule_hits_total", "Packets matched by an ACL rule",
-                                   ["acl", "rule"], registry=r)
+        self.acl_rule_hits = Counter("vmn_acl_rule_hits", "Packets matched by an ACL rule "
+                                     "(rule: index in the ACL, arp-allow or implicit-deny)",
+                                     ["acl", "rule"], registry=r)
         self.reconcile_seconds = Histogram("vmn_reconcile_seconds", "Time to reconcile a switch",
                                            registry=r)

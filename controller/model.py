@@ -32,6 +32,8 @@ class ControllerSettings:
     """Hosts learned on one edge port at most; more are ignored (MAC flood guard)."""
     packet_in_rate: int = 1000
     """Packet-ins per second per switch the controller accepts (datapath meter and shim)."""
+    stats_interval: float = 10.0
+    """Seconds between flow-statistics polls (ACL rule hit counters)."""
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ def _action(a: Action) -> Any:
         return parser.NXActionCT(
             flags=NX_CT_F_COMMIT if a.commit else 0, zone_src=None, zone_ofs_nbits=a.zone,
             recirc_table=a.recirc_table if a.recirc_table is not None else 255, alg=0,
-            actions=[_nat(a.nat)] if a.nat is not None else [])
+            actions=([_nat(a.nat)] if a.nat is not None else [])
+            + ([parser.OFPActionSetField(ct_mark=a.mark)] if a.mark is not None else []))
     if isinstance(a, Move):
         return parser.NXActionRegMove(src_field=a.src, dst_field=a.dst, n_bits=FIELD_BITS[a.src])
     raise TypeError(f"unknown action {a!r}")
@@ -79,8 +80,10 @@ def flow_delete_cookie(dp: Any, cookie: int) -> Any:
         match=parser.OFPMatch())
 
 
-def flow_stats_request(dp: Any) -> Any:
-    return parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0,
+def flow_stats_request(dp: Any, app: int | None = None) -> Any:
+    """Ask for every flow, or only those of owner ``app`` (by the cookie's top byte)."""
+    cookie, mask = (0, 0) if app is None else (app << 56, 0xFF << 56)
+    return parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, cookie, mask,
                                       parser.OFPMatch())
 
 

@@ -56,7 +56,7 @@ _L2 = frozenset({"in_port", "vlan_vid", "eth_src", "eth_dst", "eth_type"})
 _L3 = frozenset({"arp_spa", "arp_tpa", "arp_sha", "arp_op", "ip_proto", "ipv4_src", "ipv4_dst",
                  "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code"})
 
-_CT = frozenset({"ct_state", "ct_zone", "metadata"})
+_CT = frozenset({"ct_state", "ct_zone", "ct_mark", "metadata"})
 
 PIPELINE: tuple[TableSpec, ...] = (
     TableSpec(T_INGRESS, "ingress", frozenset({APP_INGRESS}), _L2 | _L3,

@@ -86,13 +86,15 @@ class Ct:
 
     ``commit`` commits the connection; ``recirc_table`` resubmits the packet,
     with its ``ct_state`` filled in, to that table (the rule's last action);
-    ``nat`` applies NAT as described there.
+    ``nat`` applies NAT as described there; ``mark`` (with ``commit``) sets
+    the connection's ``ct_mark``.
     """
 
     zone: int
     commit: bool = False
     recirc_table: Optional[int] = None
     nat: Optional[Nat] = None
+    mark: Optional[int] = None
 
 
 @dataclass(frozen=True)

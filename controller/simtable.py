@@ -93,16 +93,21 @@ def _port_field(pkt: Mapping[str, object], end: str) -> str:
 
 
 class SimConntrack:
-    """Committed connections: original 5-tuple -> reply 5-tuple (NAT applied)."""
+    """Committed connections: original 5-tuple -> reply 5-tuple (NAT applied), and marks."""
 
     def __init__(self) -> None:
         self.replies: dict[ConnKey, ConnKey] = {}
         self.originals: dict[ConnKey, ConnKey] = {}
+        self.marks: dict[ConnKey, int] = {}
+        """Original 5-tuple -> ``ct_mark``."""
 
     def apply(self, action: Ct, pkt: Packet) -> None:
         """Run ``pkt`` through conntrack as ``action`` says; sets ct_state/ct_zone, may rewrite it."""
         key = _conn_key(action.zone, pkt)
         state = CT_TRK
+        conn = key if key in self.replies else self.originals.get(key)
+        if conn is not None and action.commit and action.mark is not None:
+            self.marks[conn] = action.mark
         if key in self.replies:  # original direction of a known connection
             state |= CT_EST
             reply = self.replies[key]
@@ -131,9 +136,12 @@ class SimConntrack:
                 reply = _reverse(_conn_key(action.zone, pkt))
                 self.replies[key] = reply
                 self.originals[reply] = key
+                self.marks[key] = action.mark or 0
+                conn = key
         if action.recirc_table is not None:
             pkt["ct_state"] = state
             pkt["ct_zone"] = action.zone
+            pkt["ct_mark"] = self.marks.get(conn, 0) if conn is not None else 0
 
 
 def _bucket_index(group: GroupEntry, pkt: Mapping[str, object], live: Callable[[int], bool]) -> list[int]:
@@ -179,7 +187,7 @@ class SimSwitch:
         """Run ``packet`` (with ``in_port`` set) from table 0; return (port, packet) outputs."""
         outs: list[tuple[int, Packet]] = []
         pkt = dict(packet)
-        for name in ("metadata", "ct_state", "ct_zone"):
+        for name in ("metadata", "ct_state", "ct_zone", "ct_mark"):
             pkt.setdefault(name, 0)
         self._run(pkt, 0, trace, outs, 0)
         return outs

@@ -17,16 +17,17 @@ the switches reconnected, and which pings were lost.
 from __future__ import annotations
 
 import re
+import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from controller.pipeline import T_FORWARD
-from tests.netlab import ControllerProcess, Host, Lab, dump_flows, flow_durations, wait_until
+from tests.netlab import CommandError, ControllerProcess, Host, Lab, flow_durations, wait_until
 
 pytestmark = pytest.mark.ovs
 
@@ -36,12 +37,12 @@ DPID_A, DPID_B = 0x7E1, 0x7E2
 MAC_A, MAC_B = "02:7e:00:00:01:01", "02:7e:00:00:02:01"
 TRUNK = 10
 PING_INTERVAL = 0.05  # 20 pings a second
-PING_COUNT = 300  # 15 s: covers the crash, the reconnects and link rediscovery
+PING_COUNT = 200  # 10 s: covers the crash, the reconnects and link rediscovery
 MAX_LOST = 1
 AGE_SLACK = 0.5  # seconds a kept flow's age may lag the wall clock (dump rounding)
 
 NETWORK = """
-controller: {{metrics_port: 0, lldp_interval: 0.5}}
+controller: {{metrics_port: 0}}  # default lldp_interval (1 s), as users run it
 switches:
   sa: {{dpid: {dpid_a:#x}, bridge: {br_a}}}
   sb: {{dpid: {dpid_b:#x}, bridge: {br_b}}}
@@ -78,8 +79,8 @@ class FlowWatch:
             for br in self.bridges:
                 try:
                     now = set(flow_durations(br))
-                except Exception:  # a dump racing a bridge change: skip this sample
-                    continue
+                except (CommandError, subprocess.TimeoutExpired):
+                    continue  # one failed dump only loses one sample
                 at = time.monotonic() - self._t0
                 self.events[br] += [f"{at:6.2f}s  - {i}" for i in sorted(self._last[br] - now)]
                 self.events[br] += [f"{at:6.2f}s  + {i}" for i in sorted(now - self._last[br])]
@@ -194,9 +195,9 @@ def test_controller_kill9_and_restart_keeps_traffic_and_flow_ages(
     elapsed = time.monotonic() - t_before
     result = parse_ping(out + err)
 
-    lines = [f"restart at {t_restart:.2f}s, both reconciled at {t_reconciled:.2f}s, "
-             f"ping: {result.lost} of {result.sent} lost, seqs {result.lost_seqs} "
-             f"(seq n was sent at ~{PING_INTERVAL:g}*n s)"]
+    lines = [(f"restart at {t_restart:.2f}s, both reconciled at {t_reconciled:.2f}s, "
+              f"ping: {result.lost} of {result.sent} lost, seqs {result.lost_seqs} "
+              f"(seq n was sent at ~{PING_INTERVAL:g}*n s)")]
     kept_all: dict[str, list[str]] = {}
     broken_all: list[str] = []
     for br in (br_a, br_b):
@@ -218,4 +219,3 @@ def test_controller_kill9_and_restart_keeps_traffic_and_flow_ages(
     assert not broken_all, report
     assert all(after[br].keys() == before[br].keys() for br in after), report
     assert va.ping(vb) and vb.ping(va), "traffic after the restart"
-    assert dump_flows(br_a) and dump_flows(br_b)

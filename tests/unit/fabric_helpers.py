@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from controller.config import loads_model
 from controller.core import Core
@@ -29,7 +29,7 @@ def tagged_frame(src: str, dst: str, vlan: int, ethertype: int = 0x0800) -> byte
 class Harness:
     """A Core plus simulated switches; packet-ins from the sim are fed back to the core."""
 
-    def __init__(self, model: Model, ports: dict[int, Iterable[int | tuple[int, str]]],
+    def __init__(self, model: Model, ports: Mapping[int, Iterable[int | tuple[int, str]]],
                  links: Iterable[LinkKey] = ()) -> None:
         self.clock = FakeClock()
         self.core = Core(model, clock=self.clock, verify=True)

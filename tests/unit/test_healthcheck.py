@@ -24,13 +24,14 @@ IP1, IP2, IP3 = (ipaddress.IPv4Address(f"10.0.0.{n}") for n in (1, 2, 3))
 VIP = ipaddress.IPv4Address("10.0.0.100")
 BACKEND_MAC = "02:00:00:00:01:01"
 STEP = 0.05
+DEFAULT_CHECK = HealthCheck()
 
 Answer = Optional[str]
-"""What a scripted backend does with a probe: ``syn-ack``, ``rst``, ``echo-reply`` or None (silence)."""
+"""A scripted backend's answer to a probe: ``syn-ack``, ``rst``, ``echo-reply`` or None."""
 
 
 def make_lb(name: str = "web", ips: tuple[ipaddress.IPv4Address, ...] = (IP1, IP2),
-            check: HealthCheck = HealthCheck(), port: int = 80,
+            check: HealthCheck = DEFAULT_CHECK, port: int = 80,
             vip: ipaddress.IPv4Address = VIP) -> LoadBalancer:
     return LoadBalancer(name, vip, "tenant-a", "tcp", port, tuple(Backend(ip) for ip in ips), check)
 
@@ -90,7 +91,8 @@ def test_backends_start_up_and_a_dead_one_goes_down_at_its_first_timeout() -> No
 
 
 def test_goes_down_after_exactly_fall_consecutive_failures() -> None:
-    sim = Sim(HealthChecker([make_lb(ips=(IP1,))], 0.0), lambda now, ip: None if now >= 3 else "syn-ack")
+    sim = Sim(HealthChecker([make_lb(ips=(IP1,))], 0.0),
+              lambda now, ip: None if now >= 3 else "syn-ack")
     sim.run_until(5.45)
     assert sim.transitions == [] and sim.checker.health()[("web", IP1)].streak == 2
     sim.run_until(5.5)  # probes sent at 3, 4, 5 (fall=3) each time out 0.5 s later
@@ -99,7 +101,8 @@ def test_goes_down_after_exactly_fall_consecutive_failures() -> None:
 
 
 def test_comes_back_after_exactly_rise_consecutive_successes() -> None:
-    sim = Sim(HealthChecker([make_lb(ips=(IP1,))], 0.0), lambda now, ip: "syn-ack" if now >= 10 else None)
+    sim = Sim(HealthChecker([make_lb(ips=(IP1,))], 0.0),
+              lambda now, ip: "syn-ack" if now >= 10 else None)
     sim.run_until(10.05)
     assert [t.up for _, t in sim.transitions] == [False]
     sim.run_until(11.05)  # answers to the probes of 10 and 11 arrive at 10.1 and 11.1 (rise=2)
@@ -141,7 +144,8 @@ def test_a_late_reply_does_not_count() -> None:
     (probe,) = checker.due(1.0)
     late = checker.reply(1.5, answer(probe, "syn-ack"))  # at the deadline, before expire()
     assert late is not None and (late.passed, late.detail, late.latency) == (False, "timeout", None)
-    assert late.transition == Transition("web", IP1, False, "1 consecutive failed checks (last: timeout)")
+    assert late.transition == Transition("web", IP1, False,
+                                         "1 consecutive failed checks (last: timeout)")
     (probe,) = checker.due(2.0)
     assert checker.expire(2.5) == []  # already down
     assert checker.reply(2.6, answer(probe, "syn-ack")) is None  # expired: matches nothing
@@ -152,7 +156,8 @@ def test_replies_that_do_not_answer_the_probe_are_ignored() -> None:
     checker = HealthChecker([make_lb(ips=(IP1,))], 0.0)
     (probe,) = checker.due(0.0)
     good = answer(probe, "syn-ack")
-    for wrong in [answer(probe, "syn-ack", ack=probe.seq), replace(good, dst_port=probe.src_port + 1),
+    for wrong in [answer(probe, "syn-ack", ack=probe.seq),
+                  replace(good, dst_port=probe.src_port + 1),
                   replace(good, src_ip=IP2), replace(good, dst_ip=IP3), replace(good, src_port=81),
                   replace(good, kind="arp-reply"), answer(probe, "echo-reply")]:
         assert checker.reply(0.1, wrong) is None
@@ -162,7 +167,8 @@ def test_replies_that_do_not_answer_the_probe_are_ignored() -> None:
 
 
 def test_interval_is_respected_and_one_probe_is_outstanding() -> None:
-    checker = HealthChecker([make_lb(ips=(IP1,), check=HealthCheck(interval=2.0, timeout=2.0))], 10.0)
+    check = HealthCheck(interval=2.0, timeout=2.0)
+    checker = HealthChecker([make_lb(ips=(IP1,), check=check)], 10.0)
     assert checker.due(9.9) == []
     (first,) = checker.due(10.0)
     assert checker.due(10.0) == [] and checker.due(11.99) == []
@@ -182,7 +188,8 @@ def test_icmp_check_passes_on_echo_reply() -> None:
     sim = Sim(HealthChecker([make_lb(check=check)], 0.0),
               lambda now, ip: "echo-reply" if ip == IP1 or now >= 3 else None)
     sim.run_until(3.1)
-    assert [(at, t.backend, t.up) for at, t in sim.transitions] == [(0.5, IP2, False), (3.1, IP2, True)]
+    assert [(at, t.backend, t.up) for at, t in sim.transitions] == [
+        (0.5, IP2, False), (3.1, IP2, True)]
     probes = [p for p in sim.sent if p.backend == IP1]
     assert {(p.kind, p.port, p.src_port) for p in probes} == {("icmp", 0, 0)}
     assert len({p.ident for p in probes}) == 1 and [p.seq for p in probes] == [0, 1, 2, 3]
@@ -261,8 +268,10 @@ def test_probe_frames_round_trip_through_a_backend_built_by_os_ken() -> None:
     checker = HealthChecker([make_lb(ips=(IP1,))], 0.0)
     (probe,) = checker.due(0.0)
     syn = packet.Packet(probe.frame(BACKEND_MAC))
-    eth, ip, seg = syn.get_protocol(ethernet.ethernet), syn.get_protocol(ipv4.ipv4), syn.get_protocol(tcp.tcp)
-    assert (eth.src, eth.dst, ip.src, ip.dst) == (lbprobe.vip_mac("web"), BACKEND_MAC, str(VIP), str(IP1))
+    eth, ip = syn.get_protocol(ethernet.ethernet), syn.get_protocol(ipv4.ipv4)
+    seg = syn.get_protocol(tcp.tcp)
+    assert (eth.src, eth.dst, ip.src, ip.dst) == (
+        lbprobe.vip_mac("web"), BACKEND_MAC, str(VIP), str(IP1))
     reply = packet.Packet()  # what the backend's kernel answers
     reply.add_protocol(ethernet.ethernet(eth.src, eth.dst, 0x0800))
     reply.add_protocol(ipv4.ipv4(src=ip.dst, dst=ip.src, proto=6))

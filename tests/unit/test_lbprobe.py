@@ -9,6 +9,7 @@ built with os-ken and must parse with :func:`parse_probe_reply`.
 from __future__ import annotations
 
 import ipaddress
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -93,7 +94,7 @@ def test_probe_identity_is_deterministic_in_range_and_changes_per_probe() -> Non
     seq = [lbprobe.probe_port("web", BACKEND, n, ports) for n in range(20)]
     assert seq == [lbprobe.probe_port("web", str(BACKEND), n, ports) for n in range(20)]
     assert all(p in ports for p in seq) and sorted(set(seq)) == list(ports)
-    assert all(a != b for a, b in zip(seq, seq[1:]))
+    assert all(a != b for a, b in pairwise(seq))
     assert lbprobe.probe_isn("web", BACKEND, 0) != lbprobe.probe_isn("web", BACKEND, 1)
     assert 0 <= lbprobe.probe_ident("web", BACKEND) <= 0xFFFF
     with pytest.raises(ValueError):

@@ -1,0 +1,207 @@
+"""``vmn trace``: run a packet through the flow tables the controller would install.
+
+:func:`build_fabric` connects every declared switch (declared links up,
+every VM learned) to a :class:`~controller.core.Core` and takes the rules it
+computes, the same rules the controller sends; :func:`trace` then sends one
+packet from a VM through simulated tables (:mod:`controller.simtable`) and,
+when it arrives, the reply, with one conntrack shared by both (so a
+stateful allow admits its reply exactly as on OVS).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Literal, Mapping, Optional
+
+from apps.acl import Origin, rule_origins
+from controller.core import Core
+from controller.model import Model, Vm
+from controller.pipeline import APP_ACL, T_ACL_NET, T_ACL_PORT
+from controller.rules import Ct
+from controller.simtable import Packet, SimConntrack, SimNetwork, Trace
+from controller.topology import LinkKey, PortInfo
+
+Proto = Literal["tcp", "udp", "icmp"]
+FIRST_NAMED_PORT = 1000
+"""Interface-named ports get OpenFlow numbers from here, in name order."""
+CLIENT_PORT = 40000
+
+
+def vm_mac(vm: Vm) -> str:
+    """The VM's declared MAC, or a stable made-up one (``02:`` + digest of its name)."""
+    if vm.mac:
+        return vm.mac
+    return "02:" + hashlib.blake2b(vm.name.encode(), digest_size=5).digest().hex(":")
+
+
+@dataclass
+class Fabric:
+    """A core with every declared switch connected and every VM learned."""
+
+    model: Model
+    core: Core
+    ports: Mapping[tuple[str, int | str], tuple[int, int]]
+    """(switch name, declared port) -> (dpid, OpenFlow port)."""
+
+    def at(self, vm: Vm) -> tuple[int, int]:
+        return self.ports[(vm.switch, vm.port)]
+
+    def network(self, conntrack: SimConntrack) -> SimNetwork:
+        return SimNetwork({d: self.core.flows.rules(d) for d in self.core.topology.ports},
+                          self.core.topology.links, conntrack=conntrack)
+
+    def vm_at(self, dpid: int, port: int) -> Optional[Vm]:
+        for vm in self.model.vms:
+            if self.at(vm) == (dpid, port):
+                return vm
+        return None
+
+
+def build_fabric(model: Model) -> Fabric:
+    """Connect the model's switches and links to a core and learn every VM on its port."""
+    core = Core(model, verify=True)
+    refs: dict[str, set[int | str]] = {s.name: set() for s in model.switches}
+    for vm in model.vms:
+        refs[vm.switch].add(vm.port)
+    for link in model.links:
+        refs[link.a.switch].add(link.a.port)
+        refs[link.b.switch].add(link.b.port)
+    ports: dict[tuple[str, int | str], tuple[int, int]] = {}
+    for switch in model.switches:
+        names = sorted(p for p in refs[switch.name] if isinstance(p, str))
+        numbered: dict[int | str, int] = {p: p for p in refs[switch.name] if isinstance(p, int)}
+        numbered.update({n: FIRST_NAMED_PORT + i for i, n in enumerate(names)})
+        ports.update({(switch.name, ref): (switch.dpid, no) for ref, no in numbered.items()})
+        infos = [PortInfo(no, ref if isinstance(ref, str) else f"p{no}") for ref, no in numbered.items()]
+        core.switch_up(switch.dpid, sorted(infos, key=lambda p: p.port_no))
+        core.reconcile(switch.dpid, [])
+    for link in model.links:
+        a, b = ports[(link.a.switch, link.a.port)], ports[(link.b.switch, link.b.port)]
+        core.topology.add_link(LinkKey.of(a[0], a[1], b[0], b[1]))
+    core.recompute()
+    fabric = Fabric(model, core, ports)
+    for vm in model.vms:
+        dpid, port = fabric.at(vm)
+        vlan = model.network_by_name[vm.network].vlan
+        frame = (b"\xff" * 6 + bytes.fromhex(vm_mac(vm).replace(":", ""))
+                 + struct.pack("!HHH", 0x8100, vlan, 0x0806) + bytes(46))
+        core.packet_in(dpid, port, frame)
+    return fabric
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One packet's fate: delivered or not, where it went, which ACL rules it met."""
+
+    delivered: bool
+    path: tuple[str, ...]
+    acl: tuple[str, ...]
+
+    @property
+    def verdict(self) -> str:
+        return "allow" if self.delivered else "deny"
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    forward: Leg
+    reply: Optional[Leg]
+
+    @property
+    def connects(self) -> bool:
+        """Whether a connection (request and reply) gets through."""
+        return self.forward.delivered and self.reply is not None and self.reply.delivered
+
+    def render(self) -> str:
+        lines = [f"verdict: {self.forward.verdict}"
+                 + (f" (reply: {self.reply.verdict})" if self.reply is not None else ""),
+                 "path: " + " -> ".join(self.forward.path)]
+        lines += [f"decided by: {a}" for a in self.forward.acl] or ["decided by: no ACL applies"]
+        if self.reply is not None:
+            lines.append("reply path: " + " -> ".join(self.reply.path))
+            lines += [f"reply decided by: {a}" for a in self.reply.acl] or ["reply decided by: no ACL applies"]
+        return "\n".join(lines)
+
+
+def _packet(src: Vm, dst_mac: str, dst_ip: str, proto: Proto, port: Optional[int]) -> Packet:
+    pkt: Packet = {"eth_src": vm_mac(src), "eth_dst": dst_mac, "eth_type": 0x0800, "vlan_vid": 0,
+                   "ipv4_src": str(src.ip.ip) if src.ip else "0.0.0.0", "ipv4_dst": dst_ip}
+    if proto == "icmp":
+        pkt.update(ip_proto=1, icmpv4_type=8, icmpv4_code=0)
+    else:
+        pkt.update(ip_proto=6 if proto == "tcp" else 17)
+        pkt[f"{proto}_src"] = CLIENT_PORT
+        pkt[f"{proto}_dst"] = port if port is not None else 0
+    return pkt
+
+
+def _reply(pkt: Packet) -> Packet:
+    out = dict(pkt)
+    out.update(eth_src=pkt["eth_dst"], eth_dst=pkt["eth_src"], ipv4_src=pkt["ipv4_dst"],
+               ipv4_dst=pkt["ipv4_src"])
+    if pkt.get("ip_proto") == 1:
+        out["icmpv4_type"] = 0
+    for proto in ("tcp", "udp"):
+        if f"{proto}_src" in pkt:
+            out[f"{proto}_src"], out[f"{proto}_dst"] = pkt[f"{proto}_dst"], pkt[f"{proto}_src"]
+    return out
+
+
+def _describe_acl(trace: Trace, origins: Mapping[int, Origin]) -> tuple[str, ...]:
+    out = []
+    for _, rule in trace.matched:
+        if rule.app != APP_ACL or rule.table not in (T_ACL_PORT, T_ACL_NET):
+            continue
+        if any(isinstance(a, Ct) for a in rule.actions):
+            continue  # the conntrack pass itself decides nothing
+        origin = origins.get(rule.cookie)
+        stage = "vm" if rule.table == T_ACL_PORT else "network"
+        action = "allow" if rule.goto is not None else "deny"
+        if origin is not None:
+            stateful = ", stateful" if rule.write_metadata else ""
+            what = f"rule {origin[1]}" if origin[1].isdigit() else origin[1]
+            out.append(f"{stage} acl {origin[0]} {what} ({action}{stateful})")
+        elif rule.goto is not None and any(k == "ct_state" for k, _ in rule.match):
+            out.append("conntrack: reply of an allowed connection")
+        elif any(k == "ct_state" for k, _ in rule.match):
+            out.append("conntrack: invalid, dropped")
+    return tuple(out)
+
+
+def _leg(fabric: Fabric, trace: Trace, dst: Optional[tuple[int, int]], origins: Mapping[int, Origin]) -> Leg:
+    names = {s.dpid: s.name for s in fabric.model.switches}
+    path = [f"{names.get(d, hex(d))}:{p}" for d, p in trace.arrivals]
+    for d, p in sorted(trace.delivered()):
+        vm = fabric.vm_at(d, p)
+        path.append(f"out {names.get(d, hex(d))}:{p}" + (f" ({vm.name})" if vm else ""))
+    delivered = dst is not None and dst in trace.delivered()
+    return Leg(delivered, tuple(path), _describe_acl(trace, origins))
+
+
+def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: Optional[int] = None) -> TraceResult:
+    """Send ``proto`` (to ``port``) from VM ``src_vm`` to ``dst_ip``, then its reply.
+
+    Raises ``ValueError`` for an unknown VM, a VM without an IP, or a bad IP.
+    """
+    model = fabric.model
+    src = model.vm_by_name.get(src_vm)
+    if src is None:
+        raise ValueError(f"unknown vm {src_vm!r}")
+    if src.ip is None:
+        raise ValueError(f"vm {src_vm!r} has no ip in the network file")
+    target = IPv4Address(dst_ip)
+    dst = next((v for v in model.vms if v.ip is not None and v.ip.ip == target and v.network == src.network),
+               None) or next((v for v in model.vms if v.ip is not None and v.ip.ip == target), None)
+    dst_mac = vm_mac(dst) if dst else "02:ff:ff:ff:ff:fe"
+    origins = rule_origins(model, fabric.core.view().acl_plan)
+    conntrack = SimConntrack()
+    sim = fabric.network(conntrack)
+    pkt = _packet(src, dst_mac, dst_ip, proto, port)
+    forward = _leg(fabric, sim.send(*fabric.at(src), pkt), fabric.at(dst) if dst else None, origins)
+    if not forward.delivered or dst is None:
+        return TraceResult(forward, None)
+    back = _leg(fabric, sim.send(*fabric.at(dst), _reply(pkt)), fabric.at(src), origins)
+    return TraceResult(forward, back)

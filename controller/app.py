@@ -26,13 +26,15 @@ from controller.config import ConfigError, load_model
 from controller.core import Batch, Core, DumpedFlow
 from controller.metrics import Metrics
 from controller.model import ControllerSettings, Model
-from controller.pipeline import APP_ACL, T_INGRESS, T_LEARN
+from controller.pipeline import APP_ACL, T_ACL_PORT, T_INGRESS, T_LEARN
 from controller.ratelimit import TokenBucket
 from controller.topology import PortInfo
 
 LOG = logging.getLogger("vmn")
 CONFIG_ENV = "VMN_CONFIG"
 METRICS_PORT_ENV = "VMN_METRICS_PORT"
+TICK_SECONDS = 0.1
+"""Housekeeping period: health-check timing resolution; LLDP goes out every ``lldp_interval``."""
 
 
 class EventReload(event.EventBase):
@@ -66,6 +68,7 @@ class VmnController(app_manager.OSKenApp):
         self._acl_polls: dict[int, tuple[int, dict[int, int]]] = {}
         """dpid -> (xid of the pending ACL flow-stats request, counts so far)."""
         self._next_poll = 0.0
+        self._next_lldp = 0.0
         self._ticker = hub.spawn(self._tick_loop)
         self._start_metrics(model.controller)
 
@@ -97,17 +100,23 @@ class VmnController(app_manager.OSKenApp):
 
     def _tick_loop(self) -> None:
         while self.is_active:
-            hub.sleep(self.core.model.controller.lldp_interval)
+            hub.sleep(TICK_SECONDS)
             self.send_event(self.name, EventTick())
 
     @set_ev_cls(EventTick)
     def on_tick(self, ev: EventTick) -> None:
-        for dpid, port, frame in self.core.probes():
+        now = self.core.clock()
+        if now >= self._next_lldp:
+            self._next_lldp = now + self.core.model.controller.lldp_interval
+            self._packet_out(self.core.probes())
+        self._send(self.core.tick())
+        self._poll_acl_stats()
+
+    def _packet_out(self, frames: list[tuple[int, int, bytes]]) -> None:
+        for dpid, port, frame in frames:
             dp = self.datapaths.get(dpid)
             if dp is not None:
                 dp.send_msg(ofmsg.packet_out(dp, port, frame))
-        self._send(self.core.tick())
-        self._poll_acl_stats()
 
     def _poll_acl_stats(self) -> None:
         """Every ``stats_interval``, ask each switch for its ACL flows' packet counts."""
@@ -124,17 +133,29 @@ class VmnController(app_manager.OSKenApp):
 
     # -- sending -----------------------------------------------------------
     def _send(self, batches: list[Batch]) -> None:
+        """Send each switch's batch and any the core queued, then the frames it queued."""
+        if self.core.queued:
+            batches, self.core.queued = batches + self.core.queued, []
         for batch in batches:
             dp = self.datapaths.get(batch.dpid)
-            if dp is None or not (batch.deletes or batch.adds):
+            if dp is None or not batch:
                 continue
-            self._bundle_id = (self._bundle_id + 1) & 0xFFFFFFFF
-            dp.send(ofmsg.batch_bytes(dp, self._bundle_id, batch.deletes, batch.adds))
+            for group in batch.group_sets:
+                for msg in ofmsg.group_set(dp, group):
+                    dp.send_msg(msg)
+            if batch.deletes or batch.adds:
+                self._bundle_id = (self._bundle_id + 1) & 0xFFFFFFFF
+                dp.send(ofmsg.batch_bytes(dp, self._bundle_id, batch.deletes, batch.adds))
+            for group_id in batch.group_deletes:
+                dp.send_msg(ofmsg.group_delete(dp, group_id))
             name = f"{batch.dpid:x}"
             if batch.deletes:
                 self.metrics.flow_mods.labels(switch=name, command="delete").inc(len(batch.deletes))
             if batch.adds:
                 self.metrics.flow_mods.labels(switch=name, command="add").inc(len(batch.adds))
+        if self.core.outbox:
+            frames, self.core.outbox = self.core.outbox, []
+            self._packet_out(frames)
 
     # -- switch lifecycle --------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -176,10 +197,7 @@ class VmnController(app_manager.OSKenApp):
         if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
             return
         del self._stats[dp.id]
-        batch = self.core.reconcile(dp.id, cookies)
-        LOG.info("switch %016x reconciled: %d flows kept, %d stale removed, %d added", dp.id,
-                 len({f.cookie for f in cookies}) - len(batch.deletes), len(batch.deletes), len(batch.adds))
-        self._send([batch])
+        self._send([self.core.reconcile(dp.id, cookies)])
 
     def _on_acl_stats(self, dpid: int, msg: Any) -> None:
         counts = self._acl_polls[dpid][1]
@@ -212,7 +230,7 @@ class VmnController(app_manager.OSKenApp):
     def on_packet_in(self, ev: Any) -> None:
         msg = ev.msg
         dpid = msg.datapath.id
-        reason = {T_LEARN: "learn", T_INGRESS: "lldp"}.get(msg.table_id, f"table{msg.table_id}")
+        reason = {T_LEARN: "learn", T_INGRESS: "lldp", T_ACL_PORT: "lb-probe"}.get(msg.table_id, f"table{msg.table_id}")
         self.metrics.packet_in.labels(switch=f"{dpid:x}", reason=reason).inc()
         bucket = self._buckets.get(dpid)
         if bucket is None:
@@ -224,6 +242,8 @@ class VmnController(app_manager.OSKenApp):
             self._send(self.core.packet_in(dpid, msg.match["in_port"], msg.data))
         elif msg.table_id == T_INGRESS:
             self._send(self.core.lldp_in(dpid, msg.match["in_port"], msg.data))
+        elif msg.table_id == T_ACL_PORT:
+            self._send(self.core.lb_packet_in(dpid, msg.match["in_port"], msg.data))
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def on_flow_removed(self, ev: Any) -> None:
@@ -235,8 +255,9 @@ class VmnController(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def on_error(self, ev: Any) -> None:
         msg = ev.msg
-        if msg.type == ofp.OFPET_METER_MOD_FAILED and msg.code == ofp.OFPMMFC_METER_EXISTS:
-            return
+        if (msg.type, msg.code) in ((ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_METER_EXISTS),
+                                    (ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_GROUP_EXISTS)):
+            return  # the add of an add-then-modify pair
         LOG.warning("switch %016x error type %d code %d", msg.datapath.id, msg.type, msg.code)
 
     # -- configuration -----------------------------------------------------

@@ -20,7 +20,7 @@ from apps.flood import Flood, flood_rules
 from apps.ingress import Ingress
 from apps.l2 import PRIO_HOST, L2Switch, decide, host_key, host_rules, port_full_key, port_full_rules
 from apps.acl import AclFirewall, Origin, rule_origins
-from apps.passthrough import LbPassthrough
+from apps.lb import LoadBalancerApp
 from controller.aclstats import AclCounters
 from controller.fabric import MAX_PHYSICAL_PORT, FabricView, link_mismatches
 from controller.flowstate import Diff, FlowState, merge_diffs as _merge_into
@@ -28,8 +28,9 @@ from controller.hosts import HostTable
 from controller.metrics import Metrics
 from controller.model import Model
 from controller.packets import parse_eth
-from controller.pipeline import APP_L2, APP_NAMES, T_LEARN, check_rules
-from controller.rules import Rule, app_of_cookie
+from controller.pipeline import APP_INGRESS, APP_L2, APP_NAMES, T_INGRESS, T_LEARN, check_rules
+from controller.lbruntime import Frame, LbRuntime
+from controller.rules import OFPVID_PRESENT, GroupEntry, Rule, app_of_cookie
 from controller.lldp import build_probe, parse_probe
 from controller.topology import LinkKey, PortInfo, Topology
 
@@ -48,23 +49,48 @@ class DumpedFlow:
 
 @dataclass(frozen=True)
 class Batch:
-    """One switch's change: delete flows by exact cookie, then add rules.
+    """One switch's change: set groups, delete flows by exact cookie, add rules, delete groups.
 
-    Sent atomically (one bundle) where the switch supports it.
+    Flows are sent atomically (one bundle) where the switch supports it;
+    groups are set before (flows may point at them) and deleted after.
     """
 
     dpid: int
     deletes: tuple[int, ...]
     adds: tuple[Rule, ...]
+    group_sets: tuple[GroupEntry, ...] = ()
+    group_deletes: tuple[int, ...] = ()
 
     @staticmethod
-    def of(dpid: int, deletes: Collection[int], adds: Collection[Rule]) -> "Batch":
+    def of(dpid: int, deletes: Collection[int], adds: Collection[Rule],
+           groups: Optional["GroupDiff"] = None) -> "Batch":
+        sets, dels = groups if groups is not None else ((), ())
         return Batch(dpid, tuple(sorted(deletes)),
-                     tuple(sorted(adds, key=lambda r: (r.table, r.priority, r.cookie))))
+                     tuple(sorted(adds, key=lambda r: (r.table, r.priority, r.cookie))),
+                     tuple(sorted(sets, key=lambda g: g.group_id)), tuple(sorted(dels)))
+
+    def __bool__(self) -> bool:
+        return bool(self.deletes or self.adds or self.group_sets or self.group_deletes)
 
 
-def default_apps() -> list[App]:
-    return [Ingress(), AclFirewall(), LbPassthrough(), L2Switch(), Flood()]
+GroupDiff = tuple[Collection[GroupEntry], Collection[int]]
+"""Groups to add or modify, and group ids to delete."""
+
+
+def _dumped_trunk_ports(present: Collection[DumpedFlow]) -> frozenset[int]:
+    """Ports that a dump's ingress rules treat as trunks (tagged frames accepted)."""
+    out = set()
+    for flow in present:
+        if app_of_cookie(flow.cookie) != APP_INGRESS or flow.table != T_INGRESS:
+            continue
+        port, vid = flow.match.get("in_port"), flow.match.get("vlan_vid")
+        if isinstance(port, int) and isinstance(vid, int) and vid & OFPVID_PRESENT and "eth_src" not in flow.match:
+            out.add(port)
+    return frozenset(out)
+
+
+def default_apps(lb: LbRuntime) -> list[App]:
+    return [Ingress(), AclFirewall(), LoadBalancerApp(lb), L2Switch(), Flood()]
 
 
 class Core:
@@ -77,7 +103,8 @@ class Core:
         self.model = model
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self.apps = list(apps) if apps is not None else default_apps()
+        self.lb = LbRuntime(model, self.metrics, clock())
+        self.apps = list(apps) if apps is not None else default_apps(self.lb)
         self.verify = verify
         self.probe_secret = probe_secret
         """Key that authenticates our LLDP probes (the shim passes a random one)."""
@@ -91,6 +118,14 @@ class Core:
         self._view: Optional[FabricView] = None
         self.acl_counters = AclCounters(self.metrics)
         self._origins: tuple[Optional[Model], Mapping[int, Origin]] = (None, {})
+        self.groups: dict[int, dict[int, GroupEntry]] = {}
+        self._deferred: dict[int, tuple[Collection[DumpedFlow], frozenset[int], float]] = {}
+        """Reconciles waiting for links: dpid -> (dumped flows, trunk ports without a link, deadline)."""
+        """Groups wanted per switch: dpid -> group id -> group."""
+        self.outbox: list[Frame] = []
+        """Frames to packet-out (health probes); the shim sends and clears it."""
+        self.queued: list[Batch] = []
+        """Batches for other switches that a reconcile caused; the shim sends and clears it."""
 
     # -- snapshot and recompute --------------------------------------------
     def view(self) -> FabricView:
@@ -106,11 +141,13 @@ class Core:
         return frozenset(k for k, t in self._port_up_at.items() if t > since)
 
     def tick(self) -> list[Batch]:
-        """Periodic housekeeping: expire silent links, end port probation."""
+        """Periodic housekeeping: expire silent links, end port probation, health checks."""
         batches = self.expire_links()
-        if self._view is not None and self._view.probation != self._probation():
+        lb = self.lb.tick(self.clock(), self.view(), self.ready)
+        self.outbox += lb.frames
+        if lb.changed or (self._view is not None and self._view.probation != self._probation()):
             batches += self.recompute()
-        return batches
+        return batches + self._finish_deferred()
 
     def _invalidate(self) -> None:
         self._view = None
@@ -139,11 +176,37 @@ class Core:
             if host.dpid in view.ports and (edge is None or edge[0].vlan != host.vlan):
                 self.hosts.remove(*key)
         self._update_host_gauge()
-        return self._batches(self.flows.replace_all(self.compile_all()))
+        self.lb.locate_declared(view)
+        diffs = self.flows.replace_all(self.compile_all())
+        return self._batches(diffs, self._replace_groups(self.compile_groups()))
 
-    def _batches(self, diffs: Mapping[int, Diff]) -> list[Batch]:
-        out = [Batch.of(dpid, [r.cookie for r in d.deletes], d.adds)
-               for dpid, d in sorted(diffs.items()) if dpid in self.ready]
+    def compile_groups(self) -> dict[int, dict[int, GroupEntry]]:
+        """Every group of every app that has groups, per switch."""
+        wanted: dict[int, dict[int, GroupEntry]] = {}
+        for app in self.apps:
+            groups_of = getattr(app, "groups", None)
+            if groups_of is None:
+                continue
+            for dpid, entries in groups_of(self.view()).items():
+                wanted.setdefault(dpid, {}).update({g.group_id: g for g in entries})
+        return wanted
+
+    def _replace_groups(self, wanted: dict[int, dict[int, GroupEntry]]) -> dict[int, GroupDiff]:
+        out: dict[int, GroupDiff] = {}
+        for dpid in sorted(set(wanted) | set(self.groups)):
+            old, new = self.groups.get(dpid, {}), wanted.get(dpid, {})
+            sets = [g for gid, g in sorted(new.items()) if old.get(gid) != g]
+            dels = [gid for gid in sorted(old) if gid not in new]
+            if sets or dels:
+                out[dpid] = (sets, dels)
+        self.groups = {d: g for d, g in wanted.items() if g}
+        return out
+
+    def _batches(self, diffs: Mapping[int, Diff], groups: Optional[Mapping[int, GroupDiff]] = None) -> list[Batch]:
+        groups = groups or {}
+        out = [Batch.of(dpid, [r.cookie for r in diffs[dpid].deletes] if dpid in diffs else [],
+                        diffs[dpid].adds if dpid in diffs else [], groups.get(dpid))
+               for dpid in sorted(set(diffs) | set(groups)) if dpid in self.ready]
         self._update_flow_gauges(diffs)
         return out
 
@@ -160,6 +223,7 @@ class Core:
         if not self.model.knows_dpid(dpid):
             LOG.warning("switch %016x is not in the network file; not programming it", dpid)
         self.ready.discard(dpid)
+        self._deferred.pop(dpid, None)
         self.topology.add_switch(dpid, ports)
         now = self.clock()
         self._forget_port_times(dpid)
@@ -174,13 +238,53 @@ class Core:
         restarted controller keeps what its predecessor learned). Then flows
         whose cookie is wanted stay untouched (counters and age survive),
         others are deleted by exact cookie, and missing rules are added.
+
+        If the dump has trunk rules on ports where no link is known yet (a
+        restarted controller has not rediscovered them), the reconcile waits,
+        and the switch keeps forwarding on the flows it has, until LLDP finds
+        those links or three LLDP intervals pass; :meth:`lldp_in` and
+        :meth:`tick` then return the batch. Meanwhile this returns an empty one.
         """
-        self._adopt_hosts(dpid, present)
+        missing = _dumped_trunk_ports(present) - self.view().trunk_ports(dpid)
+        if missing and dpid not in self._deferred:
+            deadline = self.clock() + 3 * self.model.controller.lldp_interval + 0.5
+            self._deferred[dpid] = (present, missing, deadline)
+            LOG.info("switch %016x: reconcile waits for links on ports %s", dpid,
+                     ", ".join(map(str, sorted(missing))))
+            return Batch.of(dpid, [], [])
+        self._deferred.pop(dpid, None)
+        return self._reconcile_now(dpid, present)
+
+    def _finish_deferred(self) -> list[Batch]:
+        """Reconciles whose links were found again, or whose wait is over.
+
+        Hosts of all of them are adopted first, so no switch drops the rules
+        for hosts behind another that is about to be reconciled.
+        """
+        now = self.clock()
+        done = {dpid: present for dpid, (present, ports, deadline) in sorted(self._deferred.items())
+                if now >= deadline or not ports - self.view().trunk_ports(dpid)}
+        for dpid in done:
+            del self._deferred[dpid]
+        diffs: dict[int, Diff] = {}
+        for dpid, present in done.items():
+            _merge_into(diffs, self._adopt_hosts(dpid, present))
+        out = [self._reconcile_now(dpid, present, adopt=False) for dpid, present in done.items()]
+        return out + self._batches({d: x for d, x in diffs.items() if d not in done})
+
+    def _reconcile_now(self, dpid: int, present: Collection[DumpedFlow], adopt: bool = True) -> Batch:
+        if adopt:
+            diffs = self._adopt_hosts(dpid, present)
+            self.queued += self._batches({d: x for d, x in diffs.items() if d != dpid})
         cookies = {f.cookie for f in present}
         self._trust_flooded_ports(dpid, cookies)
         wanted = {r.cookie: r for r in self.flows.rules(dpid)}
         self.ready.add(dpid)
-        return Batch.of(dpid, cookies - set(wanted), [r for c, r in wanted.items() if c not in cookies])
+        groups = (list(self.groups.get(dpid, {}).values()), ())
+        batch = Batch.of(dpid, cookies - set(wanted), [r for c, r in wanted.items() if c not in cookies], groups)
+        LOG.info("switch %016x reconciled: %d flows kept, %d stale removed, %d added", dpid,
+                 len(cookies) - len(batch.deletes), len(batch.deletes), len(batch.adds))
+        return batch
 
     def _trust_flooded_ports(self, dpid: int, cookies: set[int]) -> None:
         """End probation on ``dpid`` if the switch already floods exactly as without it.
@@ -199,7 +303,9 @@ class Core:
         for key in [k for k in self._port_up_at if k[0] == dpid]:
             del self._port_up_at[key]
 
-    def _adopt_hosts(self, dpid: int, present: Collection[DumpedFlow]) -> None:
+    def _adopt_hosts(self, dpid: int, present: Collection[DumpedFlow]) -> dict[int, Diff]:
+        """Learn the hosts whose learn rules ``present`` holds; the flow changes on every switch."""
+        diffs: dict[int, Diff] = {}
         for flow in present:
             if app_of_cookie(flow.cookie) != APP_L2 or flow.table != T_LEARN or flow.priority != PRIO_HOST:
                 continue
@@ -209,12 +315,15 @@ class Core:
             decision = decide(self.view(), self.hosts, dpid, port, vid & 0x0FFF, mac)
             if decision.kind == "new" and decision.host is not None:
                 self.hosts.put(decision.host)
-                self.flows.replace(host_key(decision.host), host_rules(self.view(), decision.host))
+                _merge_into(diffs, self.flows.replace(host_key(decision.host),
+                                                      host_rules(self.view(), decision.host)))
                 LOG.info("host %s adopted on vlan %d at %016x port %d", mac, vid & 0x0FFF, dpid, port)
         self._update_host_gauge()
+        return diffs
 
     def switch_down(self, dpid: int) -> list[Batch]:
         self.ready.discard(dpid)
+        self._deferred.pop(dpid, None)
         if self.topology.remove_switch(dpid):
             self._links_changed()
         self.metrics.switches_connected.set(len(self.topology.ports))
@@ -295,7 +404,14 @@ class Core:
     def reload(self, model: Model) -> list[Batch]:
         """Switch to a new validated model and send only the difference."""
         self.model = model
+        self.lb.reconfigure(model)
         return self.recompute()
+
+    def lb_packet_in(self, dpid: int, in_port: int, data: bytes) -> list[Batch]:
+        """A trapped health-probe reply (or ARP reply to a VIP)."""
+        update = self.lb.packet_in(self.clock(), dpid, in_port, data)
+        self.outbox += update.frames
+        return self.recompute() if update.changed else []
 
     # -- statistics --------------------------------------------------------
     def acl_stats(self, dpid: int, packets: Mapping[int, int]) -> int:
@@ -312,7 +428,7 @@ class Core:
         """
         view = self.view()
         out = []
-        for dpid in sorted(self.ready):
+        for dpid in view.dpids:  # also switches whose reconcile waits for these very links
             vm_ports = {p for p, (_, vm) in view.edge_ports(dpid).items() if vm is not None}
             for port in sorted(self.topology.live_ports(dpid)):
                 if port < MAX_PHYSICAL_PORT and port not in vm_ports:
@@ -330,7 +446,7 @@ class Core:
             return []
         LOG.info("link up %016x:%d <-> %016x:%d", link.a_dpid, link.a_port, link.b_dpid, link.b_port)
         self._links_changed()
-        return self.recompute()
+        return self.recompute() + self._finish_deferred()
 
     def expire_links(self) -> list[Batch]:
         """Drop links whose probes stopped for three intervals."""

@@ -219,7 +219,7 @@ class HealthChecker:
         tcp = check.type == "tcp"
         for counter in range(slot.counter, slot.counter + len(self.ports)):
             probe = ProbeRequest(
-                lb.name, lb.network, slot.ip, check.type, lb.vip, lbprobe.vip_mac(lb.name),
+                lb.name, lb.network, slot.ip, check.type, lb.vip, lbprobe.vip_mac(str(lb.vip)),
                 port=lb.port if tcp else 0,
                 src_port=lbprobe.probe_port(lb.name, slot.ip, counter, self.ports) if tcp else 0,
                 ident=0 if tcp else lbprobe.probe_ident(lb.name, slot.ip),

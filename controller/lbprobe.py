@@ -86,13 +86,14 @@ def _digest(size: int, *parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(text, digest_size=size, person=_PERSON).digest(), "big")
 
 
-def vip_mac(lb_name: str) -> str:
-    """The stable, locally administered unicast MAC the VIP of ``lb_name`` uses.
+def vip_mac(vip: str) -> str:
+    """The stable, locally administered unicast MAC that VIP address ``vip`` answers ARP with.
 
     ``0e`` (local, unicast) followed by 5 bytes of a BLAKE2b hash of the
-    name: the same name gives the same MAC across restarts and hosts.
+    address: balancers sharing a VIP share its MAC; the same VIP gives the
+    same MAC across restarts and hosts.
     """
-    return mac_str(b"\x0e" + _digest(5, "vip", lb_name).to_bytes(5, "big"))
+    return mac_str(b"\x0e" + _digest(5, "vip", vip).to_bytes(5, "big"))
 
 
 def probe_port(lb_name: str, backend: IPv4Like, counter: int, ports: range = DEFAULT_PORTS) -> int:

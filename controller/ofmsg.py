@@ -15,7 +15,7 @@ from os_ken.ofproto import ofproto_common
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.rules import Action, Ct, Group, Move, Nat, Output, PopVlan, PushVlan, Rule, SetField
+from controller.rules import Action, Ct, Group, GroupEntry, Move, Nat, Output, PopVlan, PushVlan, Rule, SetField
 
 ALL_COOKIE_BITS = 0xFFFFFFFFFFFFFFFF
 NX_CT_F_COMMIT = 1
@@ -70,6 +70,22 @@ def flow_add(dp: Any, rule: Rule) -> Any:
         dp, cookie=rule.cookie, table_id=rule.table, command=ofp.OFPFC_ADD,
         idle_timeout=rule.idle_timeout, priority=rule.priority, flags=rule.flags,
         match=parser.OFPMatch(**dict(rule.match)), instructions=inst)
+
+
+GROUP_TYPES: Mapping[str, int] = {"all": ofp.OFPGT_ALL, "select": ofp.OFPGT_SELECT, "ff": ofp.OFPGT_FF}
+
+
+def group_set(dp: Any, group: GroupEntry) -> list[Any]:
+    """Make ``group`` exist with exactly its buckets: an add, then a modify (if it existed)."""
+    buckets = [parser.OFPBucket(weight, watch, ofp.OFPG_ANY, [_action(a) for a in actions])
+               for weight, watch, actions in group.buckets]
+    kind = GROUP_TYPES[group.type]
+    return [parser.OFPGroupMod(dp, ofp.OFPGC_ADD, kind, group.group_id, buckets),
+            parser.OFPGroupMod(dp, ofp.OFPGC_MODIFY, kind, group.group_id, buckets)]
+
+
+def group_delete(dp: Any, group_id: int) -> Any:
+    return parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, group_id, [])
 
 
 def flow_delete_cookie(dp: Any, cookie: int) -> Any:

@@ -271,7 +271,7 @@ def test_probe_frames_round_trip_through_a_backend_built_by_os_ken() -> None:
     eth, ip = syn.get_protocol(ethernet.ethernet), syn.get_protocol(ipv4.ipv4)
     seg = syn.get_protocol(tcp.tcp)
     assert (eth.src, eth.dst, ip.src, ip.dst) == (
-        lbprobe.vip_mac("web"), BACKEND_MAC, str(VIP), str(IP1))
+        lbprobe.vip_mac(str(VIP)), BACKEND_MAC, str(VIP), str(IP1))
     reply = packet.Packet()  # what the backend's kernel answers
     reply.add_protocol(ethernet.ethernet(eth.src, eth.dst, 0x0800))
     reply.add_protocol(ipv4.ipv4(src=ip.dst, dst=ip.src, proto=6))

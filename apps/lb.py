@@ -1,0 +1,137 @@
+"""The load balancer: table ``lb``, its probe traps in ``acl_port``, one select group per VIP:port.
+
+Per switch with edge ports in a balancer's network:
+
+- **ARP**: a request for the VIP is answered by the switch itself (the frame
+  is turned into the reply and sent back out of its port), no packet-in.
+- **New connections** to ``vip:port`` (conntrack ``+new``; the network is
+  tracked, see :mod:`controller.aclplan`) go to a select group whose
+  buckets are the healthy backends, weighted; each bucket commits the
+  connection with destination NAT to its backend (``ct_mark`` 1, so the
+  replies skip the ACLs) and recirculates to ``lb``. A connection is then
+  pinned by conntrack: later packets are NATed by the ``ct(nat)`` pass in
+  ``acl_port`` and never meet the group again, so adding or removing
+  backends moves no established connection. Replies are un-NATed by the
+  same pass at the backend's switch and leave with the VIP as source.
+- **NATed packets** get the backend's MAC as destination and go to learning.
+- Anything else sent to the VIP drops (it answers nothing else).
+- **Probe replies** to the VIP (TCP to the probe port block, ICMP echo
+  replies, ARP replies) are trapped to the controller, metered, ahead of the
+  conntrack pass.
+
+Health and backend locations come from :class:`controller.lbruntime.LbRuntime`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Mapping
+
+from apps.base import Segments
+from apps.l2 import PACKET_IN_METER
+from controller.fabric import FabricView, Host
+from controller.lbprobe import vip_mac
+from controller.lbruntime import PROBE_PORT_BASE, PROBE_PORT_MASK, LbRuntime
+from controller.model import LoadBalancer
+from controller.pipeline import APP_LB, T_ACL_COMMIT, T_ACL_PORT, T_LB, T_LEARN
+from controller.rules import (CT_DNAT, CT_NEW, CT_RPL, CT_TRK, OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT,
+                              Ct, Group, GroupEntry, Move, Nat, Output, PopVlan, Rule, SetField, ct_state,
+                              make_match)
+
+ETH_ARP = 0x0806
+ETH_IPV4 = 0x0800
+PRIO_TRAP = 65100
+PRIO_ARP = 300
+PRIO_VIP_NEW = 200
+PRIO_VIP_OTHER = 150
+PRIO_NATED = 100
+MARK_LB = 1
+TRAP_LEN = 128
+OFPP_ANY = 0xFFFFFFFF
+PROTOS = {"tcp": 6, "udp": 17}
+
+
+def group_id(lb: LoadBalancer) -> int:
+    """A stable group id for ``lb``: the app id in the top byte, a digest of the name below."""
+    digest = int.from_bytes(hashlib.blake2b(lb.name.encode(), digest_size=3).digest(), "big")
+    return (APP_LB << 24) | digest
+
+
+def arp_responder(vlan: int, vip: str) -> Rule:
+    """Turn an ARP request for ``vip`` into the reply and send it back where it came from."""
+    mac = vip_mac(vip)
+    return Rule(APP_LB, T_LB, PRIO_ARP,
+                make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_ARP, arp_op=1, arp_tpa=vip),
+                (Move("eth_src", "eth_dst"), SetField("eth_src", mac), SetField("arp_op", 2),
+                 Move("arp_sha", "arp_tha"), SetField("arp_sha", mac), Move("arp_spa", "arp_tpa"),
+                 SetField("arp_spa", vip), PopVlan(), Output(OFPP_IN_PORT)))
+
+
+def probe_traps(vlan: int, vip: str) -> list[Rule]:
+    """Replies to the controller's health probes, to the controller (metered)."""
+    vid = OFPVID_PRESENT | vlan
+    to_ctl = (Output(OFPP_CONTROLLER, TRAP_LEN),)
+    matches = [
+        make_match(vlan_vid=vid, eth_type=ETH_IPV4, ip_proto=6, ipv4_dst=vip,
+                   tcp_dst=(PROBE_PORT_BASE, PROBE_PORT_MASK)),
+        make_match(vlan_vid=vid, eth_type=ETH_IPV4, ip_proto=1, ipv4_dst=vip, icmpv4_type=0),
+        make_match(vlan_vid=vid, eth_type=ETH_ARP, arp_op=2, arp_tpa=vip),
+    ]
+    return [Rule(APP_LB, T_ACL_PORT, PRIO_TRAP, m, to_ctl, meter=PACKET_IN_METER) for m in matches]
+
+
+def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime) -> list[Rule]:
+    """The rules of one balancer on a switch of its network."""
+    vip = str(lb.vip)
+    proto = PROTOS[lb.protocol]
+    new = make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4, ip_proto=proto, ipv4_dst=vip,
+                     ct_state=ct_state(CT_TRK | CT_NEW), **{f"{lb.protocol}_dst": lb.port})
+    rules = [arp_responder(vlan, vip), *probe_traps(vlan, vip),
+             Rule(APP_LB, T_LB, PRIO_VIP_NEW, new, (Group(group_id(lb)),)),
+             Rule(APP_LB, T_LB, PRIO_VIP_OTHER,
+                  make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4, ipv4_dst=vip))]
+    for backend in lb.backends:
+        where = runtime.located.get(backend.ip)
+        if where is not None:
+            rules.append(Rule(APP_LB, T_LB, PRIO_NATED,
+                              make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4,
+                                         ipv4_dst=str(backend.ip), ct_state=ct_state(CT_TRK | CT_DNAT, CT_RPL)),
+                              (SetField("eth_dst", where.mac),), goto=T_LEARN))
+    return rules
+
+
+def lb_group(lb: LoadBalancer, vlan: int, runtime: LbRuntime) -> GroupEntry:
+    """The select group of ``lb``: one weighted bucket per healthy, located backend."""
+    up = runtime.up_backends(lb.name)
+    buckets = tuple(
+        (b.weight, OFPP_ANY, (Ct(zone=vlan, commit=True, recirc_table=T_LB, mark=MARK_LB,
+                                 nat=Nat(str(b.ip), lb.port)),))
+        for b in lb.backends if b.ip in up and b.ip in runtime.located)
+    return GroupEntry(APP_LB, group_id(lb), "select", buckets)
+
+
+class LoadBalancerApp:
+    """Compiles the model's load balancers with the runtime's health and backend locations."""
+
+    name = "lb"
+
+    def __init__(self, runtime: LbRuntime) -> None:
+        self.runtime = runtime
+
+    def _members(self, view: FabricView, dpid: int) -> list[tuple[LoadBalancer, int]]:
+        vlans = {net.name: net.vlan for net, _ in view.edge_ports(dpid).values()}
+        return [(lb, vlans[lb.network]) for lb in view.model.load_balancers if lb.network in vlans]
+
+    def compile(self, view: FabricView, hosts: Mapping[tuple[int, str], Host]) -> Segments:
+        segments: Segments = {}
+        for dpid in view.dpids:
+            rules = {Rule(APP_LB, T_LB, 0, goto=T_ACL_COMMIT)}
+            for lb, vlan in self._members(view, dpid):
+                rules.update(lb_rules(lb, vlan, self.runtime))
+            segments[("lb", dpid)] = {dpid: frozenset(rules)}
+        return segments
+
+    def groups(self, view: FabricView) -> dict[int, frozenset[GroupEntry]]:
+        """The groups wanted on each switch."""
+        return {dpid: frozenset(lb_group(lb, vlan, self.runtime) for lb, vlan in self._members(view, dpid))
+                for dpid in view.dpids}

@@ -1,0 +1,372 @@
+"""Benchmark 6: ACLs at scale on a real OVS bridge, VMN vs Faucet vs ovs-ofctl --bundle.
+
+One switch, V VMs (MAC and IP declared) in K networks, and one ACL of S
+rules (tcp/udp destination ports, IPv4 source/destination CIDRs, allows
+and denies, a final deny; see :func:`acl_rules`) named in ``acl_in`` of
+every VM. The bridge has the V ports, up (OVS internal ports), so Faucet
+programs them too.
+
+*Config → forwarding*: from process spawn (and from the switch connection)
+until the bridge holds every flow the controller wants, polled with
+``ovs-ofctl dump-aggregate``. Ours: the count the pure core wants
+(:func:`expected_flows`). Faucet (its own venv, :mod:`bench.faucet_peer`),
+the same policy as ``acls`` + ``acls_in`` on every port, an explicit ARP
+allow first (ours allows ARP implicitly): until its flow count has reached
+(S + 1) × V (Faucet compiles a port's ACL per port) and held still for
+:data:`FAUCET_QUIET` s, capped at :attr:`Plan.faucet_cap`. Physical limit:
+the flows our controller installed (dumped, statistics stripped) loaded into
+the emptied bridge with one ``ovs-ofctl --bundle add-flows``.
+
+*Warm reload*: with the largest file running, one rule's ``tcp_dst`` is
+changed in the file and the controller gets SIGHUP; we time until the
+bridge holds a flow with the new port (the change is one bundle, so the old
+flow is gone at the same moment; checked) and count the flow-mods it sent
+(``vmn_flow_mods_total`` on /metrics, before and after).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import faucet_peer
+from bench.harness import (
+    Options,
+    Row,
+    controller,
+    flow_count,
+    fmt,
+    median,
+    new_lab,
+    ratio,
+    spread,
+    wait_flow_count,
+    write_yaml,
+)
+from controller.config import load_model
+from controller.core import Core
+from controller.topology import PortInfo
+from tests.netlab import OFCTL, VSCTL, Lab, free_port, sh, wait_until
+
+DPID = 0xC6
+METRICS = ("ACL config → forwarding vs Faucet, controller start → last flow",
+           "ACL config → forwarding vs ovs-ofctl --bundle, controller start → last flow",
+           "ACL config → forwarding vs ovs-ofctl --bundle, switch connect → last flow",
+           "ACL warm reload, one rule changed → new flow in force",
+           "ACL warm reload, flow-mods sent for one changed rule")
+METER = "meter=1,pktps,burst,band=type=drop,rate=1000,burst_size=100"
+FAUCET_QUIET = 3.0
+"""Seconds Faucet's flow count must hold still (after reaching its floor) to count as done."""
+RELOAD_RULE = 3
+"""Index of the rule whose ``tcp_dst`` the reload changes (a tcp rule, see :func:`acl_rules`)."""
+RELOAD_PORT = 61000
+"""Reload ``i`` sets that rule's ``tcp_dst`` to ``RELOAD_PORT + i`` (no other rule uses these)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    vms: int
+    networks: int
+    sizes: tuple[int, ...]
+    runs: int
+    faucet_runs: dict[int, int]
+    """ACL size -> Faucet trials (the first ``n`` of the ``runs`` rounds)."""
+    faucet_cap: float
+    reloads: int
+
+
+def plan(opts: Options) -> Plan:
+    """100 VMs, 10 networks, 1,000 and 5,000 rules, 5 rounds (Faucet 3 and 1), 7 reloads.
+
+    Quick: 10 VMs, 2 networks, 100 and 200 rules, 1 round, 2 reloads, no Faucet.
+    """
+    if opts.quick:
+        return Plan(10, 2, (100, 200), 1, {}, 30, 2)
+    return Plan(100, 10, (1000, 5000), 5, {1000: 3, 5000: 1}, 150, 7)
+
+
+# -------------------------------------------------------------- the policy --
+
+def acl_rules(size: int) -> list[dict[str, Any]]:
+    """``size`` ACL rules in VMN syntax: a mix by ``k % 4``, all destination ports distinct.
+
+    0: allow tcp to port P from a /24; 1: allow udp to port P towards a /24;
+    2: deny tcp to port P of one host (/32); 3: allow tcp to port P.
+    The last rule denies everything else.
+    """
+    rules: list[dict[str, Any]] = []
+    for k in range(size - 1):
+        port, a, b = 1024 + k, (k >> 8) & 0xFF, k & 0xFF
+        kind = k % 4
+        if kind == 0:
+            m = {"ip_proto": "tcp", "tcp_dst": port, "ipv4_src": f"10.{a}.{b}.0/24"}
+        elif kind == 1:
+            m = {"ip_proto": "udp", "udp_dst": port, "ipv4_dst": f"172.16.{b}.0/24"}
+        elif kind == 2:
+            m = {"ip_proto": "tcp", "tcp_dst": port, "ipv4_dst": f"192.168.{a}.{b}"}
+        else:
+            m = {"ip_proto": "tcp", "tcp_dst": port}
+        rules.append({"match": m, "action": "deny" if kind == 2 else "allow"})
+    rules.append({"action": "deny"})
+    return rules
+
+
+def vm_entries(p: Plan) -> dict[str, dict[str, Any]]:
+    """VM i on port i+1 in network i mod K, with a MAC, an IP and the ACL."""
+    vms = {}
+    for i in range(p.vms):
+        net, k = i % p.networks, i // p.networks
+        vms[f"vm{i:04d}"] = {"switch": "s1", "port": i + 1, "network": f"net{net:02d}",
+                             "mac": f"02:c6:00:00:{(i + 1) >> 8:02x}:{(i + 1) & 0xFF:02x}",
+                             "ip": f"10.{50 + net}.{k >> 8}.{(k & 0xFF) + 1}/16",
+                             "acl_in": ["big"]}
+    return vms
+
+
+def _flow_map(d: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}: {_flow_map(v) if isinstance(v, dict) else v}"
+                           for k, v in d.items()) + "}"
+
+
+def network_file(path: Path, bridge: str, p: Plan, rules: list[dict[str, Any]]) -> Path:
+    """Our network file: one switch, the VMs, one ACL ``big`` on every VM.
+
+    The ACL is written one rule per line, as in network-schema.md.
+    """
+    write_yaml(path, {
+        "controller": {"metrics_port": 0},
+        "switches": {"s1": {"dpid": DPID, "bridge": bridge}},
+        "networks": {f"net{n:02d}": {"vlan": 100 + n} for n in range(p.networks)},
+        "vms": vm_entries(p),
+    })
+    with path.open("a") as f:
+        f.write("acls:\n  big:\n" + "".join(f"    - {_flow_map(r)}\n" for r in rules))
+    return path
+
+
+_FAUCET_PROTO = {"tcp": 6, "udp": 17, "icmp": 1}
+
+
+def faucet_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """One of :func:`acl_rules` in Faucet's ACL syntax."""
+    m = rule.get("match", {})
+    out: dict[str, Any] = {}
+    if "ip_proto" in m:
+        out.update(dl_type=0x0800, nw_proto=_FAUCET_PROTO[m["ip_proto"]])
+    for key in ("tcp_dst", "udp_dst", "ipv4_src", "ipv4_dst"):
+        if key in m:
+            out[key] = m[key]
+    out["actions"] = {"allow": 1 if rule["action"] == "allow" else 0}
+    return {"rule": out}
+
+
+def faucet_file(path: Path, p: Plan, rules: list[dict[str, Any]]) -> Path:
+    """faucet.yaml with the same policy: ``acls_in: [big]`` on every port, ARP allowed first."""
+    arp = {"rule": {"dl_type": 0x0806, "actions": {"allow": 1}}}
+    return write_yaml(path, {
+        "acls": {"big": [arp] + [faucet_rule(r) for r in rules]},
+        "vlans": {f"net{n:02d}": {"vid": 100 + n} for n in range(p.networks)},
+        "dps": {"bench": {
+            "dp_id": DPID, "hardware": "Open vSwitch",
+            "interfaces": {i + 1: {"native_vlan": f"net{i % p.networks:02d}", "acls_in": ["big"]}
+                           for i in range(p.vms)},
+        }},
+    })
+
+
+# --------------------------------------------------------------- the bridge --
+
+def add_ports(bridge: str, count: int) -> list[PortInfo]:
+    """``count`` internal ports ``<bridge>pN`` (OpenFlow port N), IPv6 off, up.
+
+    They go with the bridge when the lab deletes it.
+    """
+    names = [f"{bridge}p{n}" for n in range(1, count + 1)]
+    cmd: list[str] = [*VSCTL]
+    for n, name in enumerate(names, 1):
+        cmd += ["--", "add-port", bridge, name, "--", "set", "interface", name, "type=internal",
+                f"ofport_request={n}"]
+    sh(cmd, timeout=120)
+    for name in names:
+        wait_until(lambda: Path(f"/proc/sys/net/ipv6/conf/{name}").exists(), 10,
+                   message=f"{name} exists")
+        Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").write_text("1")
+    subprocess.run(["ip", "-batch", "-"], input="".join(f"link set dev {n} up\n" for n in names),
+                   text=True, check=True, capture_output=True, timeout=60)
+    return [PortInfo(n, name, True) for n, name in enumerate(names, 1)]
+
+
+def expected_flows(config: Path, ports: list[PortInfo]) -> int:
+    """How many flows the controller wants on the switch right after it connects."""
+    core = Core(load_model(config))
+    core.switch_up(DPID, ports)
+    core.reconcile(DPID, [])
+    return len(core.flows.rules(DPID))
+
+
+def empty(lab: Lab, bridge: str) -> None:
+    """No controller, no flows, meters or groups."""
+    lab.set_controller(bridge, None)
+    sh([*OFCTL, "del-flows", bridge], timeout=120)
+    sh([*OFCTL, "del-meters", bridge], check=False)
+    sh([*OFCTL, "del-groups", bridge], check=False)
+
+
+def dump_for_reload(bridge: str, path: Path) -> Path:
+    """The bridge's flows as an ``add-flows`` file (no durations or counters)."""
+    out = sh([*OFCTL, "--no-stats", "dump-flows", bridge], timeout=120).stdout
+    path.write_text("".join(line.strip() + "\n" for line in out.splitlines() if "actions=" in line))
+    return path
+
+
+def count_matching(bridge: str, match: str) -> int:
+    """How many flows of ``bridge`` fall within ``match`` (``dump-aggregate`` filter)."""
+    out = sh([*OFCTL, "dump-aggregate", bridge, match]).stdout
+    return int(out.split("flow_count=")[1].split()[0])
+
+
+# ------------------------------------------------------------------- trials --
+
+@dataclass(frozen=True)
+class Ours:
+    from_start: float
+    from_connect: float
+
+
+def ours_trial(lab: Lab, bridge: str, config: Path, expected: int) -> Ours:
+    """Seconds from process spawn and from set-controller to ``expected`` flows."""
+    empty(lab, bridge)
+    t0 = time.monotonic()
+    with controller(config) as ctl:
+        lab.set_controller(bridge, ctl.port)
+        t_conn = time.monotonic()
+        t_done = wait_flow_count(bridge, expected, 60)
+    return Ours(t_done - t0, t_done - t_conn)
+
+
+def bundle_trial(lab: Lab, bridge: str, flows: Path, expected: int) -> float:
+    """Seconds one ``ovs-ofctl --bundle add-flows`` of ``flows`` takes on the emptied bridge."""
+    empty(lab, bridge)
+    sh([*OFCTL, "add-meter", bridge, METER])
+    t0 = time.monotonic()
+    subprocess.run([*OFCTL, "--bundle", "add-flows", bridge, str(flows)], check=True,
+                   capture_output=True, timeout=120)
+    seconds = time.monotonic() - t0
+    wait_flow_count(bridge, expected, 5)
+    return seconds
+
+
+@dataclass(frozen=True)
+class Theirs:
+    seconds: float | None
+    """Spawn → last flow; None if not done within the cap."""
+    flows: int
+    """Flows on the bridge at the end."""
+    poll: float
+    """Longest time one poll took (the resolution of ``seconds``)."""
+
+
+def faucet_trial(lab: Lab, bridge: str, config: Path, floor: int, cap: float) -> Theirs:
+    """Spawn Faucet; done when the flow count is at least ``floor`` and still for a while."""
+    empty(lab, bridge)
+    t0 = time.monotonic()
+    with faucet_peer.faucet(config) as proc:
+        lab.set_controller(bridge, proc.port)
+        last, since, slowest = -1, t0, 0.0
+        while True:
+            before = time.monotonic()
+            count = flow_count(bridge)
+            now = time.monotonic()
+            slowest = max(slowest, now - before)
+            if count != last:
+                last, since = count, now
+            elif count >= floor and now - since >= FAUCET_QUIET:
+                return Theirs(since - t0, count, slowest)
+            if now - t0 > cap:
+                return Theirs(None, count, slowest)
+            if proc.proc.poll() is not None:
+                raise AssertionError(f"faucet exited {proc.proc.returncode}: {proc.log_tail()}")
+            time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class Reload:
+    seconds: float
+    flow_mods: int
+
+
+def flow_mods(metrics_port: int) -> int:
+    """``vmn_flow_mods_total`` summed over switches and commands."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("vmn_flow_mods_total{")))
+
+
+def reload_trials(lab: Lab, bridge: str, config: Path, rules: list[dict[str, Any]],
+                  p: Plan, expected: int) -> list[Reload]:
+    """Run ours on ``config``; ``p.reloads`` times change one rule's port and SIGHUP."""
+    empty(lab, bridge)
+    metrics_port = free_port()
+    out: list[Reload] = []
+    with controller(config, metrics_port=metrics_port) as ctl:
+        lab.set_controller(bridge, ctl.port)
+        wait_flow_count(bridge, expected, 60)
+        old = rules[RELOAD_RULE]["match"]["tcp_dst"]
+        for i in range(p.reloads):
+            new = RELOAD_PORT + i
+            rules[RELOAD_RULE]["match"]["tcp_dst"] = new
+            network_file(config, bridge, p, rules)
+            sent = flow_mods(metrics_port)
+            t0 = time.monotonic()
+            ctl.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+            wait_until(lambda: count_matching(bridge, f"tcp,tp_dst={new}") == 1, 30, 0.005,
+                       message=f"a flow with tcp_dst={new}")
+            seconds = time.monotonic() - t0
+            if count_matching(bridge, f"tcp,tp_dst={old}"):
+                raise AssertionError(f"flow with the old tcp_dst={old} still there with the new one")
+            time.sleep(0.3)  # anything else the reload sends is counted too
+            out.append(Reload(seconds, flow_mods(metrics_port) - sent))
+            wait_flow_count(bridge, expected, 5)
+            old = new
+    return out
+
+
+# ---------------------------------------------------------------------- run --
+
+@dataclass
+class SizeResult:
+    size: int
+    expected: int
+    ours: list[Ours]
+    bundle: list[float]
+    faucet: list[Theirs]
+
+
+def run_size(lab: Lab, bridge: str, ports: list[PortInfo], tmp: Path, p: Plan, size: int,
+             faucet_ok: bool) -> SizeResult:
+    """Rounds of ours, the bundle and (the first rounds) Faucet, alternating."""
+    rules = acl_rules(size)
+    config = network_file(tmp / f"net-{size}.yaml", bridge, p, rules)
+    expected = expected_flows(config, ports)
+    fcfg = faucet_file(tmp / f"faucet-{size}.yaml", p, rules)
+    res = SizeResult(size, expected, [], [], [])
+    flows: Path | None = None
+    for i in range(p.runs):
+        res.ours.append(ours_trial(lab, bridge, config, expected))
+        if flows is None:  # fail-mode secure: the flows outlive the controller
+            flows = dump_for_reload(bridge, tmp / f"flows-{size}.txt")
+        res.bundle.append(bundle_trial(lab, bridge, flows, expected))
+        if faucet_ok and i < p.faucet_runs.get(size, 0):
+            res.faucet.append(faucet_trial(lab, bridge, fcfg, (size + 1) * p.vms, p.faucet_cap))
+    empty(lab, bridge)
+    return res

@@ -168,17 +168,26 @@ def faucet_rule(rule: dict[str, Any]) -> dict[str, Any]:
     return {"rule": out}
 
 
-def faucet_file(path: Path, p: Plan, rules: list[dict[str, Any]]) -> Path:
-    """faucet.yaml with the same policy: ``acls_in: [big]`` on every port, ARP allowed first."""
+def faucet_file(path: Path, p: Plan, rules: list[dict[str, Any]], per_port: bool) -> Path:
+    """faucet.yaml with the same policy, ARP allowed first.
+
+    ``per_port``: ``acls_in: [big]`` on every port (Faucet installs a copy
+    per port); otherwise ``dp_acls: [big]`` (one copy for the whole switch,
+    the same policy here since every port is a VM port with that ACL).
+    """
     arp = {"rule": {"dl_type": 0x0806, "actions": {"allow": 1}}}
+    port_acl = {"acls_in": ["big"]} if per_port else {}
+    dp: dict[str, Any] = {
+        "dp_id": DPID, "hardware": "Open vSwitch",
+        "interfaces": {i + 1: {"native_vlan": f"net{i % p.networks:02d}", **port_acl}
+                       for i in range(p.vms)},
+    }
+    if not per_port:
+        dp["dp_acls"] = ["big"]
     return write_yaml(path, {
         "acls": {"big": [arp] + [faucet_rule(r) for r in rules]},
         "vlans": {f"net{n:02d}": {"vid": 100 + n} for n in range(p.networks)},
-        "dps": {"bench": {
-            "dp_id": DPID, "hardware": "Open vSwitch",
-            "interfaces": {i + 1: {"native_vlan": f"net{i % p.networks:02d}", "acls_in": ["big"]}
-                           for i in range(p.vms)},
-        }},
+        "dps": {"bench": dp},
     })
 
 

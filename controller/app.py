@@ -258,7 +258,8 @@ class VmnController(app_manager.OSKenApp):
         if (msg.type, msg.code) in ((ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_METER_EXISTS),
                                     (ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_GROUP_EXISTS)):
             return  # the add of an add-then-modify pair
-        LOG.warning("switch %016x error type %d code %d", msg.datapath.id, msg.type, msg.code)
+        LOG.warning("switch %016x error type %s code %s: %s", msg.datapath.id, msg.type, msg.code,
+                    bytes(msg.data[:64]).hex() if msg.data else "")
 
     # -- configuration -----------------------------------------------------
     def on_sighup(self) -> None:

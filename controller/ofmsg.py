@@ -25,11 +25,23 @@ FIELD_BITS: Mapping[str, int] = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "a
 """Widths of the fields a :class:`Move` may copy."""
 
 
+class _PaddedNat(parser.NXActionNAT):  # type: ignore[misc,name-defined]
+    """os-ken's NXActionNAT declares a padded length but writes no padding, which
+    breaks it inside another action (``ct``): pad the body to a multiple of 8."""
+
+    _HEADER_LEN = 10  # type, len, experimenter, subtype
+
+    def serialize_body(self) -> bytearray:
+        data: bytearray = super().serialize_body()
+        data += bytes(-(self._HEADER_LEN + len(data)) % 8)
+        return data
+
+
 def _nat(nat: Nat) -> Any:
     if nat.dst is None:
-        return parser.NXActionNAT(flags=0)
+        return _PaddedNat(flags=0)
     ports = {} if nat.port is None else {"range_proto_min": nat.port, "range_proto_max": nat.port}
-    return parser.NXActionNAT(flags=NX_NAT_F_DST, range_ipv4_min=nat.dst, range_ipv4_max=nat.dst, **ports)
+    return _PaddedNat(flags=NX_NAT_F_DST, range_ipv4_min=nat.dst, range_ipv4_max=nat.dst, **ports)
 
 
 def _action(a: Action) -> Any:

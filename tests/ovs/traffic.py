@@ -81,3 +81,56 @@ def udp_answers(host: Host, ip: str, port: int, timeout: float = 1.0) -> bool:
     """Whether a datagram from ``host`` to ``ip:port`` is echoed back (two tries)."""
     return host.run([sys.executable, "-c", UDP_CLIENT, ip, str(port), str(timeout)],
                     timeout=timeout * 3 + 10).returncode == 0
+
+
+NAMED_SERVER = r"""
+import socket, sys, threading
+name = sys.argv[2].encode()
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", int(sys.argv[1]))); srv.listen(128)
+print("ready", flush=True)
+def serve(conn):
+    try:
+        conn.sendall(name + b"\n")
+        while True:
+            data = conn.recv(1024)
+            if not data:
+                break
+            conn.sendall(data)
+    except OSError:
+        pass
+    conn.close()
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
+FAN_OUT = r"""
+import socket, sys
+ip, port, first, count, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+for sport in range(first, first + count):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.settimeout(timeout)
+    try:
+        s.bind(("0.0.0.0", sport)); s.connect((ip, port))
+        print(s.recv(64).decode().strip() or "-", flush=True)
+    except OSError as err:
+        print("-", flush=True)
+    s.close()
+"""
+
+
+def start_named_server(host: Host, port: int, name: str) -> subprocess.Popen[str]:
+    """A TCP server on ``port`` that greets with ``name`` and then echoes; returns once listening."""
+    proc = host.popen([sys.executable, "-c", NAMED_SERVER, str(port), name])
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"server in {host.name} did not start")
+    return proc
+
+
+def fan_out(host: Host, ip: str, port: int, first_sport: int, count: int, timeout: float = 2.0) -> list[str]:
+    """Open ``count`` connections from source ports ``first_sport``...; each one's greeting, or ``-``."""
+    out = host.run([sys.executable, "-c", FAN_OUT, ip, str(port), str(first_sport), str(count), str(timeout)],
+                   timeout=count * timeout + 20)
+    return out.stdout.split()

@@ -26,8 +26,10 @@ flow is gone at the same moment; checked) and count the flow-mods it sent
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -48,6 +50,7 @@ from bench.harness import (
     new_lab,
     ratio,
     spread,
+    stop_process,
     wait_flow_count,
     write_yaml,
 )
@@ -208,9 +211,9 @@ def add_ports(bridge: str, count: int) -> list[PortInfo]:
                 f"ofport_request={n}"]
     sh(cmd, timeout=120)
     for name in names:
-        wait_until(lambda: Path(f"/proc/sys/net/ipv6/conf/{name}").exists(), 10,
-                   message=f"{name} exists")
-        Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").write_text("1")
+        conf = Path(f"/proc/sys/net/ipv6/conf/{name}")
+        wait_until(conf.exists, 10, message=f"{conf} exists")
+        (conf / "disable_ipv6").write_text("1")
     subprocess.run(["ip", "-batch", "-"], input="".join(f"link set dev {n} up\n" for n in names),
                    text=True, check=True, capture_output=True, timeout=60)
     return [PortInfo(n, name, True) for n, name in enumerate(names, 1)]
@@ -286,11 +289,53 @@ class Theirs:
     """Longest time one poll took (the resolution of ``seconds``)."""
 
 
+@contextmanager
+def faucet_listening(config: Path, deadline: float) -> Iterator[faucet_peer.FaucetProcess | None]:
+    """Like :func:`bench.faucet_peer.faucet`, but waits for the port until ``deadline``.
+
+    Faucet reads and compiles its config before it listens, which takes
+    longer than that helper's 60 s at 5,000 rules. Yields None if it was not
+    listening by ``deadline``. Stopped by pid on exit.
+    """
+    with tempfile.TemporaryDirectory(prefix="vmn-bench-faucet-") as tmp:
+        logdir = Path(tmp)
+        port = free_port()
+        env = {**os.environ, "FAUCET_CONFIG": str(config),
+               "FAUCET_LOG": str(logdir / "faucet.log"),
+               "FAUCET_EXCEPTION_LOG": str(logdir / "faucet_exception.log"),
+               "FAUCET_PROMETHEUS_PORT": str(free_port()), "FAUCET_PROMETHEUS_ADDR": "127.0.0.1"}
+        env.pop("PYTHONPATH", None)
+        with open(logdir / "stderr.log", "wb") as err:
+            proc = subprocess.Popen([str(faucet_peer.FAUCET_MANAGER), "--ofp-tcp-listen-port",
+                                     str(port), "--ofp-listen-host", "127.0.0.1", "faucet.faucet"],
+                                    env=env, cwd=tmp, stdin=subprocess.DEVNULL, stdout=err,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        running = faucet_peer.FaucetProcess(port, proc, logdir)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise AssertionError(f"faucet exited {proc.returncode}: {running.log_tail()}")
+                if sh(["ss", "-Hltn", f"sport = :{port}"], check=False).stdout.strip():
+                    yield running
+                    break
+                if time.monotonic() > deadline:
+                    yield None
+                    break
+                time.sleep(0.1)
+        except BaseException:
+            sys.stderr.write(f"--- faucet log tail ---\n{running.log_tail()}\n")
+            raise
+        finally:
+            stop_process(proc)
+
+
 def faucet_trial(lab: Lab, bridge: str, config: Path, floor: int, cap: float) -> Theirs:
     """Spawn Faucet; done when the flow count is at least ``floor`` and still for a while."""
     empty(lab, bridge)
     t0 = time.monotonic()
-    with faucet_peer.faucet(config) as proc:
+    with faucet_listening(config, t0 + cap) as proc:
+        if proc is None:
+            return Theirs(None, 0, 0.0)
         lab.set_controller(bridge, proc.port)
         last, since, slowest = -1, t0, 0.0
         while True:
@@ -307,6 +352,12 @@ def faucet_trial(lab: Lab, bridge: str, config: Path, floor: int, cap: float) ->
             if proc.proc.poll() is not None:
                 raise AssertionError(f"faucet exited {proc.proc.returncode}: {proc.log_tail()}")
             time.sleep(0.05)
+
+
+def wait_match(bridge: str, match: str, timeout: float) -> None:
+    """Poll every 5 ms until exactly one flow of ``bridge`` falls within ``match``."""
+    wait_until(lambda: count_matching(bridge, match) == 1, timeout, 0.005,
+               message=f"a flow with {match}")
 
 
 @dataclass(frozen=True)
@@ -341,8 +392,7 @@ def reload_trials(lab: Lab, bridge: str, config: Path, rules: list[dict[str, Any
             sent = flow_mods(metrics_port)
             t0 = time.monotonic()
             ctl.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
-            wait_until(lambda: count_matching(bridge, f"tcp,tp_dst={new}") == 1, 30, 0.005,
-                       message=f"a flow with tcp_dst={new}")
+            wait_match(bridge, f"tcp,tp_dst={new}", 30)
             seconds = time.monotonic() - t0
             if count_matching(bridge, f"tcp,tp_dst={old}"):
                 raise AssertionError(f"flow with the old tcp_dst={old} still there with the new one")

@@ -69,6 +69,7 @@ class VmnController(app_manager.OSKenApp):
         """dpid -> (xid of the pending ACL flow-stats request, counts so far)."""
         self._next_poll = 0.0
         self._next_lldp = 0.0
+        self._config_stamp = self._stamp()
         self._ticker = hub.spawn(self._tick_loop)
         self._start_metrics(model.controller)
 
@@ -111,6 +112,21 @@ class VmnController(app_manager.OSKenApp):
             self._packet_out(self.core.probes())
         self._send(self.core.tick())
         self._poll_acl_stats()
+        stamp = self._stamp()
+        if stamp != self._config_stamp:
+            self._config_stamp = stamp
+            LOG.info("network file %s changed on disk", self.config_path)
+            self.reload()
+
+    def _stamp(self) -> Optional[tuple[int, int]]:
+        """(mtime in ns, size) of the network file, or None (no file, or unreadable)."""
+        if not self.config_path:
+            return None
+        try:
+            st = os.stat(self.config_path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
 
     def _packet_out(self, frames: list[tuple[int, int, bytes]]) -> None:
         for dpid, port, frame in frames:
@@ -275,6 +291,7 @@ class VmnController(app_manager.OSKenApp):
         if not self.config_path:
             LOG.info("reload: no %s, nothing to reload", CONFIG_ENV)
             return None
+        self._config_stamp = self._stamp()
         try:
             model = load_model(self.config_path)
         except ConfigError as err:

@@ -46,7 +46,8 @@ class Harness:
 
     def sim(self) -> SimNetwork:
         return SimNetwork({d: self.core.flows.rules(d) for d in self.core.topology.ports},
-                          self.core.topology.links, conntrack=self.conntrack)
+                          self.core.topology.links, conntrack=self.conntrack,
+                          groups={d: list(g.values()) for d, g in self.core.groups.items()})
 
     def send(self, dpid: int, port: int, src: str, dst: str, learn: bool = True, **fields: Any) -> Trace:
         """Inject a frame; feed the resulting learn packet-ins to the core when ``learn``."""

@@ -1,0 +1,84 @@
+"""The load balancer on simulated tables: VIP ARP, DNAT to healthy backends, un-NAT of replies."""
+
+from __future__ import annotations
+
+from collections import Counter
+from ipaddress import IPv4Address
+
+from controller.healthcheck import BackendHealth
+from controller.lbprobe import vip_mac
+from controller.simtable import Trace
+from controller.topology import LinkKey
+from tests.unit.fabric_helpers import Harness, model_from
+
+NET = """
+switches: {s1: {dpid: 1}, s2: {dpid: 2}}
+links: [[s1:10, s2:10]]
+networks: {red: {vlan: 100}}
+vms:
+  client: {switch: s1, port: 1, network: red, ip: 10.0.0.1/24, mac: "02:00:00:00:00:01"}
+  web1: {switch: s1, port: 2, network: red, ip: 10.0.0.11/24, mac: "02:00:00:00:00:11"}
+  web2: {switch: s2, port: 3, network: red, ip: 10.0.0.12/24, mac: "02:00:00:00:00:12"}
+load_balancers:
+  web:
+    vip: 10.0.0.100
+    network: red
+    protocol: tcp
+    port: 80
+    backends: [web1, {vm: web2, weight: 3}]
+"""
+VIP = "10.0.0.100"
+CLIENT = "02:00:00:00:00:01"
+WHERE = {"10.0.0.11": (1, 2), "10.0.0.12": (2, 3)}
+MACS = {"10.0.0.11": "02:00:00:00:00:11", "10.0.0.12": "02:00:00:00:00:12"}
+
+
+def harness() -> Harness:
+    h = Harness(model_from(NET), {1: [1, 2, 10], 2: [3, 10]}, [LinkKey.of(1, 10, 2, 10)])
+    for mac, (dpid, port) in [(CLIENT, (1, 1))] + [(MACS[ip], WHERE[ip]) for ip in MACS]:
+        h.send(dpid, port, mac, "ff:ff:ff:ff:ff:ff", eth_type=0x0806, arp_op=1, arp_sha=mac,
+               arp_spa="10.0.0.%d" % int(mac[-2:]), arp_tpa="10.0.0.254")
+    return h
+
+
+def syn(h: Harness, sport: int) -> Trace:
+    return h.send(1, 1, CLIENT, vip_mac(VIP), learn=False, ipv4_src="10.0.0.1", ipv4_dst=VIP, ip_proto=6,
+                  tcp_src=sport, tcp_dst=80)
+
+
+def test_vip_arp_is_answered_by_the_switch() -> None:
+    h = harness()
+    t = h.send(1, 1, CLIENT, "ff:ff:ff:ff:ff:ff", learn=False, eth_type=0x0806, arp_op=1, arp_sha=CLIENT,
+               arp_spa="10.0.0.1", arp_tpa=VIP)
+    assert [(d, p) for d, p, _ in t.outputs] == [(1, 1)] and not t.to_controller
+    reply = t.outputs[0][2]
+    assert (reply["arp_op"], reply["arp_spa"], reply["arp_sha"], reply["arp_tpa"], reply["arp_tha"],
+            reply["eth_dst"], reply["eth_src"]) == (2, VIP, vip_mac(VIP), "10.0.0.1", CLIENT, CLIENT, vip_mac(VIP))
+
+
+def test_connections_go_to_backends_by_weight_and_replies_come_from_the_vip() -> None:
+    h = harness()
+    landed: Counter[str] = Counter()
+    for sport in range(30000, 30200):
+        t = syn(h, sport)
+        (d, p, pkt), = t.outputs
+        ip = str(pkt["ipv4_dst"])
+        assert (d, p) == WHERE[ip] and pkt["eth_dst"] == MACS[ip] and pkt["tcp_dst"] == 80
+        landed[ip] += 1
+        back = h.send(d, p, MACS[ip], CLIENT, learn=False, ipv4_src=ip, ipv4_dst="10.0.0.1", ip_proto=6,
+                      tcp_src=80, tcp_dst=sport)
+        (bd, bp, bpkt), = back.outputs
+        assert (bd, bp) == (1, 1) and bpkt["ipv4_src"] == VIP and bpkt["tcp_src"] == 80
+    assert 0.6 < landed["10.0.0.12"] / 200 < 0.9, landed
+
+
+def test_a_down_backend_gets_no_new_connections_and_keeps_old_ones() -> None:
+    h = harness()
+    first = {sport: str(syn(h, sport).outputs[0][2]["ipv4_dst"]) for sport in range(31000, 31040)}
+    slot = h.core.lb.checker._slots[("web", IPv4Address("10.0.0.12"))]  # as after `fall` failed checks
+    slot.health = BackendHealth(up=False)
+    h.core.recompute()
+    for sport in range(32000, 32040):
+        assert syn(h, sport).outputs[0][2]["ipv4_dst"] == "10.0.0.11"
+    for sport, ip in first.items():  # established: conntrack keeps each on its backend
+        assert syn(h, sport).outputs[0][2]["ipv4_dst"] == ip

@@ -273,6 +273,7 @@ class Core:
         return out + self._batches({d: x for d, x in diffs.items() if d not in done})
 
     def _reconcile_now(self, dpid: int, present: Collection[DumpedFlow], adopt: bool = True) -> Batch:
+        started = self.clock()
         if adopt:
             diffs = self._adopt_hosts(dpid, present)
             self.queued += self._batches({d: x for d, x in diffs.items() if d != dpid})
@@ -284,6 +285,7 @@ class Core:
         batch = Batch.of(dpid, cookies - set(wanted), [r for c, r in wanted.items() if c not in cookies], groups)
         LOG.info("switch %016x reconciled: %d flows kept, %d stale removed, %d added", dpid,
                  len(cookies) - len(batch.deletes), len(batch.deletes), len(batch.adds))
+        self.metrics.reconcile_seconds.observe(self.clock() - started)
         return batch
 
     def _trust_flooded_ports(self, dpid: int, cookies: set[int]) -> None:

@@ -25,7 +25,7 @@ FIELD_BITS: Mapping[str, int] = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "a
 """Widths of the fields a :class:`Move` may copy."""
 
 
-class _PaddedNat(parser.NXActionNAT):  # type: ignore[misc,name-defined]
+class _PaddedNat(parser.NXActionNAT):
     """os-ken's NXActionNAT declares a padded length but writes no padding, which
     breaks it inside another action (``ct``): pad the body to a multiple of 8."""
 

@@ -18,6 +18,8 @@ from typing import Literal, Mapping, Optional
 
 from apps.acl import Origin, rule_origins
 from controller.core import Core
+from controller.lbprobe import vip_mac
+from controller.lbruntime import Location
 from controller.model import Model, Vm
 from controller.pipeline import APP_ACL, T_ACL_NET, T_ACL_PORT
 from controller.rules import Ct
@@ -51,7 +53,8 @@ class Fabric:
 
     def network(self, conntrack: SimConntrack) -> SimNetwork:
         return SimNetwork({d: self.core.flows.rules(d) for d in self.core.topology.ports},
-                          self.core.topology.links, conntrack=conntrack)
+                          self.core.topology.links, conntrack=conntrack,
+                          groups={d: list(g.values()) for d, g in self.core.groups.items()})
 
     def vm_at(self, dpid: int, port: int) -> Optional[Vm]:
         for vm in self.model.vms:
@@ -89,6 +92,12 @@ def build_fabric(model: Model) -> Fabric:
         frame = (b"\xff" * 6 + bytes.fromhex(vm_mac(vm).replace(":", ""))
                  + struct.pack("!HHH", 0x8100, vlan, 0x0806) + bytes(46))
         core.packet_in(dpid, port, frame)
+    for lb in model.load_balancers:  # backends without a declared MAC: as if ARP had found them
+        for backend in lb.backends:
+            owner = next((v for v in model.vms if v.ip is not None and v.ip.ip == backend.ip), None)
+            if owner is not None and backend.ip not in core.lb.located:
+                core.lb.located[backend.ip] = Location(vm_mac(owner), *fabric.at(owner))
+    core.recompute()
     return fabric
 
 
@@ -193,15 +202,21 @@ def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: Optional
     if src.ip is None:
         raise ValueError(f"vm {src_vm!r} has no ip in the network file")
     target = IPv4Address(dst_ip)
+    vip = next((lb for lb in model.load_balancers if lb.vip == target and lb.network == src.network), None)
     dst = next((v for v in model.vms if v.ip is not None and v.ip.ip == target and v.network == src.network),
                None) or next((v for v in model.vms if v.ip is not None and v.ip.ip == target), None)
-    dst_mac = vm_mac(dst) if dst else "02:ff:ff:ff:ff:fe"
+    dst_mac = vip_mac(dst_ip) if vip else vm_mac(dst) if dst else "02:ff:ff:ff:ff:fe"
     origins = rule_origins(model, fabric.core.view().acl_plan)
-    conntrack = SimConntrack()
-    sim = fabric.network(conntrack)
+    sim = fabric.network(SimConntrack())
     pkt = _packet(src, dst_mac, dst_ip, proto, port)
-    forward = _leg(fabric, sim.send(*fabric.at(src), pkt), fabric.at(dst) if dst else None, origins)
+    sent = sim.send(*fabric.at(src), pkt)
+    if vip is not None:  # whichever backend the group chose
+        dst = next((vm for vm in (fabric.vm_at(d, p) for d, p in sorted(sent.delivered())) if vm), None)
+    forward = _leg(fabric, sent, fabric.at(dst) if dst else None, origins)
     if not forward.delivered or dst is None:
         return TraceResult(forward, None)
-    back = _leg(fabric, sim.send(*fabric.at(dst), _reply(pkt)), fabric.at(src), origins)
+    reply = _reply(pkt)
+    if vip is not None and dst.ip is not None:  # the backend answers from its own address
+        reply.update(eth_src=vm_mac(dst), ipv4_src=str(dst.ip.ip))
+    back = _leg(fabric, sim.send(*fabric.at(dst), reply), fabric.at(src), origins)
     return TraceResult(forward, back)

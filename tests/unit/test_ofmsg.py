@@ -56,3 +56,20 @@ def test_new_host_goes_as_plain_flow_mods_and_a_replacement_as_one_bundle() -> N
     assert len(small) == first[2] + _header(small[first[2]:])[2]
     replacement = ofmsg.batch_bytes(FakeDatapath(), 1, [0x5], rules)
     assert _header(replacement)[1] == ofp.OFPT_EXPERIMENTER  # bundle open first
+
+
+def test_nat_inside_ct_is_padded_so_messages_stay_8_byte_aligned() -> None:
+    from controller.rules import Ct, GroupEntry, Nat
+
+    class Codec:
+        ofproto = ofmsg.ofp
+        ofproto_parser = ofmsg.parser
+
+    group = GroupEntry(3, 7, "select", ((1, 0xFFFFFFFF, (Ct(5, commit=True, recirc_table=3, mark=1,
+                                                            nat=Nat("10.0.0.2", 80)),)),))
+    for msg in ofmsg.group_set(Codec(), group):
+        msg.set_xid(1)
+        msg.serialize()
+        assert len(msg.buf) % 8 == 0
+    rule = Rule(2, 1, 10, (), (Ct(5, commit=True, nat=Nat("10.0.0.2")),))
+    assert len(ofmsg.flow_add_bytes(rule)) % 8 == 0

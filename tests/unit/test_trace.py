@@ -88,3 +88,25 @@ def test_counters_count_increments_and_restart_from_zero() -> None:
     assert counters.update(1, {7: 2, 9: 1}, origins) == 2  # flow re-added: counts from zero
     value = metrics.registry.get_sample_value("vmn_acl_rule_hits_total", {"acl": "web", "rule": "0"})
     assert value == 5 + 2 + 3 + 2
+
+
+LB_NET = """
+switches: {s1: {dpid: 1}, s2: {dpid: 2}}
+links: [[s1:10, s2:10]]
+networks: {red: {vlan: 100}}
+vms:
+  client: {switch: s1, port: 1, network: red, ip: 10.0.0.1/24}
+  web1: {switch: s2, port: 2, network: red, ip: 10.0.0.11/24}
+load_balancers:
+  web: {vip: 10.0.0.100, network: red, protocol: tcp, port: 80, backends: [web1]}
+"""
+
+
+def test_trace_to_a_vip_reaches_a_backend_and_the_reply_comes_back(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "lb.yaml"
+    path.write_text(LB_NET)
+    code, out, _ = run(capsys, "trace", str(path), "--from", "client", "--to", "10.0.0.100", "--tcp", "80")
+    assert code == 0 and out.splitlines()[:2] == ["verdict: allow (reply: allow)",
+                                                  "path: s1:1 -> s2:10 -> out s2:2 (web1)"]
+    assert run(capsys, "trace", str(path), "--from", "client", "--to", "10.0.0.100", "--tcp", "81")[0] == 1

@@ -39,7 +39,13 @@ from bench.acl_scale import (
     plan,
     wait_match,
 )
-from bench.harness import VENV_PY, Options, new_lab, prepare_environment, wait_flow_count
+from bench.harness import (
+    VENV_PY,
+    Options,
+    new_lab,
+    prepare_environment,
+    wait_flow_count,
+)
 from bench.profile_packet_in import summarize
 from tests.netlab import ControllerProcess, wait_until
 
@@ -100,6 +106,27 @@ def steps(tmp: Path, rules: int, vms: int) -> str:
     return proc.stdout
 
 
+FOCUS = ("_find_and_load ", "_load_yaml ", "parse_model ", "Core.switch_up ", "Core.reconcile ",
+         "Core.reload ", "batch_bytes ", "flow_add ", "Datapath._send_loop ", "Datapath._recv_loop ")
+"""Frames (function name and a space, as py-spy prints them) whose inclusive share is listed."""
+
+
+def focus(raw: str, names: tuple[str, ...] = FOCUS) -> str:
+    """Inclusive share of the samples whose stack holds a frame starting with each name."""
+    hits = dict.fromkeys(names, 0)
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        total += int(count)
+        frames = stack.split(";")
+        for name in names:
+            if any(f.startswith(name) for f in frames):
+                hits[name] += int(count)
+    return "\n".join(f"  {n / max(total, 1):6.1%}  {name.strip()}" for name, n in hits.items())
+
+
 def _child(pid: int) -> int | None:
     """The first child process of ``pid`` (py-spy runs the controller as its child)."""
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -137,8 +164,9 @@ def profiles(tmp: Path, rules: int, reloads: int, top: int, spy: str) -> str:
             # py-spy writes its profile when the controller ends; the reloads get a fresh one
             os.kill(child, signal.SIGTERM)
             ctl.proc.wait(timeout=60)  # type: ignore[union-attr]
+            text = start_raw.read_text()
             out += ["", "== py-spy --gil, spawn → all flows on the switch ==",
-                    summarize(start_raw.read_text(), top)]
+                    "steps (inclusive):", focus(text), "", summarize(text, top)]
         finally:
             ctl.stop()
             ctl.log_path.unlink(missing_ok=True)
@@ -165,6 +193,7 @@ def profiles(tmp: Path, rules: int, reloads: int, top: int, spy: str) -> str:
         wait_until(reload_raw.exists, 10, message="py-spy reload profile written")
         out += ["", f"== py-spy --gil attached, {reloads} reloads ("
                 + ", ".join(f"{t:.2f}" for t in times) + " s SIGHUP → new flow) ==",
+                "steps (inclusive):", focus(reload_raw.read_text()), "",
                 summarize(reload_raw.read_text(), top)]
     return "\n".join(out)
 

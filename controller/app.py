@@ -135,7 +135,7 @@ class VmnController(app_manager.OSKenApp):
                 dp.send_msg(ofmsg.packet_out(dp, port, frame))
 
     def _poll_acl_stats(self) -> None:
-        """Every ``stats_interval``, ask each switch for its ACL flows' packet counts."""
+        """Every ``stats_interval``, ask each switch for its ACL flows' and groups' packet counts."""
         now = self.core.clock()
         if now < self._next_poll:
             return
@@ -146,6 +146,14 @@ class VmnController(app_manager.OSKenApp):
                 msg = ofmsg.flow_stats_request(dp, APP_ACL)
                 dp.send_msg(msg)
                 self._acl_polls[dpid] = (msg.xid, {})
+            if dp is not None and self.core.groups.get(dpid):
+                dp.send_msg(ofmsg.group_stats_request(dp))
+
+    @set_ev_cls(ofp_event.EventOFPGroupStatsReply, MAIN_DISPATCHER)
+    def on_group_stats(self, ev: Any) -> None:
+        """Bucket packet counts; a reply split over several messages carries whole groups."""
+        buckets = {g.group_id: [b.packet_count for b in g.bucket_stats] for g in ev.msg.body}
+        self.core.group_stats(ev.msg.datapath.id, buckets)
 
     # -- sending -----------------------------------------------------------
     def _send(self, batches: list[Batch]) -> None:

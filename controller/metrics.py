@@ -30,6 +30,9 @@ class Metrics:
                                       registry=r)
         self.lb_backend_up = Gauge("vmn_lb_backend_up", "Backend health (1 up, 0 down)",
                                    ["lb", "backend"], registry=r)
+        self.lb_connections = Counter("vmn_lb_backend_connections", "Connections sent to a backend "
+                                      "(from select-group bucket statistics)", ["lb", "backend"],
+                                      registry=r)
         self.lb_check_latency = Histogram("vmn_lb_check_latency_seconds", "Health check latency",
                                           ["lb", "backend"], registry=r)
         self.acl_rule_hits = Counter("vmn_acl_rule_hits", "Packets matched by an ACL rule "

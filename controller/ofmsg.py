@@ -115,6 +115,10 @@ def flow_stats_request(dp: Any, app: int | None = None) -> Any:
                                       parser.OFPMatch())
 
 
+def group_stats_request(dp: Any) -> Any:
+    return parser.OFPGroupStatsRequest(dp, 0, ofp.OFPG_ALL)
+
+
 def port_desc_request(dp: Any) -> Any:
     return parser.OFPPortDescStatsRequest(dp, 0)
 

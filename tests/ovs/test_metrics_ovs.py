@@ -61,6 +61,8 @@ def test_every_operations_metric_has_real_values(lab: Lab, controller_factory: F
     wait_until(lambda: total(port, "vmn_acl_rule_hits_total", acl="client-out", rule="0") >= 6, 10,
                message="ACL hits for the 6 connections")
     wait_until(lambda: total(port, "vmn_config_reloads_total", result="ok") == 1, 10, message="reload counted")
+    wait_until(lambda: total(port, "vmn_lb_backend_connections_total", lb="web") == 6, 10,
+               message="6 connections counted over the backends")
 
     samples = scrape(port)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.aclstats import AclCounters
+from controller.statcounters import StatCounter
 from controller.cli import main
 from controller.metrics import Metrics
 
@@ -80,8 +80,8 @@ def test_bad_input_is_named(netfile: Path, tmp_path: Path, capsys: pytest.Captur
 
 def test_counters_count_increments_and_restart_from_zero() -> None:
     metrics = Metrics()
-    counters = AclCounters(metrics)
-    origins = {7: ("web", "0"), 8: ("web", "0"), 9: ("web", "implicit-deny")}
+    counters: StatCounter[int] = StatCounter(metrics.acl_rule_hits)
+    origins: dict[int, tuple[str, ...]] = {7: ("web", "0"), 8: ("web", "0"), 9: ("web", "implicit-deny")}
     assert counters.update(1, {7: 5, 9: 1, 42: 100}, origins) == 6
     assert counters.update(2, {8: 2}, origins) == 2      # same rule on another switch adds up
     assert counters.update(1, {7: 8, 9: 1}, origins) == 3

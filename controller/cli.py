@@ -50,13 +50,20 @@ def add_check(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     parser.set_defaults(handler=run_check)
 
 
-def run_check(args: argparse.Namespace) -> int:
-    """Validate ``args.file``: 0 and a summary on stdout, or 1 and the errors on stderr."""
+def _load_or_report(path: str) -> Model | None:
+    """The model of ``path``, or None after printing every error to stderr."""
     try:
-        model = load_model(args.file)
+        return load_model(path)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
+        return None
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Validate ``args.file``: 0 and a summary on stdout, or 1 and the errors on stderr."""
+    model = _load_or_report(args.file)
+    if model is None:
         return 1
     print(summary(model))
     return 0
@@ -84,13 +91,11 @@ def run_provision(args: argparse.Namespace) -> int:
     """Provision ``args.file``: 0 and the changes on stdout, 1 on an invalid file or OVSDB error."""
     from controller.provision import Plan, ProvisionError, describe, provision
 
-    try:
-        model = load_model(args.file)
-        changes = provision(Plan(model, args.controller, args.datapath_type, args.db))
-    except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
+    model = _load_or_report(args.file)
+    if model is None:
         return 1
+    try:
+        changes = provision(Plan(model, args.controller, args.datapath_type, args.db))
     except ProvisionError as exc:
         print(f"vmn provision: {exc}", file=sys.stderr)
         return 1
@@ -122,11 +127,8 @@ def run_trace(args: argparse.Namespace) -> int:
     """Trace one packet: 0 delivered, 1 not delivered, 2 invalid file or arguments."""
     from controller.trace import Proto, build_fabric, trace
 
-    try:
-        model = load_model(args.file)
-    except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
+    model = _load_or_report(args.file)
+    if model is None:
         return 2
     proto: Proto = "tcp" if args.tcp is not None else ("udp" if args.udp is not None else "icmp")
     port: int | None = args.tcp if args.tcp is not None else args.udp

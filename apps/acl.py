@@ -27,7 +27,6 @@ bridges of one OVS host (one datapath, one conntrack table).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Iterable, Mapping, Optional
 
 from apps.base import Segments
@@ -89,7 +88,6 @@ def acl_match(m: AclMatch) -> dict[str, Optional[MatchValue]]:
                 tcp_dst=m.tcp_dst, udp_src=m.udp_src, udp_dst=m.udp_dst, icmpv4_type=m.icmp_type)
 
 
-@lru_cache(maxsize=256)
 def compile_list(stage: Stage, list_id: int, acls: tuple[Acl, ...]) -> tuple[tuple[Rule, Origin], ...]:
     """The rules of one ACL list in one stage, each with the ACL rule it stands for.
 
@@ -125,14 +123,39 @@ def _lists(model: Model, plan: AclPlan) -> list[tuple[Stage, AclList, int]]:
             + [(NET_STAGE, names, i) for names, i in sorted(plan.net_ids.items())])
 
 
-def _compiled(model: Model, stage: Stage, names: AclList, list_id: int) -> tuple[tuple[Rule, Origin], ...]:
-    return compile_list(stage, list_id, tuple(model.acl_by_name[n] for n in names))
+Compiled = tuple[tuple[Rule, Origin], ...]
+
+
+class ListCompiler:
+    """The compiled lists of the latest model, reused while their ACLs stay the same.
+
+    Each :meth:`lists` call keeps only the lists that model uses, so a reload
+    reuses what did not change and memory does not grow with reloads.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Stage, int, tuple[Acl, ...]], Compiled] = {}
+
+    def lists(self, model: Model, plan: AclPlan) -> list[tuple[Stage, AclList, Compiled]]:
+        """Every list of ``model`` with its compiled rules, ports' lists first."""
+        fresh: dict[tuple[Stage, int, tuple[Acl, ...]], Compiled] = {}
+        out = []
+        for stage, names, list_id in _lists(model, plan):
+            key = (stage, list_id, tuple(model.acl_by_name[n] for n in names))
+            compiled = self._cache.get(key) or compile_list(*key)
+            fresh[key] = compiled
+            out.append((stage, names, compiled))
+        self._cache = fresh
+        return out
+
+    def origins(self, model: Model, plan: AclPlan) -> Mapping[int, Origin]:
+        """Cookie of every ACL-list flow -> the (ACL, rule) it counts hits for."""
+        return {rule.cookie: origin for _, _, compiled in self.lists(model, plan) for rule, origin in compiled}
 
 
 def rule_origins(model: Model, plan: AclPlan) -> Mapping[int, Origin]:
-    """Cookie of every ACL-list flow -> the (ACL, rule) it counts hits for."""
-    return {rule.cookie: origin for stage, names, i in _lists(model, plan)
-            for rule, origin in _compiled(model, stage, names, i)}
+    """:meth:`ListCompiler.origins` for a one-off question (``vmn trace``, tests)."""
+    return ListCompiler().origins(model, plan)
 
 
 def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
@@ -177,6 +200,9 @@ class AclFirewall:
 
     name = "acl"
 
+    def __init__(self) -> None:
+        self.compiler = ListCompiler()
+
     def compile(self, view: FabricView, hosts: Mapping[tuple[int, str], Host]) -> Segments:
         plan = view.acl_plan
         users: dict[tuple[Stage, AclList], set[int]] = {}
@@ -190,9 +216,9 @@ class AclFirewall:
                     users.setdefault((NET_STAGE, net.acl_in), set()).add(dpid)
             tracked = {net.vlan for net, _ in edges if net.vlan in plan.tracked_vlans}
             segments[("acl", dpid)] = {dpid: frozenset(base_rules() + conntrack_rules(tracked))}
-        for stage, names, list_id in _lists(view.model, plan):
+        for stage, names, compiled in self.compiler.lists(view.model, plan):
             dpids = users.get((stage, names))
             if dpids:
-                rules = frozenset(r for r, _ in _compiled(view.model, stage, names, list_id))
+                rules = frozenset(r for r, _ in compiled)
                 segments[("acl-list", stage.table, names)] = {d: rules for d in sorted(dpids)}
         return segments

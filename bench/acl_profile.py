@@ -181,7 +181,8 @@ def profiles(tmp: Path, rules: int, reloads: int, top: int, spy: str) -> str:
             for i in range(reloads):
                 new = RELOAD_PORT + 100 + i
                 body[RELOAD_RULE]["match"]["tcp_dst"] = new
-                network_file(config, br, p, body)
+                # same size and mtime: only the SIGHUP reloads (the file watch misses it)
+                network_file(config, br, p, body, mtime_ns=config.stat().st_mtime_ns)
                 t = time.monotonic()
                 plain.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
                 wait_match(br, f"tcp,tp_dst={new}", 30)

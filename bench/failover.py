@@ -2,9 +2,19 @@
 
 The layout of ``tests/ovs/test_ring_ovs.py``: s1, s2, s3 in a ring, a VM
 of one network on each. r1 (s1) pings r2 (s2) every 10 ms; the direct
-s1-s2 link carries that traffic until its s1 end is taken down. The gap
-is the longest time between two consecutive echo replies (``ping -D``
-receive timestamps) over the whole ping run, so it includes the probe
+s1-s2 link carries that traffic until its s1 end is taken down. Three ways:
+
+- **as shipped**: the controller runs and the backup paths
+  (fast-failover groups, see :mod:`controller.protection`) are installed;
+- **controller stopped**: the same, but the controller is frozen with
+  SIGSTOP just before the cut and stays frozen for a few seconds, so only
+  the pre-installed backups can carry the traffic; the gap is measured
+  between the cut and the SIGCONT;
+- **through the controller alone**: the controller without backups
+  (:mod:`bench.nobackup_app`), which reroutes on the port-status message.
+
+The gap is the longest time between two consecutive echo replies (``ping
+-D`` receive timestamps) in the measured window, so it includes the probe
 interval itself: with no outage it is about the interval (ping on a busy
 2-core machine manages ~15 ms rather than 10). After each cut the link
 comes back and the controller must rediscover it (three links up) before
@@ -13,7 +23,9 @@ the next trial.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -31,11 +43,12 @@ from bench.harness import (
     spread,
     write_yaml,
 )
-from tests.netlab import Host, Lab, free_port, wait_until
+from tests.netlab import ControllerProcess, Host, Lab, Link, free_port, wait_until
 from tests.ovs.metrics_client import total
 
 INTERVAL_MS = 10
-METRICS = ("Failover gap",)
+METRICS = ("Failover gap", "Failover gap with the controller stopped",
+           "Failover gap through the controller alone")
 
 
 @dataclass(frozen=True)
@@ -43,10 +56,22 @@ class Plan:
     trials: int
     before_cut: float = 1.0
     after_cut: float = 2.0
+    stopped: float = 3.0
+    """Seconds the controller stays frozen after the cut (OVS's inactivity probe is 5 s)."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One cut: longest reply gap (ms) in the measured window, requests lost over the whole run."""
+
+    gap: float
+    lost: int
+    after: float = 0.0
+    """Controller stopped: longest gap (ms) in the 2 s after it resumed."""
 
 
 def plan(opts: Options) -> Plan:
-    """5 trials; quick: 1."""
+    """5 trials of each kind; quick: 1."""
     return Plan(1) if opts.quick else Plan(5)
 
 
@@ -61,29 +86,36 @@ def ring_file(path: Path, bridges: list[str], metrics: int) -> Path:
     })
 
 
-def longest_gap(output: str) -> float:
-    """Longest time (ms) between consecutive replies in ``ping -D`` output.
+def reply_times(output: str) -> list[float]:
+    """Receive times (s) of the echo replies in ``ping -D`` output."""
+    return [float(t) for t in re.findall(r"^\[(\d+\.\d+)\].*icmp_seq=", output, re.MULTILINE)]
+
+
+def longest_gap(stamps: list[float], start: float | None = None, end: float | None = None) -> float:
+    """Longest time (ms) between consecutive replies, within [start, end] when given (the ends count).
 
     Raises
     ------
     RuntimeError
-        If fewer than two replies were printed.
+        If fewer than two instants are left to compare.
     """
-    stamps = [float(t) for t in re.findall(r"^\[(\d+\.\d+)\].*icmp_seq=", output, re.MULTILINE)]
-    if len(stamps) < 2:
-        raise RuntimeError(f"fewer than two echo replies: {output[-300:]}")
-    return max(b - a for a, b in pairwise(stamps)) * 1000
+    inside = [t for t in stamps if (start is None or t >= start) and (end is None or t <= end)]
+    points = ([start] if start is not None else []) + inside + ([end] if end is not None else [])
+    if len(points) < 2:
+        raise RuntimeError(f"fewer than two echo replies ({len(stamps)} in all)")
+    return max(b - a for a, b in pairwise(points)) * 1000
 
 
-def cut_and_measure(lab: Lab, a: Host, b: Host, iface: str, p: Plan) -> tuple[float, int]:
-    """Ping ``a`` → ``b`` at 100/s, take ``iface`` down mid-way; (gap in ms, requests lost)."""
-    count = int((p.before_cut + p.after_cut) * 1000 / INTERVAL_MS)
-    proc = a.popen(["ping", "-D", "-n", "-i", f"{INTERVAL_MS / 1000:g}", "-c", str(count), "-W", "1",
-                    b.ip or ""])
-    time.sleep(p.before_cut)
-    lab.set_port_down(iface)
+def ping(a: Host, b: Host, seconds: float) -> subprocess.Popen[str]:
+    """Start ``a`` pinging ``b`` every 10 ms for about ``seconds``."""
+    count = int(seconds * 1000 / INTERVAL_MS)
+    return a.popen(["ping", "-D", "-n", "-i", f"{INTERVAL_MS / 1000:g}", "-c", str(count), "-W", "1", b.ip or ""])
+
+
+def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[str, int]:
+    """Wait for a ping; its output and the number of requests lost."""
     try:
-        out, _ = proc.communicate(timeout=p.after_cut + 30)
+        out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
@@ -91,40 +123,110 @@ def cut_and_measure(lab: Lab, a: Host, b: Host, iface: str, p: Plan) -> tuple[fl
     if not found:
         raise RuntimeError(f"no ping summary: {out[-300:]}")
     sent, received = map(int, found.groups())
-    return longest_gap(out), sent - received
+    return out, sent - received
 
 
-def run(opts: Options) -> list[Row]:
-    """Build the ring once, cut and restore the s1-s2 link ``trials`` times; one row."""
-    p = plan(opts)
-    gaps: list[float] = []
-    lost: list[int] = []
+def cut_and_measure(lab: Lab, a: Host, b: Host, iface: str, p: Plan) -> Trial:
+    """Ping ``a`` → ``b`` at 100/s, take ``iface`` down mid-way; the gap over the whole run."""
+    proc = ping(a, b, p.before_cut + p.after_cut)
+    time.sleep(p.before_cut)
+    lab.set_port_down(iface)
+    out, lost = finish(proc, p.after_cut + 30)
+    return Trial(longest_gap(reply_times(out)), lost)
+
+
+def cut_while_stopped(lab: Lab, ctl: ControllerProcess, a: Host, b: Host, iface: str, p: Plan) -> Trial:
+    """Freeze the controller, cut ``iface``, resume it after ``p.stopped`` s; the gap while frozen.
+
+    The controller is always resumed, also when the cut fails.
+    """
+    proc = ping(a, b, p.before_cut + p.stopped + 2.0)
+    time.sleep(p.before_cut)
+    os.kill(ctl.pid, signal.SIGSTOP)
+    try:
+        cut_at = time.time()
+        lab.set_port_down(iface)
+        time.sleep(p.stopped)
+        resumed_at = time.time()
+    finally:
+        os.kill(ctl.pid, signal.SIGCONT)
+    out, lost = finish(proc, p.stopped + 30)
+    stamps = reply_times(out)
+    return Trial(longest_gap(stamps, cut_at, resumed_at), lost, longest_gap(stamps, resumed_at, resumed_at + 2.0))
+
+
+@dataclass
+class RingLab:
+    """The ring, its controller and the two VMs of the measurement."""
+
+    lab: Lab
+    ctl: ControllerProcess
+    metrics: int
+    link: Link
+    a: Host
+    b: Host
+
+    def ready(self) -> None:
+        wait_until(lambda: total(self.metrics, "vmn_links_up") == 3, 20, message="three links discovered")
+        wait_until(lambda: self.a.ping(self.b) and self.b.ping(self.a), 15, message="r1 <-> r2")
+
+    def restore(self) -> None:
+        self.lab.set_port_up(self.link.iface_a)
+
+
+def with_ring(app: str, trials: list[str], p: Plan) -> dict[str, list[Trial]]:
+    """Build a ring run by ``osken-manager app``; run each kind of trial in ``trials``, ``p.trials`` times."""
+    out: dict[str, list[Trial]] = {kind: [] for kind in trials}
     with new_lab() as lab, tempfile.TemporaryDirectory(prefix="vmn-bench-") as tmp:
         metrics = free_port()
         bridges = [f"{lab.prefix}b{i}" for i in (1, 2, 3)]
         config = ring_file(Path(tmp) / "ring.yaml", bridges, metrics)
-        with controller(config, metrics_port=metrics) as ctl:
+        with controller(config, app=app, metrics_port=metrics) as ctl:
             for i, br in enumerate(bridges):
                 lab.add_bridge(br, 0xE1 + i, ctl.port)
             links = [lab.add_link(bridges[i], 10, bridges[(i + 1) % 3], 11) for i in range(3)]
-            hosts = [lab.add_host(f"r{i + 1}", bridges[i], 1, ip=f"10.205.0.{i + 1}")
-                     for i in range(3)]
+            hosts = [lab.add_host(f"r{i + 1}", bridges[i], 1, ip=f"10.205.0.{i + 1}") for i in range(3)]
             for br in bridges:
                 ctl.wait_connected(br, 20)
-            a, b = hosts[0], hosts[1]
+            ring = RingLab(lab, ctl, metrics, links[0], hosts[0], hosts[1])
             for _ in range(p.trials):
-                wait_until(lambda: total(metrics, "vmn_links_up") == 3, 20,
-                           message="three links discovered")
-                wait_until(lambda: a.ping(b), 15, message="r1 -> r2")
-                gap, n_lost = cut_and_measure(lab, a, b, links[0].iface_a, p)
-                gaps.append(gap)
-                lost.append(n_lost)
-                lab.set_port_up(links[0].iface_a)
-    note = (f"Ring of 3 userspace bridges, LLDP every 0.5 s; ping r1 → r2 every {INTERVAL_MS} ms, "
-            f"the s1-s2 link (the direct path) cut after {p.before_cut:g} s; gap = longest time "
-            f"between consecutive echo replies (ping -D), so it includes the probe interval; "
-            f"{p.trials} trial(s), {spread(gaps, 'ms')} (requests lost per trial: "
-            f"{', '.join(map(str, lost))}). Rerouting is done by the controller on the "
-            "port-status message. No peer run.")
-    return [Row(f"{METRICS[0]} (ring of 3, cut the link in use) (ms)", fmt(median(gaps), "ms"),
-                "—", "—", "—", note)]
+                for kind in trials:
+                    ring.ready()
+                    if kind == "stopped":
+                        out[kind].append(cut_while_stopped(lab, ctl, ring.a, ring.b, ring.link.iface_a, p))
+                    else:
+                        out[kind].append(cut_and_measure(lab, ring.a, ring.b, ring.link.iface_a, p))
+                    ring.restore()
+    return out
+
+
+def _lost(trials: list[Trial]) -> str:
+    return ", ".join(str(t.lost) for t in trials)
+
+
+def run(opts: Options) -> list[Row]:
+    """Cut and restore the s1-s2 link ``trials`` times each way; one row each."""
+    p = plan(opts)
+    ours = with_ring("controller.app", ["running", "stopped"], p)
+    alone = with_ring("bench.nobackup_app", ["running"], p)["running"]
+    running, stopped = ours["running"], ours["stopped"]
+    setup = (f"Ring of 3 userspace bridges, LLDP every 0.5 s; ping r1 → r2 every {INTERVAL_MS} ms, "
+             f"the s1-s2 link (the direct path) cut after {p.before_cut:g} s; gap = longest time "
+             "between consecutive echo replies (ping -D), so it includes the probe interval")
+    return [
+        Row(f"{METRICS[0]} (ring of 3, cut the link in use) (ms)", fmt(median(t.gap for t in running), "ms"),
+            note=f"{setup}; {p.trials} trial(s), {spread([t.gap for t in running], 'ms')} (requests lost "
+                 f"per trial: {_lost(running)}). As shipped: the controller runs and the backup paths "
+                 "(fast-failover groups) are installed, so the switches reroute before it reacts."),
+        Row(f"{METRICS[1]} (backups only) (ms)", fmt(median(t.gap for t in stopped), "ms"),
+            note=f"{setup}. The controller is frozen (SIGSTOP) just before the cut and resumed "
+                 f"{p.stopped:g} s later; gap measured from the cut to the resume, so only the "
+                 f"pre-installed backups carry traffic; {p.trials} trial(s), "
+                 f"{spread([t.gap for t in stopped], 'ms')} (requests lost per trial, whole run: "
+                 f"{_lost(stopped)}; longest gap in the 2 s after the resume: "
+                 f"{spread([t.after for t in stopped], 'ms')})."),
+        Row(f"{METRICS[2]} (no backups) (ms)", fmt(median(t.gap for t in alone), "ms"),
+            note=f"{setup}; the controller without backup paths (bench.nobackup_app) reroutes on the "
+                 f"port-status message; {p.trials} trial(s), {spread([t.gap for t in alone], 'ms')} "
+                 f"(requests lost per trial: {_lost(alone)})."),
+    ]

@@ -420,7 +420,10 @@ class Core:
     def acl_stats(self, dpid: int, packets: Mapping[int, int]) -> int:
         """A switch's ACL flow packet counts (cookie -> packets); returns packets newly counted."""
         if self._origins[0] is not self.model:
-            self._origins = (self.model, rule_origins(self.model, self.view().acl_plan))
+            app = next((a for a in self.apps if isinstance(a, AclFirewall)), None)
+            plan = self.view().acl_plan
+            origins = app.compiler.origins(self.model, plan) if app else rule_origins(self.model, plan)
+            self._origins = (self.model, origins)
         return self.acl_hits.update(dpid, packets, self._origins[1])
 
     def group_stats(self, dpid: int, buckets: Mapping[int, Sequence[int]]) -> int:

@@ -2,8 +2,10 @@
 
 Two namespace VMs on one userspace bridge (TX checksum offload off inside
 the namespaces, as :meth:`tests.netlab.Lab.add_host` does), declared in a
-network file with MAC and IP, so traffic crosses ingress (port security),
-acl/lb pass-through, learn and forward tables. The peer is the same bridge
+network file with MAC and IP, each with an ACL whose stateful rule admits
+the iperf3 connection, and a load balancer in the same network: traffic
+crosses ingress (port security), conntrack, both ACL tables, the lb table,
+the commit table, learn and forward. The peer is the same bridge
 with the controller removed and one ``actions=NORMAL`` flow. Rounds
 alternate ours / NORMAL; each is one iperf3 TCP test (first second
 omitted); medians are reported.
@@ -50,13 +52,21 @@ def plan(opts: Options) -> Plan:
 
 
 def network_file(path: Path, bridge: str, hosts: list[Host]) -> Path:
-    """One switch, one network, each host a VM with its MAC and IP."""
+    """One switch, one network, each host a VM with its MAC, IP and ACL; a balancer beside them."""
+    vip = ".".join((hosts[0].ip or "").split(".")[:3] + ["200"])
     return write_yaml(path, {
         "controller": {"metrics_port": 0},
         "switches": {"s1": {"dpid": DPID, "bridge": bridge}},
         "networks": {"bench": {"vlan": VLAN}},
         "vms": {h.name: {"switch": "s1", "port": h.ofport, "network": "bench", "mac": h.mac,
-                         "ip": f"{h.ip}/24"} for h in hosts},
+                         "ip": f"{h.ip}/24", "acl_in": ["iperf"]} for h in hosts},
+        "acls": {"iperf": [
+            {"match": {"ip_proto": "tcp", "tcp_dst": IPERF_PORT}, "action": "allow", "stateful": True},
+            {"match": {"ip_proto": "icmp"}, "action": "allow", "stateful": True},
+        ]},
+        "load_balancers": {"web": {"vip": vip, "network": "bench", "protocol": "tcp", "port": 80,
+                                   "backends": [hosts[-1].name],
+                                   "health_check": {"type": "icmp", "interval": 1.0}}},
     })
 
 

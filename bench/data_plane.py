@@ -139,7 +139,9 @@ def run(opts: Options) -> list[Row]:
     note = (f"iperf3 TCP, one stream h1 → h2, {p.seconds} s per test (first second omitted), "
             f"{p.rounds} round(s) alternating on the same bridge; ours "
             f"{spread(gbit[0], 'Gbit/s', 2)}; NORMAL {spread(gbit[1], 'Gbit/s', 2)}. Both VMs "
-            "declared with MAC and IP (port-security rules active). Userspace datapath: OVS, "
+            "declared with MAC and IP (port-security rules active), each with a stateful ACL "
+            "(every packet through conntrack and both ACL tables), a load balancer in their "
+            "network. Userspace datapath: OVS, "
             "iperf3 client and server share the 2 cores.")
     return [Row(f"{METRICS[0]} (iperf3, Gbit/s): our pipeline vs one NORMAL flow",
                 fmt(g_ours and g_ours / 1e9, "Gbit/s", 2),

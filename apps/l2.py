@@ -5,6 +5,10 @@ anything else is copied (truncated, metered) to the controller and still
 forwarded, so learning never delays traffic. Frames arriving on trunks are
 learned at their edge switch, never here. Table ``forward`` sends a known
 destination along the shortest path; a miss goes to the flood table.
+Where a backup path exists (see :mod:`controller.protection`) the frame
+goes to a fast-failover group instead of a port: while the primary link is
+down the switch itself takes the backup, before the controller knows. The
+groups are shared by content (primary and backup port), not per host.
 
 A learned host's source rule carries ``idle_timeout = host_timeout`` and
 asks for a flow-removed message: the switch tells us when a host fell
@@ -20,10 +24,16 @@ from apps.base import SegKey, Segments, per_switch
 from controller.fabric import FabricView, Host
 from controller.hosts import HostTable
 from controller.pipeline import APP_L2, T_FLOOD, T_FORWARD, T_LEARN
-from controller.rules import (FLAG_SEND_FLOW_REM, OFPP_CONTROLLER, OFPVID_PRESENT, Output, PopVlan,
-                              Rule, make_match)
+from controller.protection import BackupKey, Hop
+from controller.rules import (FLAG_SEND_FLOW_REM, OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT, Group,
+                              GroupEntry, Output, PopVlan, Rule, SetField, make_match)
 
 PRIO_HOST = 10
+PRIO_RETURN = 11
+PRIO_MARKED = 12
+PRIO_BOUNCE = 13
+DETOUR_PCP = 1
+"""VLAN priority of a frame on a backup path (0 elsewhere in the fabric)."""
 PRIO_TRUNK = 20
 PRIO_PORT_FULL = 30
 PACKET_IN_MAX_LEN = 128
@@ -57,12 +67,48 @@ def host_rules(view: FabricView, host: Host) -> dict[int, frozenset[Rule]]:
         Rule(APP_L2, T_FORWARD, PRIO_HOST, make_match(vlan_vid=vid, eth_dst=host.mac),
              (PopVlan(), Output(host.port))),
     })
-    for dpid in sorted(view.fabric(host.vlan).nodes - {host.dpid}):
-        hop = view.next_hop_port(dpid, host.dpid)
-        if hop is not None:
-            out[dpid] = frozenset({Rule(APP_L2, T_FORWARD, PRIO_HOST,
-                                        make_match(vlan_vid=vid, eth_dst=host.mac), (Output(hop),))})
+    for dpid, hop in sorted(view.routes(host.vlan, host.dpid).items()):
+        if dpid != host.dpid:
+            out[dpid] = frozenset(forward_rules(view, dpid, hop, vid, host.mac))
     return out
+
+
+def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str) -> list[Rule]:
+    """Forward rules on ``dpid`` for ``mac`` behind another switch.
+
+    Unprotected: out of the primary port. Protected: to the fast-failover
+    group (the primary port while live, else the backup, the frame marked
+    ``vlan_pcp`` 1 on the way). A marked frame never takes a backup again:
+    it goes out of the primary port or drops, except that a U-turn switch
+    sends marked frames from its parent (its primary port) on to its
+    backup. A switch whose backup is a U-turn sends frames that come back
+    from there to the group that returns them, marked, out of their in-port.
+    So a frame makes at most one detour: down a U-turn chain, across one
+    link, then up the tree; whatever is cut, it never loops.
+    """
+    match = make_match(vlan_vid=vid, eth_dst=mac)
+    if hop.alt is None:
+        return [Rule(APP_L2, T_FORWARD, PRIO_HOST, match, (Output(hop.port),))]
+    groups = view.backup_groups(dpid)
+    rules = [Rule(APP_L2, T_FORWARD, PRIO_HOST, match, (Group(groups[("ff", hop.port, hop.alt)]),)),
+             Rule(APP_L2, T_FORWARD, PRIO_MARKED, make_match(vlan_vid=vid, eth_dst=mac, vlan_pcp=DETOUR_PCP),
+                  (Output(hop.port),))]
+    if hop.bounce:
+        rules.append(Rule(APP_L2, T_FORWARD, PRIO_BOUNCE,
+                          make_match(in_port=hop.port, vlan_vid=vid, eth_dst=mac, vlan_pcp=DETOUR_PCP),
+                          (Output(hop.alt),)))
+    if hop.uturn:
+        rules.append(Rule(APP_L2, T_FORWARD, PRIO_RETURN, make_match(in_port=hop.alt, vlan_vid=vid, eth_dst=mac),
+                          (Group(groups[("back", hop.port, hop.alt)]),)))
+    return rules
+
+
+def backup_group(key: BackupKey, group_id: int) -> GroupEntry:
+    """The fast-failover group of ``key``: the primary port while it is live, else the backup, marked."""
+    kind, primary, backup = key
+    fallback = Output(OFPP_IN_PORT) if kind == "back" else Output(backup)
+    return GroupEntry(APP_L2, group_id, "ff", ((0, primary, (Output(primary),)),
+                                               (0, backup, (SetField("vlan_pcp", DETOUR_PCP), fallback))))
 
 
 def port_full_key(dpid: int, port: int) -> SegKey:
@@ -96,6 +142,11 @@ class L2Switch:
             if count >= cap and dpid in view.ports:
                 segments[port_full_key(dpid, port)] = port_full_rules(dpid, port)
         return segments
+
+    def groups(self, view: FabricView) -> dict[int, frozenset[GroupEntry]]:
+        """The backup groups wanted on each switch (whether or not a host uses them yet)."""
+        return {dpid: frozenset(backup_group(k, gid) for k, gid in view.backup_groups(dpid).items())
+                for dpid in view.dpids}
 
 
 @dataclass(frozen=True)

@@ -23,5 +23,5 @@ def _no_backup(self: protection.DestinationTree, node: int, prefer: frozenset[in
 protection.DestinationTree.choose = _no_backup  # type: ignore[method-assign]
 
 
-class NoBackupController(VmnController):  # type: ignore[misc]
+class NoBackupController(VmnController):
     """The VMN controller, unchanged but for the missing backups."""

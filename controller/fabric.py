@@ -8,7 +8,7 @@ computed once per snapshot and are deterministic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Mapping, Optional
 
@@ -16,6 +16,9 @@ import networkx as nx
 
 from controller.aclplan import AclPlan, plan_of
 from controller.model import Model, Network, Vm
+from controller.pipeline import APP_L2
+from controller.protection import (BackupKey, DestinationTree, Hop, assign_group_ids, backup_keys, cables_of,
+                                   routes_toward)
 from controller.topology import LinkKey, Topology, bfs_parents, edge_link
 
 MAX_PHYSICAL_PORT = 0xFFFFFF00
@@ -33,12 +36,20 @@ class Host:
 
 @dataclass(frozen=True)
 class NetworkFabric:
-    """Where one network lives: member switches, switches it crosses, links it uses."""
+    """Where one network lives.
+
+    ``members`` have its edge ports; ``nodes`` are the switches its flood
+    tree and shortest paths cross; ``links`` are those its tree, paths and
+    backup paths use (its VLAN is carried there and nowhere else);
+    ``routes`` says, per member, how each switch forwards toward it
+    (see :mod:`controller.protection`).
+    """
 
     members: frozenset[int]
     nodes: frozenset[int]
     links: frozenset[LinkKey]
     tree: frozenset[LinkKey]
+    routes: Mapping[int, Mapping[int, Hop]] = field(default_factory=dict, hash=False, compare=False)
 
 
 class FabricView:
@@ -52,6 +63,7 @@ class FabricView:
         self.ports = {d: dict(p) for d, p in topology.ports.items()}
         self.links = frozenset(topology.links)
         self._topology = topology
+        self._dest_trees: dict[int, DestinationTree] = {}
 
     @cached_property
     def acl_plan(self) -> AclPlan:
@@ -147,6 +159,35 @@ class FabricView:
             return None
         return edge_link(self.graph, src, parent).port_on(src)
 
+    @cached_property
+    def _cables(self) -> Mapping[int, list[tuple[LinkKey, int]]]:
+        return cables_of(self.links)
+
+    def destination_tree(self, dst: int) -> DestinationTree:
+        """The shortest-path tree toward ``dst`` with every switch's backup options (cached)."""
+        tree = self._dest_trees.get(dst)
+        if tree is None:
+            tree = self._dest_trees[dst] = DestinationTree(self.graph, self._cables, dst,
+                                                           self._parents_toward.get(dst, {dst: None}))
+        return tree
+
+    def routes(self, vlan: int, dst: int) -> Mapping[int, Hop]:
+        """How each switch forwards network ``vlan``'s frames toward member ``dst`` (empty: not a member)."""
+        return self.fabric(vlan).routes.get(dst, {})
+
+    def backup_groups(self, dpid: int) -> Mapping[BackupKey, int]:
+        """The backup groups the routes of all networks need on ``dpid``, with their group ids."""
+        return self._backup_groups.get(dpid, {})
+
+    @cached_property
+    def _backup_groups(self) -> Mapping[int, Mapping[BackupKey, int]]:
+        keys: dict[int, set[BackupKey]] = {}
+        for fab in self._fabrics.values():
+            for hops in fab.routes.values():
+                for dpid, hop in hops.items():
+                    keys.setdefault(dpid, set()).update(backup_keys(hop))
+        return {dpid: assign_group_ids(k, APP_L2 << 24) for dpid, k in sorted(keys.items()) if k}
+
     def fabric(self, vlan: int) -> NetworkFabric:
         return self._fabrics.get(vlan, NetworkFabric(frozenset(), frozenset(), frozenset(), frozenset()))
 
@@ -174,10 +215,16 @@ class FabricView:
                             nodes.add(parent)
                             changed = True
                         node = parent
-        return NetworkFabric(members, frozenset(nodes), frozenset(links), tree)
+        routes: dict[int, Mapping[int, Hop]] = {}
+        prefer = frozenset(nodes)
+        for dst in sorted(members):
+            hops, used = routes_toward(self.destination_tree(dst), nodes - {dst}, prefer)
+            routes[dst] = hops
+            links |= used
+        return NetworkFabric(members, frozenset(nodes), frozenset(links), tree, routes)
 
     def trunk_vlans(self, dpid: int, port: int) -> list[int]:
-        """VLANs a trunk port carries: networks whose paths or flood tree use its link."""
+        """VLANs a trunk port carries: networks whose paths, backup paths or flood tree use its link."""
         return sorted(vlan for vlan, fab in self._fabrics.items()
                       if any(link.port_on(dpid) == port and dpid in (link.a_dpid, link.b_dpid)
                              for link in fab.links))

@@ -8,13 +8,15 @@
 | 3     | lb         | lb      | VIP ARP replies, VIP -> backend (select group, conntrack NAT)         |
 | 4     | acl_commit | acl     | commit connections a stateful rule allowed                           |
 | 5     | learn      | l2      | known (vlan, src MAC, port) -> 6; unknown -> controller + 6           |
-| 6     | forward    | l2      | (vlan, dst MAC) -> output; miss -> 7                                 |
+| 6     | forward    | l2      | (vlan, dst MAC) -> output or fast-failover group; miss -> 7          |
 | 7     | flood      | flood   | per-network flood along the loop-free tree                           |
 
 Traffic from a trunk was filtered at its first switch and goes from
 ingress straight to learn. The metadata register carries, from ingress to
 the ACL tables, which ACL list applies to the port (bits 0-31) and to the
 network (bits 32-62); bit 63 marks "a stateful rule allowed this".
+On trunks the VLAN tag's priority (PCP) is 0, or 1 on a frame that a
+fast-failover group sent onto a backup path (see :mod:`apps.l2`).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ PIPELINE: tuple[TableSpec, ...] = (
               frozenset({T_LB, T_ACL_COMMIT, T_LEARN})),
     TableSpec(T_ACL_COMMIT, "acl_commit", frozenset({APP_ACL}), _L2 | _CT, frozenset({T_LEARN})),
     TableSpec(T_LEARN, "learn", frozenset({APP_L2}), _L2, frozenset({T_FORWARD})),
-    TableSpec(T_FORWARD, "forward", frozenset({APP_L2}), _L2, frozenset({T_FLOOD})),
+    TableSpec(T_FORWARD, "forward", frozenset({APP_L2}), _L2 | {"vlan_pcp"}, frozenset({T_FLOOD})),
     TableSpec(T_FLOOD, "flood", frozenset({APP_FLOOD}), _L2, frozenset()),
 )
 TABLES: Mapping[int, TableSpec] = {t.table_id: t for t in PIPELINE}

@@ -125,6 +125,7 @@ class Core:
         """Groups wanted per switch: dpid -> group id -> group."""
         self.outbox: list[Frame] = []
         """Frames to packet-out (health probes); the shim sends and clears it."""
+        self._last_tick: Optional[float] = None
         self.queued: list[Batch] = []
         """Batches for other switches that a reconcile caused; the shim sends and clears it."""
 
@@ -142,7 +143,17 @@ class Core:
         return frozenset(k for k, t in self._port_up_at.items() if t > since)
 
     def tick(self) -> list[Batch]:
-        """Periodic housekeeping: expire silent links, end port probation, health checks."""
+        """Periodic housekeeping: expire silent links, end port probation, health checks.
+
+        After a stall of the controller itself (ticks more than two LLDP
+        intervals apart) links get a fresh grace period: their probes went
+        unheard because nobody was listening, not because they are down.
+        """
+        now = self.clock()
+        if self._last_tick is not None and now - self._last_tick > 2 * self.model.controller.lldp_interval:
+            for link in self.topology.links:
+                self._link_seen[link] = max(self._link_seen.get(link, 0.0), now)
+        self._last_tick = now
         batches = self.expire_links()
         lb = self.lb.tick(self.clock(), self.view(), self.ready)
         self.outbox += lb.frames

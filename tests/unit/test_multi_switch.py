@@ -173,3 +173,16 @@ def test_forged_probe_without_the_controller_secret_makes_no_link() -> None:
     assert not h.core.topology.links
     assert parse_probe(build_probe(5, 7, b"k"), b"k") == (5, 7)
     assert parse_probe(build_probe(5, 7, b"k"), b"other") is None
+
+
+def test_a_controller_stall_does_not_expire_links_but_silence_does() -> None:
+    h = ring(3)
+    links = set(h.core.topology.links)
+    h.core.tick()
+    h.clock.now = 60.0  # the controller was stopped for a minute: nobody heard the probes
+    h.core.tick()
+    assert h.core.topology.links == links
+    for step in range(1, 10):  # ticking again, probes still silent: the links go
+        h.clock.now = 60.0 + step * 0.5
+        h.core.tick()
+    assert not h.core.topology.links

@@ -7,7 +7,7 @@ keeps up to ``--window`` PACKET_INs outstanding. Each carries a 64-byte
 802.1Q-tagged frame (VLAN ``--vlan``) from port 1 with a fresh source MAC,
 all addressed to one destination MAC that was announced once from port 2
 beforehand, so each needs a learning decision and a learning switch that
-knows the destination installs a flow. PACKET_INs use ``table_id`` 3 and
+knows the destination installs a flow. PACKET_INs use the learn table's id and
 ``reason`` OFPR_ACTION, like a copy from VMN's learn table.
 
 A packet-in counts as answered when a top-level FLOW_MOD or an ONF bundle
@@ -29,6 +29,7 @@ import socket
 import struct
 import sys
 import time
+from controller.pipeline import T_LEARN
 from dataclasses import asdict, dataclass
 
 from bench.procstat import cpu_seconds
@@ -47,7 +48,7 @@ ONF_BUNDLE_CONTROL = 2300
 ONF_BUNDLE_ADD = 2301
 BUNDLE_COMMIT_REQUEST = 4
 OFPR_ACTION = 1
-LEARN_TABLE = 3
+LEARN_TABLE = T_LEARN
 ETH_VLAN, ETH_EXPERIMENTAL = 0x8100, 0x88B5
 DST_MAC = bytes.fromhex("02eeeeeeee02")
 

@@ -40,5 +40,7 @@ def test_quick_mode_reports_every_row(require_ovs: None, tmp_path: Path) -> None
             matching = [r for r in rows if r[0].startswith(key)]
             assert matching, f"no row for {key!r} in:\n{text}"
             assert all(r[1] != "failed" for r in matching), text
+            # a harness that measured nothing (e.g. "0 /s") is broken, not slow
+            assert not any(r[1].startswith("0 ") for r in matching), f"{key!r} measured nothing:\n{text}"
     assert "skipped in quick mode" in text  # no Faucet in quick mode
     assert "Machine: " in text

@@ -35,12 +35,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +45,7 @@ from typing import Any
 import yaml
 
 from bench import faucet_peer
+from bench.config_forwarding import bundle_trial
 from bench.harness import (
     Options,
     Row,
@@ -58,7 +56,6 @@ from bench.harness import (
     new_lab,
     ratio,
     spread,
-    stop_process,
     wait_flow_count,
     write_yaml,
 )
@@ -284,18 +281,6 @@ def ours_trial(lab: Lab, bridge: str, config: Path, expected: int) -> Ours:
     return Ours(t_done - t0, t_done - t_conn)
 
 
-def bundle_trial(lab: Lab, bridge: str, flows: Path, expected: int) -> float:
-    """Seconds one ``ovs-ofctl --bundle add-flows`` of ``flows`` takes on the emptied bridge."""
-    empty(lab, bridge)
-    sh([*OFCTL, "add-meter", bridge, METER])
-    t0 = time.monotonic()
-    subprocess.run([*OFCTL, "--bundle", "add-flows", bridge, str(flows)], check=True,
-                   capture_output=True, timeout=120)
-    seconds = time.monotonic() - t0
-    wait_flow_count(bridge, expected, 5)
-    return seconds
-
-
 @dataclass(frozen=True)
 class Theirs:
     seconds: float | None
@@ -306,51 +291,11 @@ class Theirs:
     """Longest time one poll took (the resolution of ``seconds``)."""
 
 
-@contextmanager
-def faucet_listening(config: Path, deadline: float) -> Iterator[faucet_peer.FaucetProcess | None]:
-    """Like :func:`bench.faucet_peer.faucet`, but waits for the port until ``deadline``.
-
-    Faucet reads and compiles its config before it listens, which takes
-    longer than that helper's 60 s at 5,000 rules. Yields None if it was not
-    listening by ``deadline``. Stopped by pid on exit.
-    """
-    with tempfile.TemporaryDirectory(prefix="vmn-bench-faucet-") as tmp:
-        logdir = Path(tmp)
-        port = free_port()
-        env = {**os.environ, "FAUCET_CONFIG": str(config),
-               "FAUCET_LOG": str(logdir / "faucet.log"),
-               "FAUCET_EXCEPTION_LOG": str(logdir / "faucet_exception.log"),
-               "FAUCET_PROMETHEUS_PORT": str(free_port()), "FAUCET_PROMETHEUS_ADDR": "127.0.0.1"}
-        env.pop("PYTHONPATH", None)
-        with open(logdir / "stderr.log", "wb") as err:
-            proc = subprocess.Popen([str(faucet_peer.FAUCET_MANAGER), "--ofp-tcp-listen-port",
-                                     str(port), "--ofp-listen-host", "127.0.0.1", "faucet.faucet"],
-                                    env=env, cwd=tmp, stdin=subprocess.DEVNULL, stdout=err,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        running = faucet_peer.FaucetProcess(port, proc, logdir)
-        try:
-            while True:
-                if proc.poll() is not None:
-                    raise AssertionError(f"faucet exited {proc.returncode}: {running.log_tail()}")
-                if sh(["ss", "-Hltn", f"sport = :{port}"], check=False).stdout.strip():
-                    yield running
-                    break
-                if time.monotonic() > deadline:
-                    yield None
-                    break
-                time.sleep(0.1)
-        except BaseException:
-            sys.stderr.write(f"--- faucet log tail ---\n{running.log_tail()}\n")
-            raise
-        finally:
-            stop_process(proc)
-
-
 def faucet_trial(lab: Lab, bridge: str, config: Path, floor: int, cap: float) -> Theirs:
     """Spawn Faucet; done when the flow count is at least ``floor`` and still for a while."""
     empty(lab, bridge)
     t0 = time.monotonic()
-    with faucet_listening(config, t0 + cap) as proc:
+    with faucet_peer.faucet_until(config, t0 + cap) as proc:
         if proc is None:
             return Theirs(None, 0, 0.0)
         lab.set_controller(bridge, proc.port)
@@ -476,7 +421,7 @@ def run_size(lab: Lab, bridge: str, ports: list[PortInfo], tmp: Path, p: Plan, s
         res.ours.append(ours_trial(lab, bridge, config, res.expected))
         if flows is None:  # fail-mode secure: the flows outlive the controller
             flows = dump_for_reload(bridge, tmp / f"flows-{size}.txt")
-        res.bundle.append(bundle_trial(lab, bridge, flows, res.expected))
+        res.bundle.append(bundle_trial(lab, bridge, flows, res.expected, empty))
         for form in FAUCET_FORMS:
             if form in faucet_skip or i >= p.faucet_runs.get((form, size), 0):
                 continue

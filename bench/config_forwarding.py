@@ -21,6 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from bench.harness import (
     Options,
@@ -97,9 +98,10 @@ def ours_trial(lab: Lab, bridge: str, config: Path, expected: int) -> tuple[floa
     return t_done - t0, t_done - t_conn
 
 
-def peer_trial(lab: Lab, bridge: str, flows: Path, expected: int) -> float:
-    """Seconds one ``ovs-ofctl --bundle add-flows`` of ``flows`` takes on the emptied bridge."""
-    _empty(lab, bridge)
+def bundle_trial(lab: Lab, bridge: str, flows: Path, expected: int,
+                 empty: Callable[[Lab, str], None] = lambda lab, br: _empty(lab, br)) -> float:
+    """Seconds one ``ovs-ofctl --bundle add-flows`` of ``flows`` takes on the bridge once ``empty`` emptied it."""
+    empty(lab, bridge)
     sh([*OFCTL, "add-meter", bridge, METER])
     t0 = time.monotonic()
     subprocess.run([*OFCTL, "--bundle", "add-flows", bridge, str(flows)], check=True,
@@ -131,7 +133,7 @@ def run(opts: Options) -> list[Row]:
             connects.append(connect)
             if flows is None:  # fail-mode secure: the flows outlive the controller
                 flows = dump_for_reload(br, Path(tmp) / "flows.txt")
-            peers.append(peer_trial(lab, br, flows, expected))
+            peers.append(bundle_trial(lab, br, flows, expected))
         _empty(lab, br)
     t_total, t_conn, t_peer = median(totals), median(connects), median(peers)
     size = f"{p.vms} VMs, {p.networks} networks, {expected} flows"

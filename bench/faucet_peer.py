@@ -12,13 +12,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import BENCH_DIR, stop_process, write_yaml
-from tests.netlab import free_port, sh, wait_until
+from tests.netlab import free_port, sh
 
 VENV = BENCH_DIR / ".faucet-venv"
 FAUCET_MANAGER = VENV / "bin" / "osken-manager"
@@ -95,13 +96,16 @@ class FaucetProcess:
 
 
 @contextmanager
-def faucet(config: Path) -> Iterator[FaucetProcess]:
+def faucet_until(config: Path, deadline: float) -> Iterator[FaucetProcess | None]:
     """Run Faucet on a free port until the block exits (stopped by pid).
+
+    Yields it once it listens, or None if it does not listen by ``deadline``
+    (``time.monotonic()``; Faucet compiles its whole config first).
 
     Raises
     ------
     AssertionError
-        If it does not listen within 60 s (the message carries its log tail).
+        If it exits early (the message carries its log tail).
     """
     with tempfile.TemporaryDirectory(prefix="vmn-bench-faucet-") as tmp:
         logdir = Path(tmp)
@@ -118,16 +122,27 @@ def faucet(config: Path) -> Iterator[FaucetProcess]:
                                     stderr=subprocess.STDOUT, start_new_session=True)
         running = FaucetProcess(port, proc, logdir)
         try:
-            def listening() -> bool:
+            while not sh(["ss", "-Hltn", f"sport = :{port}"], check=False).stdout.strip():
                 if proc.poll() is not None:
                     raise AssertionError(f"faucet exited {proc.returncode}: {running.log_tail()}")
-                out = sh(["ss", "-Hltn", f"sport = :{port}"], check=False).stdout
-                return bool(out.strip())
-
-            wait_until(listening, 60, message="faucet listening")
-            yield running
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            else:
+                yield running
+                return
+            yield None
         except BaseException:
             sys.stderr.write(f"--- faucet log tail ---\n{running.log_tail()}\n")
             raise
         finally:
             stop_process(proc)
+
+
+@contextmanager
+def faucet(config: Path) -> Iterator[FaucetProcess]:
+    """Run Faucet until the block exits; raises AssertionError unless it listens within 60 s."""
+    with faucet_until(config, time.monotonic() + 60) as running:
+        if running is None:
+            raise AssertionError("faucet not listening after 60 s")
+        yield running

@@ -118,7 +118,7 @@ def _rule(stage: Stage, meta: tuple[int, int], priority: int, rule: AclRule) -> 
     return Rule(APP_ACL, stage.table, priority, match, goto=stage.allow_to, write_metadata=commit)
 
 
-def _lists(model: Model, plan: AclPlan) -> list[tuple[Stage, AclList, int]]:
+def _lists(plan: AclPlan) -> list[tuple[Stage, AclList, int]]:
     return ([(PORT_STAGE, names, i) for names, i in sorted(plan.port_ids.items())]
             + [(NET_STAGE, names, i) for names, i in sorted(plan.net_ids.items())])
 
@@ -140,7 +140,7 @@ class ListCompiler:
         """Every list of ``model`` with its compiled rules, ports' lists first."""
         fresh: dict[tuple[Stage, int, tuple[Acl, ...]], Compiled] = {}
         out = []
-        for stage, names, list_id in _lists(model, plan):
+        for stage, names, list_id in _lists(plan):
             key = (stage, list_id, tuple(model.acl_by_name[n] for n in names))
             compiled = self._cache.get(key) or compile_list(*key)
             fresh[key] = compiled

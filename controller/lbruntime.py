@@ -121,9 +121,12 @@ class LbRuntime:
 
     # -- events ----------------------------------------------------------------
     def tick(self, now: float, view: FabricView, ready: Collection[int]) -> LbUpdate:
-        """Expire unanswered probes and send the due ones (ARP first where unlocated)."""
-        update = LbUpdate(changed=self.locate_declared(view))
-        update.changed |= self._note(self.checker.expire(now))
+        """Expire unanswered probes and send the due ones (ARP first where unlocated).
+
+        Declared locations are refreshed by :meth:`locate_declared` on every
+        recompute (they change only with ports or the model), not here.
+        """
+        update = LbUpdate(changed=self._note(self.checker.expire(now)))
         by_name = {lb.name: lb for lb in self.model.load_balancers}
         for probe in self.checker.due(now):
             loc = self.located.get(probe.backend)

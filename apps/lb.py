@@ -25,7 +25,7 @@ Health and backend locations come from :class:`controller.lbruntime.LbRuntime`.
 from __future__ import annotations
 
 import hashlib
-from typing import Mapping
+from typing import Iterable, Mapping, Sequence
 
 from apps.base import Segments
 from apps.l2 import PACKET_IN_METER
@@ -108,6 +108,27 @@ def lb_group(lb: LoadBalancer, vlan: int, runtime: LbRuntime) -> GroupEntry:
                                  nat=Nat(str(b.ip), lb.port)),))
         for b in lb.backends if b.ip in up and b.ip in runtime.located)
     return GroupEntry(APP_LB, group_id(lb), "select", buckets)
+
+
+def bucket_backends(lbs: Iterable[LoadBalancer], groups: Mapping[int, GroupEntry],
+                    buckets: Mapping[int, Sequence[int]]) -> dict[tuple[str, str], int]:
+    """Per-bucket counts of a switch's groups as (lb name, backend ip) -> count.
+
+    ``groups`` are the groups installed there, ``buckets`` the switch's
+    report (group id -> count per bucket, in bucket order). Groups that are
+    not a balancer's are left out.
+    """
+    names = {group_id(lb): lb.name for lb in lbs}
+    out: dict[tuple[str, str], int] = {}
+    for gid, counts in buckets.items():
+        group = groups.get(gid)
+        if group is None or gid not in names:
+            continue
+        for (_, _, actions), count in zip(group.buckets, counts):
+            nat = next((a.nat for a in actions if isinstance(a, Ct) and a.nat is not None), None)
+            if nat is not None and nat.dst is not None:
+                out[(names[gid], nat.dst)] = count
+    return out
 
 
 class LoadBalancerApp:

@@ -20,7 +20,7 @@ from apps.flood import Flood, flood_rules
 from apps.ingress import Ingress
 from apps.l2 import PRIO_HOST, L2Switch, decide, host_key, host_rules, port_full_key, port_full_rules
 from apps.acl import AclFirewall, rule_origins
-from apps.lb import LoadBalancerApp, group_id as lb_group_id
+from apps.lb import LoadBalancerApp, bucket_backends
 from controller.statcounters import StatCounter
 from controller.fabric import MAX_PHYSICAL_PORT, FabricView, link_mismatches
 from controller.flowstate import Diff, FlowState, merge_diffs as _merge_into
@@ -30,7 +30,7 @@ from controller.model import Model
 from controller.packets import parse_eth
 from controller.pipeline import APP_INGRESS, APP_L2, APP_NAMES, T_INGRESS, T_LEARN, check_rules
 from controller.lbruntime import Frame, LbRuntime
-from controller.rules import OFPVID_PRESENT, Ct, GroupEntry, Rule, app_of_cookie
+from controller.rules import OFPVID_PRESENT, GroupEntry, Rule, app_of_cookie
 from controller.lldp import build_probe, parse_probe
 from controller.topology import LinkKey, PortInfo, Topology
 
@@ -117,7 +117,7 @@ class Core:
         self._port_up_at: dict[tuple[int, int], float] = {}
         self._view: Optional[FabricView] = None
         self.acl_hits: StatCounter[int] = StatCounter(self.metrics.acl_rule_hits)
-        self.lb_connections: StatCounter[tuple[int, str]] = StatCounter(self.metrics.lb_connections)
+        self.lb_connections: StatCounter[tuple[str, str]] = StatCounter(self.metrics.lb_connections)
         self._origins: tuple[Optional[Model], Mapping[int, tuple[str, ...]]] = (None, {})
         self.groups: dict[int, dict[int, GroupEntry]] = {}
         self._deferred: dict[int, tuple[Collection[DumpedFlow], frozenset[int], float]] = {}
@@ -442,19 +442,8 @@ class Core:
 
         A load balancer's bucket counts the new connections sent to its backend.
         """
-        counts: dict[tuple[int, str], int] = {}
-        labels: dict[tuple[int, str], tuple[str, ...]] = {}
-        names = {lb_group_id(lb): lb.name for lb in self.model.load_balancers}
-        for gid, packets in buckets.items():
-            group = self.groups.get(dpid, {}).get(gid)
-            if group is None or gid not in names:
-                continue
-            for (_, _, actions), count in zip(group.buckets, packets):
-                nat = next((a.nat for a in actions if isinstance(a, Ct) and a.nat is not None), None)
-                if nat is not None and nat.dst is not None:
-                    counts[(gid, nat.dst)] = count
-                    labels[(gid, nat.dst)] = (names[gid], nat.dst)
-        return self.lb_connections.update(dpid, counts, labels)
+        counts = bucket_backends(self.model.load_balancers, self.groups.get(dpid, {}), buckets)
+        return self.lb_connections.update(dpid, counts, {key: key for key in counts})
 
     # -- links -------------------------------------------------------------
     def probes(self) -> list[tuple[int, int, bytes]]:

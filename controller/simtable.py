@@ -108,21 +108,17 @@ class SimConntrack:
         conn = key if key in self.replies else self.originals.get(key)
         if conn is not None and action.commit and action.mark is not None:
             self.marks[conn] = action.mark
-        if key in self.replies:  # original direction of a known connection
-            state |= CT_EST
-            reply = self.replies[key]
-            if action.nat is not None and reply[2] != key[3]:
-                pkt["ipv4_dst"] = reply[2]
-                if reply[4]:
-                    pkt[_port_field(pkt, "dst")] = reply[4]
-                state |= CT_DNAT
-        elif key in self.originals:  # a reply
-            state |= CT_EST | CT_RPL
-            orig = self.originals[key]
-            if action.nat is not None and orig[3] != key[2]:
-                pkt["ipv4_src"] = orig[3]
-                if orig[5]:
-                    pkt[_port_field(pkt, "src")] = orig[5]
+        known = self.replies.get(key) or self.originals.get(key)
+        if known is not None:  # a packet of a committed connection, either way
+            is_reply = key not in self.replies
+            state |= CT_EST | (CT_RPL if is_reply else 0)
+            # NAT: the original direction goes to where the reply comes from; a reply
+            # leaves from where the original was sent
+            end, ip_at, port_at = ("src", 3, 5) if is_reply else ("dst", 2, 4)
+            if action.nat is not None and known[ip_at] != pkt[f"ipv4_{end}"]:
+                pkt[f"ipv4_{end}"] = known[ip_at]
+                if known[port_at]:
+                    pkt[_port_field(pkt, end)] = known[port_at]
                 state |= CT_DNAT
         else:
             state |= CT_NEW

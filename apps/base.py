@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Hashable, Mapping, Protocol
 
-from controller.fabric import FabricView, Host
-from controller.rules import Rule
+from controller.fabric.view import FabricView, Host
+from controller.flows.rules import Rule
 
 SegKey = tuple[Hashable, ...]
 Segments = dict[SegKey, Mapping[int, frozenset[Rule]]]

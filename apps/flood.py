@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Mapping
 
 from apps.base import Segments, per_switch
-from controller.fabric import FabricView, Host
-from controller.pipeline import APP_FLOOD, T_FLOOD
-from controller.rules import OFPVID_PRESENT, Action, Output, PopVlan, Rule, make_match
+from controller.fabric.view import FabricView, Host
+from controller.flows.pipeline import APP_FLOOD, T_FLOOD
+from controller.flows.rules import OFPVID_PRESENT, Action, Output, PopVlan, Rule, make_match
 
 PRIO_FLOOD = 10
 

@@ -23,11 +23,11 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 from apps.base import Segments, per_switch
-from controller.fabric import FabricView, Host
-from controller.model import Vm
-from controller.aclplan import ALL_BITS
-from controller.pipeline import APP_INGRESS, T_ACL_PORT, T_INGRESS, T_LB, T_LEARN
-from controller.rules import (OFPP_CONTROLLER, OFPVID_NONE, OFPVID_PRESENT, Output, PushVlan, Rule,
+from controller.fabric.view import FabricView, Host
+from controller.config.model import Vm
+from apps.acl.plan import ALL_BITS
+from controller.flows.pipeline import APP_INGRESS, T_ACL_PORT, T_INGRESS, T_LB, T_LEARN
+from controller.flows.rules import (OFPP_CONTROLLER, OFPVID_NONE, OFPVID_PRESENT, Output, PushVlan, Rule,
                               SetField, make_match)
 
 ETH_LLDP = 0x88CC

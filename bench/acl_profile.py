@@ -52,9 +52,10 @@ from tests.netlab import ControllerProcess, wait_until
 STEPS = r'''
 import sys, time
 t0 = time.perf_counter()
-from controller import config, ofmsg
+from controller import ofmsg
+from controller.config import load as config
 from controller.core import Core
-from controller.topology import PortInfo
+from controller.fabric.topology import PortInfo
 import controller.app  # os-ken and everything the app imports
 t_import = time.perf_counter() - t0
 

@@ -61,7 +61,7 @@ from bench.harness import (
 )
 from controller.config import load_model
 from controller.core import Core
-from controller.topology import PortInfo
+from controller.fabric.topology import PortInfo
 from tests.netlab import OFCTL, VSCTL, Lab, free_port, sh, wait_until
 
 DPID = 0xC6

@@ -5,7 +5,7 @@ of one network on each. r1 (s1) pings r2 (s2) every 10 ms; the direct
 s1-s2 link carries that traffic until its s1 end is taken down. Three ways:
 
 - **as shipped**: the controller runs and the backup paths
-  (fast-failover groups, see :mod:`controller.protection`) are installed;
+  (fast-failover groups, see :mod:`controller.fabric.protection`) are installed;
 - **controller stopped**: the same, but the controller is frozen with
   SIGSTOP just before the cut and stays frozen for a few seconds, so only
   the pre-installed backups can carry the traffic; the gap is measured

@@ -29,7 +29,7 @@ import socket
 import struct
 import sys
 import time
-from controller.pipeline import T_LEARN
+from controller.flows.pipeline import T_LEARN
 from dataclasses import asdict, dataclass
 
 from bench.procstat import cpu_seconds

@@ -41,7 +41,7 @@ from bench.harness import VENV_PY, controller, prepare_environment
 from bench.packet_in import DPID, VLAN, network_file
 from controller.config import load_model
 from controller.core import Core
-from controller.topology import PortInfo
+from controller.fabric.topology import PortInfo
 
 
 def tagged_frame(src: str, dst: str, vlan: int) -> bytes:
@@ -176,7 +176,7 @@ def components(n: int = 2000) -> str:
 
     from bench.ofemu import BUNDLE_COMMIT_REQUEST, packet_in_parts
     from controller import ofmsg
-    from controller.rules import Rule
+    from controller.flows.rules import Rule
 
     class Dp:
         ofproto, ofproto_parser, xid, id = ofproto_v1_3, ofproto_v1_3_parser, 0, DPID

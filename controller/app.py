@@ -20,15 +20,15 @@ from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from prometheus_client import start_http_server
 
-from apps.l2 import PACKET_IN_METER
+from apps.l2.rules import PACKET_IN_METER
 from controller import ofmsg
 from controller.config import ConfigError, load_model
 from controller.core import Batch, Core, DumpedFlow
 from controller.metrics import Metrics
-from controller.model import ControllerSettings, Model
-from controller.pipeline import APP_ACL, T_ACL_PORT, T_INGRESS, T_LEARN
+from controller.config.model import ControllerSettings, Model
+from controller.flows.pipeline import APP_ACL, T_ACL_PORT, T_INGRESS, T_LEARN
 from controller.ratelimit import TokenBucket
-from controller.topology import PortInfo
+from controller.fabric.topology import PortInfo
 
 LOG = logging.getLogger("vmn")
 CONFIG_ENV = "VMN_CONFIG"

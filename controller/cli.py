@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from controller.config import ConfigError, load_model
-from controller.model import Model
+from controller.config.model import Model
 
 SubParsers = argparse._SubParsersAction
 """The type of ``ArgumentParser.add_subparsers()``' result (private in argparse)."""
@@ -89,7 +89,7 @@ def add_provision(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
 
 def run_provision(args: argparse.Namespace) -> int:
     """Provision ``args.file``: 0 and the changes on stdout, 1 on an invalid file or OVSDB error."""
-    from controller.provision import Plan, ProvisionError, describe, provision
+    from controller.tools.provision import Plan, ProvisionError, describe, provision
 
     model = _load_or_report(args.file)
     if model is None:
@@ -125,7 +125,7 @@ def add_trace(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
 
 def run_trace(args: argparse.Namespace) -> int:
     """Trace one packet: 0 delivered, 1 not delivered, 2 invalid file or arguments."""
-    from controller.trace import Proto, build_fabric, trace
+    from controller.tools.trace import Proto, build_fabric, trace
 
     model = _load_or_report(args.file)
     if model is None:

@@ -18,21 +18,21 @@ from typing import Callable, Collection, Mapping, Optional, Sequence
 from apps.base import App, Segments
 from apps.flood import Flood, flood_rules
 from apps.ingress import Ingress
-from apps.l2 import PRIO_HOST, L2Switch, decide, host_key, host_rules, port_full_key, port_full_rules
-from apps.acl import AclFirewall, rule_origins
-from apps.lb import LoadBalancerApp, bucket_backends
-from controller.statcounters import StatCounter
-from controller.fabric import MAX_PHYSICAL_PORT, FabricView, link_mismatches
-from controller.flowstate import Diff, FlowState, merge_diffs as _merge_into
-from controller.hosts import HostTable
+from apps.l2.rules import PRIO_HOST, L2Switch, decide, host_key, host_rules, port_full_key, port_full_rules
+from apps.acl.compile import AclFirewall, rule_origins
+from apps.lb.rules import LoadBalancerApp, bucket_backends
+from controller.metrics import StatCounter
+from controller.fabric.view import MAX_PHYSICAL_PORT, FabricView, link_mismatches
+from controller.flows.flowstate import Diff, FlowState, merge_diffs as _merge_into
+from apps.l2.hosts import HostTable
 from controller.metrics import Metrics
-from controller.model import Model
+from controller.config.model import Model
 from controller.packets import parse_eth
-from controller.pipeline import APP_INGRESS, APP_L2, APP_NAMES, T_INGRESS, T_LEARN, check_rules
-from controller.lbruntime import Frame, LbRuntime
-from controller.rules import OFPVID_PRESENT, GroupEntry, Rule, app_of_cookie
-from controller.lldp import build_probe, parse_probe
-from controller.topology import LinkKey, PortInfo, Topology
+from controller.flows.pipeline import APP_INGRESS, APP_L2, APP_NAMES, T_INGRESS, T_LEARN, check_rules
+from apps.lb.runtime import Frame, LbRuntime
+from controller.flows.rules import OFPVID_PRESENT, GroupEntry, Rule, app_of_cookie
+from controller.fabric.lldp import build_probe, parse_probe
+from controller.fabric.topology import LinkKey, PortInfo, Topology
 
 LOG = logging.getLogger("vmn.core")
 

@@ -15,7 +15,7 @@ from os_ken.ofproto import ofproto_common
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.rules import Action, Ct, Group, GroupEntry, Move, Nat, Output, PopVlan, PushVlan, Rule, SetField
+from controller.flows.rules import Action, Ct, Group, GroupEntry, Move, Nat, Output, PopVlan, PushVlan, Rule, SetField
 
 ALL_COOKIE_BITS = 0xFFFFFFFFFFFFFFFF
 NX_CT_F_COMMIT = 1

@@ -9,7 +9,7 @@ A *pair* is an ordered ``(from_vm, to_vm)`` of VM names; a *matrix* maps
 every pair of distinct VMs that have an ip to a bool (reachable or not).
 
 >>> from ipaddress import IPv4Interface
->>> from controller.model import Model, Network, Vm
+>>> from controller.config.model import Model, Network, Vm
 >>> vms = (Vm("a1", "s1", 1, "a", IPv4Interface("10.0.0.1/24")),
 ...        Vm("b1", "s1", 2, "b", IPv4Interface("10.0.0.2/24")))
 >>> expected_matrix(Model(networks=(Network("a", 1), Network("b", 2)), vms=vms))
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
-from controller.model import Model, Vm
+from controller.config.model import Model, Vm
 
 Pair = tuple[str, str]
 Matrix = Mapping[Pair, bool]

@@ -38,7 +38,7 @@ from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
 from mininet.topo import Topo
 
-from controller.model import Model, PortRef
+from controller.config.model import Model, PortRef
 from mininet_scripts import reachability
 
 IFNAME_MAX = 15

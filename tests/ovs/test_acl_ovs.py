@@ -11,7 +11,7 @@ from typing import Callable, Optional
 import pytest
 
 from controller.config import load_model
-from controller.trace import Fabric, Proto, build_fabric, trace
+from controller.tools.trace import Fabric, Proto, build_fabric, trace
 from tests.netlab import ControllerProcess, Host, Lab, free_port, wait_until
 from tests.ovs.metrics_client import total
 from tests.ovs.traffic import start_servers, tcp_connects, udp_answers

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.pipeline import T_FORWARD
+from controller.flows.pipeline import T_FORWARD
 from tests.netlab import CommandError, ControllerProcess, Host, Lab, flow_durations, wait_until
 
 pytestmark = pytest.mark.ovs

@@ -7,9 +7,9 @@ from typing import Any, Iterable, Mapping, Optional
 
 from controller.config import loads_model
 from controller.core import Core
-from controller.model import Model
-from controller.simtable import SimConntrack, SimNetwork, Trace, ethernet
-from controller.topology import LinkKey, PortInfo
+from controller.config.model import Model
+from controller.tools.sim import SimConntrack, SimNetwork, Trace, ethernet
+from controller.fabric.topology import LinkKey, PortInfo
 
 
 class FakeClock:

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from apps.acl import rule_origins
-from controller import config_policy
-from controller.config_policy import MAX_LIST_RULES
+from apps.acl.compile import rule_origins
+from controller.config import policy as config_policy
+from controller.config.policy import MAX_LIST_RULES
 from controller.config import ConfigError
-from controller.pipeline import APP_ACL, T_ACL_PORT
-from controller.simtable import Trace
-from controller.topology import LinkKey
+from controller.flows.pipeline import APP_ACL, T_ACL_PORT
+from controller.tools.sim import Trace
+from controller.fabric.topology import LinkKey
 from tests.unit.fabric_helpers import Harness, model_from
 
 NET = """

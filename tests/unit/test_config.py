@@ -13,7 +13,7 @@ import pytest
 
 from controller.cli import main
 from controller.config import ConfigError, load_model, loads_model, parse_model
-from controller.model import (
+from controller.config.model import (
     Acl,
     AclMatch,
     AclRule,

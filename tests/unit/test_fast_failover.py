@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.config import parse_model
-from controller.rules import Group, Output
-from controller.simtable import SimNetwork, Trace, ethernet
-from controller.topology import LinkKey, PortInfo
+from controller.flows.rules import Group, Output
+from controller.tools.sim import SimNetwork, Trace, ethernet
+from controller.fabric.topology import LinkKey, PortInfo
 from tests.unit.fabric_helpers import BCAST, Harness, mac, model_from
 from tests.unit.test_multi_switch import leaf_spine, ring
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from controller.flowstate import FlowState
-from controller.pipeline import APP_ACL, APP_FLOOD, APP_L2, T_ACL_PORT, T_FORWARD, PipelineError, check_rule, check_rules
-from controller.rules import Ct, Output, Rule, make_match
+from controller.flows.flowstate import FlowState
+from controller.flows.pipeline import APP_ACL, APP_FLOOD, APP_L2, T_ACL_PORT, T_FORWARD, PipelineError, check_rule, check_rules
+from controller.flows.rules import Ct, Output, Rule, make_match
 
 A = Rule(APP_L2, T_FORWARD, 10, make_match(eth_dst="02:00:00:00:00:01"), (Output(1),))
 B = Rule(APP_L2, T_FORWARD, 10, make_match(eth_dst="02:00:00:00:00:02"), (Output(2),))

@@ -9,16 +9,16 @@ from typing import Callable, Optional
 import pytest
 from os_ken.lib.packet import ethernet, ipv4, packet, tcp
 
-from controller import lbprobe
-from controller.healthcheck import (
+from apps.lb import probe as lbprobe
+from apps.lb.health import (
     BackendHealth,
     CheckResult,
     HealthChecker,
     ProbeRequest,
     Transition,
 )
-from controller.lbprobe import ProbeReply
-from controller.model import Backend, HealthCheck, LoadBalancer
+from apps.lb.probe import ProbeReply
+from controller.config.model import Backend, HealthCheck, LoadBalancer
 
 IP1, IP2, IP3 = (ipaddress.IPv4Address(f"10.0.0.{n}") for n in (1, 2, 3))
 VIP = ipaddress.IPv4Address("10.0.0.100")

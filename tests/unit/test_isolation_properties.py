@@ -28,10 +28,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.config import parse_model
-from controller.lldp import build_probe
-from controller.rules import OFPVID_PRESENT
-from controller.simtable import Trace
-from controller.topology import LinkKey
+from controller.fabric.lldp import build_probe
+from controller.flows.rules import OFPVID_PRESENT
+from controller.tools.sim import Trace
+from controller.fabric.topology import LinkKey
 from tests.unit.fabric_helpers import BCAST, Harness
 
 EXAMPLES = 200

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from controller.model import Model
-from controller.pipeline import T_LEARN
+from controller.config.model import Model
+from controller.flows.pipeline import T_LEARN
 from tests.unit.fabric_helpers import BCAST, Harness, mac, model_from, outputs
 
 ONE_SWITCH = """

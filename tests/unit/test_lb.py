@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from ipaddress import IPv4Address
 
-from controller.healthcheck import BackendHealth
-from controller.lbprobe import vip_mac
-from controller.simtable import Trace
-from controller.topology import LinkKey
+from apps.lb.health import BackendHealth
+from apps.lb.probe import vip_mac
+from controller.tools.sim import Trace
+from controller.fabric.topology import LinkKey
 from tests.unit.fabric_helpers import Harness, model_from
 
 NET = """

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from os_ken.lib.packet import arp, ethernet, icmp, ipv4, packet, packet_utils, tcp, vlan
 
-from controller import lbprobe
-from controller.lbprobe import ProbeReply, parse_probe_reply
+from apps.lb import probe as lbprobe
+from apps.lb.probe import ProbeReply, parse_probe_reply
 
 VIP = ipaddress.IPv4Address("10.0.0.100")
 BACKEND = ipaddress.IPv4Address("10.0.0.1")

@@ -9,7 +9,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller import ofmsg
-from controller.rules import Output, PopVlan, Rule, make_match
+from controller.flows.rules import Output, PopVlan, Rule, make_match
 
 
 class FakeDatapath:
@@ -59,7 +59,7 @@ def test_new_host_goes_as_plain_flow_mods_and_a_replacement_as_one_bundle() -> N
 
 
 def test_nat_inside_ct_is_padded_so_messages_stay_8_byte_aligned() -> None:
-    from controller.rules import Ct, GroupEntry, Nat
+    from controller.flows.rules import Ct, GroupEntry, Nat
 
     class Codec:
         ofproto = ofmsg.ofp

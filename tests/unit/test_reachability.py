@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # mininet_scripts is not an installed package
     sys.path.insert(0, str(ROOT))
 
-from controller.model import Model, Network, Vm
+from controller.config.model import Model, Network, Vm
 from mininet_scripts import reachability
 from mininet_scripts.reachability import Pair, Schedule
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.statcounters import StatCounter
+from controller.metrics import StatCounter
 from controller.cli import main
 from controller.metrics import Metrics
 

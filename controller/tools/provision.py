@@ -22,7 +22,7 @@ with warnings.catch_warnings():  # python-ovs imports eventlet only to detect it
     import ovs.db.idl
     import ovs.poller
 
-from controller.model import Model, Switch
+from controller.config.model import Model, Switch
 
 DEFAULT_DB = "unix:/var/run/openvswitch/db.sock"
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"

@@ -40,7 +40,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import networkx as nx
 
-from controller.topology import LinkKey, edge_link
+from controller.fabric.topology import LinkKey, edge_link
 
 GROUP_ID_BITS = 24
 
@@ -95,7 +95,7 @@ class DestinationTree:
 
     Examples
     --------
-    >>> from controller.topology import bfs_parents
+    >>> from controller.fabric.topology import bfs_parents
     >>> g = nx.Graph()
     >>> links = [LinkKey.of(i, 10, i % 4 + 1, 11) for i in range(1, 5)]
     >>> for link in links:

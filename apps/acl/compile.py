@@ -1,6 +1,6 @@
 """The ACL firewall: tables ``acl_port``, ``acl_net`` and ``acl_commit``.
 
-Semantics (see :mod:`controller.aclplan` for lists and ids):
+Semantics (see :mod:`apps.acl.plan` for lists and ids):
 
 - A VM's list is checked in ``acl_port``, its network's list in ``acl_net``;
   a packet goes on only if both allow it. Within a list rules keep their
@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional
 
 from apps.base import Segments
-from controller.aclplan import COMMIT_BIT, NET_BITS, NET_SHIFT, PORT_BITS, AclList, AclPlan
-from controller.config_policy import MAX_LIST_RULES
-from controller.fabric import FabricView, Host
-from controller.model import Acl, AclMatch, AclRule, Model
-from controller.pipeline import APP_ACL, T_ACL_COMMIT, T_ACL_NET, T_ACL_PORT, T_LB, T_LEARN
-from controller.rules import (CT_DNAT, CT_EST, CT_INV, CT_RPL, CT_TRK, OFPVID_PRESENT, Ct, MatchValue,
+from apps.acl.plan import COMMIT_BIT, NET_BITS, NET_SHIFT, PORT_BITS, AclList, AclPlan
+from controller.config.policy import MAX_LIST_RULES
+from controller.fabric.view import FabricView, Host
+from controller.config.model import Acl, AclMatch, AclRule, Model
+from controller.flows.pipeline import APP_ACL, T_ACL_COMMIT, T_ACL_NET, T_ACL_PORT, T_LB, T_LEARN
+from controller.flows.rules import (CT_DNAT, CT_EST, CT_INV, CT_RPL, CT_TRK, OFPVID_PRESENT, Ct, MatchValue,
                               Nat, Rule, ct_state, make_match)
 
 ETH_ARP = 0x0806

@@ -23,7 +23,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from controller.model import Model, Network, Vm
+from controller.config.model import Model, Network, Vm
 
 PORT_BITS = 0x0000_0000_FFFF_FFFF
 NET_BITS = 0x7FFF_FFFF_0000_0000

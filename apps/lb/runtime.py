@@ -16,11 +16,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Collection, Optional
 
-from controller.fabric import FabricView
-from controller.healthcheck import HealthChecker, Transition
-from controller.lbprobe import build_arp_request, parse_probe_reply, vip_mac
+from controller.fabric.view import FabricView
+from apps.lb.health import HealthChecker, Transition
+from apps.lb.probe import build_arp_request, parse_probe_reply, vip_mac
 from controller.metrics import Metrics
-from controller.model import LoadBalancer, Model, Vm
+from controller.config.model import LoadBalancer, Model, Vm
 
 LOG = logging.getLogger("vmn.lb")
 PROBE_PORT_BASE = 0xA000

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Hashable, Iterable, Mapping
 
-from controller.rules import Rule
+from controller.flows.rules import Rule
 
 SegKey = tuple[Hashable, ...]
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from controller import config_policy
-from controller import config_topology as topology
-from controller.config_base import (
+from controller.config import policy as config_policy
+from controller.config import topology as topology
+from controller.config.base import (
     Ctx,
     Known,
     int_in,
@@ -39,7 +39,7 @@ from controller.config_base import (
     positive_number,
     string,
 )
-from controller.model import ControllerSettings, Model
+from controller.config.model import ControllerSettings, Model
 
 __all__ = ["ConfigError", "load_model", "loads_model", "parse_model"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from controller.config_base import (
+from controller.config.base import (
     Ctx,
     Known,
     describe,
@@ -28,7 +28,7 @@ from controller.config_base import (
     sequence,
     unicast_mac,
 )
-from controller.model import Link, LinkEnd, Network, PortRef, Switch, Vm
+from controller.config.model import Link, LinkEnd, Network, PortRef, Switch, Vm
 
 _DPID_RE = re.compile(r"^(0[xX])?[0-9a-fA-F]+$")
 _DPID_MAX = 2**64 - 1

@@ -3,7 +3,7 @@
 :func:`build_fabric` connects every declared switch (declared links up,
 every VM learned) to a :class:`~controller.core.Core` and takes the rules it
 computes, the same rules the controller sends; :func:`trace` then sends one
-packet from a VM through simulated tables (:mod:`controller.simtable`) and,
+packet from a VM through simulated tables (:mod:`controller.tools.sim`) and,
 when it arrives, the reply, with one conntrack shared by both (so a
 stateful allow admits its reply exactly as on OVS).
 """
@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Literal, Mapping, Optional
 
-from apps.acl import Origin, rule_origins
+from apps.acl.compile import Origin, rule_origins
 from controller.core import Core
-from controller.lbprobe import vip_mac
-from controller.lbruntime import Location
-from controller.model import Model, Vm
-from controller.pipeline import APP_ACL, T_ACL_NET, T_ACL_PORT
-from controller.rules import Ct
-from controller.simtable import Packet, SimConntrack, SimNetwork, Trace
-from controller.topology import LinkKey, PortInfo
+from apps.lb.probe import vip_mac
+from apps.lb.runtime import Location
+from controller.config.model import Model, Vm
+from controller.flows.pipeline import APP_ACL, T_ACL_NET, T_ACL_PORT
+from controller.flows.rules import Ct
+from controller.tools.sim import Packet, SimConntrack, SimNetwork, Trace
+from controller.fabric.topology import LinkKey, PortInfo
 
 Proto = Literal["tcp", "udp", "icmp"]
 FIRST_NAMED_PORT = 1000

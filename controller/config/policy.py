@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from controller.config_base import (
+from controller.config.base import (
     Check,
     Ctx,
     Known,
@@ -30,7 +30,7 @@ from controller.config_base import (
     required,
     sequence,
 )
-from controller.model import (
+from controller.config.model import (
     Acl,
     AclMatch,
     AclRule,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterator, Mapping, Optional
 
-from controller.fabric import Host
+from controller.fabric.view import Host
 
 
 class HostTable(Mapping[tuple[int, str], Host]):

@@ -5,7 +5,7 @@ anything else is copied (truncated, metered) to the controller and still
 forwarded, so learning never delays traffic. Frames arriving on trunks are
 learned at their edge switch, never here. Table ``forward`` sends a known
 destination along the shortest path; a miss goes to the flood table.
-Where a backup path exists (see :mod:`controller.protection`) the frame
+Where a backup path exists (see :mod:`controller.fabric.protection`) the frame
 goes to a fast-failover group instead of a port: while the primary link is
 down the switch itself takes the backup, before the controller knows. The
 groups are shared by content (primary and backup port), not per host.
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Literal, Mapping, Optional
 
 from apps.base import SegKey, Segments, per_switch
-from controller.fabric import FabricView, Host
-from controller.hosts import HostTable
-from controller.pipeline import APP_L2, T_FLOOD, T_FORWARD, T_LEARN
-from controller.protection import BackupKey, Hop
-from controller.rules import (FLAG_SEND_FLOW_REM, OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT, Group,
+from controller.fabric.view import FabricView, Host
+from apps.l2.hosts import HostTable
+from controller.flows.pipeline import APP_L2, T_FLOOD, T_FORWARD, T_LEARN
+from controller.fabric.protection import BackupKey, Hop
+from controller.flows.rules import (FLAG_SEND_FLOW_REM, OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT, Group,
                               GroupEntry, Output, PopVlan, Rule, SetField, make_match)
 
 PRIO_HOST = 10

@@ -30,7 +30,7 @@ Semantics are HAProxy's (``src/check.c``, ``src/server.c``):
 ``tcp``, and the SYN-ACK/RST must acknowledge the probe's ISN; (VIP, backend
 ip, ICMP ident, ICMP seq) for ``icmp``. Source port, ISN and ident are
 hashed from (lb, backend) and a per-backend counter (see
-:mod:`controller.lbprobe`), so consecutive probes never share an identity.
+:mod:`apps.lb.probe`), so consecutive probes never share an identity.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal, Optional, Sequence
 
-from controller import lbprobe
-from controller.lbprobe import ProbeReply
-from controller.model import LoadBalancer
+from apps.lb import probe as lbprobe
+from apps.lb.probe import ProbeReply
+from controller.config.model import LoadBalancer
 
 Ip = ipaddress.IPv4Address
 _ProbeKey = tuple[str, Ip, Ip, int, int]

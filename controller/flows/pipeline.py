@@ -16,7 +16,7 @@ ingress straight to learn. The metadata register carries, from ingress to
 the ACL tables, which ACL list applies to the port (bits 0-31) and to the
 network (bits 32-62); bit 63 marks "a stateful rule allowed this".
 On trunks the VLAN tag's priority (PCP) is 0, or 1 on a frame that a
-fast-failover group sent onto a backup path (see :mod:`apps.l2`).
+fast-failover group sent onto a backup path (see :mod:`apps.l2.rules`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from controller.rules import Ct, Rule
+from controller.flows.rules import Ct, Rule
 
 # App ids: the top byte of every cookie.
 APP_INGRESS = 1

@@ -20,10 +20,10 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Optional
 
-from controller.rules import (CT_DNAT, CT_EST, CT_NEW, CT_RPL, CT_TRK, OFPP_CONTROLLER, OFPP_IN_PORT,
+from controller.flows.rules import (CT_DNAT, CT_EST, CT_NEW, CT_RPL, CT_TRK, OFPP_CONTROLLER, OFPP_IN_PORT,
                               OFPVID_PRESENT, Action, Ct, Group, GroupEntry, MatchValue, Move, Output,
                               PopVlan, PushVlan, Rule, SetField)
-from controller.topology import LinkKey
+from controller.fabric.topology import LinkKey
 
 Packet = dict[str, object]
 MAX_HOPS = 64

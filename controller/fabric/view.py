@@ -14,12 +14,12 @@ from typing import Mapping, Optional
 
 import networkx as nx
 
-from controller.aclplan import AclPlan, plan_of
-from controller.model import Model, Network, Vm
-from controller.pipeline import APP_L2
-from controller.protection import (BackupKey, DestinationTree, Hop, assign_group_ids, backup_keys, cables_of,
+from apps.acl.plan import AclPlan, plan_of
+from controller.config.model import Model, Network, Vm
+from controller.flows.pipeline import APP_L2
+from controller.fabric.protection import (BackupKey, DestinationTree, Hop, assign_group_ids, backup_keys, cables_of,
                                    routes_toward)
-from controller.topology import LinkKey, Topology, bfs_parents, edge_link
+from controller.fabric.topology import LinkKey, Topology, bfs_parents, edge_link
 
 MAX_PHYSICAL_PORT = 0xFFFFFF00
 
@@ -42,7 +42,7 @@ class NetworkFabric:
     tree and shortest paths cross; ``links`` are those its tree, paths and
     backup paths use (its VLAN is carried there and nowhere else);
     ``routes`` says, per member, how each switch forwards toward it
-    (see :mod:`controller.protection`).
+    (see :mod:`controller.fabric.protection`).
     """
 
     members: frozenset[int]
@@ -67,7 +67,7 @@ class FabricView:
 
     @cached_property
     def acl_plan(self) -> AclPlan:
-        """Which ACL lists apply where (see :mod:`controller.aclplan`)."""
+        """Which ACL lists apply where (see :mod:`apps.acl.plan`)."""
         return plan_of(self.model)
 
     @cached_property

@@ -5,7 +5,7 @@ Per switch with edge ports in a balancer's network:
 - **ARP**: a request for the VIP is answered by the switch itself (the frame
   is turned into the reply and sent back out of its port), no packet-in.
 - **New connections** to ``vip:port`` (conntrack ``+new``; the network is
-  tracked, see :mod:`controller.aclplan`) go to a select group whose
+  tracked, see :mod:`apps.acl.plan`) go to a select group whose
   buckets are the healthy backends, weighted; each bucket commits the
   connection with destination NAT to its backend (``ct_mark`` 1, so the
   replies skip the ACLs) and recirculates to ``lb``. A connection is then
@@ -28,13 +28,13 @@ import hashlib
 from typing import Iterable, Mapping, Sequence
 
 from apps.base import Segments
-from apps.l2 import PACKET_IN_METER
-from controller.fabric import FabricView, Host
-from controller.lbprobe import vip_mac
-from controller.lbruntime import PROBE_PORT_BASE, PROBE_PORT_MASK, LbRuntime
-from controller.model import LoadBalancer
-from controller.pipeline import APP_LB, T_ACL_COMMIT, T_ACL_PORT, T_LB, T_LEARN
-from controller.rules import (CT_DNAT, CT_NEW, CT_RPL, CT_TRK, OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT,
+from apps.l2.rules import PACKET_IN_METER
+from controller.fabric.view import FabricView, Host
+from apps.lb.probe import vip_mac
+from apps.lb.runtime import PROBE_PORT_BASE, PROBE_PORT_MASK, LbRuntime
+from controller.config.model import LoadBalancer
+from controller.flows.pipeline import APP_LB, T_ACL_COMMIT, T_ACL_PORT, T_LB, T_LEARN
+from controller.flows.rules import (CT_DNAT, CT_NEW, CT_RPL, CT_TRK, OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT,
                               Ct, Group, GroupEntry, Move, Nat, Output, PopVlan, Rule, SetField, ct_state,
                               make_match)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from controller.model import PortRef
+from controller.config.model import PortRef
 
 T = TypeVar("T")
 Check = Callable[["Ctx", object], T | None]

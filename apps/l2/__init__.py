@@ -1,0 +1,1 @@
+"""L2 switching: MAC learning and forwarding."""

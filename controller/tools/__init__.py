@@ -1,0 +1,1 @@
+"""Tools on top of the core: vmn trace, provisioning, the simulated flow tables."""

@@ -1,1 +1,88 @@
-"""Pluggable VMN apps. Each returns the rules it wants as data (see ``apps.base``)."""
+"""Pluggable VMN apps: the one list of built-in apps, and third-party apps by entry point.
+
+Each app is a class with ``name``, ``app_id`` (its cookie byte) and a
+constructor taking an :class:`apps.base.AppContext`; it may declare
+``tables`` (extra :class:`~controller.flows.pipeline.TableSpec` of its own).
+Third-party apps register under the entry-point group ``vmn.apps``
+(``name = "package.module:Class"``) and are enabled by naming them in the
+network file's ``controller.apps`` list (absent: every built-in app).
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Callable, Mapping, Optional, Sequence
+
+from apps.base import App, AppContext
+from controller.flows.pipeline import Pipeline, TableSpec
+
+BUILTIN: Mapping[str, str] = {
+    "ingress": "apps.ingress:Ingress",
+    "acl": "apps.acl.app:AclFirewall",
+    "lb": "apps.lb.app:LoadBalancerApp",
+    "l2": "apps.l2.app:L2Switch",
+    "mirror": "apps.mirror.app:MirrorApp",
+    "flood": "apps.flood:Flood",
+}
+"""Every built-in app, by name: the list to edit when adding one."""
+REQUIRED = ("ingress", "l2", "flood")
+"""Apps that make a switch at all: they cannot be disabled."""
+ENTRY_POINT_GROUP = "vmn.apps"
+
+AppClass = Callable[[AppContext], App]
+
+
+class AppError(ValueError):
+    """An app list names an unknown app, leaves out a required one, or apps clash."""
+
+
+def available() -> dict[str, str]:
+    """Every app that can be enabled: name -> ``module:Class`` (built-in first, then entry points)."""
+    found = dict(BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def check_names(names: Optional[Sequence[str]]) -> list[str]:
+    """The app names to enable (``None``: every built-in app), in a stable order.
+
+    Raises :class:`AppError` naming an unknown or missing app.
+    """
+    known = available()
+    if names is None:
+        return list(BUILTIN)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise AppError(f"controller.apps: unknown app {unknown[0]!r} (available: {', '.join(sorted(known))})")
+    missing = [n for n in REQUIRED if n not in names]
+    if missing:
+        raise AppError(f"controller.apps: app {missing[0]!r} is required")
+    return [n for n in known if n in names]
+
+
+def _load(target: str) -> type:
+    module, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    assert isinstance(cls, type), f"{target} is not a class"
+    return cls
+
+
+def build(names: Optional[Sequence[str]], make_context: Callable[[Pipeline], AppContext]) -> list[App]:
+    """Instantiate the enabled apps on the pipeline they make up.
+
+    ``make_context`` gets that pipeline and returns the context every app is
+    built with. Raises :class:`AppError` (unknown name, clashing ids or tables).
+    """
+    known = available()
+    classes = {name: _load(known[name]) for name in check_names(names)}
+    ids = {name: int(getattr(cls, "app_id")) for name, cls in classes.items()}
+    extra: list[TableSpec] = [t for cls in classes.values() for t in getattr(cls, "tables", ())]
+    try:
+        pipeline = Pipeline.of(ids, extra)
+    except ValueError as err:
+        raise AppError(str(err)) from err
+    ctx = make_context(pipeline)
+    apps: list[App] = [cls(ctx) for cls in classes.values()]
+    return apps

@@ -9,12 +9,11 @@ is not flooded to until LLDP had two intervals to find a switch behind it.
 
 from __future__ import annotations
 
-from typing import Mapping
-
-from apps.base import Segments, per_switch
-from controller.fabric.view import FabricView, Host
+from apps.base import AppContext, Segments, per_switch
+from controller.fabric.crossing import to_edges, to_trunks
+from controller.fabric.view import FabricView
 from controller.flows.pipeline import APP_FLOOD, T_FLOOD
-from controller.flows.rules import OFPVID_PRESENT, Action, Output, PopVlan, Rule, make_match
+from controller.flows.rules import OFPVID_PRESENT, Rule, make_match
 
 PRIO_FLOOD = 10
 
@@ -25,18 +24,19 @@ def flood_rules(view: FabricView, dpid: int) -> list[Rule]:
     for net in view.model.networks:
         if dpid not in view.fabric(net.vlan).nodes and not view.network_ports(dpid, net.vlan):
             continue
-        actions: list[Action] = [Output(p) for p in view.tree_ports(dpid, net.vlan)]
-        edge = view.flood_ports(dpid, net.vlan)
-        if edge:
-            actions.append(PopVlan())
-            actions += [Output(p) for p in edge]
-        rules.append(Rule(APP_FLOOD, T_FLOOD, PRIO_FLOOD,
-                          make_match(vlan_vid=OFPVID_PRESENT | net.vlan), tuple(actions)))
+        actions = to_trunks(view.tree_ports(dpid, net.vlan)) + to_edges(view.flood_ports(dpid, net.vlan))
+        rules.append(Rule(APP_FLOOD, T_FLOOD, PRIO_FLOOD, make_match(vlan_vid=OFPVID_PRESENT | net.vlan), actions))
     return rules
 
 
 class Flood:
-    name = "flood"
+    """Table ``flood`` of every switch."""
 
-    def compile(self, view: FabricView, hosts: Mapping[tuple[int, str], Host]) -> Segments:
+    name = "flood"
+    app_id = APP_FLOOD
+
+    def __init__(self, ctx: AppContext) -> None:
+        pass
+
+    def compile(self, view: FabricView) -> Segments:
         return per_switch("flood", view, flood_rules)

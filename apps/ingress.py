@@ -20,19 +20,17 @@ Per switch:
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Optional
 
-from apps.base import Segments, per_switch
-from controller.fabric.view import FabricView, Host
-from controller.config.model import Vm
-from apps.acl.plan import ALL_BITS
-from controller.flows.pipeline import APP_INGRESS, T_ACL_PORT, T_INGRESS, T_LB, T_LEARN
+from apps.acl.plan import AclPlan, plan_of
+from apps.base import AppContext, Segments, per_switch
+from controller.config.model import Model, Vm
+from controller.fabric.crossing import from_trunk
+from controller.fabric.view import FabricView
+from controller.flows.pipeline import APP_INGRESS, METADATA_ALL, T_ACL_PORT, T_INGRESS, T_LB, T_LEARN
 from controller.flows.rules import (OFPP_CONTROLLER, OFPVID_NONE, OFPVID_PRESENT, Output, PushVlan, Rule,
-                              SetField, make_match)
-
-ETH_LLDP = 0x88CC
-ETH_ARP = 0x0806
-ETH_IPV4 = 0x0800
+                                    SetField, make_match)
+from controller.packets import ETH_ARP, ETH_IPV4, ETH_LLDP
 PRIO_VM_LLDP = 1001
 PRIO_LLDP = 1000
 PRIO_PORT = 100
@@ -62,29 +60,36 @@ def edge_port_rules(port: int, vlan: int, vm: Optional[Vm], metadata: Optional[i
         rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, m, _tag(vlan), goto=T_LB) for m in matches]
     else:
         rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, m, _tag(vlan), goto=T_ACL_PORT,
-                      write_metadata=(metadata, ALL_BITS)) for m in matches]
+                      write_metadata=(metadata, METADATA_ALL)) for m in matches]
     if vm is not None:  # no link is discovered on a VM's port (see the module docstring)
         rules.append(Rule(APP_INGRESS, T_INGRESS, PRIO_VM_LLDP, make_match(in_port=port, eth_type=ETH_LLDP)))
     return rules
 
 
-def ingress_rules(view: FabricView, dpid: int) -> list[Rule]:
-    """All ingress-table rules of one switch."""
+def ingress_rules(view: FabricView, dpid: int, plan: AclPlan) -> list[Rule]:
+    """All ingress-table rules of one switch; ``plan`` says which ACL lists apply where."""
     rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_LLDP, make_match(eth_type=ETH_LLDP),
                   (Output(OFPP_CONTROLLER, LLDP_MAX_LEN),)),
              Rule(APP_INGRESS, T_INGRESS, PRIO_MISS)]
-    plan = view.acl_plan
     for port, (net, vm) in view.edge_ports(dpid).items():
         rules += edge_port_rules(port, net.vlan, vm, plan.metadata(vm, net))
     for port in sorted(view.trunk_ports(dpid)):
-        rules += [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT,
-                       make_match(in_port=port, vlan_vid=OFPVID_PRESENT | vlan), goto=T_LEARN)
+        rules += [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, from_trunk(port, vlan), goto=T_LEARN)
                   for vlan in view.trunk_vlans(dpid, port)]
     return rules
 
 
 class Ingress:
-    name = "ingress"
+    """Table ``ingress`` of every switch."""
 
-    def compile(self, view: FabricView, hosts: Mapping[tuple[int, str], Host]) -> Segments:
-        return per_switch("ingress", view, ingress_rules)
+    name = "ingress"
+    app_id = APP_INGRESS
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._plan: Optional[tuple[Model, AclPlan]] = None
+
+    def compile(self, view: FabricView) -> Segments:
+        if self._plan is None or self._plan[0] is not view.model:
+            self._plan = (view.model, plan_of(view.model))
+        plan = self._plan[1]
+        return per_switch("ingress", view, lambda v, d: ingress_rules(v, d, plan))

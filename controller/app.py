@@ -1,7 +1,9 @@
 """The os-ken shim: the only place that talks to datapaths.
 
 Each handler turns an os-ken event into one call on :class:`Core` and sends
-the batches it returns. Handlers run on the app's single event thread;
+the :class:`~controller.effects.Effects` it returns. It knows no app and no
+table: packet-ins go to the core with their table id, and the metric's
+reason is the pipeline's. Handlers run on the app's single event thread;
 signals and timers post events to that thread instead of calling the core.
 
 Run: ``VMN_CONFIG=net.yaml osken-manager controller.app``.
@@ -20,15 +22,16 @@ from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from prometheus_client import start_http_server
 
-from apps.l2.rules import PACKET_IN_METER
 from controller import ofmsg
+
+from controller.compose import AppError, build_core, check_apps
 from controller.config import ConfigError, load_model
-from controller.core import Batch, Core, DumpedFlow
-from controller.metrics import Metrics
 from controller.config.model import ControllerSettings, Model
-from controller.flows.pipeline import APP_ACL, T_ACL_PORT, T_INGRESS, T_LEARN
-from controller.ratelimit import TokenBucket
+from controller.effects import DumpedFlow, Effects, Frame
 from controller.fabric.topology import PortInfo
+from controller.flows.pipeline import METER_PACKET_IN
+from controller.metrics import Metrics
+from controller.ratelimit import TokenBucket
 
 LOG = logging.getLogger("vmn")
 CONFIG_ENV = "VMN_CONFIG"
@@ -42,7 +45,7 @@ class EventReload(event.EventBase):
 
 
 class EventTick(event.EventBase):
-    """Periodic work on the app thread: LLDP probes and link expiry."""
+    """Periodic work on the app thread: the core's tick, statistics polls, the file watch."""
 
 
 def _ports(port_list: Any) -> list[PortInfo]:
@@ -59,16 +62,19 @@ class VmnController(app_manager.OSKenApp):
         self.config_path = os.environ.get(CONFIG_ENV)
         model = self._initial_model()
         self.metrics = Metrics()
-        self.core = Core(model, self.metrics, probe_secret=os.urandom(16))
+        try:
+            self.core = build_core(model, self.metrics, probe_secret=os.urandom(16))
+        except AppError as err:
+            LOG.error("%s: %s", self.config_path, err)
+            raise SystemExit(f"invalid network file {self.config_path}") from err
         self.datapaths: dict[int, Any] = {}
         self._buckets: dict[int, TokenBucket] = {}
         self._stats: dict[int, list[DumpedFlow]] = {}
         self._ports_pending: dict[int, list[PortInfo]] = {}
         self._bundle_id = 0
-        self._acl_polls: dict[int, tuple[int, dict[int, int]]] = {}
-        """dpid -> (xid of the pending ACL flow-stats request, counts so far)."""
+        self._polls: dict[tuple[int, int], tuple[int, dict[int, int]]] = {}
+        """(dpid, xid) of a pending flow-stats request -> (app id, counts so far)."""
         self._next_poll = 0.0
-        self._next_lldp = 0.0
         self._config_stamp = self._stamp()
         self._ticker = hub.spawn(self._tick_loop)
         self._start_metrics(model.controller)
@@ -106,12 +112,8 @@ class VmnController(app_manager.OSKenApp):
 
     @set_ev_cls(EventTick)
     def on_tick(self, ev: EventTick) -> None:
-        now = self.core.clock()
-        if now >= self._next_lldp:
-            self._next_lldp = now + self.core.model.controller.lldp_interval
-            self._packet_out(self.core.probes())
         self._send(self.core.tick())
-        self._poll_acl_stats()
+        self._poll_stats()
         stamp = self._stamp()
         if stamp != self._config_stamp:
             self._config_stamp = stamp
@@ -128,25 +130,29 @@ class VmnController(app_manager.OSKenApp):
             return None
         return (st.st_mtime_ns, st.st_size)
 
-    def _packet_out(self, frames: list[tuple[int, int, bytes]]) -> None:
+    def _packet_out(self, frames: tuple[Frame, ...]) -> None:
         for dpid, port, frame in frames:
             dp = self.datapaths.get(dpid)
             if dp is not None:
                 dp.send_msg(ofmsg.packet_out(dp, port, frame))
 
-    def _poll_acl_stats(self) -> None:
-        """Every ``stats_interval``, ask each switch for its ACL flows' and groups' packet counts."""
+    def _poll_stats(self) -> None:
+        """Every ``stats_interval``, ask each switch for the packet counts of the apps that read them."""
         now = self.core.clock()
         if now < self._next_poll:
             return
         self._next_poll = now + self.core.model.controller.stats_interval
+        pending = {(dpid, app) for (dpid, _), (app, _) in self._polls.items()}
         for dpid in sorted(self.core.ready):
             dp = self.datapaths.get(dpid)
-            if dp is not None and dpid not in self._acl_polls:
-                msg = ofmsg.flow_stats_request(dp, APP_ACL)
-                dp.send_msg(msg)
-                self._acl_polls[dpid] = (msg.xid, {})
-            if dp is not None and self.core.groups.get(dpid):
+            if dp is None:
+                continue
+            for app_id in self.core.flow_stats_apps():
+                if (dpid, app_id) not in pending:
+                    msg = ofmsg.flow_stats_request(dp, app_id)
+                    dp.send_msg(msg)
+                    self._polls[(dpid, msg.xid)] = (app_id, {})
+            if self.core.groups.get(dpid):
                 dp.send_msg(ofmsg.group_stats_request(dp))
 
     @set_ev_cls(ofp_event.EventOFPGroupStatsReply, MAIN_DISPATCHER)
@@ -156,11 +162,9 @@ class VmnController(app_manager.OSKenApp):
         self.core.group_stats(ev.msg.datapath.id, buckets)
 
     # -- sending -----------------------------------------------------------
-    def _send(self, batches: list[Batch]) -> None:
-        """Send each switch's batch and any the core queued, then the frames it queued."""
-        if self.core.queued:
-            batches, self.core.queued = batches + self.core.queued, []
-        for batch in batches:
+    def _send(self, effects: Effects) -> None:
+        """Send each switch's batch, then the frames."""
+        for batch in effects.batches:
             dp = self.datapaths.get(batch.dpid)
             if dp is None or not batch:
                 continue
@@ -177,9 +181,7 @@ class VmnController(app_manager.OSKenApp):
                 self.metrics.flow_mods.labels(switch=name, command="delete").inc(len(batch.deletes))
             if batch.adds:
                 self.metrics.flow_mods.labels(switch=name, command="add").inc(len(batch.adds))
-        if self.core.outbox:
-            frames, self.core.outbox = self.core.outbox, []
-            self._packet_out(frames)
+        self._packet_out(effects.frames)
 
     # -- switch lifecycle --------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -201,7 +203,7 @@ class VmnController(app_manager.OSKenApp):
         self._send(self.core.switch_up(dp.id, ports))
         if not self.core.model.knows_dpid(dp.id):
             return
-        for msg in ofmsg.meter_mods(dp, PACKET_IN_METER, self.core.model.controller.packet_in_rate):
+        for msg in ofmsg.meter_mods(dp, METER_PACKET_IN, self.core.model.controller.packet_in_rate):
             dp.send_msg(msg)
         self._stats[dp.id] = []
         dp.send_msg(ofmsg.flow_stats_request(dp))
@@ -209,9 +211,8 @@ class VmnController(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def on_flow_stats(self, ev: Any) -> None:
         dp = ev.msg.datapath
-        poll = self._acl_polls.get(dp.id)
-        if poll is not None and poll[0] == ev.msg.xid:
-            self._on_acl_stats(dp.id, ev.msg)
+        if (dp.id, ev.msg.xid) in self._polls:
+            self._on_app_stats(dp.id, ev.msg)
             return
         cookies = self._stats.get(dp.id)
         if cookies is None:
@@ -221,16 +222,16 @@ class VmnController(app_manager.OSKenApp):
         if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
             return
         del self._stats[dp.id]
-        self._send([self.core.reconcile(dp.id, cookies)])
+        self._send(self.core.reconcile(dp.id, cookies))
 
-    def _on_acl_stats(self, dpid: int, msg: Any) -> None:
-        counts = self._acl_polls[dpid][1]
+    def _on_app_stats(self, dpid: int, msg: Any) -> None:
+        app_id, counts = self._polls[(dpid, msg.xid)]
         for stat in msg.body:
             counts[stat.cookie] = counts.get(stat.cookie, 0) + stat.packet_count
         if msg.flags & ofp.OFPMPF_REPLY_MORE:
             return
-        del self._acl_polls[dpid]
-        self.core.acl_stats(dpid, counts)
+        del self._polls[(dpid, msg.xid)]
+        self.core.flow_stats(dpid, app_id, counts)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def on_dead(self, ev: Any) -> None:
@@ -238,7 +239,7 @@ class VmnController(app_manager.OSKenApp):
         if dpid is None or self.datapaths.get(dpid) is not dp:
             return
         del self.datapaths[dpid]
-        self._acl_polls.pop(dpid, None)
+        self._polls = {k: v for k, v in self._polls.items() if k[0] != dpid}
         LOG.info("switch %016x disconnected", dpid)
         self._send(self.core.switch_down(dpid))
 
@@ -254,7 +255,8 @@ class VmnController(app_manager.OSKenApp):
     def on_packet_in(self, ev: Any) -> None:
         msg = ev.msg
         dpid = msg.datapath.id
-        reason = {T_LEARN: "learn", T_INGRESS: "lldp", T_ACL_PORT: "lb-probe"}.get(msg.table_id, f"table{msg.table_id}")
+        trap = self.core.pipeline.trap(msg.table_id)
+        reason = trap.reason if trap is not None else f"table{msg.table_id}"
         self.metrics.packet_in.labels(switch=f"{dpid:x}", reason=reason).inc()
         bucket = self._buckets.get(dpid)
         if bucket is None:
@@ -262,12 +264,7 @@ class VmnController(app_manager.OSKenApp):
         if not bucket.take(self.core.clock()):
             self.metrics.packet_in_dropped.labels(switch=f"{dpid:x}").inc()
             return
-        if msg.table_id == T_LEARN:
-            self._send(self.core.packet_in(dpid, msg.match["in_port"], msg.data))
-        elif msg.table_id == T_INGRESS:
-            self._send(self.core.lldp_in(dpid, msg.match["in_port"], msg.data))
-        elif msg.table_id == T_ACL_PORT:
-            self._send(self.core.lb_packet_in(dpid, msg.match["in_port"], msg.data))
+        self._send(self.core.packet_in(dpid, msg.table_id, msg.match["in_port"], msg.data))
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def on_flow_removed(self, ev: Any) -> None:
@@ -302,11 +299,14 @@ class VmnController(app_manager.OSKenApp):
         self._config_stamp = self._stamp()
         try:
             model = load_model(self.config_path)
-        except ConfigError as err:
-            for line in err.errors:
+            check_apps(model)
+        except (ConfigError, AppError) as err:
+            for line in err.errors if isinstance(err, ConfigError) else [str(err)]:
                 LOG.error("reload rejected: %s: %s", self.config_path, line)
             self.metrics.config_reloads.labels(result="invalid").inc()
             return None
+        if model.controller.apps != self.core.model.controller.apps:
+            LOG.warning("reload: controller.apps changed; the app set changes at the next restart")
         self._send(self.core.reload(model))
         self.metrics.config_reloads.labels(result="ok").inc()
         LOG.info("reload: %s applied", self.config_path)

@@ -1,4 +1,8 @@
-"""Just enough packet parsing for the hot path, on raw bytes (no os-ken objects)."""
+"""Protocol numbers in one place, and just enough packet parsing for the hot path, on raw bytes.
+
+Ethertypes are IEEE's (https://standards-oui.ieee.org/ethertype/), IP protocol
+numbers IANA's. Stdlib only: the config loader imports them too.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,14 @@ import struct
 from dataclasses import dataclass
 from typing import Optional
 
+ETH_IPV4 = 0x0800
+ETH_ARP = 0x0806
 ETH_VLAN = 0x8100
+ETH_IPV6 = 0x86DD
+ETH_LLDP = 0x88CC
+IP_PROTO_ICMP = 1
+IP_PROTO_TCP = 6
+IP_PROTO_UDP = 17
 
 
 @dataclass(frozen=True)

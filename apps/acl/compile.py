@@ -29,24 +29,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional
 
-from apps.base import Segments
-from apps.acl.plan import COMMIT_BIT, NET_BITS, NET_SHIFT, PORT_BITS, AclList, AclPlan
-from controller.config.policy import MAX_LIST_RULES
-from controller.fabric.view import FabricView, Host
+from apps.acl.plan import AclList, AclPlan
 from controller.config.model import Acl, AclMatch, AclRule, Model
-from controller.flows.pipeline import APP_ACL, T_ACL_COMMIT, T_ACL_NET, T_ACL_PORT, T_LB, T_LEARN
+from controller.flows.pipeline import (ACL_TOP_RULE_PRIORITY, APP_ACL, CT_MARK_SKIP_ACL, MAX_ACL_LIST_RULES,
+                                       METADATA_NET_LIST, METADATA_NET_SHIFT, METADATA_PORT_LIST,
+                                       METADATA_STATEFUL, T_ACL_COMMIT, T_ACL_NET, T_ACL_PORT, T_LB, T_LEARN)
+from controller.packets import ETH_ARP, ETH_IPV4
 from controller.flows.rules import (CT_DNAT, CT_EST, CT_INV, CT_RPL, CT_TRK, OFPVID_PRESENT, Ct, MatchValue,
                               Nat, Rule, ct_state, make_match)
 
-ETH_ARP = 0x0806
-ETH_IPV4 = 0x0800
 PRIO_CT_TRACK = 65000
 PRIO_CT_STATE = 64900
 PRIO_ARP = 60000
-PRIO_TOP_RULE = 59999
+PRIO_TOP_RULE = ACL_TOP_RULE_PRIORITY
 PRIO_DEFAULT_DENY = 100
-MARK_STATEFUL = 1
-"""``ct_mark`` of connections whose replies skip the ACLs (stateful allows, load balancing)."""
 PRIO_NO_LIST = 1
 IMPLICIT_DENY = "implicit-deny"
 ARP_ALLOW = "arp-allow"
@@ -62,8 +58,8 @@ class Stage:
     allow_to: int
 
 
-PORT_STAGE = Stage(T_ACL_PORT, PORT_BITS, 0, T_ACL_NET)
-NET_STAGE = Stage(T_ACL_NET, NET_BITS, NET_SHIFT, T_LB)
+PORT_STAGE = Stage(T_ACL_PORT, METADATA_PORT_LIST, 0, T_ACL_NET)
+NET_STAGE = Stage(T_ACL_NET, METADATA_NET_LIST, METADATA_NET_SHIFT, T_LB)
 
 Origin = tuple[str, str]
 """(ACL name, rule label) a flow stands for: the rule index, or a pseudo-rule name."""
@@ -91,12 +87,12 @@ def acl_match(m: AclMatch) -> dict[str, Optional[MatchValue]]:
 def compile_list(stage: Stage, list_id: int, acls: tuple[Acl, ...]) -> tuple[tuple[Rule, Origin], ...]:
     """The rules of one ACL list in one stage, each with the ACL rule it stands for.
 
-    Raises ``ValueError`` when the list has more than :data:`MAX_LIST_RULES` rules.
+    Raises ``ValueError`` when the list has more than :data:`MAX_ACL_LIST_RULES` rules.
     """
     entries = [(acl.name, i, rule) for acl in acls for i, rule in enumerate(acl.rules)]
-    if len(entries) > MAX_LIST_RULES:
+    if len(entries) > MAX_ACL_LIST_RULES:
         raise ValueError(f"ACL list {[a.name for a in acls]} has {len(entries)} rules; "
-                         f"at most {MAX_LIST_RULES}")
+                         f"at most {MAX_ACL_LIST_RULES}")
     meta = (list_id << stage.shift, stage.bits)
     label = ",".join(a.name for a in acls)
     out: list[tuple[Rule, Origin]] = []
@@ -114,7 +110,7 @@ def _rule(stage: Stage, meta: tuple[int, int], priority: int, rule: AclRule) -> 
     match = make_match(metadata=meta, **acl_match(rule.match))
     if rule.action == "deny":
         return Rule(APP_ACL, stage.table, priority, match)
-    commit = (COMMIT_BIT, COMMIT_BIT) if rule.stateful else None
+    commit = (METADATA_STATEFUL, METADATA_STATEFUL) if rule.stateful else None
     return Rule(APP_ACL, stage.table, priority, match, goto=stage.allow_to, write_metadata=commit)
 
 
@@ -166,7 +162,7 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
     rules = [
         Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE, make_match(ct_state=ct_state(CT_TRK | CT_INV))),
         Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE,
-             make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_RPL, CT_INV), ct_mark=MARK_STATEFUL),
+             make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_RPL, CT_INV), ct_mark=CT_MARK_SKIP_ACL),
              goto=T_LEARN),
         Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE,
              make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_DNAT, CT_INV | CT_RPL)), goto=T_LB),
@@ -177,8 +173,8 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
                           make_match(vlan_vid=vid, eth_type=ETH_IPV4, ct_state=ct_state(0, CT_TRK)),
                           (Ct(zone=vlan, recirc_table=T_ACL_PORT, nat=Nat()),)))
         rules.append(Rule(APP_ACL, T_ACL_COMMIT, PRIO_DEFAULT_DENY,
-                          make_match(vlan_vid=vid, eth_type=ETH_IPV4, metadata=(COMMIT_BIT, COMMIT_BIT)),
-                          (Ct(zone=vlan, commit=True, mark=MARK_STATEFUL),), goto=T_LEARN))
+                          make_match(vlan_vid=vid, eth_type=ETH_IPV4, metadata=(METADATA_STATEFUL, METADATA_STATEFUL)),
+                          (Ct(zone=vlan, commit=True, mark=CT_MARK_SKIP_ACL),), goto=T_LEARN))
         rules.append(Rule(APP_ACL, T_ACL_COMMIT, PRIO_NO_LIST, make_match(vlan_vid=vid, eth_type=ETH_IPV4),
                           (Ct(zone=vlan, commit=True),), goto=T_LEARN))
     return rules
@@ -187,38 +183,9 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
 def base_rules() -> list[Rule]:
     """Per-switch rules independent of any list: no-list passes and table misses."""
     return [
-        Rule(APP_ACL, T_ACL_PORT, PRIO_NO_LIST, make_match(metadata=(0, PORT_BITS)), goto=T_ACL_NET),
-        Rule(APP_ACL, T_ACL_NET, PRIO_NO_LIST, make_match(metadata=(0, NET_BITS)), goto=T_LB),
+        Rule(APP_ACL, T_ACL_PORT, PRIO_NO_LIST, make_match(metadata=(0, METADATA_PORT_LIST)), goto=T_ACL_NET),
+        Rule(APP_ACL, T_ACL_NET, PRIO_NO_LIST, make_match(metadata=(0, METADATA_NET_LIST)), goto=T_LB),
         Rule(APP_ACL, T_ACL_PORT, 0),
         Rule(APP_ACL, T_ACL_NET, 0),
         Rule(APP_ACL, T_ACL_COMMIT, 0, goto=T_LEARN),
     ]
-
-
-class AclFirewall:
-    """Compiles the model's ACLs into segments: static per switch, one per list."""
-
-    name = "acl"
-
-    def __init__(self) -> None:
-        self.compiler = ListCompiler()
-
-    def compile(self, view: FabricView, hosts: Mapping[tuple[int, str], Host]) -> Segments:
-        plan = view.acl_plan
-        users: dict[tuple[Stage, AclList], set[int]] = {}
-        segments: Segments = {}
-        for dpid in view.dpids:
-            edges = view.edge_ports(dpid).values()
-            for net, vm in edges:
-                if vm is not None and vm.acl_in:
-                    users.setdefault((PORT_STAGE, vm.acl_in), set()).add(dpid)
-                if net.acl_in:
-                    users.setdefault((NET_STAGE, net.acl_in), set()).add(dpid)
-            tracked = {net.vlan for net, _ in edges if net.vlan in plan.tracked_vlans}
-            segments[("acl", dpid)] = {dpid: frozenset(base_rules() + conntrack_rules(tracked))}
-        for stage, names, compiled in self.compiler.lists(view.model, plan):
-            dpids = users.get((stage, names))
-            if dpids:
-                rules = frozenset(r for r, _ in compiled)
-                segments[("acl-list", stage.table, names)] = {d: rules for d in sorted(dpids)}
-        return segments

@@ -12,7 +12,7 @@ rules match on them. Ids are a stable digest of the list's names, so adding
 or changing one ACL never renumbers another (a reload sends only what the
 change touches).
 
-Metadata layout (64 bits): bits 0-31 the VM's list id, bits 32-62 the
+Metadata layout (64 bits, declared in :mod:`controller.flows.pipeline`): bits 0-31 the VM's list id, bits 32-62 the
 network's list id, bit 63 "a stateful rule allowed this packet". Id 0 means
 "no list".
 """
@@ -24,12 +24,8 @@ from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from controller.config.model import Model, Network, Vm
+from controller.flows.pipeline import METADATA_NET_SHIFT
 
-PORT_BITS = 0x0000_0000_FFFF_FFFF
-NET_BITS = 0x7FFF_FFFF_0000_0000
-COMMIT_BIT = 1 << 63
-ALL_BITS = (1 << 64) - 1
-NET_SHIFT = 32
 
 AclList = tuple[str, ...]
 
@@ -70,7 +66,7 @@ class AclPlan:
         net_id = self.net_ids.get(net.acl_in, 0) if net.acl_in else 0
         if not port_id and not net_id and net.vlan not in self.tracked_vlans:
             return None
-        return port_id | (net_id << NET_SHIFT)
+        return port_id | (net_id << METADATA_NET_SHIFT)
 
 
 def plan_of(model: Model) -> AclPlan:

@@ -45,5 +45,9 @@ class HostTable(Mapping[tuple[int, str], Host]):
                 del self._per_port[(old.dpid, old.port)]
         return old
 
+    def per_port(self) -> Mapping[tuple[int, int], int]:
+        """(dpid, port) -> how many hosts were learned there (ports with none left out)."""
+        return self._per_port
+
     def count_by_vlan(self) -> Mapping[int, int]:
         return self._per_vlan

@@ -17,35 +17,33 @@ silent, which expires it everywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Mapping, Optional
-
-from apps.base import SegKey, Segments, per_switch
+from apps.base import SegKey
+from controller.fabric.crossing import to_edges, to_trunks
 from controller.fabric.view import FabricView, Host
-from apps.l2.hosts import HostTable
-from controller.flows.pipeline import APP_L2, T_FLOOD, T_FORWARD, T_LEARN
+from controller.flows.pipeline import APP_L2, METER_PACKET_IN, PCP_DETOUR, T_FLOOD, T_FORWARD, T_LEARN
 from controller.fabric.protection import BackupKey, Hop
 from controller.flows.rules import (FLAG_SEND_FLOW_REM, OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT, Group,
-                              GroupEntry, Output, PopVlan, Rule, SetField, make_match)
+                              GroupEntry, Output, Rule, SetField, make_match)
 
 PRIO_HOST = 10
 PRIO_RETURN = 11
 PRIO_MARKED = 12
 PRIO_BOUNCE = 13
-DETOUR_PCP = 1
-"""VLAN priority of a frame on a backup path (0 elsewhere in the fabric)."""
 PRIO_TRUNK = 20
 PRIO_PORT_FULL = 30
 PACKET_IN_MAX_LEN = 128
-PACKET_IN_METER = 1
 
 
-def static_rules(view: FabricView, dpid: int) -> list[Rule]:
-    """Miss rules of the learn and forward tables, and trunk bypass of learning."""
+def static_rules(view: FabricView, dpid: int, after_learn: int) -> list[Rule]:
+    """Miss rules of the learn and forward tables, and trunk bypass of learning.
+
+    ``after_learn`` is the table after ``learn`` in the pipeline (``forward``
+    unless an app inserted one between them).
+    """
     rules = [Rule(APP_L2, T_LEARN, 0, (), (Output(OFPP_CONTROLLER, PACKET_IN_MAX_LEN),),
-                  goto=T_FORWARD, meter=PACKET_IN_METER),
+                  goto=after_learn, meter=METER_PACKET_IN),
              Rule(APP_L2, T_FORWARD, 0, goto=T_FLOOD)]
-    rules += [Rule(APP_L2, T_LEARN, PRIO_TRUNK, make_match(in_port=p), goto=T_FORWARD)
+    rules += [Rule(APP_L2, T_LEARN, PRIO_TRUNK, make_match(in_port=p), goto=after_learn)
               for p in sorted(view.trunk_ports(dpid))]
     return rules
 
@@ -54,7 +52,7 @@ def host_key(host: Host) -> SegKey:
     return ("host", host.vlan, host.mac)
 
 
-def host_rules(view: FabricView, host: Host) -> dict[int, frozenset[Rule]]:
+def host_rules(view: FabricView, host: Host, after_learn: int) -> dict[int, frozenset[Rule]]:
     """Rules of one learned host on every switch its network crosses."""
     vid = OFPVID_PRESENT | host.vlan
     timeout = int(round(view.model.controller.host_timeout))
@@ -63,9 +61,8 @@ def host_rules(view: FabricView, host: Host) -> dict[int, frozenset[Rule]]:
         return out
     out[host.dpid] = frozenset({
         Rule(APP_L2, T_LEARN, PRIO_HOST, make_match(in_port=host.port, vlan_vid=vid, eth_src=host.mac),
-             goto=T_FORWARD, idle_timeout=timeout, flags=FLAG_SEND_FLOW_REM),
-        Rule(APP_L2, T_FORWARD, PRIO_HOST, make_match(vlan_vid=vid, eth_dst=host.mac),
-             (PopVlan(), Output(host.port))),
+             goto=after_learn, idle_timeout=timeout, flags=FLAG_SEND_FLOW_REM),
+        Rule(APP_L2, T_FORWARD, PRIO_HOST, make_match(vlan_vid=vid, eth_dst=host.mac), to_edges([host.port])),
     })
     for dpid, hop in sorted(view.routes(host.vlan, host.dpid).items()):
         if dpid != host.dpid:
@@ -88,15 +85,15 @@ def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str) -> 
     """
     match = make_match(vlan_vid=vid, eth_dst=mac)
     if hop.alt is None:
-        return [Rule(APP_L2, T_FORWARD, PRIO_HOST, match, (Output(hop.port),))]
+        return [Rule(APP_L2, T_FORWARD, PRIO_HOST, match, to_trunks([hop.port]))]
     groups = view.backup_groups(dpid)
     rules = [Rule(APP_L2, T_FORWARD, PRIO_HOST, match, (Group(groups[("ff", hop.port, hop.alt)]),)),
-             Rule(APP_L2, T_FORWARD, PRIO_MARKED, make_match(vlan_vid=vid, eth_dst=mac, vlan_pcp=DETOUR_PCP),
-                  (Output(hop.port),))]
+             Rule(APP_L2, T_FORWARD, PRIO_MARKED, make_match(vlan_vid=vid, eth_dst=mac, vlan_pcp=PCP_DETOUR),
+                  to_trunks([hop.port]))]
     if hop.bounce:
         rules.append(Rule(APP_L2, T_FORWARD, PRIO_BOUNCE,
-                          make_match(in_port=hop.port, vlan_vid=vid, eth_dst=mac, vlan_pcp=DETOUR_PCP),
-                          (Output(hop.alt),)))
+                          make_match(in_port=hop.port, vlan_vid=vid, eth_dst=mac, vlan_pcp=PCP_DETOUR),
+                          to_trunks([hop.alt])))
     if hop.uturn:
         rules.append(Rule(APP_L2, T_FORWARD, PRIO_RETURN, make_match(in_port=hop.alt, vlan_vid=vid, eth_dst=mac),
                           (Group(groups[("back", hop.port, hop.alt)]),)))
@@ -108,14 +105,14 @@ def backup_group(key: BackupKey, group_id: int) -> GroupEntry:
     kind, primary, backup = key
     fallback = Output(OFPP_IN_PORT) if kind == "back" else Output(backup)
     return GroupEntry(APP_L2, group_id, "ff", ((0, primary, (Output(primary),)),
-                                               (0, backup, (SetField("vlan_pcp", DETOUR_PCP), fallback))))
+                                               (0, backup, (SetField("vlan_pcp", PCP_DETOUR), fallback))))
 
 
 def port_full_key(dpid: int, port: int) -> SegKey:
     return ("port-full", dpid, port)
 
 
-def port_full_rules(dpid: int, port: int) -> dict[int, frozenset[Rule]]:
+def port_full_rules(dpid: int, port: int, after_learn: int) -> dict[int, frozenset[Rule]]:
     """Stop learning on a port that reached its host cap (a MAC flood).
 
     Frames from the port skip the learn lookup: no packet-in, and no
@@ -125,60 +122,4 @@ def port_full_rules(dpid: int, port: int) -> dict[int, frozenset[Rule]]:
     learning resumes once the port is below its cap again.
     """
     return {dpid: frozenset({Rule(APP_L2, T_LEARN, PRIO_PORT_FULL, make_match(in_port=port),
-                                  goto=T_FORWARD)})}
-
-
-class L2Switch:
-    name = "l2"
-
-    def compile(self, view: FabricView, hosts: Mapping[tuple[int, str], Host]) -> Segments:
-        segments = per_switch("l2", view, static_rules)
-        per_port: dict[tuple[int, int], int] = {}
-        for host in hosts.values():
-            segments[host_key(host)] = host_rules(view, host)
-            per_port[(host.dpid, host.port)] = per_port.get((host.dpid, host.port), 0) + 1
-        cap = view.model.controller.max_hosts_per_port
-        for (dpid, port), count in sorted(per_port.items()):
-            if count >= cap and dpid in view.ports:
-                segments[port_full_key(dpid, port)] = port_full_rules(dpid, port)
-        return segments
-
-    def groups(self, view: FabricView) -> dict[int, frozenset[GroupEntry]]:
-        """The backup groups wanted on each switch (whether or not a host uses them yet)."""
-        return {dpid: frozenset(backup_group(k, gid) for k, gid in view.backup_groups(dpid).items())
-                for dpid in view.dpids}
-
-
-@dataclass(frozen=True)
-class LearnDecision:
-    """What a packet-in means for the host table."""
-
-    kind: Literal["new", "move", "known", "ignore"]
-    host: Optional[Host] = None
-    reason: str = ""
-
-
-def decide(view: FabricView, hosts: HostTable, dpid: int, in_port: int,
-           vlan: int, mac: str) -> LearnDecision:
-    """Decide whether a source MAC seen at ``dpid``/``in_port`` on ``vlan`` is learned.
-
-    Ignores group (multicast/broadcast) and zero source MACs, frames from
-    trunks or from ports not in that VLAN's network, a MAC declared for
-    another VM's port (no hijacking it from an undeclared one), and new hosts beyond
-    ``max_hosts_per_port`` on one port. A known MAC on a new edge port is a move.
-    """
-    if int(mac[:2], 16) & 1 or mac == "00:00:00:00:00:00":
-        return LearnDecision("ignore", reason="group or zero source MAC")
-    edge = view.edge_ports(dpid).get(in_port)
-    if edge is None or edge[0].vlan != vlan:
-        return LearnDecision("ignore", reason="not an edge port of this network")
-    home = view.declared_macs.get(mac)
-    if home is not None and home != (dpid, in_port):
-        return LearnDecision("ignore", reason="MAC declared for another VM's port")
-    host = Host(vlan, mac, dpid, in_port)
-    old = hosts.get((vlan, mac))
-    if old == host:
-        return LearnDecision("known", host)
-    if hosts.on_port(dpid, in_port) >= view.model.controller.max_hosts_per_port:
-        return LearnDecision("ignore", reason="port host limit reached")
-    return LearnDecision("move" if old else "new", host)
+                                  goto=after_learn)})}

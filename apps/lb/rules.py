@@ -27,28 +27,23 @@ from __future__ import annotations
 import hashlib
 from typing import Iterable, Mapping, Sequence
 
-from apps.base import Segments
-from apps.l2.rules import PACKET_IN_METER
-from controller.fabric.view import FabricView, Host
 from apps.lb.probe import vip_mac
 from apps.lb.runtime import PROBE_PORT_BASE, PROBE_PORT_MASK, LbRuntime
 from controller.config.model import LoadBalancer
-from controller.flows.pipeline import APP_LB, T_ACL_COMMIT, T_ACL_PORT, T_LB, T_LEARN
+from controller.flows.pipeline import APP_LB, CT_MARK_SKIP_ACL, METER_PACKET_IN, T_ACL_PORT, T_LB, T_LEARN
+from controller.packets import ETH_ARP, ETH_IPV4, IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP
 from controller.flows.rules import (CT_DNAT, CT_NEW, CT_RPL, CT_TRK, OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT,
                               Ct, Group, GroupEntry, Move, Nat, Output, PopVlan, Rule, SetField, ct_state,
                               make_match)
 
-ETH_ARP = 0x0806
-ETH_IPV4 = 0x0800
 PRIO_TRAP = 65100
 PRIO_ARP = 300
 PRIO_VIP_NEW = 200
 PRIO_VIP_OTHER = 150
 PRIO_NATED = 100
-MARK_LB = 1
 TRAP_LEN = 128
 OFPP_ANY = 0xFFFFFFFF
-PROTOS = {"tcp": 6, "udp": 17}
+PROTOS = {"tcp": IP_PROTO_TCP, "udp": IP_PROTO_UDP}
 
 
 def group_id(lb: LoadBalancer) -> int:
@@ -72,12 +67,12 @@ def probe_traps(vlan: int, vip: str) -> list[Rule]:
     vid = OFPVID_PRESENT | vlan
     to_ctl = (Output(OFPP_CONTROLLER, TRAP_LEN),)
     matches = [
-        make_match(vlan_vid=vid, eth_type=ETH_IPV4, ip_proto=6, ipv4_dst=vip,
+        make_match(vlan_vid=vid, eth_type=ETH_IPV4, ip_proto=IP_PROTO_TCP, ipv4_dst=vip,
                    tcp_dst=(PROBE_PORT_BASE, PROBE_PORT_MASK)),
-        make_match(vlan_vid=vid, eth_type=ETH_IPV4, ip_proto=1, ipv4_dst=vip, icmpv4_type=0),
+        make_match(vlan_vid=vid, eth_type=ETH_IPV4, ip_proto=IP_PROTO_ICMP, ipv4_dst=vip, icmpv4_type=0),
         make_match(vlan_vid=vid, eth_type=ETH_ARP, arp_op=2, arp_tpa=vip),
     ]
-    return [Rule(APP_LB, T_ACL_PORT, PRIO_TRAP, m, to_ctl, meter=PACKET_IN_METER) for m in matches]
+    return [Rule(APP_LB, T_ACL_PORT, PRIO_TRAP, m, to_ctl, meter=METER_PACKET_IN) for m in matches]
 
 
 def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime) -> list[Rule]:
@@ -104,7 +99,7 @@ def lb_group(lb: LoadBalancer, vlan: int, runtime: LbRuntime) -> GroupEntry:
     """The select group of ``lb``: one weighted bucket per healthy, located backend."""
     up = runtime.up_backends(lb.name)
     buckets = tuple(
-        (b.weight, OFPP_ANY, (Ct(zone=vlan, commit=True, recirc_table=T_LB, mark=MARK_LB,
+        (b.weight, OFPP_ANY, (Ct(zone=vlan, commit=True, recirc_table=T_LB, mark=CT_MARK_SKIP_ACL,
                                  nat=Nat(str(b.ip), lb.port)),))
         for b in lb.backends if b.ip in up and b.ip in runtime.located)
     return GroupEntry(APP_LB, group_id(lb), "select", buckets)
@@ -129,30 +124,3 @@ def bucket_backends(lbs: Iterable[LoadBalancer], groups: Mapping[int, GroupEntry
             if nat is not None and nat.dst is not None:
                 out[(names[gid], nat.dst)] = count
     return out
-
-
-class LoadBalancerApp:
-    """Compiles the model's load balancers with the runtime's health and backend locations."""
-
-    name = "lb"
-
-    def __init__(self, runtime: LbRuntime) -> None:
-        self.runtime = runtime
-
-    def _members(self, view: FabricView, dpid: int) -> list[tuple[LoadBalancer, int]]:
-        vlans = {net.name: net.vlan for net, _ in view.edge_ports(dpid).values()}
-        return [(lb, vlans[lb.network]) for lb in view.model.load_balancers if lb.network in vlans]
-
-    def compile(self, view: FabricView, hosts: Mapping[tuple[int, str], Host]) -> Segments:
-        segments: Segments = {}
-        for dpid in view.dpids:
-            rules = {Rule(APP_LB, T_LB, 0, goto=T_ACL_COMMIT)}
-            for lb, vlan in self._members(view, dpid):
-                rules.update(lb_rules(lb, vlan, self.runtime))
-            segments[("lb", dpid)] = {dpid: frozenset(rules)}
-        return segments
-
-    def groups(self, view: FabricView) -> dict[int, frozenset[GroupEntry]]:
-        """The groups wanted on each switch."""
-        return {dpid: frozenset(lb_group(lb, vlan, self.runtime) for lb, vlan in self._members(view, dpid))
-                for dpid in view.dpids}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Collection, Optional
 
 from controller.fabric.view import FabricView
+from controller.effects import Frame
 from apps.lb.health import HealthChecker, Transition
 from apps.lb.probe import build_arp_request, parse_probe_reply, vip_mac
 from controller.metrics import Metrics
@@ -29,8 +30,6 @@ PROBE_PORTS = range(PROBE_PORT_BASE, PROBE_PORT_BASE + 0x400)
 """Source ports of TCP probes: one maskable block (40960-41983), trapped by one rule."""
 
 Ip = ipaddress.IPv4Address
-Frame = tuple[int, int, bytes]
-"""(dpid, port, frame) to packet-out."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ class LbRuntime:
         for (lb, ip), health in sorted(self.checker.health().items()):
             self.metrics.lb_backend_up.labels(lb=lb, backend=str(ip)).set(1 if health.up else 0)
 
-    def _note(self, transitions: Collection[Transition]) -> bool:
+    def _record_transitions(self, transitions: Collection[Transition]) -> bool:
         for t in transitions:
             LOG.warning("lb %s backend %s %s: %s", t.lb, t.backend, "up" if t.up else "down", t.reason)
             self.metrics.lb_backend_up.labels(lb=t.lb, backend=str(t.backend)).set(1 if t.up else 0)
@@ -126,7 +125,7 @@ class LbRuntime:
         Declared locations are refreshed by :meth:`locate_declared` on every
         recompute (they change only with ports or the model), not here.
         """
-        update = LbUpdate(changed=self._note(self.checker.expire(now)))
+        update = LbUpdate(changed=self._record_transitions(self.checker.expire(now)))
         by_name = {lb.name: lb for lb in self.model.load_balancers}
         for probe in self.checker.due(now):
             loc = self.located.get(probe.backend)
@@ -161,5 +160,5 @@ class LbRuntime:
             self.metrics.lb_check_latency.labels(lb=result.lb, backend=str(result.backend)).observe(result.latency)
         if result.reset is not None:
             update.frames.append((dpid, port, result.reset))
-        update.changed = self._note([result.transition] if result.transition else [])
+        update.changed = self._record_transitions([result.transition] if result.transition else [])
         return update

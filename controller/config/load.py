@@ -37,8 +37,10 @@ from controller.config.base import (
     named,
     optional,
     positive_number,
+    references,
     string,
 )
+from controller.config.mirrors import parse_mirrors
 from controller.config.model import ControllerSettings, Model
 
 __all__ = ["ConfigError", "load_model", "loads_model", "parse_model"]
@@ -51,8 +53,9 @@ _TOP_KEYS = (
     "vms",
     "acls",
     "load_balancers",
+    "mirrors",
 )
-_NAMED_SECTIONS = ("switches", "networks", "vms", "acls", "load_balancers")
+_NAMED_SECTIONS = ("switches", "networks", "vms", "acls", "load_balancers", "mirrors")
 _CONTROLLER_KEYS = (
     "metrics_host",
     "metrics_port",
@@ -61,6 +64,7 @@ _CONTROLLER_KEYS = (
     "stats_interval",
     "max_hosts_per_port",
     "packet_in_rate",
+    "apps",
 )
 
 
@@ -200,6 +204,7 @@ def parse_model(data: object) -> Model:
     balancers = config_policy.parse_load_balancers(
         ctx.at("load_balancers"), raw["load_balancers"] or {}, known, vms
     )
+    mirrors = parse_mirrors(ctx.at("mirrors"), raw["mirrors"] or {}, known, vms, link_ports)
     if ctx.errors:
         raise ConfigError(ctx.errors)
     return Model(
@@ -210,6 +215,7 @@ def parse_model(data: object) -> Model:
         vms=tuple(sorted(vms, key=lambda v: v.name)),
         acls=tuple(sorted(acls, key=lambda a: a.name)),
         load_balancers=tuple(sorted(balancers, key=lambda b: b.name)),
+        mirrors=tuple(sorted(mirrors, key=lambda m: m.name)),
     )
 
 
@@ -234,4 +240,5 @@ def _controller(ctx: Ctx, value: object) -> ControllerSettings | None:
         ),
         packet_in_rate=optional(ctx, m, "packet_in_rate", int_in(1), d.packet_in_rate),
         stats_interval=optional(ctx, m, "stats_interval", positive_number, d.stats_interval),
+        apps=optional(ctx, m, "apps", references(None, "app"), d.apps),
     )

@@ -34,6 +34,8 @@ class ControllerSettings:
     """Packet-ins per second per switch the controller accepts (datapath meter and shim)."""
     stats_interval: float = 10.0
     """Seconds between flow-statistics polls (ACL rule hit counters)."""
+    apps: Optional[tuple[str, ...]] = None
+    """Apps to enable, by name (built-in or ``vmn.apps`` entry point); None: every built-in app."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,21 @@ class LoadBalancer:
 
 
 @dataclass(frozen=True)
+class Mirror:
+    """A tap port receiving copies of some VMs' traffic.
+
+    ``direction`` is Neutron Tap-as-a-Service's: ``out`` what the VMs send,
+    ``in`` what is delivered to them, ``both`` both.
+    """
+
+    name: str
+    switch: str
+    port: PortRef
+    vms: tuple[str, ...]
+    direction: Literal["in", "out", "both"] = "both"
+
+
+@dataclass(frozen=True)
 class Model:
     """A whole validated network file.
 
@@ -163,6 +180,7 @@ class Model:
     vms: tuple[Vm, ...] = ()
     acls: tuple[Acl, ...] = ()
     load_balancers: tuple[LoadBalancer, ...] = ()
+    mirrors: tuple[Mirror, ...] = ()
     zero_config: bool = False
 
     @staticmethod

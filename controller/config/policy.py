@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from controller.flows.pipeline import MAX_ACL_LIST_RULES
 from controller.config.base import (
     Check,
     Ctx,
@@ -367,8 +368,8 @@ def _vm_ip(
     return vm.ip.ip
 
 
-MAX_LIST_RULES = 59000
-"""Rules one ``acl_in`` list may hold in all: they take priorities below 60000."""
+MAX_LIST_RULES = MAX_ACL_LIST_RULES
+"""Rules one ``acl_in`` list may hold in all (the ACL priority band, :mod:`controller.flows.pipeline`)."""
 
 
 def check_list_sizes(ctx: Ctx, acls: list[Acl], users: list[tuple[str, tuple[str, ...]]]) -> None:

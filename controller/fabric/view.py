@@ -14,7 +14,6 @@ from typing import Mapping, Optional
 
 import networkx as nx
 
-from apps.acl.plan import AclPlan, plan_of
 from controller.config.model import Model, Network, Vm
 from controller.flows.pipeline import APP_L2
 from controller.fabric.protection import (BackupKey, DestinationTree, Hop, assign_group_ids, backup_keys, cables_of,
@@ -64,11 +63,6 @@ class FabricView:
         self.links = frozenset(topology.links)
         self._topology = topology
         self._dest_trees: dict[int, DestinationTree] = {}
-
-    @cached_property
-    def acl_plan(self) -> AclPlan:
-        """Which ACL lists apply where (see :mod:`apps.acl.plan`)."""
-        return plan_of(self.model)
 
     @cached_property
     def graph(self) -> nx.Graph:

@@ -1,42 +1,87 @@
-"""The table pipeline, declared as data, and the check every rule must pass.
+"""The table pipeline: the one registry of tables, owners, priority bands and shared fields.
 
-| table | name       | owner   | does                                                                 |
-|-------|------------|---------|----------------------------------------------------------------------|
-| 0     | ingress    | ingress | LLDP to controller; port -> network VLAN and ACL ids; port security  |
-| 1     | acl_port   | acl, lb | conntrack pass; replies of committed connections on; per-VM ACLs     |
-| 2     | acl_net    | acl     | per-network ACLs                                                     |
-| 3     | lb         | lb      | VIP ARP replies, VIP -> backend (select group, conntrack NAT)         |
-| 4     | acl_commit | acl     | commit connections a stateful rule allowed                           |
-| 5     | learn      | l2      | known (vlan, src MAC, port) -> 6; unknown -> controller + 6           |
-| 6     | forward    | l2      | (vlan, dst MAC) -> output or fast-failover group; miss -> 7          |
-| 7     | flood      | flood   | per-network flood along the loop-free tree                           |
+Tables have stable, gapped ids (a new table takes a free id between two
+others: nothing is renumbered, and since a rule's cookie is a digest of its
+content, no unrelated rule's cookie changes). Packets visit tables in id
+order; :meth:`Pipeline.next_table` names the next *present* table, so an app
+that writes "go on" reaches a table inserted after its own.
 
-Traffic from a trunk was filtered at its first switch and goes from
-ingress straight to learn. The metadata register carries, from ingress to
-the ACL tables, which ACL list applies to the port (bits 0-31) and to the
-network (bits 32-62); bit 63 marks "a stateful rule allowed this".
-On trunks the VLAN tag's priority (PCP) is 0, or 1 on a frame that a
-fast-failover group sent onto a backup path (see :mod:`apps.l2.rules`).
+| id | table      | bands (app: priorities)                  | does                                                         |
+|----|------------|------------------------------------------|--------------------------------------------------------------|
+| 0  | ingress    | ingress 0-1001, mirror 200-1002          | LLDP to controller; port -> network VLAN and ACL ids; port security; mirror port drop, mirror VLAN on trunks |
+| 10 | acl_port   | acl 0-65000, lb 65100 (probe traps)      | conntrack pass; replies of committed connections on; per-VM ACLs |
+| 20 | acl_net    | acl                                      | per-network ACLs                                             |
+| 30 | lb         | lb                                       | VIP ARP replies, VIP -> backend (select group, conntrack NAT) |
+| 40 | acl_commit | acl                                      | commit connections                                           |
+| 50 | learn      | l2                                       | known (vlan, src MAC, port) -> next; unknown -> controller + next |
+| 55 | mirror     | mirror                                   | copies of mirrored VMs' traffic toward their mirror port     |
+| 60 | forward    | l2                                       | (vlan, dst MAC) -> output or fast-failover group; miss -> flood |
+| 70 | flood      | flood                                    | per-network flood along the loop-free tree                   |
+
+Shared fields (who writes, who reads), as OVN northd keeps its register table:
+
+| field            | bits   | written by       | read by          | meaning                                        |
+|------------------|--------|------------------|------------------|------------------------------------------------|
+| metadata         | 0-31   | ingress          | acl (acl_port)   | the VM's ACL list id (0: none)                 |
+| metadata         | 32-62  | ingress          | acl (acl_net)    | the network's ACL list id (0: none)            |
+| metadata         | 63     | acl (allow)      | acl (acl_commit) | a stateful rule allowed this packet            |
+| ct_mark          | 0-31   | acl, lb (commit) | acl (acl_port)   | :data:`CT_MARK_SKIP_ACL`: replies skip the ACLs |
+| ct_zone          | 16     | acl, lb          |                  | the network's VLAN id                          |
+| vlan_pcp (trunk) | 3      | l2 (ff groups)   | l2 (forward)     | :data:`PCP_DETOUR`: the frame is on a backup path |
+
+Meters: :data:`METER_PACKET_IN` (rate ``controller.packet_in_rate``) on every
+rule that copies packets to the controller (learn, load-balancer probe traps).
+Which app handles the packet-ins of a table is declared here too
+(:attr:`TableSpec.trap`); the shim passes packet-ins through by table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Optional
 
 from controller.flows.rules import Ct, Rule
 
-# App ids: the top byte of every cookie.
+# App ids: the top byte of every cookie. A third-party app picks an unused id >= 64.
 APP_INGRESS = 1
 APP_ACL = 2
 APP_LB = 3
 APP_L2 = 4
 APP_FLOOD = 5
-APP_NAMES: Mapping[int, str] = {
-    APP_INGRESS: "ingress", APP_ACL: "acl", APP_LB: "lb", APP_L2: "l2", APP_FLOOD: "flood",
+APP_MIRROR = 6
+BUILTIN_APPS: Mapping[str, int] = {
+    "ingress": APP_INGRESS, "acl": APP_ACL, "lb": APP_LB, "l2": APP_L2, "flood": APP_FLOOD,
+    "mirror": APP_MIRROR,
 }
 
-T_INGRESS, T_ACL_PORT, T_ACL_NET, T_LB, T_ACL_COMMIT, T_LEARN, T_FORWARD, T_FLOOD = range(8)
+T_INGRESS = 0
+T_ACL_PORT = 10
+T_ACL_NET = 20
+T_LB = 30
+T_ACL_COMMIT = 40
+T_LEARN = 50
+T_MIRROR = 55
+T_FORWARD = 60
+T_FLOOD = 70
+
+METER_PACKET_IN = 1
+"""OpenFlow meter on every rule that copies packets to the controller."""
+CT_MARK_SKIP_ACL = 1
+"""``ct_mark`` of connections whose replies skip the ACLs (stateful allows, load balancing)."""
+PCP_DETOUR = 1
+"""VLAN priority of a frame on a backup path (0 elsewhere in the fabric)."""
+ACL_TOP_RULE_PRIORITY = 59999
+"""Priority of an ACL list's first rule; the next ones count down (the acl band of acl_port/acl_net)."""
+MAX_ACL_LIST_RULES = 59000
+"""Rules one ACL list may hold in all, so that they keep their order above the list's default deny."""
+METADATA_PORT_LIST = 0x0000_0000_FFFF_FFFF
+METADATA_NET_LIST = 0x7FFF_FFFF_0000_0000
+METADATA_NET_SHIFT = 32
+METADATA_STATEFUL = 1 << 63
+METADATA_ALL = (1 << 64) - 1
+
+LINKS = "links"
+"""Trap owner of LLDP packet-ins: the core's link discovery, not an app."""
 
 
 class PipelineError(ValueError):
@@ -44,66 +89,143 @@ class PipelineError(ValueError):
 
 
 @dataclass(frozen=True)
+class Trap:
+    """Packet-ins from a table: which app handles them and the metric's ``reason`` label."""
+
+    owner: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class TableSpec:
-    """What a table may match, who may write it and where it may go next."""
+    """What a table may match, which app may write which priorities, where it may go next.
+
+    ``bands`` maps an app name to the inclusive (lowest, highest) priority
+    it may use here; ``next_tables`` are table names (the next present table
+    is always allowed).
+    """
 
     table_id: int
     name: str
-    owners: frozenset[int]
+    bands: Mapping[str, tuple[int, int]]
     match_fields: frozenset[str]
-    next_tables: frozenset[int]
+    next_tables: frozenset[str] = frozenset()
+    trap: Optional[Trap] = None
 
 
 _L2 = frozenset({"in_port", "vlan_vid", "eth_src", "eth_dst", "eth_type"})
 _L3 = frozenset({"arp_spa", "arp_tpa", "arp_sha", "arp_op", "ip_proto", "ipv4_src", "ipv4_dst",
                  "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code"})
-
 _CT = frozenset({"ct_state", "ct_zone", "ct_mark", "metadata"})
+_ALL = (0, 65535)
 
-PIPELINE: tuple[TableSpec, ...] = (
-    TableSpec(T_INGRESS, "ingress", frozenset({APP_INGRESS}), _L2 | _L3,
-              frozenset({T_ACL_PORT, T_LB, T_LEARN})),
-    TableSpec(T_ACL_PORT, "acl_port", frozenset({APP_ACL, APP_LB}), _L2 | _L3 | _CT,
-              frozenset({T_ACL_PORT, T_ACL_NET, T_LB, T_LEARN})),
-    TableSpec(T_ACL_NET, "acl_net", frozenset({APP_ACL}), _L2 | _L3 | _CT, frozenset({T_LB})),
-    TableSpec(T_LB, "lb", frozenset({APP_LB}), _L2 | _L3 | _CT,
-              frozenset({T_LB, T_ACL_COMMIT, T_LEARN})),
-    TableSpec(T_ACL_COMMIT, "acl_commit", frozenset({APP_ACL}), _L2 | _CT, frozenset({T_LEARN})),
-    TableSpec(T_LEARN, "learn", frozenset({APP_L2}), _L2, frozenset({T_FORWARD})),
-    TableSpec(T_FORWARD, "forward", frozenset({APP_L2}), _L2 | {"vlan_pcp"}, frozenset({T_FLOOD})),
-    TableSpec(T_FLOOD, "flood", frozenset({APP_FLOOD}), _L2, frozenset()),
+BUILTIN_TABLES: tuple[TableSpec, ...] = (
+    TableSpec(T_INGRESS, "ingress", {"ingress": (0, 1001), "mirror": (200, 1002)}, _L2 | _L3,
+              frozenset({"acl_port", "lb", "learn", "mirror"}), Trap(LINKS, "lldp")),
+    TableSpec(T_ACL_PORT, "acl_port", {"acl": (0, 65000), "lb": (65100, 65100)}, _L2 | _L3 | _CT,
+              frozenset({"acl_port", "acl_net", "lb", "learn"}), Trap("lb", "lb-probe")),
+    TableSpec(T_ACL_NET, "acl_net", {"acl": _ALL}, _L2 | _L3 | _CT, frozenset({"lb"})),
+    TableSpec(T_LB, "lb", {"lb": _ALL}, _L2 | _L3 | _CT, frozenset({"lb", "acl_commit", "learn"})),
+    TableSpec(T_ACL_COMMIT, "acl_commit", {"acl": _ALL}, _L2 | _CT, frozenset({"learn"})),
+    TableSpec(T_LEARN, "learn", {"l2": _ALL}, _L2, frozenset(), Trap("l2", "learn")),
+    TableSpec(T_MIRROR, "mirror", {"mirror": _ALL}, _L2, frozenset({"forward"})),
+    TableSpec(T_FORWARD, "forward", {"l2": _ALL}, _L2 | {"vlan_pcp"}, frozenset({"flood"})),
+    TableSpec(T_FLOOD, "flood", {"flood": _ALL}, _L2),
 )
-TABLES: Mapping[int, TableSpec] = {t.table_id: t for t in PIPELINE}
 
 
-def check_rule(rule: Rule) -> None:
-    """Raise :class:`PipelineError` unless ``rule`` fits its table's declaration.
+class Pipeline:
+    """The tables of the enabled apps, in id order, and the apps' cookie ids.
 
-    Checks the table exists, the owner app may write it, every match field
-    is allowed there, and ``goto`` / conntrack recirculation go only to a
-    declared next table.
+    Build it with :meth:`of`; every rule an app returns must pass
+    :meth:`check_rule` (the core checks them as they are compiled).
     """
-    spec = TABLES.get(rule.table)
-    if spec is None:
-        raise PipelineError(f"rule for unknown table {rule.table}: {rule}")
-    if rule.app not in spec.owners:
-        raise PipelineError(f"app {APP_NAMES.get(rule.app, rule.app)} may not write table {spec.name}")
-    bad = sorted(k for k, _ in rule.match if k not in spec.match_fields)
-    if bad:
-        raise PipelineError(f"table {spec.name} does not match on {', '.join(bad)}")
-    nexts = [rule.goto] if rule.goto is not None else []
-    nexts += [a.recirc_table for a in rule.actions if isinstance(a, Ct) and a.recirc_table is not None]
-    for nxt in nexts:
-        if nxt not in spec.next_tables:
-            raise PipelineError(f"table {spec.name} may not go to table {nxt}")
+
+    def __init__(self, tables: Iterable[TableSpec], apps: Mapping[str, int]) -> None:
+        self.tables = tuple(sorted(tables, key=lambda t: t.table_id))
+        self.apps = dict(apps)
+        self._by_id = {t.table_id: t for t in self.tables}
+        self._by_name = {t.name: t for t in self.tables}
+        self._app_names = {i: n for n, i in self.apps.items()}
+        self._nexts = {t.table_id: self._allowed_next(t) for t in self.tables}
+
+    def _allowed_next(self, spec: TableSpec) -> frozenset[int]:
+        allowed = {self._by_name[n].table_id for n in spec.next_tables if n in self._by_name}
+        following = self.next_table(spec.table_id)
+        return frozenset(allowed | ({following} if following is not None else set()))
+
+    @staticmethod
+    def of(apps: Mapping[str, int], extra: Iterable[TableSpec] = ()) -> Pipeline:
+        """The built-in tables some enabled app writes, plus ``extra`` (tables of third-party apps).
+
+        Raises :class:`PipelineError` when two tables share an id or a name,
+        or two apps share a cookie id.
+        """
+        if len(set(apps.values())) != len(apps):
+            raise PipelineError(f"two apps share a cookie id: {dict(sorted(apps.items()))}")
+        tables = [t for t in BUILTIN_TABLES if set(t.bands) & set(apps)] + list(extra)
+        ids, names = [t.table_id for t in tables], [t.name for t in tables]
+        if len(set(ids)) != len(ids) or len(set(names)) != len(names):
+            raise PipelineError(f"tables clash: {sorted(zip(ids, names))}")
+        return Pipeline(tables, apps)
+
+    def table(self, name: str) -> TableSpec:
+        """The table called ``name``; raises KeyError if absent."""
+        return self._by_name[name]
+
+    def spec(self, table_id: int) -> Optional[TableSpec]:
+        return self._by_id.get(table_id)
+
+    def has(self, name: str) -> bool:
+        return name in self._by_name
+
+    def next_table(self, table_id: int) -> Optional[int]:
+        """The id of the first present table after ``table_id``; None after the last."""
+        return next((t.table_id for t in self.tables if t.table_id > table_id), None)
+
+    def trap(self, table_id: int) -> Optional[Trap]:
+        spec = self.spec(table_id)
+        return spec.trap if spec is not None else None
+
+    def app_name(self, app_id: int) -> str:
+        return self._app_names.get(app_id, str(app_id))
+
+    def check_rule(self, rule: Rule) -> None:
+        """Raise :class:`PipelineError` unless ``rule`` fits its table's declaration.
+
+        Checks the table exists, the owner app may write it at that
+        priority, every match field is allowed there, and ``goto`` /
+        conntrack recirculation go only to a declared or the next table.
+        """
+        spec = self.spec(rule.table)
+        if spec is None:
+            raise PipelineError(f"rule for unknown table {rule.table}: {rule}")
+        app = self.app_name(rule.app)
+        band = spec.bands.get(app)
+        if band is None:
+            raise PipelineError(f"app {app} may not write table {spec.name}")
+        if not band[0] <= rule.priority <= band[1]:
+            raise PipelineError(f"app {app} may not use priority {rule.priority} in table {spec.name} "
+                                f"(its band is {band[0]}-{band[1]})")
+        bad = sorted(k for k, _ in rule.match if k not in spec.match_fields)
+        if bad:
+            raise PipelineError(f"table {spec.name} does not match on {', '.join(bad)}")
+        nexts = [rule.goto] if rule.goto is not None else []
+        nexts += [a.recirc_table for a in rule.actions if isinstance(a, Ct) and a.recirc_table is not None]
+        for nxt in nexts:
+            if nxt not in self._nexts[spec.table_id]:
+                raise PipelineError(f"table {spec.name} may not go to table {nxt}")
+
+    def check_rules(self, rules: Iterable[Rule]) -> None:
+        """Check every rule and that no two share (table, priority, match) with different content."""
+        seen: dict[tuple[object, ...], Rule] = {}
+        for rule in rules:
+            self.check_rule(rule)
+            key = (rule.table, rule.priority, rule.match)
+            other = seen.setdefault(key, rule)
+            if other != rule:
+                raise PipelineError(f"conflicting rules for one match: {other} and {rule}")
 
 
-def check_rules(rules: Iterable[Rule]) -> None:
-    """Check every rule and that no two share (table, priority, match) with different content."""
-    seen: dict[tuple[object, ...], Rule] = {}
-    for rule in rules:
-        check_rule(rule)
-        key = (rule.table, rule.priority, rule.match)
-        other = seen.setdefault(key, rule)
-        if other != rule:
-            raise PipelineError(f"conflicting rules for one match: {other} and {rule}")
+PIPELINE = Pipeline.of(BUILTIN_APPS)
+"""The pipeline of every built-in app."""

@@ -16,19 +16,19 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Literal, Mapping, Optional
 
-from apps.acl.compile import Origin, rule_origins
-from controller.core import Core
+from apps.acl.app import AclFirewall
+from apps.acl.compile import Origin
+from apps.l2.app import L2Switch
+from apps.lb.app import LoadBalancerApp
 from apps.lb.probe import vip_mac
 from apps.lb.runtime import Location
 from controller.config.model import Model, Vm
-from controller.flows.pipeline import APP_ACL, T_ACL_NET, T_ACL_PORT
+from controller.flows.pipeline import APP_ACL, T_ACL_NET, T_ACL_PORT, T_LEARN
 from controller.flows.rules import Ct
-from controller.tools.sim import Packet, SimConntrack, SimNetwork, Trace
-from controller.fabric.topology import LinkKey, PortInfo
+from controller.tools.fakefabric import FakeFabric, port_numbers
+from controller.tools.sim import Packet, SimConntrack, Trace
 
 Proto = Literal["tcp", "udp", "icmp"]
-FIRST_NAMED_PORT = 1000
-"""Interface-named ports get OpenFlow numbers from here, in name order."""
 CLIENT_PORT = 40000
 
 
@@ -41,20 +41,15 @@ def vm_mac(vm: Vm) -> str:
 
 @dataclass
 class Fabric:
-    """A core with every declared switch connected and every VM learned."""
+    """A fake fabric with every declared switch and link up and every VM learned."""
 
     model: Model
-    core: Core
+    fake: FakeFabric
     ports: Mapping[tuple[str, int | str], tuple[int, int]]
     """(switch name, declared port) -> (dpid, OpenFlow port)."""
 
     def at(self, vm: Vm) -> tuple[int, int]:
         return self.ports[(vm.switch, vm.port)]
-
-    def network(self, conntrack: SimConntrack) -> SimNetwork:
-        return SimNetwork({d: self.core.flows.rules(d) for d in self.core.topology.ports},
-                          self.core.topology.links, conntrack=conntrack,
-                          groups={d: list(g.values()) for d, g in self.core.groups.items()})
 
     def vm_at(self, dpid: int, port: int) -> Optional[Vm]:
         for vm in self.model.vms:
@@ -62,42 +57,33 @@ class Fabric:
                 return vm
         return None
 
+    def origins(self) -> Mapping[int, Origin]:
+        """Cookie -> (ACL, rule) of every ACL-list flow (empty when the ACL app is off)."""
+        apps = {a.name: a for a in self.fake.core.apps}
+        acl = apps.get("acl")
+        return acl.origins(self.model) if isinstance(acl, AclFirewall) else {}
+
 
 def build_fabric(model: Model) -> Fabric:
     """Connect the model's switches and links to a core and learn every VM on its port."""
-    core = Core(model, verify=True)
-    refs: dict[str, set[int | str]] = {s.name: set() for s in model.switches}
-    for vm in model.vms:
-        refs[vm.switch].add(vm.port)
-    for link in model.links:
-        refs[link.a.switch].add(link.a.port)
-        refs[link.b.switch].add(link.b.port)
-    ports: dict[tuple[str, int | str], tuple[int, int]] = {}
-    for switch in model.switches:
-        names = sorted(p for p in refs[switch.name] if isinstance(p, str))
-        numbered: dict[int | str, int] = {p: p for p in refs[switch.name] if isinstance(p, int)}
-        numbered.update({n: FIRST_NAMED_PORT + i for i, n in enumerate(names)})
-        ports.update({(switch.name, ref): (switch.dpid, no) for ref, no in numbered.items()})
-        infos = [PortInfo(no, ref if isinstance(ref, str) else f"p{no}") for ref, no in numbered.items()]
-        core.switch_up(switch.dpid, sorted(infos, key=lambda p: p.port_no))
-        core.reconcile(switch.dpid, [])
-    for link in model.links:
-        a, b = ports[(link.a.switch, link.a.port)], ports[(link.b.switch, link.b.port)]
-        core.topology.add_link(LinkKey.of(a[0], a[1], b[0], b[1]))
-    core.recompute()
-    fabric = Fabric(model, core, ports)
+    fake = FakeFabric.from_model(model)
+    fabric = Fabric(model, fake, port_numbers(model))
+    learner = fake.core.app("l2")
+    assert isinstance(learner, L2Switch)
     for vm in model.vms:
         dpid, port = fabric.at(vm)
         vlan = model.network_by_name[vm.network].vlan
         frame = (b"\xff" * 6 + bytes.fromhex(vm_mac(vm).replace(":", ""))
                  + struct.pack("!HHH", 0x8100, vlan, 0x0806) + bytes(46))
-        core.packet_in(dpid, port, frame)
-    for lb in model.load_balancers:  # backends without a declared MAC: as if ARP had found them
-        for backend in lb.backends:
-            owner = next((v for v in model.vms if v.ip is not None and v.ip.ip == backend.ip), None)
-            if owner is not None and backend.ip not in core.lb.located:
-                core.lb.located[backend.ip] = Location(vm_mac(owner), *fabric.at(owner))
-    core.recompute()
+        fake.packet_in(dpid, T_LEARN, port, frame)
+    balancer = {a.name: a for a in fake.core.apps}.get("lb")
+    if isinstance(balancer, LoadBalancerApp):
+        for lb in model.load_balancers:  # backends without a declared MAC: as if ARP had found them
+            for backend in lb.backends:
+                owner = next((v for v in model.vms if v.ip is not None and v.ip.ip == backend.ip), None)
+                if owner is not None and backend.ip not in balancer.runtime.located:
+                    balancer.assume_located(str(backend.ip), Location(vm_mac(owner), *fabric.at(owner)))
+        fake.recompute()
     return fabric
 
 
@@ -206,8 +192,8 @@ def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: Optional
     dst = next((v for v in model.vms if v.ip is not None and v.ip.ip == target and v.network == src.network),
                None) or next((v for v in model.vms if v.ip is not None and v.ip.ip == target), None)
     dst_mac = vip_mac(dst_ip) if vip else vm_mac(dst) if dst else "02:ff:ff:ff:ff:fe"
-    origins = rule_origins(model, fabric.core.view().acl_plan)
-    sim = fabric.network(SimConntrack())
+    origins = fabric.origins()
+    sim = fabric.fake.network(SimConntrack())
     pkt = _packet(src, dst_mac, dst_ip, proto, port)
     sent = sim.send(*fabric.at(src), pkt)
     if vip is not None:  # whichever backend the group chose

@@ -1,15 +1,18 @@
-"""Helpers for unit tests: drive a Core with fake switches and trace packets."""
+"""Helpers for unit tests: drive a core through a fake fabric and trace packets through what it sent."""
 
 from __future__ import annotations
 
 import struct
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Collection, Iterable, Mapping, Optional
 
+from apps.l2.app import L2Switch
+from apps.l2.hosts import HostTable
 from controller.config import loads_model
-from controller.core import Core
 from controller.config.model import Model
-from controller.tools.sim import SimConntrack, SimNetwork, Trace, ethernet
 from controller.fabric.topology import LinkKey, PortInfo
+from controller.flows.pipeline import T_LEARN
+from controller.tools.fakefabric import FakeFabric
+from controller.tools.sim import SimConntrack, SimNetwork, Trace, ethernet
 
 
 class FakeClock:
@@ -26,28 +29,30 @@ def tagged_frame(src: str, dst: str, vlan: int, ethertype: int = 0x0800) -> byte
             + struct.pack("!HHH", 0x8100, vlan, ethertype) + b"\x00" * 46)
 
 
-class Harness:
-    """A Core plus simulated switches; packet-ins from the sim are fed back to the core."""
+class Harness(FakeFabric):
+    """A fake fabric with explicit ports and links; packet-ins from the sim are fed back to the core."""
 
     def __init__(self, model: Model, ports: Mapping[int, Iterable[int | tuple[int, str]]],
                  links: Iterable[LinkKey] = ()) -> None:
         self.clock = FakeClock()
-        self.core = Core(model, clock=self.clock, verify=True)
+        super().__init__(model, clock=self.clock)
         for dpid, plist in sorted(ports.items()):
-            infos = [PortInfo(p, f"p{p}") if isinstance(p, int) else PortInfo(p[0], p[1]) for p in plist]
-            self.core.switch_up(dpid, infos)
-            self.core.reconcile(dpid, [])
+            self.connect(dpid, [PortInfo(p, f"p{p}") if isinstance(p, int) else PortInfo(p[0], p[1])
+                                for p in plist])
         for link in links:
-            self.core.topology.add_link(link)
-        self.core.recompute()
+            self.link_up(link)
         self.packet_ins = 0
         self.conntrack = SimConntrack()
         """One conntrack for every send, as all bridges of one OVS host share one."""
 
-    def sim(self) -> SimNetwork:
-        return SimNetwork({d: self.core.flows.rules(d) for d in self.core.topology.ports},
-                          self.core.topology.links, conntrack=self.conntrack,
-                          groups={d: list(g.values()) for d, g in self.core.groups.items()})
+    @property
+    def hosts(self) -> HostTable:
+        learner = self.core.app("l2")
+        assert isinstance(learner, L2Switch)
+        return learner.hosts
+
+    def sim(self, down: Collection[tuple[int, int]] = ()) -> SimNetwork:
+        return self.network(self.conntrack, down)
 
     def send(self, dpid: int, port: int, src: str, dst: str, learn: bool = True, **fields: Any) -> Trace:
         """Inject a frame; feed the resulting learn packet-ins to the core when ``learn``."""
@@ -55,9 +60,9 @@ class Harness:
         if learn:
             for d, pkt in trace.to_controller:
                 self.packet_ins += 1
-                vid = int(pkt["vlan_vid"]) & 0xFFF  # type: ignore[call-overload]
-                self.core.packet_in(d, int(pkt["in_port"]),  # type: ignore[call-overload]
-                                    tagged_frame(str(pkt["eth_src"]), str(pkt["eth_dst"]), vid))
+                vid = int(str(pkt["vlan_vid"])) & 0xFFF
+                self.packet_in(d, T_LEARN, int(str(pkt["in_port"])),
+                               tagged_frame(str(pkt["eth_src"]), str(pkt["eth_dst"]), vid))
         return trace
 
 

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from apps.acl.compile import rule_origins
 from controller.config import policy as config_policy
 from controller.config.policy import MAX_LIST_RULES
 from controller.config import ConfigError
@@ -140,7 +139,7 @@ def test_one_list_is_compiled_once_per_switch() -> None:
     assert len(listed) == 6 + 2  # six rules, arp allow, implicit deny: shared by both VMs
     on_s2 = [r for r in h.core.flows.rules(2) if r.app == APP_ACL and r.table == T_ACL_PORT]
     assert not [r for r in on_s2 if any(k == "metadata" and v[0] for k, v in r.match)]  # type: ignore[index]
-    origins = rule_origins(h.core.model, h.core.view().acl_plan)
+    origins = h.core.app("acl").origins(h.core.model)  # type: ignore[attr-defined]
     assert sorted(o for r, o in ((r, origins.get(r.cookie)) for r in listed) if o) == sorted(
         [("web-out", str(i)) for i in range(6)] + [("web-out", "arp-allow"), ("web-out", "implicit-deny")])
 
@@ -149,7 +148,7 @@ def test_changing_one_rule_changes_one_flow_per_switch() -> None:
     h = harness(web1="web-out", db="web-out")
     text = (NET % {"web1_acl": ", acl_in: [web-out]", "web2_acl": "", "db_acl": ", acl_in: [web-out]",
                    "net_acl": ""}).replace("tcp_dst: 6000", "tcp_dst: 6001")
-    batches = h.core.reload(model_from(text))
+    batches = h.reload(model_from(text)).batches
     assert {b.dpid: (len(b.deletes), len(b.adds)) for b in batches} == {1: (1, 1), 2: (1, 1)}
 
 

@@ -29,9 +29,9 @@ RED = 1  # the red VM's port on every switch
 def cut_network(h: Harness, cut: set[LinkKey]) -> SimNetwork:
     """The installed rules and groups with the ``cut`` links gone (their ends dead)."""
     dead = {(l.a_dpid, l.a_port) for l in cut} | {(l.b_dpid, l.b_port) for l in cut}
-    return SimNetwork({d: h.core.flows.rules(d) for d in h.core.topology.ports},
+    return SimNetwork({d: frozenset(r.values()) for d, r in h.flows.items()},
                       [l for l in h.core.topology.links if l not in cut], conntrack=h.conntrack,
-                      groups={d: list(g.values()) for d, g in h.core.groups.items()}, down=dead)
+                      groups={d: list(g.values()) for d, g in h.groups.items()}, down=dead)
 
 
 def unicast(net: SimNetwork, src: tuple[int, int], dst: tuple[int, int], net_id: int = 1) -> Trace:
@@ -46,7 +46,7 @@ def red_vms(h: Harness) -> list[tuple[int, int]]:
 def learn_all(h: Harness, vms: list[tuple[int, int]]) -> None:
     for dpid, port in vms:
         h.send(dpid, port, mac(dpid), BCAST)
-    assert len(h.core.hosts) == len(vms)
+    assert len(h.hosts) == len(vms)
 
 
 def path_links(h: Harness, src: tuple[int, int], dst: tuple[int, int]) -> set[LinkKey]:
@@ -67,8 +67,8 @@ def assert_delivered_once(trace: Trace, dst: tuple[int, int]) -> None:
 
 def cut(h: Harness, link: LinkKey) -> None:
     """Tell the core both ends of ``link`` went down (it recomputes)."""
-    h.core.port_changed(link.a_dpid, PortInfo(link.a_port, f"p{link.a_port}", up=False))
-    h.core.port_changed(link.b_dpid, PortInfo(link.b_port, f"p{link.b_port}", up=False))
+    h.port_changed(link.a_dpid, PortInfo(link.a_port, f"p{link.a_port}", up=False))
+    h.port_changed(link.b_dpid, PortInfo(link.b_port, f"p{link.b_port}", up=False))
 
 
 TOPOLOGIES: dict[str, Callable[[], Harness]] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.flows.flowstate import FlowState
-from controller.flows.pipeline import APP_ACL, APP_FLOOD, APP_L2, T_ACL_PORT, T_FORWARD, PipelineError, check_rule, check_rules
+from controller.flows.pipeline import APP_ACL, APP_FLOOD, APP_L2, T_ACL_PORT, T_FORWARD, PIPELINE, PipelineError
 from controller.flows.rules import Ct, Output, Rule, make_match
 
 A = Rule(APP_L2, T_FORWARD, 10, make_match(eth_dst="02:00:00:00:00:01"), (Output(1),))
@@ -39,18 +39,18 @@ def test_cookie_is_stable_and_content_derived() -> None:
 
 def test_pipeline_rejects_foreign_owner_bad_field_and_bad_goto() -> None:
     with pytest.raises(PipelineError, match="may not write table forward"):
-        check_rule(Rule(APP_FLOOD, T_FORWARD, 1))
+        PIPELINE.check_rule(Rule(APP_FLOOD, T_FORWARD, 1))
     with pytest.raises(PipelineError, match="does not match on tcp_dst"):
-        check_rule(Rule(APP_L2, T_FORWARD, 1, make_match(tcp_dst=80)))
+        PIPELINE.check_rule(Rule(APP_L2, T_FORWARD, 1, make_match(tcp_dst=80)))
     with pytest.raises(PipelineError, match="may not go to table 1"):
-        check_rule(Rule(APP_L2, T_FORWARD, 1, goto=1))
+        PIPELINE.check_rule(Rule(APP_L2, T_FORWARD, 1, goto=1))
     with pytest.raises(PipelineError, match="may not go to table 6"):
-        check_rule(Rule(APP_ACL, T_ACL_PORT, 1, (), (Ct(1, recirc_table=T_FORWARD),)))
+        PIPELINE.check_rule(Rule(APP_ACL, T_ACL_PORT, 1, (), (Ct(1, recirc_table=T_FORWARD),)))
     with pytest.raises(PipelineError, match="unknown table 9"):
-        check_rule(Rule(APP_L2, 9, 1))
+        PIPELINE.check_rule(Rule(APP_L2, 9, 1))
 
 
 def test_conflicting_rules_for_one_match_are_rejected() -> None:
     other = Rule(APP_L2, T_FORWARD, 10, make_match(eth_dst="02:00:00:00:00:01"), (Output(3),))
     with pytest.raises(PipelineError, match="conflicting"):
-        check_rules([A, other])
+        PIPELINE.check_rules([A, other])

@@ -176,7 +176,7 @@ def learn_all(fab: Fabric, h: Harness) -> None:
     """Every VM broadcasts once (an ARP request); the packet-ins teach the core."""
     for vm in fab.vms:
         send(h, vm, BCAST)
-    learned = {(host.dpid, host.port, host.mac) for host in h.core.hosts.values()}
+    learned = {(host.dpid, host.port, host.mac) for host in h.hosts.values()}
     assert learned == {(vm.dpid, vm.port, vm.mac) for vm in fab.vms}
 
 
@@ -240,7 +240,7 @@ def test_a_vm_cannot_forge_a_link_with_lldp(fab: Fabric) -> None:
         trace = h.send(vm.dpid, vm.port, vm.mac, "01:80:c2:00:00:0e", eth_type=ETH_LLDP)
         for dpid, pkt in trace.to_controller:  # the VM's frame, forged as a probe from anywhere
             for origin in ends:
-                h.core.lldp_in(dpid, int(str(pkt["in_port"])), build_probe(*origin))
+                h.lldp_in(dpid, int(str(pkt["in_port"])), build_probe(*origin))
         assert trace.outputs == [], f"LLDP from {vm.name} forwarded"
     assert h.core.topology.links == links
     for vm in fab.vms:
@@ -313,7 +313,7 @@ def test_declared_addresses_are_the_only_ones_a_vm_may_send_from(fab: Fabric, da
     # Spoofing taught the core nothing: every MAC is still where its VM is.
     for vm in fab.vms:
         if vm.declares_mac:
-            host = h.core.hosts.get((fab.vlans[vm.network], vm.mac))
+            host = h.hosts.get((fab.vlans[vm.network], vm.mac))
             assert host is not None and (host.dpid, host.port) == vm.at
 
 
@@ -338,7 +338,7 @@ def test_forged_probe_from_a_vm_leaves_the_topology_alone() -> None:
     h = fab.harness()
     forged = h.send(1, 2, "02:00:00:00:00:02", "01:80:c2:00:00:0e", eth_type=ETH_LLDP)
     for dpid, pkt in forged.to_controller:  # b1 claims to be s2 port 5
-        h.core.lldp_in(dpid, int(str(pkt["in_port"])), build_probe(2, 5))
+        h.lldp_in(dpid, int(str(pkt["in_port"])), build_probe(2, 5))
     assert forged.to_controller == [] and forged.outputs == []
     assert h.core.topology.links == {LinkKey.of(1, 10, 2, 10)}
     red = send(h, fab.vms[0], BCAST)

@@ -75,9 +75,10 @@ def test_connections_go_to_backends_by_weight_and_replies_come_from_the_vip() ->
 def test_a_down_backend_gets_no_new_connections_and_keeps_old_ones() -> None:
     h = harness()
     first = {sport: str(syn(h, sport).outputs[0][2]["ipv4_dst"]) for sport in range(31000, 31040)}
-    slot = h.core.lb.checker._slots[("web", IPv4Address("10.0.0.12"))]  # as after `fall` failed checks
+    slot = h.core.app("lb").runtime.checker._slots  # type: ignore[attr-defined]
+    slot = slot[("web", IPv4Address("10.0.0.12"))]  # as after `fall` failed checks
     slot.health = BackendHealth(up=False)
-    h.core.recompute()
+    h.recompute()
     for sport in range(32000, 32040):
         assert syn(h, sport).outputs[0][2]["ipv4_dst"] == "10.0.0.11"
     for sport, ip in first.items():  # established: conntrack keeps each on its backend

@@ -73,26 +73,23 @@ def test_link_failure_reroutes_and_link_return_is_used_again() -> None:
     h.send(1, 1, mac(1), BCAST)
     direct = LinkKey.of(1, 10, 2, 11)
     assert set(h.send(1, 1, mac(1), mac(2)).link_crossings) == {direct}
-    h.core.port_changed(1, PortInfo(10, "p10", up=False))
+    h.port_changed(1, PortInfo(10, "p10", up=False))
     trace = h.send(1, 1, mac(1), mac(2))
     assert outputs(trace) == {(2, 1)} and direct not in trace.link_crossings
     assert outputs(h.send(1, 1, mac(1), BCAST)) == {(2, 1), (3, 1), (4, 1)}
-    h.core.port_changed(1, PortInfo(10, "p10", up=True))
-    h.core.topology.add_link(direct)
-    h.core.recompute()
+    h.port_changed(1, PortInfo(10, "p10", up=True))
+    h.link_up(direct)
     assert set(h.send(1, 1, mac(1), mac(2)).link_crossings) == {direct}
 
 
 def test_switch_leaves_and_returns() -> None:
     h = ring(4)
-    h.core.switch_down(2)
+    h.disconnect(2)
     trace = h.send(1, 1, mac(1), BCAST)
     assert outputs(trace) == {(3, 1), (4, 1)} and not trace.loop
-    h.core.switch_up(2, [PortInfo(p, f"p{p}") for p in (1, 2, 10, 11)])
-    h.core.reconcile(2, [])
+    h.connect(2, [PortInfo(p, f"p{p}") for p in (1, 2, 10, 11)])
     for link in (LinkKey.of(1, 10, 2, 11), LinkKey.of(2, 10, 3, 11)):
-        h.core.topology.add_link(link)
-    h.core.recompute()
+        h.link_up(link)
     assert outputs(h.send(1, 1, mac(1), BCAST)) == {(2, 1), (3, 1), (4, 1)}
 
 
@@ -118,19 +115,19 @@ def test_trunk_carries_only_networks_that_use_it() -> None:
 def test_learning_is_never_on_a_trunk() -> None:
     h = ring(3)
     h.send(1, 1, mac(1), BCAST)
-    assert {(x.dpid, x.port) for x in h.core.hosts.values()} == {(1, 1)}
+    assert {(x.dpid, x.port) for x in h.hosts.values()} == {(1, 1)}
 
 
 def test_lldp_discovers_links_and_declared_mismatch_is_counted() -> None:
     from controller.fabric.lldp import build_probe
     h = ring(3)
     h.core.topology.links.clear()
-    h.core.recompute()
-    h.core.lldp_in(2, 11, build_probe(1, 10))
+    h.recompute()
+    h.lldp_in(2, 11, build_probe(1, 10))
     assert LinkKey.of(1, 10, 2, 11) in h.core.topology.links
     assert h.core.metrics.link_mismatches._value.get() == 2  # two declared links still missing
     h.clock.now = 100.0
-    h.core.expire_links()
+    h.tick()
     assert not h.core.topology.links
 
 
@@ -142,25 +139,22 @@ def test_zero_config_ring_never_storms_while_links_are_discovered() -> None:
     assert not trace.loop and outputs(trace) == set()
     h.clock.now = 1.0
     for i in (1, 2, 3):
-        h.core.lldp_in(i % 3 + 1, 11, build_probe(i, 10))
+        h.lldp_in(i % 3 + 1, 11, build_probe(i, 10))
     h.clock.now = 2.5  # probation (two LLDP intervals) over, links still fresh
-    h.core.tick()
+    h.tick()
     trace = h.send(1, 1, mac(1), BCAST)
     assert not trace.loop and outputs(trace) == {(2, 1), (3, 1)}
     assert all(n == 1 for n in trace.link_crossings.values())
 
 
 def test_restarted_zero_config_controller_keeps_flooding_where_it_did() -> None:
-    from controller.core import DumpedFlow
     from controller.config.model import Model
     h = Harness(Model.zero(), {1: [1, 2]})
     h.clock.now = 10.0
-    h.core.tick()
-    dump = [DumpedFlow(r.cookie, r.table, r.priority, dict(r.match)) for r in h.core.flows.rules(1)]
-    fresh = Harness.__new__(Harness)
-    Harness.__init__(fresh, Model.zero(), {})
-    fresh.core.switch_up(1, [PortInfo(1, "p1"), PortInfo(2, "p2")])
-    batch = fresh.core.reconcile(1, dump)
+    h.tick()
+    fresh = Harness(Model.zero(), {})
+    batch = fresh.connect(1, [PortInfo(1, "p1"), PortInfo(2, "p2")], held=h.core.flows.rules(1)).batch(1)
+    assert batch is not None
     assert batch.deletes == () and batch.adds == ()
 
 
@@ -168,8 +162,8 @@ def test_forged_probe_without_the_controller_secret_makes_no_link() -> None:
     from controller.fabric.lldp import build_probe, parse_probe
     h = ring(3)
     h.core.topology.links.clear()
-    h.core.recompute()
-    assert h.core.lldp_in(2, 11, build_probe(1, 10, secret=b"not ours")) == []
+    h.recompute()
+    assert not h.lldp_in(2, 11, build_probe(1, 10, secret=b"not ours"))
     assert not h.core.topology.links
     assert parse_probe(build_probe(5, 7, b"k"), b"k") == (5, 7)
     assert parse_probe(build_probe(5, 7, b"k"), b"other") is None
@@ -178,11 +172,11 @@ def test_forged_probe_without_the_controller_secret_makes_no_link() -> None:
 def test_a_controller_stall_does_not_expire_links_but_silence_does() -> None:
     h = ring(3)
     links = set(h.core.topology.links)
-    h.core.tick()
+    h.tick()
     h.clock.now = 60.0  # the controller was stopped for a minute: nobody heard the probes
-    h.core.tick()
+    h.tick()
     assert h.core.topology.links == links
     for step in range(1, 10):  # ticking again, probes still silent: the links go
         h.clock.now = 60.0 + step * 0.5
-        h.core.tick()
+        h.tick()
     assert not h.core.topology.links

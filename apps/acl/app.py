@@ -1,0 +1,69 @@
+"""The ACL firewall app: compiles the model's ACL lists, counts their hits.
+
+Semantics and tables: :mod:`apps.acl.compile`; which list applies where:
+:mod:`apps.acl.plan`.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+from apps.acl.compile import PORT_STAGE, NET_STAGE, ListCompiler, Origin, Stage, base_rules, conntrack_rules
+from apps.acl.plan import AclList, AclPlan, plan_of
+from apps.base import AppContext, Segments
+from controller.config.model import Model
+from controller.fabric.view import FabricView
+from controller.flows.pipeline import APP_ACL
+from controller.metrics import StatCounter
+
+
+class AclFirewall:
+    """Static ACL rules per switch, one shared segment per ACL list, hit counters from flow stats."""
+
+    name = "acl"
+    app_id = APP_ACL
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.compiler = ListCompiler()
+        self.hits: StatCounter[int] = StatCounter(ctx.metrics.acl_rule_hits)
+        self._plan: Optional[tuple[Model, AclPlan]] = None
+        self._origins: Optional[tuple[Model, Mapping[int, Origin]]] = None
+        self._model: Optional[Model] = None
+
+    def plan(self, model: Model) -> AclPlan:
+        """The ACL plan of ``model`` (cached for the latest model)."""
+        if self._plan is None or self._plan[0] is not model:
+            self._plan = (model, plan_of(model))
+        return self._plan[1]
+
+    def compile(self, view: FabricView) -> Segments:
+        plan = self.plan(view.model)
+        users: dict[tuple[Stage, AclList], set[int]] = {}
+        segments: Segments = {}
+        for dpid in view.dpids:
+            edges = view.edge_ports(dpid).values()
+            for net, vm in edges:
+                if vm is not None and vm.acl_in:
+                    users.setdefault((PORT_STAGE, vm.acl_in), set()).add(dpid)
+                if net.acl_in:
+                    users.setdefault((NET_STAGE, net.acl_in), set()).add(dpid)
+            tracked = {net.vlan for net, _ in edges if net.vlan in plan.tracked_vlans}
+            segments[("acl", dpid)] = {dpid: frozenset(base_rules() + conntrack_rules(tracked))}
+        for stage, names, compiled in self.compiler.lists(view.model, plan):
+            dpids = users.get((stage, names))
+            if dpids:
+                rules = frozenset(r for r, _ in compiled)
+                segments[("acl-list", stage.table, names)] = {d: rules for d in sorted(dpids)}
+        self._model = view.model
+        return segments
+
+    def origins(self, model: Model) -> Mapping[int, Origin]:
+        """Cookie of every ACL-list flow of ``model`` -> the (ACL, rule) it stands for."""
+        if self._origins is None or self._origins[0] is not model:
+            self._origins = (model, self.compiler.origins(model, self.plan(model)))
+        return self._origins[1]
+
+    def flow_stats(self, dpid: int, packets: Mapping[int, int]) -> None:
+        """Packet counts of this switch's ACL flows -> ``vmn_acl_rule_hits_total{acl, rule}``."""
+        if self._model is not None:
+            self.hits.update(dpid, packets, self.origins(self._model))

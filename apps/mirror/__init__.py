@@ -1,0 +1,1 @@
+"""Port mirroring: copies of VMs' traffic out of a tap port."""

@@ -54,7 +54,7 @@ import sys, time
 t0 = time.perf_counter()
 from controller import ofmsg
 from controller.config import load as config
-from controller.core import Core
+from controller.compose import build_core
 from controller.fabric.topology import PortInfo
 import controller.app  # os-ken and everything the app imports
 t_import = time.perf_counter() - t0
@@ -79,17 +79,17 @@ data = step("YAML (config._load_yaml: pure-Python SafeLoader + duplicate-key che
 import yaml
 step("  for scale: yaml.CSafeLoader on the same text", lambda: yaml.load(raw, Loader=yaml.CSafeLoader))
 model = step("validate (config.parse_model)", lambda: config.parse_model(data))
-core = Core(model)
+core = build_core(model)
 ports = [PortInfo(n, f"p{n}", True) for n in range(1, vms + 1)]
 step("Core.switch_up (compile every app, FlowState diff)", lambda: core.switch_up(dpid, ports))
-batch = step("Core.reconcile (empty switch)", lambda: core.reconcile(dpid, []))
+batch = step("Core.reconcile (empty switch)", lambda: core.reconcile(dpid, []).batches[0])
 bufs = step(f"ofmsg.batch_bytes: {len(batch.adds)} flow_mods into one bundle (os-ken objects, cold)",
             lambda: ofmsg.batch_bytes(Dp(), 1, batch.deletes, batch.adds))
 print(f"           ({len(bufs):,} bytes)")
 print("reload with one rule changed:")
 model2 = step("load_model (read + YAML + validate)", lambda: config.load_model(second))
 batches = step("Core.reload (recompute, diff)", lambda: core.reload(model2))
-b = batches[0]
+b = batches.batches[0]
 step(f"ofmsg.batch_bytes: {len(b.deletes)} delete(s), {len(b.adds)} add(s)",
      lambda: ofmsg.batch_bytes(Dp(), 2, b.deletes, b.adds))
 '''

@@ -60,7 +60,7 @@ from bench.harness import (
     write_yaml,
 )
 from controller.config import load_model
-from controller.core import Core
+from controller.compose import build_core
 from controller.fabric.topology import PortInfo
 from tests.netlab import OFCTL, VSCTL, Lab, free_port, sh, wait_until
 
@@ -235,7 +235,7 @@ def add_ports(bridge: str, count: int) -> list[PortInfo]:
 
 def expected_flows(config: Path, ports: list[PortInfo]) -> int:
     """How many flows the controller wants on the switch right after it connects."""
-    core = Core(load_model(config))
+    core = build_core(load_model(config))
     core.switch_up(DPID, ports)
     core.reconcile(DPID, [])
     return len(core.flows.rules(DPID))

@@ -36,7 +36,7 @@ from bench.harness import (
     write_yaml,
 )
 from controller.config import load_model
-from controller.core import Core
+from controller.compose import build_core
 from tests.netlab import OFCTL, Lab, sh
 
 DPID = 0xC3
@@ -75,7 +75,7 @@ def network_file(path: Path, bridge: str, p: Plan) -> Path:
 
 def expected_flows(config: Path, dpid: int) -> int:
     """How many flows the controller wants on ``dpid`` right after it connects (no hosts)."""
-    core = Core(load_model(config))
+    core = build_core(load_model(config))
     core.switch_up(dpid, [])
     core.reconcile(dpid, [])
     return len(core.flows.rules(dpid))

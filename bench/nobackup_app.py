@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from controller.fabric.view import protection
+from controller.fabric import protection
 from controller.app import VmnController
 
 

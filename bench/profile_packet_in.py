@@ -40,8 +40,9 @@ from pathlib import Path
 from bench.harness import VENV_PY, controller, prepare_environment
 from bench.packet_in import DPID, VLAN, network_file
 from controller.config import load_model
-from controller.core import Core
+from controller.compose import build_core
 from controller.fabric.topology import PortInfo
+from controller.flows.pipeline import T_LEARN
 
 
 def tagged_frame(src: str, dst: str, vlan: int) -> bytes:
@@ -138,7 +139,7 @@ def os_split(app: str, seconds: float = 3.0) -> str:
 def core_cost(hosts: int, buckets: int = 4) -> str:
     """Mean wall time of ``Core.packet_in`` per learned host, by hosts already known."""
     with tempfile.TemporaryDirectory(prefix="vmn-bench-") as tmp:
-        core = Core(load_model(network_file(Path(tmp) / "net.yaml")))
+        core = build_core(load_model(network_file(Path(tmp) / "net.yaml")))
     core.switch_up(DPID, [PortInfo(1, "p1"), PortInfo(2, "p2")])
     core.reconcile(DPID, [])
     times: list[float] = []
@@ -146,7 +147,7 @@ def core_cost(hosts: int, buckets: int = 4) -> str:
         frame = tagged_frame(f"02:00:00:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}",
                              "02:ee:ee:ee:ee:02", VLAN)
         t0 = time.perf_counter()
-        core.packet_in(DPID, 1, frame)
+        core.packet_in(DPID, T_LEARN, 1, frame)
         times.append(time.perf_counter() - t0)
     size = max(1, hosts // buckets)
     lines = [f"Core.packet_in alone (no os-ken), {hosts} fresh hosts:"]
@@ -197,7 +198,7 @@ def components(n: int = 2000) -> str:
         return ofproto_parser.msg(dp, 4, buf[1], len(buf), 0, buf)
 
     with tempfile.TemporaryDirectory(prefix="vmn-bench-") as tmp:
-        core = Core(load_model(network_file(Path(tmp) / "net.yaml")))
+        core = build_core(load_model(network_file(Path(tmp) / "net.yaml")))
         logfile = open(Path(tmp) / "log", "w")  # noqa: SIM115  (closed below)
         log = logging.getLogger("vmn.bench.components")
         log.propagate = False
@@ -213,7 +214,7 @@ def components(n: int = 2000) -> str:
         batches: list[list[Rule]] = []
 
         def learn(i: int) -> None:
-            for b in core.packet_in(DPID, 1, frames[i]):
+            for b in core.packet_in(DPID, T_LEARN, 1, frames[i]).batches:
                 batches.append(list(b.adds))
 
         rows = [

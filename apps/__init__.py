@@ -76,13 +76,20 @@ def build(names: Optional[Sequence[str]], make_context: Callable[[Pipeline], App
     built with. Raises :class:`AppError` (unknown name, clashing ids or tables).
     """
     known = available()
-    classes = {name: _load(known[name]) for name in check_names(names)}
-    ids = {name: int(getattr(cls, "app_id")) for name, cls in classes.items()}
-    extra: list[TableSpec] = [t for cls in classes.values() for t in getattr(cls, "tables", ())]
+    return instantiate([_load(known[name]) for name in check_names(names)], make_context)
+
+
+def instantiate(classes: Sequence[type], make_context: Callable[[Pipeline], AppContext]) -> list[App]:
+    """Instantiate app ``classes`` on the pipeline they make up (built-in tables plus their ``tables``).
+
+    Raises :class:`AppError` when app ids, table ids or table names clash.
+    """
+    ids = {str(getattr(cls, "name")): int(getattr(cls, "app_id")) for cls in classes}
+    extra: list[TableSpec] = [t for cls in classes for t in getattr(cls, "tables", ())]
     try:
         pipeline = Pipeline.of(ids, extra)
     except ValueError as err:
         raise AppError(str(err)) from err
     ctx = make_context(pipeline)
-    apps: list[App] = [cls(ctx) for cls in classes.values()]
+    apps: list[App] = [cls(ctx) for cls in classes]
     return apps

@@ -27,7 +27,8 @@ from apps.base import AppContext, Segments, per_switch
 from controller.config.model import Model, Vm
 from controller.fabric.crossing import from_trunk
 from controller.fabric.view import FabricView
-from controller.flows.pipeline import APP_INGRESS, METADATA_ALL, T_ACL_PORT, T_INGRESS, T_LB, T_LEARN
+from controller.flows.pipeline import (APP_INGRESS, METADATA_ALL, T_ACL_NET, T_ACL_PORT, T_INGRESS, T_LB,
+                                       T_LEARN)
 from controller.flows.rules import (OFPP_CONTROLLER, OFPVID_NONE, OFPVID_PRESENT, Output, PushVlan, Rule,
                                     SetField, make_match)
 from controller.packets import ETH_ARP, ETH_IPV4, ETH_LLDP
@@ -42,11 +43,13 @@ def _tag(vlan: int) -> tuple[PushVlan, SetField]:
     return (PushVlan(), SetField("vlan_vid", OFPVID_PRESENT | vlan))
 
 
-def edge_port_rules(port: int, vlan: int, vm: Optional[Vm], metadata: Optional[int] = None) -> list[Rule]:
+def edge_port_rules(port: int, vlan: int, vm: Optional[Vm], metadata: Optional[int] = None,
+                    unfiltered: int = T_LB) -> list[Rule]:
     """Rules admitting what ``vm`` (or anyone, when undeclared) may send on ``port``.
 
     With ``metadata`` (the port's ACL list ids) admitted frames go to the ACL
-    tables carrying it; without, to the load balancer table.
+    tables carrying it; without, to table ``unfiltered`` (the first table
+    after the ACL tables: the load balancer's when it is enabled).
     """
     base = dict(in_port=port, vlan_vid=OFPVID_NONE)
     mac = vm.mac if vm else None
@@ -57,7 +60,7 @@ def edge_port_rules(port: int, vlan: int, vm: Optional[Vm], metadata: Optional[i
     else:
         matches = [make_match(**base, eth_src=mac)]
     if metadata is None:
-        rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, m, _tag(vlan), goto=T_LB) for m in matches]
+        rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, m, _tag(vlan), goto=unfiltered) for m in matches]
     else:
         rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, m, _tag(vlan), goto=T_ACL_PORT,
                       write_metadata=(metadata, METADATA_ALL)) for m in matches]
@@ -66,13 +69,18 @@ def edge_port_rules(port: int, vlan: int, vm: Optional[Vm], metadata: Optional[i
     return rules
 
 
-def ingress_rules(view: FabricView, dpid: int, plan: AclPlan) -> list[Rule]:
-    """All ingress-table rules of one switch; ``plan`` says which ACL lists apply where."""
+def ingress_rules(view: FabricView, dpid: int, plan: Optional[AclPlan], unfiltered: int) -> list[Rule]:
+    """All ingress-table rules of one switch.
+
+    ``plan`` says which ACL lists apply where (None: the ACL app is off);
+    ``unfiltered`` is where frames no ACL table must see go.
+    """
     rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_LLDP, make_match(eth_type=ETH_LLDP),
                   (Output(OFPP_CONTROLLER, LLDP_MAX_LEN),)),
              Rule(APP_INGRESS, T_INGRESS, PRIO_MISS)]
     for port, (net, vm) in view.edge_ports(dpid).items():
-        rules += edge_port_rules(port, net.vlan, vm, plan.metadata(vm, net))
+        metadata = plan.metadata(vm, net) if plan is not None else None
+        rules += edge_port_rules(port, net.vlan, vm, metadata, unfiltered)
     for port in sorted(view.trunk_ports(dpid)):
         rules += [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, from_trunk(port, vlan), goto=T_LEARN)
                   for vlan in view.trunk_vlans(dpid, port)]
@@ -87,9 +95,15 @@ class Ingress:
 
     def __init__(self, ctx: AppContext) -> None:
         self._plan: Optional[tuple[Model, AclPlan]] = None
+        self.filtering = ctx.pipeline.has("acl_port")
+        unfiltered = ctx.pipeline.next_table(T_ACL_NET)
+        assert unfiltered is not None, "the pipeline has no table after the ACL tables"
+        self.unfiltered = unfiltered
 
     def compile(self, view: FabricView) -> Segments:
-        if self._plan is None or self._plan[0] is not view.model:
-            self._plan = (view.model, plan_of(view.model))
-        plan = self._plan[1]
-        return per_switch("ingress", view, lambda v, d: ingress_rules(v, d, plan))
+        plan = None
+        if self.filtering:
+            if self._plan is None or self._plan[0] is not view.model:
+                self._plan = (view.model, plan_of(view.model))
+            plan = self._plan[1]
+        return per_switch("ingress", view, lambda v, d: ingress_rules(v, d, plan, self.unfiltered))

@@ -35,8 +35,9 @@ class Diverged(AssertionError):
 class FakeFabric:
     """A core plus the flow and group tables of its (fake) switches."""
 
-    def __init__(self, model: Model, clock: Callable[[], float] = time.monotonic) -> None:
-        self.core: Core = build_core(model, clock=clock, verify=True)
+    def __init__(self, model: Model, clock: Callable[[], float] = time.monotonic,
+                 core: Optional[Core] = None) -> None:
+        self.core: Core = core or build_core(model, clock=clock, verify=True)
         self.flows: dict[int, dict[int, Rule]] = {}
         """dpid -> cookie -> rule, as installed."""
         self.groups: dict[int, dict[int, GroupEntry]] = {}
@@ -44,9 +45,13 @@ class FakeFabric:
         """Every frame the core asked to packet-out, in order."""
 
     @staticmethod
-    def from_model(model: Model, clock: Callable[[], float] = time.monotonic) -> FakeFabric:
-        """Every declared switch up with the ports the file names, every declared link up."""
-        fabric = FakeFabric(model, clock)
+    def from_model(model: Model, clock: Callable[[], float] = time.monotonic,
+                   core: Optional[Core] = None) -> FakeFabric:
+        """Every declared switch up with the ports the file names, every declared link up.
+
+        ``core`` replaces the one built with the model's apps (tests of other app sets).
+        """
+        fabric = FakeFabric(model, clock, core)
         numbers = port_numbers(model)
         for switch in model.switches:
             infos = [PortInfo(no, ref if isinstance(ref, str) else f"p{no}")

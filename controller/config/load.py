@@ -107,7 +107,8 @@ class _StrictLoader(_BaseLoader):
                     f"found duplicate key {key!r}",
                     key_node.start_mark,
                 )
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Hashable, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def load_model(path: str | os.PathLike[str]) -> Model:

@@ -81,11 +81,13 @@ class FakeFabric:
     def check(self) -> None:
         """Raise :class:`Diverged` unless every ready switch holds exactly the desired flows and groups."""
         for dpid in sorted(self.core.ready):
-            have, want = set(self.flows.get(dpid, {}).values()), set(self.core.flows.rules(dpid))
-            if have != want:
-                raise Diverged(f"switch {dpid:x}: {len(want - have)} wanted rules missing "
-                               f"({sorted(want - have, key=repr)[:2]}), {len(have - want)} extra "
-                               f"({sorted(have - want, key=repr)[:2]})")
+            installed = self.flows.get(dpid, {})
+            wanted = {r.cookie: r for r in self.core.flows.rules(dpid)}
+            if installed.keys() != wanted.keys():
+                missing = [wanted[c] for c in sorted(wanted.keys() - installed.keys())]
+                extra = [installed[c] for c in sorted(installed.keys() - wanted.keys())]
+                raise Diverged(f"switch {dpid:x}: {len(missing)} wanted rules missing ({missing[:2]}), "
+                               f"{len(extra)} extra ({extra[:2]})")
             if self.groups.get(dpid, {}) != self.core.groups.get(dpid, {}):
                 raise Diverged(f"switch {dpid:x}: groups differ")
 

@@ -56,11 +56,17 @@ class L2Switch:
                 for dpid in view.dpids}
 
     def refresh(self, view: FabricView) -> None:
-        """Forget hosts whose port is no longer an edge port of their network (now a trunk, or reloaded)."""
+        """Forget hosts whose port went away: down, deleted, its switch disconnected, or no longer
+        an edge port of their network (now a trunk, or changed by a reload). They are learned
+        again wherever they show up next.
+        """
         for key, host in list(self.hosts.items()):
+            port = view.ports.get(host.dpid, {}).get(host.port)
             edge = view.edge_ports(host.dpid).get(host.port)
-            if host.dpid in view.ports and (edge is None or edge[0].vlan != host.vlan):
+            if port is None or not port.up or edge is None or edge[0].vlan != host.vlan:
                 self.hosts.remove(*key)
+                LOG.info("host %s forgotten on vlan %d: %016x port %d is %s", host.mac, host.vlan, host.dpid,
+                         host.port, "gone" if port is None else "down" if not port.up else "no longer its edge")
         self._full = {k for k in self._full if self.hosts.on_port(*k) >= self.model.controller.max_hosts_per_port}
         self._update_host_gauge()
 

@@ -43,7 +43,7 @@ from bench.harness import (
     spread,
     write_yaml,
 )
-from tests.netlab import ControllerProcess, Host, Lab, Link, free_port, wait_until
+from controller.tools.lab import ControllerProcess, Host, Lab, Link, free_port, wait_until
 from tests.ovs.metrics_client import total
 
 INTERVAL_MS = 10

@@ -19,7 +19,7 @@ from typing import Callable
 
 import pytest
 
-from tests.netlab import ControllerProcess, Host, Lab, dump_groups, free_port, port_stats, wait_until
+from controller.tools.lab import ControllerProcess, Host, Lab, dump_groups, free_port, port_stats, wait_until
 from tests.ovs.metrics_client import total
 
 pytestmark = pytest.mark.ovs

@@ -1,4 +1,4 @@
-"""Tests of the real-OVS harness (tests/netlab.py) itself.
+"""Tests of the real-OVS harness (controller/tools/lab) itself.
 
 Bridges run in fail_mode standalone with no controller, so OVS acts as a
 plain learning switch: whatever fails here is the harness, not VMN.
@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.netlab import (
+from controller.tools.lab import (
     Host,
     Lab,
     dump_flows,

@@ -17,9 +17,9 @@ from typing import Callable
 
 import pytest
 
-from tests.netlab import ControllerProcess, Host, Lab, Link, dump_groups, port_stats, wait_until
+from controller.tools.lab import ControllerProcess, Host, Lab, Link, dump_groups, port_stats, wait_until
 from tests.ovs.metrics_client import total
-from tests.netlab import free_port
+from controller.tools.lab import free_port
 
 pytestmark = pytest.mark.ovs
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[3]
 OSKEN_MANAGER = REPO_ROOT / ".venv" / "bin" / "osken-manager"
 MAX_IFNAME = 15
 OFCTL = ("ovs-ofctl", "-O", "OpenFlow13")

@@ -1,0 +1,56 @@
+"""A lab of real Open vSwitch bridges and network namespaces, for tests and benchmarks.
+
+See :mod:`controller.tools.lab.lab`.
+"""
+
+from controller.tools.lab.lab import (
+    MAX_IFNAME,
+    OFCTL,
+    OSKEN_MANAGER,
+    REPO_ROOT,
+    VSCTL,
+    Cmd,
+    CommandError,
+    ControllerProcess,
+    Flow,
+    Host,
+    Lab,
+    Link,
+    PortStats,
+    dump_flows,
+    dump_groups,
+    flow_durations,
+    flows,
+    free_port,
+    parse_flow,
+    port_stats,
+    sh,
+    unique_prefix,
+    wait_until,
+)
+
+__all__ = [
+    "MAX_IFNAME",
+    "OFCTL",
+    "OSKEN_MANAGER",
+    "REPO_ROOT",
+    "VSCTL",
+    "Cmd",
+    "CommandError",
+    "ControllerProcess",
+    "Flow",
+    "Host",
+    "Lab",
+    "Link",
+    "PortStats",
+    "dump_flows",
+    "dump_groups",
+    "flow_durations",
+    "flows",
+    "free_port",
+    "parse_flow",
+    "port_stats",
+    "sh",
+    "unique_prefix",
+    "wait_until",
+]

@@ -11,7 +11,9 @@ Needs root and a running Open vSwitch. One job per module:
 - :mod:`~controller.tools.lab.dumps`: flows, groups and port counters as
   ``ovs-ofctl`` dumps them, parsed;
 - :mod:`~controller.tools.lab.controller_process`: :class:`ControllerProcess`,
-  the controller under test as a child process.
+  the controller under test as a child process;
+- :mod:`~controller.tools.lab.wiring`: :func:`wire`, which builds a network
+  file (e.g. from :mod:`controller.tools.topo`) in a lab.
 
 Everything public is re-exported here::
 
@@ -41,6 +43,7 @@ from controller.tools.lab.shell import (
     unique_prefix,
     wait_until,
 )
+from controller.tools.lab.wiring import Wired, wire
 
 __all__ = [
     "MAX_IFNAME",
@@ -56,6 +59,7 @@ __all__ = [
     "Lab",
     "Link",
     "PortStats",
+    "Wired",
     "dump_flows",
     "dump_groups",
     "flow_durations",
@@ -66,4 +70,5 @@ __all__ = [
     "sh",
     "unique_prefix",
     "wait_until",
+    "wire",
 ]

@@ -299,9 +299,14 @@ def single(vms: int, *, networks: Sequence[NetworkSpec] = TENANTS, dpid_base: in
     return draft.done()
 
 
+_SECTIONS = ("controller", "switches", "links", "networks", "vms")
+
+
 def to_yaml(net: NetworkFile) -> str:
-    """The network file as YAML text: block style at the top, one line per entry."""
-    text: str = yaml.safe_dump(dict(net), sort_keys=False, default_flow_style=None, width=120)
+    """The network file as YAML text: sections in schema order, one line per entry."""
+    data: dict[str, object] = dict(net)
+    ordered = {key: data[key] for key in _SECTIONS if key in data}
+    text: str = yaml.safe_dump(ordered, sort_keys=False, default_flow_style=None, width=120)
     return text
 
 

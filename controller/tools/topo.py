@@ -102,6 +102,7 @@ class NetworkSpec:
 TENANTS = (NetworkSpec("tenant-a", 100, "a"), NetworkSpec("tenant-b", 200, "b"))
 """The default networks, as in ``topologies/*.yaml``."""
 
+
 class _Draft:
     """Collects one network file; :meth:`done` validates and returns it."""
 
@@ -278,8 +279,9 @@ def single(vms: int, *, networks: Sequence[NetworkSpec] = TENANTS, dpid_base: in
     """One switch ``s1`` with ``vms`` VMs of each network.
 
     VM ``j`` (from 1) of network ``k`` is ``vm_prefix + j`` on port
-    ``k * vms + j``; its ip and mac follow the module's rules with ``j`` as
-    the number (``single(2)``: a1, a2 on ports 1, 2; b1, b2 on 3, 4).
+    ``k * vms + j`` (``single(2)``: a1, a2 on ports 1, 2; b1, b2 on 3, 4);
+    its ip is host ``k * stride + j`` (``j`` stands for the switch number
+    in the module's rule), its mac ``<mac_prefix>:01:<port>``.
 
     Raises
     ------

@@ -47,7 +47,7 @@ from bench.harness import (
     wait_flow_count,
 )
 from bench.profile_packet_in import summarize
-from tests.netlab import ControllerProcess, wait_until
+from controller.tools.lab import ControllerProcess, wait_until
 
 STEPS = r'''
 import sys, time

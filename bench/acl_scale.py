@@ -62,7 +62,7 @@ from bench.harness import (
 from controller.config import load_model
 from controller.compose import build_core
 from controller.fabric.topology import PortInfo
-from tests.netlab import OFCTL, VSCTL, Lab, free_port, sh, wait_until
+from controller.tools.lab import OFCTL, VSCTL, Lab, free_port, sh, wait_until
 
 DPID = 0xC6
 METRICS = ("ACL config → forwarding vs Faucet, controller start → last flow",

@@ -37,7 +37,7 @@ from bench.harness import (
 )
 from controller.config import load_model
 from controller.compose import build_core
-from tests.netlab import OFCTL, Lab, sh
+from controller.tools.lab import OFCTL, Lab, sh
 
 DPID = 0xC3
 METRICS = ("Config → forwarding, controller start → last flow",

@@ -1,7 +1,7 @@
 """Benchmark 4: TCP throughput through our pipeline vs. the same bridge doing ``NORMAL``.
 
 Two namespace VMs on one userspace bridge (TX checksum offload off inside
-the namespaces, as :meth:`tests.netlab.Lab.add_host` does), declared in a
+the namespaces, as :meth:`controller.tools.lab.Lab.add_host` does), declared in a
 network file with MAC and IP, each with an ACL whose stateful rule admits
 the iperf3 connection, and a load balancer in the same network: traffic
 crosses ingress (port security), conntrack, both ACL tables, the lb table,
@@ -32,7 +32,7 @@ from bench.harness import (
     stop_process,
     write_yaml,
 )
-from tests.netlab import OFCTL, Host, Lab, sh, wait_until
+from controller.tools.lab import OFCTL, Host, Lab, sh, wait_until
 
 DPID = 0xD4
 VLAN = 100

@@ -41,9 +41,10 @@ from bench.harness import (
     median,
     new_lab,
     spread,
-    write_yaml,
 )
-from tests.netlab import ControllerProcess, Host, Lab, Link, free_port, wait_until
+from controller.tools import topo
+from controller.tools.lab import ControllerProcess, Host, Lab, Link, free_port, wait_until, wire
+from controller.tools.topo import NetworkFile, NetworkSpec
 from tests.ovs.metrics_client import total
 
 INTERVAL_MS = 10
@@ -75,15 +76,21 @@ def plan(opts: Options) -> Plan:
     return Plan(1) if opts.quick else Plan(5)
 
 
-def ring_file(path: Path, bridges: list[str], metrics: int) -> Path:
-    """Three switches in a ring, one network with a VM on each (as in the ring test)."""
-    return write_yaml(path, {
-        "controller": {"metrics_port": metrics, "lldp_interval": 0.5},
-        "switches": {f"s{i + 1}": {"dpid": 0xE1 + i, "bridge": br} for i, br in enumerate(bridges)},
-        "links": [["s1:10", "s2:11"], ["s2:10", "s3:11"], ["s3:10", "s1:11"]],
-        "networks": {"red": {"vlan": 100}},
-        "vms": {f"r{i + 1}": {"switch": f"s{i + 1}", "port": 1, "network": "red"} for i in range(3)},
-    })
+def ring_net(bridges: list[str]) -> NetworkFile:
+    """Three switches in a ring on ``bridges``, one network with a VM on each (as in the ring test).
+
+    The VMs' ips (10.205.0.0/24) are for the lab's hosts; :func:`ring_file` leaves them out.
+    """
+    return topo.ring(3, networks=(NetworkSpec("red", 100, "r"),), dpid_base=0xE0, bridges=bridges,
+                     subnet="10.205.0.0/24")
+
+
+def ring_file(path: Path, net: NetworkFile, metrics: int) -> Path:
+    """Write the controller's file for ``net`` (no VM addresses, LLDP every 0.5 s) to ``path``."""
+    config = topo.without_addresses(net)
+    config["controller"] = {"metrics_port": metrics, "lldp_interval": 0.5}
+    path.write_text(topo.to_yaml(config))
+    return path
 
 
 def reply_times(output: str) -> list[float]:
@@ -179,16 +186,13 @@ def with_ring(app: str, trials: list[str], p: Plan) -> dict[str, list[Trial]]:
     out: dict[str, list[Trial]] = {kind: [] for kind in trials}
     with new_lab() as lab, tempfile.TemporaryDirectory(prefix="vmn-bench-") as tmp:
         metrics = free_port()
-        bridges = [f"{lab.prefix}b{i}" for i in (1, 2, 3)]
-        config = ring_file(Path(tmp) / "ring.yaml", bridges, metrics)
+        net = ring_net([f"{lab.prefix}b{i}" for i in (1, 2, 3)])
+        config = ring_file(Path(tmp) / "ring.yaml", net, metrics)
         with controller(config, app=app, metrics_port=metrics) as ctl:
-            for i, br in enumerate(bridges):
-                lab.add_bridge(br, 0xE1 + i, ctl.port)
-            links = [lab.add_link(bridges[i], 10, bridges[(i + 1) % 3], 11) for i in range(3)]
-            hosts = [lab.add_host(f"r{i + 1}", bridges[i], 1, ip=f"10.205.0.{i + 1}") for i in range(3)]
-            for br in bridges:
+            wired = wire(lab, net, ctl.port)
+            for br in wired.bridges.values():
                 ctl.wait_connected(br, 20)
-            ring = RingLab(lab, ctl, metrics, links[0], hosts[0], hosts[1])
+            ring = RingLab(lab, ctl, metrics, wired.links[0], wired.hosts["r1"], wired.hosts["r2"])
             for _ in range(p.trials):
                 for kind in trials:
                     ring.ready()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import BENCH_DIR, stop_process, write_yaml
-from tests.netlab import free_port, sh
+from controller.tools.lab import free_port, sh
 
 VENV = BENCH_DIR / ".faucet-venv"
 FAUCET_MANAGER = VENV / "bin" / "osken-manager"

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from tests.netlab import OFCTL, ControllerProcess, Lab, sh, wait_until
+from controller.tools.lab import OFCTL, ControllerProcess, Lab, sh, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO_ROOT / "bench"

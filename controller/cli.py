@@ -144,10 +144,66 @@ def run_trace(args: argparse.Namespace) -> int:
     return 0 if result.forward.delivered else 1
 
 
+TOPO_SIZES = {"ring": "N", "linear": "N", "leaf-spine": "SPINES LEAVES",
+              "tree": "DEPTH FANOUT (or DEPTH and one fanout per level)", "single": "VMS"}
+
+
+def add_topo(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    """Register ``vmn topo KIND SIZE... [--subnet CIDR] [--mac-prefix P] [--dpid-base N]``."""
+    parser = subparsers.add_parser(
+        "topo",
+        help="print a built network file (ring, linear, leaf-spine, tree, single)",
+        description="Print the network file a builder of controller.tools.topo makes, with "
+        "networks tenant-a (VLAN 100) and tenant-b (VLAN 200). Sizes: "
+        + "; ".join(f"{kind}: {sizes}" for kind, sizes in TOPO_SIZES.items())
+        + ". Exits 2 on bad sizes.",
+    )
+    parser.add_argument("kind", choices=tuple(TOPO_SIZES), help="the topology")
+    parser.add_argument("sizes", type=int, nargs="+", metavar="SIZE", help="its sizes")
+    parser.add_argument("--subnet", metavar="CIDR", help="give VMs addresses in this IPv4 subnet")
+    parser.add_argument("--mac-prefix", metavar="P", help="give VMs MACs P:<switch>:<port> (P: 4 octets)")
+    parser.add_argument("--dpid-base", type=lambda text: int(text, 0), default=0, metavar="N",
+                        help="dpid of switch i is N + i (default 0)")
+    parser.set_defaults(handler=run_topo)
+
+
+def run_topo(args: argparse.Namespace) -> int:
+    """Print the built file: 0, or 2 and the reason on stderr when the sizes are wrong."""
+    from controller.tools import topo
+
+    kind: str = args.kind
+    sizes: list[int] = args.sizes
+    base: int = args.dpid_base
+    subnet: str | None = args.subnet
+    macs: str | None = args.mac_prefix
+    counts = {"ring": (1, 1), "linear": (1, 1), "leaf-spine": (2, 2), "tree": (2, len(sizes)),
+              "single": (1, 1)}
+    low, high = counts[kind]
+    try:
+        if not low <= len(sizes) <= high:
+            raise ValueError(f"{kind} takes {TOPO_SIZES[kind]}, got {len(sizes)} sizes")
+        if kind in ("ring", "linear"):
+            build = topo.ring if kind == "ring" else topo.linear
+            net = build(sizes[0], dpid_base=base, subnet=subnet, mac_prefix=macs)
+        elif kind == "leaf-spine":
+            net = topo.leaf_spine(sizes[0], sizes[1], dpid_base=base, subnet=subnet, mac_prefix=macs)
+        elif kind == "tree":
+            fanout = sizes[1] if len(sizes) == 2 else sizes[1:]
+            net = topo.tree(sizes[0], fanout, dpid_base=base, subnet=subnet, mac_prefix=macs)
+        else:
+            net = topo.single(sizes[0], dpid_base=base, subnet=subnet, mac_prefix=macs)
+    except ValueError as exc:
+        print(f"vmn topo: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(topo.to_yaml(net))
+    return 0
+
+
 SUBCOMMANDS: tuple[Callable[[SubParsers[argparse.ArgumentParser]], None], ...] = (
     add_check,
     add_provision,
     add_trace,
+    add_topo,
 )
 """The ``add_*`` functions, in the order ``vmn --help`` lists the subcommands."""
 

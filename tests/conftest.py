@@ -6,10 +6,10 @@ require_ovs
     Skips the test unless running as root with a working ``ovs-vsctl``;
     under CI (``CI=true``) it fails instead, since set-up must have started OVS.
 lab
-    A :class:`tests.netlab.Lab` with a unique prefix, torn down after the test.
+    A :class:`controller.tools.lab.Lab` with a unique prefix, torn down after the test.
 controller_factory
     ``controller_factory(config=None, *, wait=True, **kwargs)`` starts a
-    :class:`tests.netlab.ControllerProcess`; all are stopped at teardown.
+    :class:`controller.tools.lab.ControllerProcess`; all are stopped at teardown.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.netlab import ControllerProcess, Lab
+from controller.tools.lab import ControllerProcess, Lab
 
 
 def pytest_configure(config: pytest.Config) -> None:

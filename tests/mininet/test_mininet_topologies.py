@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netlab import ControllerProcess, sh
+from controller.tools.lab import ControllerProcess, sh
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "mininet_scripts" / "vmn_mininet.py"

@@ -12,7 +12,7 @@ import pytest
 
 from controller.config import load_model
 from controller.tools.trace import Fabric, Proto, build_fabric, trace
-from tests.netlab import ControllerProcess, Host, Lab, free_port, wait_until
+from controller.tools.lab import ControllerProcess, Host, Lab, free_port, wait_until
 from tests.ovs.metrics_client import total
 from tests.ovs.traffic import start_servers, tcp_connects, udp_answers
 

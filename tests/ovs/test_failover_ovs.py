@@ -19,29 +19,15 @@ from typing import Callable
 
 import pytest
 
-from tests.netlab import ControllerProcess, Host, Lab, dump_groups, free_port, port_stats, wait_until
+from controller.tools import topo
+from controller.tools.lab import ControllerProcess, Host, Lab, dump_groups, free_port, port_stats, wait_until, wire
+from controller.tools.topo import NetworkSpec
 from tests.ovs.metrics_client import total
 
 pytestmark = pytest.mark.ovs
 
-RING4 = """
-controller: {{metrics_port: {metrics}, lldp_interval: 0.5}}
-switches:
-  s1: {{dpid: 0x41, bridge: {b1}}}
-  s2: {{dpid: 0x42, bridge: {b2}}}
-  s3: {{dpid: 0x43, bridge: {b3}}}
-  s4: {{dpid: 0x44, bridge: {b4}}}
-links:
-  - [s1:10, s2:11]
-  - [s2:10, s3:11]
-  - [s3:10, s4:11]
-  - [s4:10, s1:11]
-networks: {{red: {{vlan: 100}}}}
-vms:
-  r1: {{switch: s1, port: 1, network: red}}
-  r2: {{switch: s2, port: 1, network: red}}
-  r4: {{switch: s4, port: 1, network: red}}
-"""
+RED = (NetworkSpec("red", 100, "r", on=(1, 2, 4)),)
+"""s1-s4 in a ring (dpids 0x41-0x44, port 10 to the next, 11 to the previous); red VMs r1, r2, r4."""
 BURST = 50  # pings at 100/s per pair while the controller is stopped
 
 
@@ -58,14 +44,16 @@ def _received(src: Host, dst: Host) -> int:
 def test_uturn_backups_carry_every_pair_across_a_cut_while_the_controller_is_stopped(
         lab: Lab, controller_factory: Callable[..., ControllerProcess], tmp_path: Path) -> None:
     metrics = free_port()
-    bridges = [f"{lab.prefix}b{i}" for i in (1, 2, 3, 4)]
+    net = topo.ring(4, networks=RED, dpid_base=0x40, bridges=[f"{lab.prefix}b{i}" for i in (1, 2, 3, 4)],
+                    subnet="10.71.0.0/24")  # the hosts' ips; the controller is not told them
+    config = topo.without_addresses(net)
+    config["controller"] = {"metrics_port": metrics, "lldp_interval": 0.5}
     cfg = tmp_path / "ring4.yaml"
-    cfg.write_text(RING4.format(metrics=metrics, b1=bridges[0], b2=bridges[1], b3=bridges[2], b4=bridges[3]))
+    cfg.write_text(topo.to_yaml(config))
     ctl = controller_factory(cfg)
-    for i, br in enumerate(bridges):
-        lab.add_bridge(br, 0x41 + i, ctl.port)
-    links = [lab.add_link(bridges[i], 10, bridges[(i + 1) % 4], 11) for i in range(4)]
-    r1, r2, r4 = (lab.add_host(f"r{i}", bridges[i - 1], 1, ip=f"10.71.0.{i}") for i in (1, 2, 4))
+    wired = wire(lab, net, ctl.port)
+    bridges, links = list(wired.bridges.values()), wired.links
+    r1, r2, r4 = (wired.hosts[f"r{i}"] for i in (1, 2, 4))
     for br in bridges:
         ctl.wait_connected(br, 20)
     wait_until(lambda: total(metrics, "vmn_links_up") == 4, 20, message="four links discovered")

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Optional
 
 import pytest
 
-from tests.netlab import ControllerProcess, Host, Lab, port_stats, wait_until
+from controller.tools.lab import ControllerProcess, Host, Lab, port_stats, wait_until
 
 pytestmark = pytest.mark.ovs
 

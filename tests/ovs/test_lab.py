@@ -1,4 +1,4 @@
-"""Tests of the real-OVS harness (tests/netlab.py) itself.
+"""Tests of the real-OVS harness (controller/tools/lab) itself.
 
 Bridges run in fail_mode standalone with no controller, so OVS acts as a
 plain learning switch: whatever fails here is the harness, not VMN.
@@ -10,7 +10,8 @@ import subprocess
 
 import pytest
 
-from tests.netlab import (
+from controller.tools import topo
+from controller.tools.lab import (
     Host,
     Lab,
     dump_flows,
@@ -20,7 +21,9 @@ from tests.netlab import (
     port_stats,
     sh,
     wait_until,
+    wire,
 )
+from controller.tools.topo import NetworkSpec
 
 pytestmark = pytest.mark.ovs
 
@@ -132,6 +135,28 @@ def test_link_between_bridges(lab: Lab) -> None:
     assert port_stats(b1)[10].tx_packets > 0
     lab.set_port_down(link.iface_a)
     assert not h1.ping(h2)
+
+
+def test_wire_builds_a_network_file(lab: Lab) -> None:
+    net = topo.linear(2, networks=(NetworkSpec("red", 100, "r"),), subnet="10.0.0.0/24",
+                      mac_prefix="02:00:00:00")
+    wired = wire(lab, net, controller_port=None, fail_mode="standalone")
+    assert wired.bridges == {"s1": f"{lab.prefix}s1", "s2": f"{lab.prefix}s2"}
+    [link] = wired.links
+    assert (link.bridge_a, link.port_a, link.bridge_b, link.port_b) == (
+        f"{lab.prefix}s1", 10, f"{lab.prefix}s2", 11)
+    r1, r2 = wired.hosts["r1"], wired.hosts["r2"]
+    assert (r1.bridge, r1.ofport, r1.ip, r1.mac) == (f"{lab.prefix}s1", 1, "10.0.0.1", "02:00:00:00:01:01")
+    wait_until(lambda: r1.ping(r2), timeout=10, message="r1 pings r2 across the link")
+    assert port_stats(wired.bridges["s1"])[10].tx_packets > 0
+
+
+def test_wire_checks_the_file_before_creating_anything(lab: Lab) -> None:
+    net = topo.single(1, networks=(NetworkSpec("red", 100, "r"),))
+    net["vms"]["r1"]["port"] = 0
+    with pytest.raises(ValueError, match="invalid network file"):
+        wire(lab, net, None)
+    assert not lab.bridges
 
 
 def test_flow_inspection(lab: Lab) -> None:

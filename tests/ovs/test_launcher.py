@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 
-from tests.netlab import OSKEN_MANAGER, REPO_ROOT, ControllerProcess, free_port, wait_until
+from controller.tools.lab import OSKEN_MANAGER, REPO_ROOT, ControllerProcess, free_port, wait_until
 
 pytestmark = pytest.mark.ovs
 

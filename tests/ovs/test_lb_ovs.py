@@ -16,7 +16,7 @@ from typing import Callable
 import pytest
 
 from apps.lb.probe import vip_mac
-from tests.netlab import ControllerProcess, Host, Lab, free_port, wait_until
+from controller.tools.lab import ControllerProcess, Host, Lab, free_port, wait_until
 from tests.ovs.metrics_client import total
 from tests.ovs.traffic import fan_out, start_named_server
 

@@ -7,7 +7,7 @@ from typing import Callable
 
 import pytest
 
-from tests.netlab import ControllerProcess, Lab, free_port, sh, wait_until
+from controller.tools.lab import ControllerProcess, Lab, free_port, sh, wait_until
 from tests.ovs.metrics_client import total
 
 pytestmark = pytest.mark.ovs

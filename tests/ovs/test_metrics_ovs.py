@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from tests.netlab import ControllerProcess, Lab, free_port, wait_until
+from controller.tools.lab import ControllerProcess, Lab, free_port, wait_until
 from tests.ovs.metrics_client import scrape, total
 from tests.ovs.traffic import fan_out, start_named_server
 

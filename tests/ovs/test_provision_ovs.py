@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.netlab import REPO_ROOT, sh, unique_prefix
+from controller.tools.lab import REPO_ROOT, sh, unique_prefix
 
 pytestmark = pytest.mark.ovs
 VMN = REPO_ROOT / ".venv" / "bin" / "vmn"

@@ -16,7 +16,7 @@ from typing import Callable
 
 import pytest
 
-from tests.netlab import ControllerProcess, Host, Lab, free_port, wait_until
+from controller.tools.lab import ControllerProcess, Host, Lab, free_port, wait_until
 from tests.ovs.metrics_client import total
 from tests.ovs.traffic import start_servers, tcp_connects
 

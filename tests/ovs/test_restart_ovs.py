@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from controller.flows.pipeline import T_FORWARD
-from tests.netlab import CommandError, ControllerProcess, Host, Lab, flow_durations, wait_until
+from controller.tools.lab import CommandError, ControllerProcess, Host, Lab, flow_durations, wait_until
 
 pytestmark = pytest.mark.ovs
 

@@ -17,30 +17,34 @@ from typing import Callable
 
 import pytest
 
-from tests.netlab import ControllerProcess, Host, Lab, Link, dump_groups, port_stats, wait_until
+from controller.tools import topo
+from controller.tools.lab import (
+    ControllerProcess,
+    Host,
+    Lab,
+    Link,
+    dump_groups,
+    free_port,
+    port_stats,
+    wait_until,
+    wire,
+)
+from controller.tools.topo import NetworkFile, NetworkSpec
 from tests.ovs.metrics_client import total
-from tests.netlab import free_port
 
 pytestmark = pytest.mark.ovs
 
-RING = """
-controller: {{metrics_port: {metrics}, lldp_interval: 0.5}}
-switches:
-  s1: {{dpid: 0x31, bridge: {b1}}}
-  s2: {{dpid: 0x32, bridge: {b2}}}
-  s3: {{dpid: 0x33, bridge: {b3}}}
-links:
-  - [s1:10, s2:11]
-  - [s2:10, s3:11]
-  - [s3:10, s1:11]
-networks: {{red: {{vlan: 100}}, blue: {{vlan: 200}}}}
-vms:
-  r1: {{switch: s1, port: 1, network: red}}
-  r2: {{switch: s2, port: 1, network: red}}
-  r3: {{switch: s3, port: 1, network: red}}
-  u1: {{switch: s1, port: 2, network: blue}}
-  u3: {{switch: s3, port: 2, network: blue}}
-"""
+NETWORKS = (NetworkSpec("red", 100, "r"), NetworkSpec("blue", 200, "u", on=(1, 3)))
+"""A red VM on each of s1-s3 (port 1), a blue one on s1 and s3 (port 2)."""
+
+
+def ring_net(bridges: list[str]) -> NetworkFile:
+    """s1-s3 (dpids 0x31-0x33) in a ring on ``bridges``: port 10 to the next, 11 to the previous.
+
+    The VMs' ips (10.70.0.0/24) are for the lab's hosts; the controller is not told them.
+    """
+    return topo.ring(3, networks=NETWORKS, dpid_base=0x30, bridges=bridges, subnet="10.70.0.0/24")
+
 
 BURST = 200
 SEND_BROADCASTS = (
@@ -50,14 +54,14 @@ SEND_BROADCASTS = (
 
 
 class Ring:
-    def __init__(self, lab: Lab, ctl: ControllerProcess, bridges: list[str]) -> None:
+    def __init__(self, lab: Lab, ctl: ControllerProcess, net: NetworkFile) -> None:
         self.ctl = ctl
-        self.bridges = bridges
-        self.links: list[Link] = [lab.add_link(bridges[i], 10, bridges[(i + 1) % 3], 11) for i in range(3)]
-        self.red = [lab.add_host(f"r{i + 1}", bridges[i], 1, ip=f"10.70.0.{i + 1}") for i in range(3)]
-        self.blue = [lab.add_host("u1", bridges[0], 2, ip="10.70.0.11"),
-                     lab.add_host("u3", bridges[2], 2, ip="10.70.0.13")]
-        for br in bridges:
+        wired = wire(lab, net, ctl.port)
+        self.bridges = list(wired.bridges.values())
+        self.links: list[Link] = wired.links
+        self.red = [wired.hosts[f"r{i}"] for i in (1, 2, 3)]
+        self.blue = [wired.hosts["u1"], wired.hosts["u3"]]
+        for br in self.bridges:
             ctl.wait_connected(br, 20)
 
     def trunk_tx(self) -> int:
@@ -67,13 +71,13 @@ class Ring:
 @pytest.fixture
 def ring(lab: Lab, controller_factory: Callable[..., ControllerProcess], tmp_path: Path) -> tuple[Ring, int]:
     metrics = free_port()
-    bridges = [f"{lab.prefix}b{i}" for i in (1, 2, 3)]
+    net = ring_net([f"{lab.prefix}b{i}" for i in (1, 2, 3)])
+    config = topo.without_addresses(net)
+    config["controller"] = {"metrics_port": metrics, "lldp_interval": 0.5}
     cfg = tmp_path / "ring.yaml"
-    cfg.write_text(RING.format(metrics=metrics, b1=bridges[0], b2=bridges[1], b3=bridges[2]))
+    cfg.write_text(topo.to_yaml(config))
     ctl = controller_factory(cfg)
-    for i, br in enumerate(bridges):
-        lab.add_bridge(br, 0x31 + i, ctl.port)
-    the_ring = Ring(lab, ctl, bridges)
+    the_ring = Ring(lab, ctl, net)
     wait_until(lambda: total(metrics, "vmn_links_up") == 3, 20, message="three links discovered")
     assert total(metrics, "vmn_link_mismatches") == 0
     return the_ring, metrics

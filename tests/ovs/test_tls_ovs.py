@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from tests.netlab import VSCTL, ControllerProcess, Lab, dump_flows, free_port, sh, wait_until
+from controller.tools.lab import VSCTL, ControllerProcess, Lab, dump_flows, free_port, sh, wait_until
 
 pytestmark = pytest.mark.ovs
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterable
 
-from tests.netlab import Host
+from controller.tools.lab import Host
 
 SERVER = r"""
 import selectors, socket, sys

@@ -7,12 +7,13 @@ from typing import Any, Collection, Iterable, Mapping, Optional
 
 from apps.l2.app import L2Switch
 from apps.l2.hosts import HostTable
-from controller.config import loads_model
+from controller.config import loads_model, parse_model
 from controller.config.model import Model
 from controller.fabric.topology import LinkKey, PortInfo
 from controller.flows.pipeline import T_LEARN
 from controller.tools.fakefabric import FakeFabric
 from controller.tools.sim import SimConntrack, SimNetwork, Trace, ethernet
+from controller.tools.topo import NetworkFile, link_ends
 
 
 class FakeClock:
@@ -68,6 +69,28 @@ class Harness(FakeFabric):
 
 def model_from(text: str) -> Model:
     return loads_model(text)
+
+
+def harness_of(net: NetworkFile, extra_ports: Mapping[int, Iterable[int]] | None = None) -> Harness:
+    """A harness of the built network ``net`` (:mod:`controller.tools.topo`).
+
+    Each switch has the numbered ports its VMs and links use, plus
+    ``extra_ports[dpid]``; every declared link is up, brought up in file order.
+    """
+    model = parse_model(net)
+    dpid = {s.name: s.dpid for s in model.switches}
+    ports: dict[int, set[int]] = {d: set() for d in dpid.values()}
+    for vm in model.vms:
+        assert isinstance(vm.port, int), vm
+        ports[dpid[vm.switch]].add(vm.port)
+    links = []
+    for (a, port_a), (b, port_b) in link_ends(net):
+        ports[dpid[a]] |= {port_a}
+        ports[dpid[b]] |= {port_b}
+        links.append(LinkKey.of(dpid[a], port_a, dpid[b], port_b))
+    for d, extra in (extra_ports or {}).items():
+        ports[d] |= set(extra)
+    return Harness(model, {d: sorted(p) for d, p in ports.items()}, links)
 
 
 BCAST = "ff:ff:ff:ff:ff:ff"

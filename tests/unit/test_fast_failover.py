@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 
 from controller.config import parse_model
 from controller.flows.rules import Group, Output
+from controller.tools import topo
 from controller.tools.sim import SimNetwork, Trace, ethernet
+from controller.tools.topo import NetworkSpec
 from controller.fabric.topology import LinkKey, PortInfo
-from tests.unit.fabric_helpers import BCAST, Harness, mac, model_from
+from tests.unit.fabric_helpers import BCAST, Harness, harness_of, mac
 from tests.unit.test_multi_switch import leaf_spine, ring
 
 RED = 1  # the red VM's port on every switch
@@ -140,16 +142,8 @@ def test_ring_backups_are_fast_failover_groups_and_uturns_only_where_needed() ->
 
 
 def test_tree_has_no_backup_and_no_group() -> None:
-    text = """
-switches: {s1: {dpid: 1}, s2: {dpid: 2}, s3: {dpid: 3}}
-links: [[s1:10, s2:11], [s2:10, s3:11]]
-networks: {red: {vlan: 100}}
-vms:
-  r1: {switch: s1, port: 1, network: red}
-  r3: {switch: s3, port: 1, network: red}
-"""
-    h = Harness(model_from(text), {1: [1, 10], 2: [10, 11], 3: [1, 11]},
-                [LinkKey.of(1, 10, 2, 11), LinkKey.of(2, 10, 3, 11)])
+    # s1 -10--11- s2 -10--11- s3, a red VM on s1 and s3 (port 1)
+    h = harness_of(topo.linear(3, networks=(NetworkSpec("red", 100, "r", on=(1, 3)),)))
     learn_all(h, [(1, 1), (3, 1)])
     assert h.core.groups == {}
     forward = [r for d in (1, 2, 3) for r in h.core.flows.rules(d) if r.match_dict.get("eth_dst") in (mac(1), mac(3))]

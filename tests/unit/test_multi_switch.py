@@ -5,38 +5,30 @@ from __future__ import annotations
 import pytest
 
 from controller.fabric.topology import LinkKey, PortInfo
-from tests.unit.fabric_helpers import BCAST, Harness, mac, model_from, outputs
+from controller.tools import topo
+from controller.tools.topo import NetworkSpec
+from tests.unit.fabric_helpers import BCAST, Harness, harness_of, mac, outputs
 
 TRUNK = 10
 
 
-def ring_file(n: int) -> str:
-    """n switches in a ring (port 10 to the next, 11 to the previous); red+blue VM on each."""
-    lines = ["switches:"] + [f"  s{i}: {{dpid: {i}}}" for i in range(1, n + 1)]
-    lines += ["links:"] + [f"  - [s{i}:10, s{i % n + 1}:11]" for i in range(1, n + 1)]
-    lines += ["networks:", "  red: {vlan: 100}", "  blue: {vlan: 200}", "vms:"]
-    for i in range(1, n + 1):
-        lines.append(f"  r{i}: {{switch: s{i}, port: 1, network: red}}")
-        lines.append(f"  b{i}: {{switch: s{i}, port: 2, network: blue}}")
-    return "\n".join(lines)
+RED = NetworkSpec("red", 100, "r")
+BLUE = NetworkSpec("blue", 200, "b")
 
 
 def ring(n: int) -> Harness:
-    links = [LinkKey.of(i, 10, i % n + 1, 11) for i in range(1, n + 1)]
-    return Harness(model_from(ring_file(n)), {i: [1, 2, 10, 11] for i in range(1, n + 1)}, links)
+    """n switches in a ring (port 10 to the next, 11 to the previous); red+blue VM on each."""
+    return harness_of(topo.ring(n, networks=(RED, BLUE)))
 
 
 def leaf_spine() -> Harness:
-    """2 spines (dpid 101, 102), 3 leaves (1-3); leaf port 10+s to spine s, spine port l to leaf l."""
-    text = ["switches:", "  sp1: {dpid: 101}", "  sp2: {dpid: 102}"]
-    text += [f"  l{i}: {{dpid: {i}}}" for i in (1, 2, 3)]
-    text += ["links:"] + [f"  - [l{i}:{10 + s}, sp{s}:{i}]" for i in (1, 2, 3) for s in (1, 2)]
-    text += ["networks:", "  red: {vlan: 100}", "  blue: {vlan: 200}", "vms:"]
-    text += [f"  r{i}: {{switch: l{i}, port: 1, network: red}}" for i in (1, 2, 3)]
-    text += [f"  b{i}: {{switch: l{i}, port: 2, network: blue}}" for i in (1, 3)]
-    links = [LinkKey.of(i, 10 + s, 100 + s, i) for i in (1, 2, 3) for s in (1, 2)]
-    ports = {i: [1, 2, 11, 12] for i in (1, 2, 3)} | {101: [1, 2, 3], 102: [1, 2, 3]}
-    return Harness(model_from("\n".join(text)), ports, links)
+    """2 spines (dpid 101, 102), 3 leaves (1-3); leaf port 10+s to spine s, spine port l to leaf l.
+
+    Red VMs on every leaf (port 1), blue on leaves 1 and 3 (port 2); leaf 2
+    has a port 2 too, with no VM.
+    """
+    net = topo.leaf_spine(2, 3, networks=(RED, NetworkSpec("blue", 200, "b", on=(1, 3))))
+    return harness_of(net, extra_ports={2: [2]})
 
 
 @pytest.mark.parametrize("n", [3, 4, 5])

@@ -1,0 +1,222 @@
+"""The :class:`Lab`: OVS bridges, hosts and links for one test, removed on exit.
+
+Everything a :class:`Lab` creates (bridges, namespaces, veth pairs, processes
+started in namespaces) is recorded and removed when the ``with`` block exits,
+also when the body raised. Cleanup never touches objects the lab did not
+create. Names are short because Linux interface names are at most 15 chars:
+with prefix ``v1a2b3`` the lab makes bridges ``v1a2b3b1``, namespaces
+``v1a2b3-h1`` and veths ``v1a2b3h1`` (in the namespace) / ``v1a2b3h1p`` (on
+the bridge), and links ``v1a2b3l1a`` / ``v1a2b3l1b``.
+
+Bridges use ``datapath_type=netdev`` (no OVS kernel module needed) and
+OpenFlow 1.3. Inspection helpers are in :mod:`controller.tools.lab.dumps`.
+
+Examples
+--------
+>>> with Lab() as lab:                                   # doctest: +SKIP
+...     br = lab.add_bridge("b1", dpid=1, controller_port=None,
+...                         fail_mode="standalone")
+...     h1 = lab.add_host("h1", br, ofport=1, ip="10.0.0.1/24")
+...     h2 = lab.add_host("h2", br, ofport=2, ip="10.0.0.2/24")
+...     wait_until(lambda: h1.ping(h2.ip), timeout=10)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import warnings
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+from controller.tools.lab.hosts import Host, Link, check_ifname, disable_ipv6, link_exists
+from controller.tools.lab.shell import VSCTL, CommandError, sh, unique_prefix
+
+
+class Lab:
+    """Creates OVS bridges, hosts and links, and removes all of them on exit.
+
+    Use as a context manager. ``prefix`` (default :func:`unique_prefix`)
+    starts every name the lab makes.
+
+    Raises
+    ------
+    RuntimeError
+        On exit, if cleanup failed while the body itself succeeded (when the
+        body raised, cleanup problems are only warned about).
+    """
+
+    def __init__(self, prefix: str | None = None) -> None:
+        self.prefix = prefix or unique_prefix()
+        self.bridges: list[str] = []
+        self.namespaces: list[str] = []
+        self.veths: list[str] = []
+        self.hosts: dict[str, Host] = {}
+        self._processes: list[subprocess.Popen[str]] = []
+        self._links = 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None,
+                 exc: BaseException | None, tb: TracebackType | None) -> None:
+        errors = self.cleanup()
+        if errors and exc is None:
+            raise RuntimeError("lab cleanup failed: " + "; ".join(errors))
+        for error in errors:
+            warnings.warn(f"lab cleanup: {error}", stacklevel=2)
+
+    def _name(self, name: str) -> str:
+        return name if name.startswith(self.prefix) else self.prefix + name
+
+    def _bridge(self, bridge: str) -> str:
+        full = self._name(bridge)
+        if full not in self.bridges:
+            raise ValueError(f"bridge {bridge!r} was not created by this lab")
+        return full
+
+    def add_bridge(self, name: str, dpid: int, controller_port: int | None,
+                   fail_mode: str = "secure") -> str:
+        """Create a netdev, OpenFlow 1.3 bridge; return its full name.
+
+        ``name`` is prefixed unless it already starts with the prefix. The
+        controller is ``tcp:127.0.0.1:<controller_port>`` (none if None),
+        with in-band control disabled and a reconnect backoff of at most 1 s.
+        """
+        br = check_ifname(self._name(name))
+        if fail_mode not in ("secure", "standalone"):
+            raise ValueError(f"fail_mode must be 'secure' or 'standalone', not {fail_mode!r}")
+        cmd = [*VSCTL, "add-br", br, "--", "set", "bridge", br,
+               "datapath_type=netdev", "protocols=OpenFlow13",
+               f"other-config:datapath-id={dpid:016x}",
+               "other-config:disable-in-band=true", f"fail_mode={fail_mode}"]
+        if controller_port is not None:  # retry at least every second (default 8 s)
+            cmd += ["--", "set-controller", br, f"tcp:127.0.0.1:{controller_port}",
+                    "--", "set", "controller", br, "max_backoff=1000"]
+        sh(cmd)  # one transaction: either all of it exists or nothing
+        self.bridges.append(br)
+        return br
+
+    def set_controller(self, bridge: str, controller_port: int | None) -> None:
+        """Point a lab bridge at ``tcp:127.0.0.1:<controller_port>`` (None: no controller).
+
+        Keeps the 1 s reconnect backoff that plain ``ovs-vsctl set-controller``
+        would reset. Changing the target keeps the flows; removing the only
+        controller, or adding one to a bridge without, makes OVS flush them.
+        """
+        br = self._bridge(bridge)
+        if controller_port is None:
+            sh([*VSCTL, "del-controller", br])
+        else:
+            sh([*VSCTL, "set-controller", br, f"tcp:127.0.0.1:{controller_port}",
+                "--", "set", "controller", br, "max_backoff=1000"])
+
+    def _new_veth(self, name: str, peer: str) -> None:
+        sh(["ip", "link", "add", name, "type", "veth", "peer", "name", peer])
+        self.veths.append(name)
+
+    def _attach(self, bridge: str, iface: str, ofport: int) -> None:
+        """Bring ``iface`` up and add it to ``bridge`` as OpenFlow port ``ofport``."""
+        disable_ipv6(iface)
+        sh(["ip", "link", "set", "dev", iface, "up"])
+        sh([*VSCTL, "add-port", bridge, iface, "--",
+            "set", "interface", iface, f"ofport_request={ofport}"])
+        got = sh([*VSCTL, "get", "interface", iface, "ofport"]).stdout.strip()
+        if got != str(ofport):
+            error = sh([*VSCTL, "get", "interface", iface, "error"], check=False).stdout
+            raise RuntimeError(f"{iface} on {bridge}: ofport {got}, wanted {ofport}: {error.strip()}")
+
+    def add_host(self, name: str, bridge: str, ofport: int, ip: str | None = None,
+                 mac: str | None = None) -> Host:
+        """Create namespace ``{prefix}-{name}`` with a veth into ``bridge``.
+
+        ``ip`` may carry a prefix length (default ``/24``). ``mac`` defaults
+        to a random one chosen by the kernel. IPv6 is disabled and TX
+        checksum offload is turned off inside the namespace (needed for TCP
+        through a userspace datapath).
+        """
+        br = self._bridge(bridge)
+        if name in self.hosts:
+            raise ValueError(f"host {name!r} exists")
+        host = Host(self.prefix, name, br, ofport, self._processes.append)
+        sh(["ip", "netns", "add", host.netns])
+        self.namespaces.append(host.netns)
+        self._new_veth(host.port, host.iface)
+        sh(["ip", "link", "set", "dev", host.iface, "netns", host.netns])
+        disable_ipv6(host.iface, host.netns)
+        if mac:
+            host.run(["ip", "link", "set", "dev", host.iface, "address", mac], check=True)
+        if ip:
+            cidr = ip if "/" in ip else f"{ip}/24"
+            host.run(["ip", "addr", "add", cidr, "dev", host.iface], check=True)
+            host.ip = cidr.split("/")[0]
+        host.run(["ip", "link", "set", "dev", "lo", "up"], check=True)
+        host.run(["ip", "link", "set", "dev", host.iface, "up"], check=True)
+        host.run(["ethtool", "-K", host.iface, "tx", "off"], check=True)
+        host.mac = host.read_mac()
+        self._attach(br, host.port, ofport)
+        self.hosts[name] = host
+        return host
+
+    def add_link(self, bridge_a: str, port_a: int, bridge_b: str, port_b: int) -> Link:
+        """Connect two lab bridges with a veth pair at the given OpenFlow ports."""
+        br_a, br_b = self._bridge(bridge_a), self._bridge(bridge_b)
+        self._links += 1
+        link = Link(br_a, check_ifname(f"{self.prefix}l{self._links}a"), port_a,
+                    br_b, check_ifname(f"{self.prefix}l{self._links}b"), port_b)
+        self._new_veth(link.iface_a, link.iface_b)
+        self.veths.append(link.iface_b)
+        self._attach(br_a, link.iface_a, port_a)
+        self._attach(br_b, link.iface_b, port_b)
+        return link
+
+    def _owned_iface(self, iface: str) -> str:
+        if iface not in self.veths:
+            raise ValueError(f"interface {iface!r} was not created by this lab")
+        return iface
+
+    def set_port_down(self, iface: str) -> None:
+        """Take a lab veth end (``Host.port`` or a ``Link`` iface) down.
+
+        On a veth link both ends lose carrier, so OVS reports the port as
+        link-down on both bridges.
+        """
+        sh(["ip", "link", "set", "dev", self._owned_iface(iface), "down"])
+
+    def set_port_up(self, iface: str) -> None:
+        """Bring a lab veth end back up (see :meth:`set_port_down`)."""
+        sh(["ip", "link", "set", "dev", self._owned_iface(iface), "up"])
+
+    def cleanup(self) -> list[str]:
+        """Remove everything this lab created; return the errors (best effort)."""
+        errors: list[str] = []
+
+        def attempt(cmd: Sequence[str]) -> None:
+            try:
+                sh(cmd)
+            except (CommandError, subprocess.TimeoutExpired, OSError) as err:
+                errors.append(str(err))
+
+        for proc in reversed(self._processes):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.communicate(timeout=3)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
+        self._processes.clear()
+        for br in reversed(self.bridges):
+            attempt([*VSCTL, "--if-exists", "del-br", br])
+        self.bridges.clear()
+        for veth in reversed(self.veths):
+            if link_exists(veth):  # deleting one end removes its peer too
+                attempt(["ip", "link", "del", "dev", veth])
+        self.veths.clear()
+        existing = set(sh(["ip", "netns", "list"], check=False).stdout.split())
+        for netns in reversed(self.namespaces):
+            if netns in existing:
+                attempt(["ip", "netns", "del", netns])
+        self.namespaces.clear()
+        self.hosts.clear()
+        return errors

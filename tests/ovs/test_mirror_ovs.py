@@ -13,7 +13,7 @@ from typing import Callable
 
 import pytest
 
-from tests.netlab import ControllerProcess, Lab, wait_until
+from controller.tools.lab import ControllerProcess, Lab, wait_until
 from tests.ovs.test_isolation_ovs import (BCAST, ETH_IPV4, ETH_TEST, Capture, Seen, eth, ipv4_udp, send,
                                           start_two_switches)
 

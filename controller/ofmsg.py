@@ -19,6 +19,7 @@ from controller.flows.rules import Action, Ct, Group, GroupEntry, Move, Nat, Out
 
 ALL_COOKIE_BITS = 0xFFFFFFFFFFFFFFFF
 NX_CT_F_COMMIT = 1
+NX_NAT_F_SRC = 1
 NX_NAT_F_DST = 2
 FIELD_BITS: Mapping[str, int] = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48,
                                  "arp_spa": 32, "arp_tpa": 32, "ipv4_src": 32, "ipv4_dst": 32}
@@ -38,6 +39,8 @@ class _PaddedNat(parser.NXActionNAT):
 
 
 def _nat(nat: Nat) -> Any:
+    if nat.src is not None:
+        return _PaddedNat(flags=NX_NAT_F_SRC, range_ipv4_min=nat.src, range_ipv4_max=nat.src)
     if nat.dst is None:
         return _PaddedNat(flags=0)
     ports = {} if nat.port is None else {"range_proto_min": nat.port, "range_proto_max": nat.port}

@@ -28,15 +28,20 @@ import hashlib
 from typing import Iterable, Mapping, Sequence
 
 from apps.lb.probe import vip_mac
-from apps.lb.runtime import PROBE_PORT_BASE, PROBE_PORT_MASK, LbRuntime
+from apps.lb.runtime import PROBE_PORT_BASE, PROBE_PORT_MASK, LbRuntime, Location
 from controller.config.model import LoadBalancer
-from controller.flows.pipeline import APP_LB, CT_MARK_SKIP_ACL, METER_PACKET_IN, T_ACL_PORT, T_LB, T_LEARN
+from controller.flows.pipeline import (APP_LB, CT_MARK_SKIP_ACL, CT_ZONE_HAIRPIN, METER_PACKET_IN, T_ACL_PORT, T_LB,
+                                       T_LEARN)
 from controller.packets import ETH_ARP, ETH_IPV4, IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP
-from controller.flows.rules import (CT_DNAT, CT_NEW, CT_RPL, CT_TRK, OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT,
+from controller.flows.rules import (CT_DNAT, CT_EST, CT_NEW, CT_RPL, CT_TRK, OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT,
                               Ct, Group, GroupEntry, Move, Nat, Output, PopVlan, Rule, SetField, ct_state,
                               make_match)
 
+PRIO_HAIRPIN_UNSNAT = 65150
 PRIO_TRAP = 65100
+PRIO_HAIRPIN = 65050
+PRIO_HAIRPIN_OUT = 120
+PRIO_HAIRPIN_SNAT = 110
 PRIO_ARP = 300
 PRIO_VIP_NEW = 200
 PRIO_VIP_OTHER = 150
@@ -75,8 +80,41 @@ def probe_traps(vlan: int, vip: str) -> list[Rule]:
     return [Rule(APP_LB, T_ACL_PORT, PRIO_TRAP, m, to_ctl, meter=METER_PACKET_IN) for m in matches]
 
 
-def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime) -> list[Rule]:
-    """The rules of one balancer on a switch of its network."""
+def hairpin_rules(lb: LoadBalancer, vlan: int, backend: str, where: Location) -> list[Rule]:
+    """Rules letting ``backend`` (at ``where``) connect to its own VIP, on its switch.
+
+    The select group may send a backend's connection to the VIP back to the
+    backend itself. Delivered as is it would come from the backend's own
+    address (a host drops that) and out of its ingress port (a switch does
+    not send a frame back where it came from). As OVN does
+    (``ct_snat_to_vip``), the connection is also source-NATed to the VIP in
+    a conntrack zone of its own and sent back out of ``IN_PORT``; the
+    backend's replies (to the VIP, from the balanced port) are un-SNATed in
+    that zone, un-DNATed in the network's, and returned the same way.
+    """
+    vip = str(lb.vip)
+    zone = CT_ZONE_HAIRPIN + vlan
+    here = dict(in_port=where.port, vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4)
+    back = (SetField("eth_src", vip_mac(vip)), SetField("eth_dst", where.mac), PopVlan(), Output(OFPP_IN_PORT))
+    reply = make_match(**here, ip_proto=PROTOS[lb.protocol], ipv4_src=backend, ipv4_dst=vip,
+                       ct_state=ct_state(0, CT_TRK), **{f"{lb.protocol}_src": lb.port})
+    return [
+        Rule(APP_LB, T_ACL_PORT, PRIO_HAIRPIN_UNSNAT, reply, (Ct(zone=zone, recirc_table=T_ACL_PORT, nat=Nat()),)),
+        Rule(APP_LB, T_ACL_PORT, PRIO_HAIRPIN, make_match(**here, ct_zone=zone, ct_state=ct_state(CT_TRK)),
+             (Ct(zone=vlan, recirc_table=T_ACL_PORT, nat=Nat()),)),
+        Rule(APP_LB, T_ACL_PORT, PRIO_HAIRPIN,
+             make_match(**here, ipv4_src=vip, ipv4_dst=backend, ct_zone=vlan,
+                        ct_state=ct_state(CT_TRK | CT_EST | CT_RPL)), back),
+        Rule(APP_LB, T_LB, PRIO_HAIRPIN_SNAT,
+             make_match(**here, ipv4_src=backend, ipv4_dst=backend, ct_state=ct_state(CT_TRK | CT_DNAT, CT_RPL)),
+             (Ct(zone=zone, commit=True, recirc_table=T_LB, nat=Nat(src=vip)),)),
+        Rule(APP_LB, T_LB, PRIO_HAIRPIN_OUT,
+             make_match(**here, ipv4_src=vip, ipv4_dst=backend, ct_zone=zone, ct_state=ct_state(CT_TRK)), back),
+    ]
+
+
+def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int) -> list[Rule]:
+    """The rules of one balancer on switch ``dpid`` of its network."""
     vip = str(lb.vip)
     proto = PROTOS[lb.protocol]
     new = make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4, ip_proto=proto, ipv4_dst=vip,
@@ -92,6 +130,8 @@ def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime) -> list[Rule]:
                               make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4,
                                          ipv4_dst=str(backend.ip), ct_state=ct_state(CT_TRK | CT_DNAT, CT_RPL)),
                               (SetField("eth_dst", where.mac),), goto=T_LEARN))
+            if where.dpid == dpid:
+                rules += hairpin_rules(lb, vlan, str(backend.ip), where)
     return rules
 
 

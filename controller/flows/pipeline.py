@@ -9,7 +9,7 @@ that writes "go on" reaches a table inserted after its own.
 | id | table      | bands (app: priorities)                  | does                                                         |
 |----|------------|------------------------------------------|--------------------------------------------------------------|
 | 0  | ingress    | ingress 0-1001, mirror 200-1002          | LLDP to controller; port -> network VLAN and ACL ids; port security; mirror port drop, mirror VLAN on trunks |
-| 10 | acl_port   | acl 0-65000, lb 65100 (probe traps)      | conntrack pass; replies of committed connections on; per-VM ACLs |
+| 10 | acl_port   | acl 0-65000, lb 65050-65150 (hairpin, probe traps) | conntrack pass; replies of committed connections on; per-VM ACLs |
 | 20 | acl_net    | acl                                      | per-network ACLs                                             |
 | 30 | lb         | lb                                       | VIP ARP replies, VIP -> backend (select group, conntrack NAT) |
 | 40 | acl_commit | acl                                      | commit connections                                           |
@@ -27,6 +27,7 @@ Shared fields (who writes, who reads), as OVN northd keeps its register table:
 | metadata         | 63     | acl (allow)      | acl (acl_commit) | a stateful rule allowed this packet            |
 | ct_mark          | 0-31   | acl, lb (commit) | acl (acl_port)   | :data:`CT_MARK_SKIP_ACL`: replies skip the ACLs |
 | ct_zone          | 16     | acl, lb          |                  | the network's VLAN id                          |
+| ct_zone          | 16     | lb (hairpin)     | lb               | :data:`CT_ZONE_HAIRPIN` + VLAN: backend-to-own-VIP SNAT |
 | vlan_pcp (trunk) | 3      | l2 (ff groups)   | l2 (forward)     | :data:`PCP_DETOUR`: the frame is on a backup path |
 
 Meters: :data:`METER_PACKET_IN` (rate ``controller.packet_in_rate``) on every
@@ -68,6 +69,9 @@ METER_PACKET_IN = 1
 """OpenFlow meter on every rule that copies packets to the controller."""
 CT_MARK_SKIP_ACL = 1
 """``ct_mark`` of connections whose replies skip the ACLs (stateful allows, load balancing)."""
+CT_ZONE_HAIRPIN = 0x1000
+"""Added to a network's VLAN id: the conntrack zone where a backend's connections to its own VIP are
+source-NATed to the VIP (a zone apart from the network's, as OVN's ``ct_snat_to_vip``)."""
 PCP_DETOUR = 1
 """VLAN priority of a frame on a backup path (0 elsewhere in the fabric)."""
 ACL_TOP_RULE_PRIORITY = 59999
@@ -122,7 +126,7 @@ _ALL = (0, 65535)
 BUILTIN_TABLES: tuple[TableSpec, ...] = (
     TableSpec(T_INGRESS, "ingress", {"ingress": (0, 1001), "mirror": (200, 1002)}, _L2 | _L3,
               frozenset({"acl_port", "lb", "learn", "mirror"}), Trap(LINKS, "lldp")),
-    TableSpec(T_ACL_PORT, "acl_port", {"acl": (0, 65000), "lb": (65100, 65100)}, _L2 | _L3 | _CT,
+    TableSpec(T_ACL_PORT, "acl_port", {"acl": (0, 65000), "lb": (65050, 65150)}, _L2 | _L3 | _CT,
               frozenset({"acl_port", "acl_net", "lb", "learn"}), Trap("lb", "lb-probe")),
     TableSpec(T_ACL_NET, "acl_net", {"acl": _ALL}, _L2 | _L3 | _CT, frozenset({"lb"})),
     TableSpec(T_LB, "lb", {"lb": _ALL}, _L2 | _L3 | _CT, frozenset({"lb", "acl_commit", "learn"})),

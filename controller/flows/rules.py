@@ -73,11 +73,13 @@ class Group:
 @dataclass(frozen=True)
 class Nat:
     """NAT inside a :class:`Ct`: with ``dst`` set, destination-NAT a new
-    connection to ``dst`` (and ``port``, when set); with nothing set, apply
-    the NAT an established connection already has (and un-NAT its replies)."""
+    connection to ``dst`` (and ``port``, when set); with ``src`` set,
+    source-NAT it to ``src``; with nothing set, apply the NAT an established
+    connection already has (and un-NAT its replies)."""
 
     dst: Optional[str] = None
     port: Optional[int] = None
+    src: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Optional
 
-from controller.flows.rules import (CT_DNAT, CT_EST, CT_NEW, CT_RPL, CT_TRK, OFPP_CONTROLLER, OFPP_IN_PORT,
+from controller.flows.rules import (CT_DNAT, CT_EST, CT_NEW, CT_RPL, CT_SNAT, CT_TRK, OFPP_CONTROLLER, OFPP_IN_PORT,
                               OFPVID_PRESENT, Action, Ct, Group, GroupEntry, MatchValue, Move, Output,
                               PopVlan, PushVlan, Rule, SetField)
 from controller.fabric.topology import LinkKey
@@ -92,6 +92,27 @@ def _port_field(pkt: Mapping[str, object], end: str) -> str:
     return ("tcp_" if "tcp_src" in pkt else "udp_") + end
 
 
+def _rewrite(pkt: Packet, want: ConnKey, is_reply: bool) -> int:
+    """Rewrite ``pkt``'s addresses and ports to ``want``; the NAT ``ct_state`` bits that implies.
+
+    A changed destination is DNAT on the original direction (SNAT undone on a
+    reply); a changed source is SNAT (DNAT undone on a reply), as OVS reports.
+    """
+    _, _, src, dst, sport, dport = want
+    state = 0
+    if dst != pkt.get("ipv4_dst"):
+        pkt["ipv4_dst"] = dst
+        if dport:
+            pkt[_port_field(pkt, "dst")] = dport
+        state |= CT_SNAT if is_reply else CT_DNAT
+    if src != pkt.get("ipv4_src"):
+        pkt["ipv4_src"] = src
+        if sport:
+            pkt[_port_field(pkt, "src")] = sport
+        state |= CT_DNAT if is_reply else CT_SNAT
+    return state
+
+
 class SimConntrack:
     """Committed connections: original 5-tuple -> reply 5-tuple (NAT applied), and marks."""
 
@@ -112,14 +133,10 @@ class SimConntrack:
         if known is not None:  # a packet of a committed connection, either way
             is_reply = key not in self.replies
             state |= CT_EST | (CT_RPL if is_reply else 0)
-            # NAT: the original direction goes to where the reply comes from; a reply
-            # leaves from where the original was sent
-            end, ip_at, port_at = ("src", 3, 5) if is_reply else ("dst", 2, 4)
-            if action.nat is not None and known[ip_at] != pkt[f"ipv4_{end}"]:
-                pkt[f"ipv4_{end}"] = known[ip_at]
-                if known[port_at]:
-                    pkt[_port_field(pkt, end)] = known[port_at]
-                state |= CT_DNAT
+            if action.nat is not None:
+                # NAT makes a packet the mirror image of the other direction's tuple: the original
+                # direction goes to where replies come from, a reply leaves from where the original went.
+                state |= _rewrite(pkt, _reverse(known), is_reply)
         else:
             state |= CT_NEW
             if action.commit:
@@ -129,6 +146,9 @@ class SimConntrack:
                     if nat.port is not None:
                         pkt[_port_field(pkt, "dst")] = nat.port
                     state |= CT_DNAT
+                if nat is not None and nat.src is not None:
+                    pkt["ipv4_src"] = nat.src
+                    state |= CT_SNAT
                 reply = _reverse(_conn_key(action.zone, pkt))
                 self.replies[key] = reply
                 self.originals[reply] = key

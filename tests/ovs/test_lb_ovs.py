@@ -142,3 +142,11 @@ for line in sys.stdin:
     finally:
         long_lived.kill()
         long_lived.wait()
+
+
+def test_a_backend_reaches_its_own_vip(lb_lab: LbLab) -> None:
+    """Hairpin: the group may send web2's own connection back to web2; it is answered, from the VIP."""
+    web2 = lb_lab.hosts["web2"]
+    answers = fan_out(web2, VIP, PORT, 24000, 30)
+    counts = Counter(answers)
+    assert counts["-"] == 0 and counts["web2"] > 0, counts  # every one answered, some by web2 itself

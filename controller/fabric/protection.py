@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Literal, Mapping, Optional, Sequence
 
 import networkx as nx
 
@@ -72,7 +72,8 @@ class Hop:
     """The parent's backup is a U-turn into this switch: frames arriving on ``port`` go to ``alt``."""
 
 
-BackupKey = tuple[str, int, int]
+BackupKind = Literal["ff", "back"]
+BackupKey = tuple[BackupKind, int, int]
 """A backup group by content: ("ff", primary, backup) or ("back", primary, backup).
 
 "ff" sends out of the backup port; "back" (for frames that arrived on the

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Mapping, Optional, Union
+from typing import Literal, Mapping, Optional, Union
 
 MatchValue = Union[int, str, tuple[int, int], tuple[str, str]]
 """An exact value, or ``(value, mask)`` for maskable fields (IPv4 as dotted strings)."""
@@ -161,13 +161,17 @@ class Rule:
         return dict(self.match)
 
 
+GroupType = Literal["all", "select", "ff"]
+"""OpenFlow group types: all (flood), select (one bucket by hash, weighted), ff (fast failover)."""
+
+
 @dataclass(frozen=True)
 class GroupEntry:
     """An OpenFlow group. ``buckets`` are (weight, watch_port, actions)."""
 
     app: int
     group_id: int
-    type: str  # "all" | "select" | "ff"
+    type: GroupType
     buckets: tuple[tuple[int, int, tuple[Action, ...]], ...] = field(default=())
 
 

@@ -241,7 +241,11 @@ def _ipv4(src_ip: IPv4Like, dst_ip: IPv4Like, proto: int) -> object:
 
 def _tcp_frame(src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Like,
                ports: tuple[int, int], seq: int, bits: int, window: int) -> bytes:
-    """A TCP segment without options or payload; os-ken computes data offset and checksum."""
+    """A frame carrying a TCP segment without options or payload (ACK number 0).
+
+    os-ken computes the data offset and the checksum (over the RFC 793
+    pseudo-header). ``seq`` is taken modulo 2**32.
+    """
     segment = tcp.tcp(src_port=ports[0], dst_port=ports[1], seq=seq & 0xFFFFFFFF, ack=0,
                       bits=bits, window_size=window)
     return _serialise(dst_mac, src_mac, ETH_IPV4, _ipv4(src_ip, dst_ip, PROTO_TCP), segment)

@@ -1,7 +1,7 @@
 """Backend health of the load balancers: a pure state machine over probe results.
 
 :class:`HealthChecker` says when each backend needs a probe, matches the
-answers (:class:`controller.lbprobe.ProbeReply`) to its probes and keeps
+answers (:class:`apps.lb.probe.ProbeReply`) to its probes and keeps
 each backend up or down. It sends nothing and reads no clock: the caller
 passes ``now`` (float seconds), packets-out the :class:`ProbeRequest` frames
 and feeds back what the switches trap. A tick is ``expire(now)`` then

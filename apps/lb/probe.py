@@ -1,4 +1,4 @@
-"""Health-probe frames of the load balancer, built and parsed on raw bytes.
+"""Health-probe frames of the load balancer, built and parsed with os-ken's packet library.
 
 The controller has no IP address of its own on the tenant networks, so it
 checks a backend by speaking *as the VIP*: it packets-out a frame whose
@@ -11,10 +11,24 @@ identity (source port, ICMP ident, TCP initial sequence number) is derived
 from ``(lb name, backend ip, counter)`` by hashing, not by a random source.
 
 Built frames are untagged Ethernet II, padded to the 60-byte minimum, with
-IPv4 (DF set, TTL 64) and correct IPv4/TCP/ICMP checksums. Parsing accepts
-untagged or 802.1Q-tagged frames and never raises; it does not verify the
-L4 checksum, because a frame trapped from a sender with TX checksum offload
-may carry a partial one.
+IPv4 (DF set, TTL 64, identification 0) and correct IPv4/TCP/ICMP checksums;
+``os_ken.lib.packet`` serialises them and computes every checksum and
+length. The bytes are the same as those of the struct-built frames this
+module produced before it used the library.
+
+Parsing accepts untagged or 802.1Q-tagged frames and never raises; it does
+not verify the L4 checksum, because a frame trapped from a sender with TX
+checksum offload may carry a partial one. Each layer is decoded by its os-ken
+class's ``parser``, one at a time, and the checks os-ken does not make (a
+datagram longer than the frame, a TCP data offset past the segment,
+fragments, ARP for other than Ethernet/IPv4) are made here. Frames are not
+handed to ``packet.Packet``: it keeps decoding into the payload, guessing a
+protocol from the TCP port (BGP on 179, OpenFlow on 6633/6653, zebra on
+2600), and never returns for some payloads (an OpenFlow header of length 0
+makes no progress), and os-ken's TCP option parser never returns on an
+option of length 0; either would let any host that can send to the VIP
+stall the controller. Parsing is not on a hot path: answers arrive at most
+once per probe per backend.
 """
 
 from __future__ import annotations
@@ -23,9 +37,11 @@ import hashlib
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Optional, Union
+from typing import Literal, NamedTuple, Optional, Protocol, Union, cast
 
-from controller.packets import mac_str, parse_eth
+from os_ken.lib.packet import arp, ethernet, icmp, ipv4, packet, tcp, vlan
+
+from controller.packets import ETH_VLAN, mac_str
 
 IPv4Like = Union[ipaddress.IPv4Address, str]
 ReplyKind = Literal["syn-ack", "rst", "echo-reply", "arp-reply"]
@@ -38,11 +54,13 @@ BROADCAST = "ff:ff:ff:ff:ff:ff"
 DEFAULT_PORTS = range(40000, 41000)
 """Default source ports of TCP probes; the pipeline traps replies to these on the VIP."""
 
-_MIN_FRAME = 60
+_ETH_HEADER, _VLAN_TAG, _TCP_HEADER = 14, 4, 20  # bytes
 _TTL = 64
-_DF = 0x4000
+_IP_DF, _IP_MF = 0b010, 0b001  # RFC 791 flags field (3 bits): reserved, DF, MF
 _WINDOW = 64240
 _ICMP_PAYLOAD = b"vmn-probe"
+_ARP_HTYPE_ETHERNET, _ARP_REQUEST, _ARP_REPLY = 1, 1, 2
+_NO_MAC = "00:00:00:00:00:00"
 _PERSON = b"vmn-lbprobe"
 
 
@@ -79,6 +97,69 @@ class _Addresses(NamedTuple):
     src_ip: ipaddress.IPv4Address
     dst_ip: ipaddress.IPv4Address
     vlan: Optional[int]
+
+
+# -- the attributes of os-ken's (untyped) decoded layers that this module reads --
+class _EthernetLayer(Protocol):
+    dst: str  # "xx:xx:xx:xx:xx:xx", lower case
+    src: str
+    ethertype: int
+
+
+class _VlanLayer(Protocol):
+    vid: int  # 12-bit VLAN id
+    ethertype: int  # of the payload
+
+
+class _IPv4Layer(Protocol):
+    version: int
+    header_length: int  # IHL, in 32-bit words
+    total_length: int  # bytes, header included
+    flags: int  # 3 bits: reserved, DF, MF
+    offset: int  # fragment offset, in 8-byte units
+    proto: int
+    src: str  # dotted quad
+    dst: str
+
+
+class _TcpLayer(Protocol):
+    src_port: int
+    dst_port: int
+    ack: int
+    offset: int  # data offset, in 32-bit words
+    bits: int  # control bits (URG ... FIN)
+
+
+class _IcmpLayer(Protocol):
+    type: int
+    code: int
+    data: object  # an icmp.echo for an echo request/reply of 8 bytes or more
+
+
+class _EchoBody(Protocol):
+    id: int
+    seq: int
+
+
+class _ArpLayer(Protocol):
+    hwtype: int
+    proto: int
+    hlen: int
+    plen: int
+    opcode: int
+    src_mac: str
+    src_ip: str
+    dst_mac: str
+    dst_ip: str
+
+
+class _Link(NamedTuple):
+    """The Ethernet header of a frame, with the VLAN id of its 802.1Q tag if it has one."""
+
+    src_mac: str
+    dst_mac: str
+    vlan: Optional[int]
+    ethertype: int  # of the payload, after the tag if any
 
 
 def _digest(size: int, *parts: object) -> int:
@@ -120,45 +201,54 @@ def probe_isn(lb_name: str, backend: IPv4Like, counter: int) -> int:
     return _digest(4, "isn", lb_name, ipaddress.IPv4Address(backend), counter)
 
 
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of ``data``; 0 when ``data`` holds a valid one."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+# -- building -------------------------------------------------------------------
+def _mac(mac: str) -> str:
+    """``mac`` (hex, colons optional) in os-ken's ``xx:xx:xx:xx:xx:xx`` form.
 
-
-def _mac(mac: str) -> bytes:
+    Raises ValueError unless it is exactly 6 bytes: os-ken itself would
+    silently read ``"02:00:00"`` as ``00:02:00:00:00:00``.
+    """
     raw = bytes.fromhex(mac.replace(":", ""))
     if len(raw) != 6:
         raise ValueError(f"not a MAC address: {mac!r}")
-    return raw
+    return mac_str(raw)
 
 
-def _ip(ip: IPv4Like) -> bytes:
-    return ipaddress.IPv4Address(ip).packed
+def _ip(ip: IPv4Like) -> str:
+    """``ip`` as a dotted quad; raises ValueError (AddressValueError) if it is not IPv4."""
+    return str(ipaddress.IPv4Address(ip))
 
 
-def _eth(dst_mac: str, src_mac: str, ethertype: int, payload: bytes) -> bytes:
-    frame = _mac(dst_mac) + _mac(src_mac) + struct.pack("!H", ethertype) + payload
-    return frame.ljust(_MIN_FRAME, b"\0")
+def _serialise(dst_mac: str, src_mac: str, ethertype: int, *layers: object) -> bytes:
+    """An Ethernet II frame carrying ``layers`` (outermost first), as serialised by os-ken.
+
+    os-ken fills in lengths and checksums of the layers and pads the
+    Ethernet payload with zeros to 46 bytes (a 60-byte frame, FCS excluded).
+    Raises ValueError for a malformed MAC.
+    """
+    frame = packet.Packet()
+    frame.add_protocol(ethernet.ethernet(_mac(dst_mac), _mac(src_mac), ethertype))
+    for layer in layers:
+        frame.add_protocol(layer)
+    frame.serialize()
+    return bytes(frame.data)
 
 
-def _ipv4(src_ip: IPv4Like, dst_ip: IPv4Like, proto: int, payload: bytes) -> bytes:
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, _DF, _TTL, proto, 0,
-                         _ip(src_ip), _ip(dst_ip))
-    return header[:10] + struct.pack("!H", checksum(header)) + header[12:] + payload
+def _ipv4(src_ip: IPv4Like, dst_ip: IPv4Like, proto: int) -> object:
+    """An IPv4 header (no options, DF, TTL 64); os-ken computes total length and checksum."""
+    return ipv4.ipv4(flags=_IP_DF, ttl=_TTL, proto=proto, src=_ip(src_ip), dst=_ip(dst_ip))
 
 
-def _tcp(src_ip: IPv4Like, dst_ip: IPv4Like, ports: tuple[int, int], seq: int,
-         flags: int, window: int) -> bytes:
-    segment = struct.pack("!HHIIBBHHH", ports[0], ports[1], seq & 0xFFFFFFFF, 0, 5 << 4, flags,
-                          window, 0, 0)
-    pseudo = _ip(src_ip) + _ip(dst_ip) + struct.pack("!BBH", 0, PROTO_TCP, len(segment))
-    segment = segment[:16] + struct.pack("!H", checksum(pseudo + segment)) + segment[18:]
-    return _ipv4(src_ip, dst_ip, PROTO_TCP, segment)
+def _tcp_frame(src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Like,
+               ports: tuple[int, int], seq: int, bits: int, window: int) -> bytes:
+    """A frame carrying a TCP segment without options or payload (ACK number 0).
+
+    os-ken computes the data offset and the checksum (over the RFC 793
+    pseudo-header). ``seq`` is taken modulo 2**32.
+    """
+    segment = tcp.tcp(src_port=ports[0], dst_port=ports[1], seq=seq & 0xFFFFFFFF, ack=0,
+                      bits=bits, window_size=window)
+    return _serialise(dst_mac, src_mac, ETH_IPV4, _ipv4(src_ip, dst_ip, PROTO_TCP), segment)
 
 
 def build_tcp_syn(src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Like,
@@ -168,8 +258,8 @@ def build_tcp_syn(src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Like
     Raises ValueError for a malformed MAC or IP and struct.error for a port
     outside 0-65535.
     """
-    segment = _tcp(src_ip, dst_ip, (src_port, dst_port), seq, TCP_SYN, _WINDOW)
-    return _eth(dst_mac, src_mac, ETH_IPV4, segment)
+    return _tcp_frame(src_mac, dst_mac, src_ip, dst_ip, (src_port, dst_port), seq, TCP_SYN,
+                      _WINDOW)
 
 
 def build_tcp_rst(src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Like,
@@ -178,8 +268,7 @@ def build_tcp_rst(src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Like
 
     Raises as :func:`build_tcp_syn`.
     """
-    segment = _tcp(src_ip, dst_ip, (src_port, dst_port), seq, TCP_RST, 0)
-    return _eth(dst_mac, src_mac, ETH_IPV4, segment)
+    return _tcp_frame(src_mac, dst_mac, src_ip, dst_ip, (src_port, dst_port), seq, TCP_RST, 0)
 
 
 def reset_for(reply: ProbeReply) -> Optional[bytes]:
@@ -198,22 +287,58 @@ def build_icmp_echo(src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Li
                     ident: int, seq: int) -> bytes:
     """An ICMP echo request with identifier ``ident`` and sequence ``seq`` (both 16-bit).
 
-    Raises ValueError for a malformed MAC or IP and struct.error for an
-    ident or seq outside 0-65535.
+    The payload is ``b"vmn-probe"``. Raises ValueError for a malformed MAC or
+    IP and struct.error for an ident or seq outside 0-65535.
     """
-    message = struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, 0, ident, seq) + _ICMP_PAYLOAD
-    message = message[:2] + struct.pack("!H", checksum(message)) + message[4:]
-    return _eth(dst_mac, src_mac, ETH_IPV4, _ipv4(src_ip, dst_ip, PROTO_ICMP, message))
+    message = icmp.icmp(ICMP_ECHO_REQUEST, 0, 0, icmp.echo(ident, seq, _ICMP_PAYLOAD))
+    return _serialise(dst_mac, src_mac, ETH_IPV4, _ipv4(src_ip, dst_ip, PROTO_ICMP), message)
 
 
 def build_arp_request(src_mac: str, src_ip: IPv4Like, target_ip: IPv4Like) -> bytes:
-    """A broadcast ARP request "who has ``target_ip``, tell ``src_ip``".
+    """A broadcast ARP request "who has ``target_ip``, tell ``src_ip``" (target MAC all zeros).
 
     Raises ValueError for a malformed MAC or IP.
     """
-    body = struct.pack("!HHBBH6s4s6s4s", 1, ETH_IPV4, 6, 4, 1, _mac(src_mac), _ip(src_ip),
-                       b"\0" * 6, _ip(target_ip))
-    return _eth(BROADCAST, src_mac, ETH_ARP, body)
+    request = arp.arp(_ARP_HTYPE_ETHERNET, ETH_IPV4, 6, 4, _ARP_REQUEST, _mac(src_mac),
+                      _ip(src_ip), _NO_MAC, _ip(target_ip))
+    return _serialise(BROADCAST, src_mac, ETH_ARP, request)
+
+
+# -- parsing --------------------------------------------------------------------
+class _LayerParser(Protocol):
+    """An os-ken protocol class: ``parser(buf)`` gives ``(layer, next class, rest of buf)``."""
+
+    def parser(self, buf: bytes) -> tuple[object, object, bytes]:
+        ...
+
+
+def _decode(kind: _LayerParser, buf: bytes) -> object:
+    """The layer os-ken's ``kind`` decodes from the start of ``buf``; None if ``buf`` is too short.
+
+    One layer only: the next class os-ken proposes is ignored (see the
+    module docstring for why frames are not handed to ``packet.Packet``).
+    The parsers called here (Ethernet, 802.1Q, IPv4, ARP, ICMP, and TCP on
+    its 20 fixed bytes) only raise ``struct.error``, on a short buffer.
+    """
+    try:
+        return kind.parser(buf)[0]
+    except struct.error:
+        return None
+
+
+def _link(data: bytes) -> Optional[tuple[_Link, bytes]]:
+    """The Ethernet header and at most one 802.1Q tag of ``data``, and the bytes after them."""
+    eth = _decode(ethernet.ethernet, data)
+    if eth is None:
+        return None
+    header = cast(_EthernetLayer, eth)
+    if header.ethertype != ETH_VLAN:
+        return _Link(header.src, header.dst, None, header.ethertype), data[_ETH_HEADER:]
+    tag = _decode(vlan.vlan, data[_ETH_HEADER:])
+    if tag is None:
+        return None
+    vid, ethertype = cast(_VlanLayer, tag).vid, cast(_VlanLayer, tag).ethertype
+    return _Link(header.src, header.dst, vid, ethertype), data[_ETH_HEADER + _VLAN_TAG:]
 
 
 def parse_probe_reply(data: bytes) -> Optional[ProbeReply]:
@@ -224,64 +349,89 @@ def parse_probe_reply(data: bytes) -> Optional[ProbeReply]:
     malformed or fragmented input and any other packet give None; this
     function never raises.
     """
-    eth = parse_eth(data)
-    if eth is None:
+    found = _link(data)
+    if found is None:
         return None
-    offset = 18 if eth.vlan is not None else 14
-    if eth.ethertype == ETH_ARP:
-        return _parse_arp(data, offset, eth.vlan)
-    if eth.ethertype != ETH_IPV4 or len(data) < offset + 20:
+    link, payload = found
+    if link.ethertype == ETH_ARP:
+        return _parse_arp(payload, link.vlan)
+    if link.ethertype == ETH_IPV4:
+        return _parse_ipv4(payload, link)
+    return None
+
+
+def _parse_ipv4(packet_bytes: bytes, link: _Link) -> Optional[ProbeReply]:
+    """A TCP or ICMP answer in the IPv4 datagram at the start of ``packet_bytes`` (RFC 791).
+
+    os-ken decodes a datagram whose total length runs past the frame, a
+    header length under 5 words and fragments (even the L4 header of a
+    non-first fragment); none of those is an answer.
+    """
+    layer = _decode(ipv4.ipv4, packet_bytes)
+    if layer is None:
         return None
-    ver_ihl, _, total, _, frag, _, proto = struct.unpack_from("!BBHHHBB", data, offset)
-    header_len = (ver_ihl & 0x0F) * 4
-    if ver_ihl >> 4 != 4 or header_len < 20 or total < header_len or len(data) < offset + total:
+    ip = cast(_IPv4Layer, layer)
+    header = ip.header_length * 4
+    if ip.version != 4 or header < 20 or not header <= ip.total_length <= len(packet_bytes):
         return None
-    if frag & 0x3FFF:  # MF set or a non-zero offset: a fragment, not a whole answer
+    if ip.flags & _IP_MF or ip.offset:  # a fragment, not a whole answer
         return None
-    src_ip = ipaddress.IPv4Address(data[offset + 12: offset + 16])
-    dst_ip = ipaddress.IPv4Address(data[offset + 16: offset + 20])
-    l4 = data[offset + header_len: offset + total]
-    addresses = _Addresses(eth.src, eth.dst, src_ip, dst_ip, eth.vlan)
-    if proto == PROTO_TCP:
+    addresses = _Addresses(link.src_mac, link.dst_mac, ipaddress.IPv4Address(ip.src),
+                           ipaddress.IPv4Address(ip.dst), link.vlan)
+    l4 = packet_bytes[header:ip.total_length]
+    if ip.proto == PROTO_TCP:
         return _parse_tcp(l4, addresses)
-    if proto == PROTO_ICMP:
+    if ip.proto == PROTO_ICMP:
         return _parse_icmp(l4, addresses)
     return None
 
 
 def _parse_tcp(segment: bytes, addresses: _Addresses) -> Optional[ProbeReply]:
-    if len(segment) < 20:
+    """A ``syn-ack`` or ``rst`` from the TCP ``segment`` (RFC 793 flags); options are not read.
+
+    os-ken sees only the 20 fixed header bytes: its option parser loops
+    forever on an option of length 0.
+    """
+    layer = _decode(tcp.tcp, segment[:_TCP_HEADER])
+    if layer is None:
         return None
-    src_port, dst_port, _, ack, offset, flags = struct.unpack_from("!HHIIBB", segment)
-    if offset >> 4 < 5 or (offset >> 4) * 4 > len(segment):
+    header = cast(_TcpLayer, layer)
+    if header.offset < 5 or header.offset * 4 > len(segment):
         return None
+    flags = header.bits
     if flags & TCP_RST:
         kind: ReplyKind = "rst"
     elif (flags & (TCP_SYN | TCP_ACK | TCP_FIN)) == (TCP_SYN | TCP_ACK):
         kind = "syn-ack"
     else:
         return None
-    return ProbeReply(kind, *addresses, src_port=src_port, dst_port=dst_port,
-                      ack=ack if flags & TCP_ACK else 0)
+    return ProbeReply(kind, *addresses, src_port=header.src_port, dst_port=header.dst_port,
+                      ack=header.ack if flags & TCP_ACK else 0)
 
 
 def _parse_icmp(message: bytes, addresses: _Addresses) -> Optional[ProbeReply]:
-    if len(message) < 8:
+    """An ``echo-reply`` (RFC 792 type 0, code 0) with its identifier and sequence number."""
+    layer = _decode(icmp.icmp, message)
+    if layer is None:
         return None
-    kind, code, _, ident, seq = struct.unpack_from("!BBHHH", message)
-    if kind != ICMP_ECHO_REPLY or code != 0:
+    header = cast(_IcmpLayer, layer)
+    if header.type != ICMP_ECHO_REPLY or header.code != 0:
         return None
-    return ProbeReply("echo-reply", *addresses, ident=ident, seq=seq)
+    if not isinstance(header.data, icmp.echo):  # os-ken leaves it raw when under 8 bytes
+        return None
+    echo = cast(_EchoBody, header.data)
+    return ProbeReply("echo-reply", *addresses, ident=echo.id, seq=echo.seq)
 
 
-def _parse_arp(data: bytes, offset: int, vlan: Optional[int]) -> Optional[ProbeReply]:
-    if len(data) < offset + 28:
+def _parse_arp(body: bytes, vlan_id: Optional[int]) -> Optional[ProbeReply]:
+    """An ``arp-reply`` (RFC 826, Ethernet/IPv4, op 2) naming its sender and target."""
+    layer = _decode(arp.arp, body)
+    if layer is None:
         return None
-    htype, ptype, hlen, plen, op = struct.unpack_from("!HHBBH", data, offset)
-    if (htype, ptype, hlen, plen, op) != (1, ETH_IPV4, 6, 4, 2):
-        return None
-    fields = data[offset + 8: offset + 28]
-    return ProbeReply("arp-reply", mac_str(fields[0:6]), mac_str(fields[10:16]),
-                      ipaddress.IPv4Address(fields[6:10]), ipaddress.IPv4Address(fields[16:20]),
-                      vlan)
-
+    message = cast(_ArpLayer, layer)
+    shape = (message.hwtype, message.proto, message.hlen, message.plen, message.opcode)
+    if shape != (_ARP_HTYPE_ETHERNET, ETH_IPV4, 6, 4, _ARP_REPLY):
+        return None  # os-ken reads 6- and 4-byte addresses whatever hlen/plen say
+    return ProbeReply("arp-reply", message.src_mac, message.dst_mac,
+                      ipaddress.IPv4Address(message.src_ip),
+                      ipaddress.IPv4Address(message.dst_ip), vlan_id)

@@ -1,10 +1,21 @@
-"""LLDP probes that name their origin switch and port, built and parsed on raw bytes.
+"""LLDP probes that name their origin switch and port, built and parsed with os-ken's packet library.
 
-Chassis ID (subtype 7, locally assigned) is ``dpid:<16 hex>``, port ID
-(subtype 7) the decimal OpenFlow port number, and an organisation-specific
-TLV carries an HMAC of both under the controller's secret: a host that
-forges a probe cannot make its port look like a link. A probe not in this
-form is someone else's LLDP and is ignored.
+An LLDPDU (IEEE 802.1AB) to the nearest-bridge group ``01:80:c2:00:00:0e``,
+untagged, with TLVs in this order: Chassis ID (subtype 7, locally assigned)
+``dpid:<16 lower-case hex>``, Port ID (subtype 7) the decimal OpenFlow port
+number, TTL 120 s, an organisation-specific TLV (OUI ``02:56:4d``,
+subtype 1) carrying an 8-byte HMAC-SHA256 tag of both under the
+controller's secret, and End. A host that forges a probe cannot make its
+port look like a link. A probe not in this form is someone else's LLDP and
+is ignored.
+
+``os_ken.lib.packet.lldp`` builds and decodes the TLVs; the frames are the
+same bytes as the struct-built ones of before. Its decoder is stricter than
+the old hand-written one: Chassis ID, Port ID and TTL must come first and
+in that order, End must be present, and a TLV of a type it does not know
+(9-126) makes it reject the whole LLDPDU; none of that happens to our own
+probes. Parsing runs once per probe per port per interval (1 s by
+default): not a hot path.
 """
 
 from __future__ import annotations
@@ -12,54 +23,145 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from typing import Optional
+from typing import Optional, Protocol, Sequence, cast
+
+from os_ken.lib.packet import ethernet, lldp, packet
+
+from controller.packets import mac_str
 
 LLDP_DST = bytes.fromhex("0180c200000e")
 ETH_LLDP = 0x88CC
+_ETH_HEADER = 14  # bytes
 _PREFIX = b"dpid:"
+_LOCALLY_ASSIGNED = 7  # Chassis ID and Port ID subtype
+_TTL = 120  # seconds
 _OUI = b"\x02\x56\x4d"  # locally administered, "VM"
-_TAG_LEN = 8
+_TAG_SUBTYPE = 1
+_TAG_LEN = 8  # bytes of the truncated HMAC-SHA256
+
+
+# -- the attributes of os-ken's (untyped) decoded TLVs that this module reads --
+class _EthernetLayer(Protocol):
+    ethertype: int
+
+
+class _LldpLayer(Protocol):
+    tlvs: list[object]  # os-ken TLV objects, in wire order
+
+
+class _ChassisID(Protocol):
+    subtype: int
+    chassis_id: bytes
+
+
+class _PortID(Protocol):
+    subtype: int
+    port_id: bytes
+
+
+class _OrgSpecific(Protocol):
+    oui: bytes  # 3 bytes
+    subtype: int
+    info: bytes
 
 
 def _tag(secret: bytes, dpid: int, port: int) -> bytes:
     return hmac.new(secret, f"{dpid:016x}:{port}".encode(), hashlib.sha256).digest()[:_TAG_LEN]
 
 
-def _tlv(kind: int, value: bytes) -> bytes:
-    return struct.pack("!H", (kind << 9) | len(value)) + value
-
-
 def build_probe(dpid: int, port: int, secret: bytes = b"",
                 src_mac: bytes = bytes.fromhex("0e0000000001")) -> bytes:
-    """An LLDP frame announcing ``dpid``/``port``, authenticated with ``secret``."""
-    body = (_tlv(1, b"\x07" + _PREFIX + f"{dpid:016x}".encode())
-            + _tlv(2, b"\x07" + str(port).encode())
-            + _tlv(3, struct.pack("!H", 120))
-            + _tlv(127, _OUI + b"\x01" + _tag(secret, dpid, port)) + _tlv(0, b""))
-    return LLDP_DST + src_mac + struct.pack("!H", ETH_LLDP) + body
+    """An LLDP frame announcing ``dpid``/``port``, authenticated with ``secret``.
+
+    ``src_mac`` is the 6-byte Ethernet source; raises ValueError otherwise.
+    """
+    if len(src_mac) != 6:
+        raise ValueError(f"not a MAC address: {src_mac!r}")
+    tlvs = [
+        lldp.ChassisID(subtype=_LOCALLY_ASSIGNED, chassis_id=_PREFIX + f"{dpid:016x}".encode()),
+        lldp.PortID(subtype=_LOCALLY_ASSIGNED, port_id=str(port).encode()),
+        lldp.TTL(ttl=_TTL),
+        lldp.OrganizationallySpecific(oui=_OUI, subtype=_TAG_SUBTYPE,
+                                      info=_tag(secret, dpid, port)),
+        lldp.End(),
+    ]
+    frame = packet.Packet()
+    frame.add_protocol(ethernet.ethernet(mac_str(LLDP_DST), mac_str(src_mac), ETH_LLDP))
+    frame.add_protocol(lldp.lldp(tlvs))
+    frame.serialize()
+    return bytes(frame.data)
 
 
 def parse_probe(frame: bytes, secret: bytes = b"") -> Optional[tuple[int, int]]:
-    """``(dpid, port)`` from one of our probes signed with ``secret``; None for anything else."""
-    if len(frame) < 14 or struct.unpack_from("!H", frame, 12)[0] != ETH_LLDP:
+    """``(dpid, port)`` from one of our probes signed with ``secret``; None for anything else.
+
+    Never raises: a truncated, malformed, tagged or non-LLDP frame gives None.
+    """
+    tlvs = _tlvs(frame)
+    if tlvs is None or len(tlvs) < 2:
         return None
-    offset, dpid, port, tag = 14, None, None, b""
-    while offset + 2 <= len(frame):
-        (header,) = struct.unpack_from("!H", frame, offset)
-        kind, length = header >> 9, header & 0x1FF
-        value = frame[offset + 2: offset + 2 + length]
-        offset += 2 + length
-        if kind == 0:
-            break
-        try:
-            if kind == 1 and value[1:6] == _PREFIX:
-                dpid = int(value[6:].decode(), 16)
-            elif kind == 2 and value[:1] == b"\x07":
-                port = int(value[1:].decode())
-            elif kind == 127 and value[:4] == _OUI + b"\x01":
-                tag = value[4:]
-        except ValueError:
-            return None
-    if dpid is None or port is None or not hmac.compare_digest(tag, _tag(secret, dpid, port)):
+    dpid, port = _dpid(tlvs[0]), _port(tlvs[1])
+    if dpid is None or port is None:
+        return None
+    if not hmac.compare_digest(_tag_of(tlvs), _tag(secret, dpid, port)):
         return None
     return dpid, port
+
+
+def _tlvs(frame: bytes) -> Optional[Sequence[object]]:
+    """The TLVs os-ken decodes from the untagged LLDPDU in ``frame``; None if there is none.
+
+    os-ken's ``lldp.parser`` swallows every error of a malformed LLDPDU
+    (a bare ``except``) and returns no layer; its TLV checks are ``assert``
+    statements, so they vanish under ``python -O``: callers check TLV types
+    themselves.
+    """
+    try:
+        eth = ethernet.ethernet.parser(frame)[0]
+    except struct.error:  # shorter than an Ethernet header
+        return None
+    if cast(_EthernetLayer, eth).ethertype != ETH_LLDP:
+        return None
+    pdu = lldp.lldp.parser(frame[_ETH_HEADER:])[0]
+    return None if pdu is None else cast(_LldpLayer, pdu).tlvs
+
+
+def _dpid(tlv: object) -> Optional[int]:
+    """The datapath id in a Chassis ID TLV of ours (subtype 7, ``dpid:`` + 16 hex digits)."""
+    if not isinstance(tlv, lldp.ChassisID):
+        return None
+    chassis = cast(_ChassisID, tlv)
+    if chassis.subtype != _LOCALLY_ASSIGNED or not chassis.chassis_id.startswith(_PREFIX):
+        return None
+    digits = bytes(chassis.chassis_id[len(_PREFIX):])
+    try:
+        dpid = int(digits, 16)
+    except ValueError:
+        return None
+    return dpid if f"{dpid:016x}".encode() == digits else None
+
+
+def _port(tlv: object) -> Optional[int]:
+    """The OpenFlow port number in a Port ID TLV of ours (subtype 7, decimal)."""
+    if not isinstance(tlv, lldp.PortID):
+        return None
+    port_id = cast(_PortID, tlv)
+    if port_id.subtype != _LOCALLY_ASSIGNED:
+        return None
+    digits = bytes(port_id.port_id)
+    try:
+        port = int(digits)
+    except ValueError:
+        return None
+    return port if str(port).encode() == digits else None
+
+
+def _tag_of(tlvs: Sequence[object]) -> bytes:
+    """The HMAC tag of the last organisation-specific TLV of ours in ``tlvs``; b"" if none."""
+    tag = b""
+    for tlv in tlvs:
+        if isinstance(tlv, lldp.OrganizationallySpecific):
+            org = cast(_OrgSpecific, tlv)
+            if org.oui == _OUI and org.subtype == _TAG_SUBTYPE:
+                tag = bytes(org.info)
+    return tag

@@ -73,7 +73,7 @@ def ipv4_udp(src: str, dst: str, payload: bytes) -> bytes:
 
 
 def lldp_probe(dpid: int, port: int) -> bytes:
-    """The controller's own probe format (controller/lldp.py), as a VM would forge it."""
+    """The controller's own probe format (controller/fabric/lldp.py), as a VM would forge it."""
     def tlv(kind: int, value: bytes) -> bytes:
         return struct.pack("!H", (kind << 9) | len(value)) + value
     return (tlv(1, b"\x07dpid:" + f"{dpid:016x}".encode()) + tlv(2, b"\x07" + str(port).encode())

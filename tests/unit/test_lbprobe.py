@@ -9,6 +9,9 @@ built with os-ken and must parse with :func:`parse_probe_reply`.
 from __future__ import annotations
 
 import ipaddress
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import pairwise
 from typing import Any
 
@@ -223,3 +226,113 @@ def test_mutated_answers_never_raise(frame: bytes, flips: list[tuple[int, int]],
             data[at] = value
     result = parse_probe_reply(bytes(data[:cut]))
     assert result is None or isinstance(result, ProbeReply)
+
+
+# -- malformed input: None, never an exception, never a hang ---------------------
+NOT_PARSED_ETHERTYPES = st.integers(0, 0xFFFF).filter(lambda t: t not in (0x0800, 0x0806, 0x8100))
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Fail the test with TimeoutError if its body runs longer than ``seconds`` (SIGALRM).
+
+    The alarm repeats every 0.1 s: os-ken has bare ``except:`` clauses
+    (OpenFlow and LLDP parsers) that would swallow a single TimeoutError.
+    """
+    def expire(_signum: int, _frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.1)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _with_ethertype(frame: bytes, ethertype: int) -> bytes:
+    """``frame`` with the ethertype after its (optional) 802.1Q tag replaced."""
+    at = 16 if frame[12:14] == b"\x81\x00" else 12
+    return frame[:at] + ethertype.to_bytes(2, "big") + frame[at + 2:]
+
+
+def _answer_size(frame: bytes) -> int:
+    """Bytes of ``frame`` up to the end of its ARP message or IPv4 datagram (padding excluded)."""
+    link = 18 if frame[12:14] == b"\x81\x00" else 14
+    if frame[link - 2:link] == b"\x08\x06":
+        return link + 28
+    return link + int.from_bytes(frame[link + 2:link + 4], "big")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(VALID_ANSWERS), st.data())
+def test_truncated_answers_give_none(frame: bytes, data: st.DataObject) -> None:
+    """Cut into the answer itself: None; cut only into the Ethernet padding: the same answer."""
+    cut = data.draw(st.integers(0, len(frame) - 1))
+    expected = None if cut < _answer_size(frame) else parse_probe_reply(frame)
+    assert parse_probe_reply(frame[:cut]) == expected
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(min_size=0, max_size=200))
+def test_garbage_gives_none(data: bytes) -> None:
+    """Random bytes are almost never a well-formed answer; whatever they are, no exception."""
+    result = parse_probe_reply(data)
+    assert result is None or isinstance(result, ProbeReply)
+    assert parse_probe_reply(data[:14]) is None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(VALID_ANSWERS), NOT_PARSED_ETHERTYPES)
+def test_wrong_ethertype_gives_none(frame: bytes, ethertype: int) -> None:
+    assert parse_probe_reply(_with_ethertype(frame, ethertype)) is None
+
+
+@pytest.mark.parametrize("frame", VALID_ANSWERS[4:], ids=["syn-ack", "rst", "echo-reply", "arp-reply"])
+def test_a_second_vlan_tag_is_not_an_answer(frame: bytes) -> None:
+    double = frame[:16] + b"\x81\x00\x00\x07" + frame[16:]
+    assert parse_probe_reply(double) is None
+
+
+def test_a_datagram_longer_than_the_frame_is_not_an_answer() -> None:
+    frame = bytearray(_syn_ack())
+    frame[16:18] = (len(frame) - 14 + 1).to_bytes(2, "big")  # IPv4 total length
+    assert parse_probe_reply(bytes(frame)) is None
+
+
+@pytest.mark.parametrize("option", [b"\x99\x00\x00\x00", b"\x05\x00\x00\x00"],
+                         ids=["unknown-kind", "sack"])
+def test_a_tcp_option_of_length_zero_does_not_hang(option: bytes) -> None:
+    """os-ken's TCP option parser never returns on these; the answer is still recognised."""
+    frame = _answer(_ip(6), tcp.tcp(80, 40123, 0, 5, bits=tcp.TCP_SYN | tcp.TCP_ACK,
+                                    option=option))
+    with _deadline(5):
+        reply = parse_probe_reply(frame)
+    assert reply is not None and (reply.kind, reply.ack) == ("syn-ack", 5)
+
+
+@pytest.mark.parametrize("port", [179, 2600, 6633, 6653])
+def test_payloads_os_ken_guesses_by_port_are_not_decoded(port: int) -> None:
+    """An OpenFlow header of length 0 on 6653 makes ``packet.Packet`` loop forever."""
+    payload = b"\x04\x00\x00\x00" + b"\x01" * 12
+    frame = _answer(_ip(6), tcp.tcp(port, 40123, 0, 9, bits=tcp.TCP_RST | tcp.TCP_ACK), payload)
+    with _deadline(5):
+        reply = parse_probe_reply(frame)
+    assert reply is not None and (reply.kind, reply.src_port, reply.ack) == ("rst", port, 9)
+
+
+MACS = st.binary(min_size=6, max_size=6).map(lambda b: b.hex(":"))
+IPS = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
+PORTS = st.integers(0, 0xFFFF)
+
+
+@settings(max_examples=300, deadline=None)
+@given(MACS, MACS, IPS, IPS, PORTS, PORTS, st.integers(0, 2**32 - 1))
+def test_built_rst_parses_back_to_its_fields(src_mac: str, dst_mac: str,
+                                              src_ip: ipaddress.IPv4Address,
+                                              dst_ip: ipaddress.IPv4Address,
+                                              src_port: int, dst_port: int, seq: int) -> None:
+    frame = lbprobe.build_tcp_rst(src_mac, dst_mac, src_ip, dst_ip, src_port, dst_port, seq)
+    assert len(frame) == 60 and _reserialised(frame) == frame
+    assert parse_probe_reply(frame) == ProbeReply("rst", src_mac, dst_mac, src_ip, dst_ip,
+                                                  src_port=src_port, dst_port=dst_port)

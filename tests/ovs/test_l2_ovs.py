@@ -125,3 +125,31 @@ def test_reconnect_keeps_right_flows_and_removes_wrong_ones(
     kept = [k for k in before if "0x99" not in k]
     assert kept and all(k in after and after[k] >= before[k] + 1.0 for k in kept), (before, after)
     assert h1.ping(h2)
+
+
+def test_port_down_forgets_its_hosts_within_a_second(
+        lab: Lab, controller_factory: Factory, tmp_path: Path) -> None:
+    cfg = write(tmp_path, """
+controller: {metrics_port: 0, host_timeout: 300}
+switches: {s1: {dpid: 0x15}}
+networks: {red: {vlan: 100}}
+vms:
+  a: {switch: s1, port: 1, network: red}
+  b: {switch: s1, port: 2, network: red}
+""")
+    ctl = controller_factory(cfg)
+    br = lab.add_bridge("b1", 0x15, ctl.port)
+    a = lab.add_host("a", "b1", 1, ip="10.64.0.1", mac="02:64:00:00:00:01")
+    b = lab.add_host("b", "b1", 2, ip="10.64.0.2")
+    ctl.wait_connected(br, 20)
+    wait_until(lambda: a.ping(b), 15, message="a -> b")
+    rules_of_a = lambda: [l for l in dump_flows(br) if "02:64:00:00:00:01" in l]
+    assert rules_of_a()
+    lab.set_port_down(a.port)
+    down = time.monotonic()
+    wait_until(lambda: not rules_of_a(), 1.0, interval=0.05, message="a's rules gone within a second")
+    assert time.monotonic() - down <= 1.0
+    ctl.wait_for_log("host 02:64:00:00:00:01 forgotten", 2)
+    lab.set_port_up(a.port)
+    wait_until(lambda: a.ping(b), 15, message="a is learned again when it speaks")
+    assert rules_of_a()

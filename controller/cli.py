@@ -51,12 +51,22 @@ def add_check(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
 
 
 def _load_or_report(path: str) -> Model | None:
-    """The model of ``path``, or None after printing every error to stderr."""
+    """The model of ``path``, or None after printing every error to stderr.
+
+    Besides the file itself, the apps ``controller.apps`` names must exist.
+    """
+    from controller.compose import AppError, check_apps
+
     try:
-        return load_model(path)
+        model = load_model(path)
+        check_apps(model)
+        return model
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
+        return None
+    except AppError as exc:
+        print(exc, file=sys.stderr)
         return None
 
 

@@ -132,3 +132,14 @@ def test_no_module_of_controller_or_apps_is_over_500_lines() -> None:
     sizes = {p.relative_to(ROOT): len(p.read_text().splitlines())
              for top in ("controller", "apps") for p in (ROOT / top).rglob("*.py")}
     assert {p: n for p, n in sizes.items() if n > 500} == {}
+
+
+def test_vmn_check_names_an_unknown_app(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.cli import main
+
+    path = tmp_path / "net.yaml"
+    path.write_text("controller: {apps: [ingress, l2, flood, nat]}\nswitches: {s1: {dpid: 1}}\n")
+    assert main(["check", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        "controller.apps: unknown app 'nat' (available: acl, flood, ingress, l2, lb, mirror)\n")

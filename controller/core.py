@@ -21,7 +21,7 @@ from apps.base import (Adopts, App, FlowRemoved, HasGroups, PacketIn, ReadsFlowS
 from controller.config.model import Model
 from controller.effects import Batch, DumpedFlow, Effects, GroupDiff
 from controller.fabric.crossing import trunk_ports_in_dump
-from controller.fabric.links import LinkMonitor, describe
+from controller.fabric.links import LinkMonitor, describe, liveness
 from controller.fabric.topology import PortInfo, Topology
 from controller.fabric.view import FabricView
 from controller.flows.flowstate import Diff, FlowState, merge_diffs
@@ -184,10 +184,18 @@ class Core:
         and the switch keeps forwarding on the flows it has, until LLDP finds
         those links or three LLDP intervals pass; :meth:`packet_in` (LLDP) and
         :meth:`tick` then return the batch. Meanwhile this returns nothing.
+        A dump with trunk rules on a port that the network file does not let
+        be a trunk is not trusted to forward meanwhile: it is reconciled at once.
         """
-        missing = trunk_ports_in_dump(present) - self.view().trunk_ports(dpid)
-        if missing and dpid not in self._deferred:
-            deadline = self.clock() + 3 * self.model.controller.lldp_interval + 0.5
+        view = self.view()
+        dumped = trunk_ports_in_dump(present)
+        forbidden = sorted(p for p in dumped if not view.link_policy.may_be_trunk(dpid, p))
+        missing = dumped - set(forbidden) - view.trunk_ports(dpid)
+        if forbidden:
+            LOG.warning("switch %016x: its flows use ports %s as trunks, which the network file does not "
+                        "allow; reconciling at once", dpid, ", ".join(map(str, forbidden)))
+        elif missing and dpid not in self._deferred:
+            deadline = self.clock() + liveness(self.model.controller.lldp_interval)
             self._deferred[dpid] = (present, missing, deadline)
             LOG.info("switch %016x: reconcile waits for links on ports %s", dpid,
                      ", ".join(map(str, sorted(missing))))
@@ -286,7 +294,7 @@ class Core:
         return self._react(app.packet_in(self.clock(), self.view(), PacketIn(dpid, table, in_port, data)))
 
     def _lldp_in(self, dpid: int, in_port: int, data: bytes) -> Effects:
-        if self.links.heard(self.clock(), dpid, in_port, data) is None:
+        if self.links.heard(self.clock(), dpid, in_port, data, self.view()) is None:
             return Effects()
         self._links_changed()
         return self.recompute() + self._finish_deferred()
@@ -304,9 +312,12 @@ class Core:
         now = self.clock()
         interval = self.model.controller.lldp_interval
         out = Effects(frames=tuple(self.links.probes(now, interval, self.view())))
-        if self.links.expire(now, interval):
+        gone, forgotten = self.links.expire(now, interval)
+        if gone:
             self._links_changed()
             out += self.recompute()
+        elif forgotten:
+            self.links.changed(self.view())
         reaction = Reaction()
         for app in self.apps:
             if isinstance(app, Ticks):
@@ -318,15 +329,22 @@ class Core:
 
     def _links_changed(self) -> None:
         self._invalidate()
-        self.links.changed(self.model, self.view())
+        self.links.changed(self.view())
 
     # -- configuration -----------------------------------------------------
     def reload(self, model: Model) -> Effects:
-        """Switch to a new validated model and send only the difference."""
+        """Switch to a new validated model and send only the difference.
+
+        Links are judged again under the new file (declaring or removing
+        ``links`` changes which discovered links may be used).
+        """
         self.model = model
         for app in self.apps:
             if isinstance(app, Reloads):
                 app.reload(model)
+        self._invalidate()
+        self.links.readmit(self.view())
+        self._links_changed()
         return self.recompute()
 
     # -- statistics --------------------------------------------------------

@@ -38,7 +38,7 @@ class Metrics:
                                    registry=r)
         self.links_up = Gauge("vmn_links_up", "Inter-switch links up", registry=r)
         self.link_mismatches = Gauge("vmn_link_mismatches", "Declared links not discovered and "
-                                     "discovered links not declared", registry=r)
+                                     "discovered links the network file does not allow", registry=r)
         self.config_reloads = Counter("vmn_config_reloads", "Config reloads", ["result"],
                                       registry=r)
         self.lb_backend_up = Gauge("vmn_lb_backend_up", "Backend health (1 up, 0 down)",

@@ -4,10 +4,15 @@ An LLDPDU (IEEE 802.1AB) to the nearest-bridge group ``01:80:c2:00:00:0e``,
 untagged, with TLVs in this order: Chassis ID (subtype 7, locally assigned)
 ``dpid:<16 lower-case hex>``, Port ID (subtype 7) the decimal OpenFlow port
 number, TTL 120 s, an organisation-specific TLV (OUI ``02:56:4d``,
-subtype 1) carrying an 8-byte HMAC-SHA256 tag of both under the
-controller's secret, and End. A host that forges a probe cannot make its
-port look like a link. A probe not in this form is someone else's LLDP and
-is ignored.
+subtype 2) carrying the time the probe was sent (the controller's own
+clock, an IEEE 754 double, seconds) and an 8-byte HMAC-SHA256 tag of all
+three under the controller's secret, and End. A host that forges a probe
+cannot make its port look like a link, and one that replays a probe it
+captured earlier is caught by its age (:class:`~controller.fabric.links.LinkMonitor`
+accepts a probe only while it is as fresh as a live link's). A host that
+*relays* our probes live between two ports is not caught here: see
+:mod:`controller.fabric.admission`. A probe not in this form is someone
+else's LLDP and is ignored.
 
 ``os_ken.lib.packet.lldp`` builds and decodes the TLVs; the frames are the
 same bytes as the struct-built ones of before. Its decoder is stricter than
@@ -23,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from typing import Optional, Protocol, Sequence, cast
+from typing import NamedTuple, Optional, Protocol, Sequence, cast
 
 from os_ken.lib.packet import ethernet, lldp, packet
 
@@ -36,8 +41,17 @@ _PREFIX = b"dpid:"
 _LOCALLY_ASSIGNED = 7  # Chassis ID and Port ID subtype
 _TTL = 120  # seconds
 _OUI = b"\x02\x56\x4d"  # locally administered, "VM"
-_TAG_SUBTYPE = 1
+_TAG_SUBTYPE = 2  # send time + tag (1, the tag alone, is no longer accepted)
 _TAG_LEN = 8  # bytes of the truncated HMAC-SHA256
+_TIME = struct.Struct("!d")
+
+
+class Probe(NamedTuple):
+    """One of our probes: where it was sent from and when (controller clock, seconds)."""
+
+    dpid: int
+    port: int
+    sent_at: float
 
 
 # -- the attributes of os-ken's (untyped) decoded TLVs that this module reads --
@@ -65,16 +79,18 @@ class _OrgSpecific(Protocol):
     info: bytes
 
 
-def _tag(secret: bytes, dpid: int, port: int) -> bytes:
-    return hmac.new(secret, f"{dpid:016x}:{port}".encode(), hashlib.sha256).digest()[:_TAG_LEN]
+def _tag(secret: bytes, dpid: int, port: int, sent_at: bytes) -> bytes:
+    signed = struct.pack("!QI", dpid, port) + sent_at
+    return hmac.new(secret, signed, hashlib.sha256).digest()[:_TAG_LEN]
 
 
-def build_probe(dpid: int, port: int, secret: bytes = b"",
+def build_probe(dpid: int, port: int, secret: bytes = b"", sent_at: float = 0.0,
                 src_mac: bytes = bytes.fromhex("0e0000000001")) -> bytes:
-    """An LLDP frame announcing ``dpid``/``port``, authenticated with ``secret``.
+    """An LLDP frame announcing ``dpid``/``port`` at time ``sent_at``, authenticated with ``secret``.
 
     ``src_mac`` is the 6-byte Ethernet source; raises ValueError otherwise.
     """
+    when = _TIME.pack(sent_at)
     if len(src_mac) != 6:
         raise ValueError(f"not a MAC address: {src_mac!r}")
     tlvs = [
@@ -82,7 +98,7 @@ def build_probe(dpid: int, port: int, secret: bytes = b"",
         lldp.PortID(subtype=_LOCALLY_ASSIGNED, port_id=str(port).encode()),
         lldp.TTL(ttl=_TTL),
         lldp.OrganizationallySpecific(oui=_OUI, subtype=_TAG_SUBTYPE,
-                                      info=_tag(secret, dpid, port)),
+                                      info=when + _tag(secret, dpid, port, when)),
         lldp.End(),
     ]
     frame = packet.Packet()
@@ -92,20 +108,29 @@ def build_probe(dpid: int, port: int, secret: bytes = b"",
     return bytes(frame.data)
 
 
-def parse_probe(frame: bytes, secret: bytes = b"") -> Optional[tuple[int, int]]:
-    """``(dpid, port)`` from one of our probes signed with ``secret``; None for anything else.
+def parse_probe(frame: bytes, secret: bytes = b"") -> Optional[Probe]:
+    """The :class:`Probe` of one of our probes signed with ``secret``; None for anything else.
 
     Never raises: a truncated, malformed, tagged or non-LLDP frame gives None.
+
+    >>> parse_probe(build_probe(5, 7, b"k", sent_at=12.5), b"k")
+    Probe(dpid=5, port=7, sent_at=12.5)
+    >>> parse_probe(build_probe(5, 7, b"k"), b"other") is None
+    True
     """
     tlvs = _tlvs(frame)
     if tlvs is None or len(tlvs) < 2:
         return None
     dpid, port = _dpid(tlvs[0]), _port(tlvs[1])
-    if dpid is None or port is None:
+    if dpid is None or port is None or not dpid < 2**64 or not port < 2**32:
         return None
-    if not hmac.compare_digest(_tag_of(tlvs), _tag(secret, dpid, port)):
+    signed = _signed_of(tlvs)
+    if len(signed) != _TIME.size + _TAG_LEN:
         return None
-    return dpid, port
+    when, tag = signed[:_TIME.size], signed[_TIME.size:]
+    if not hmac.compare_digest(tag, _tag(secret, dpid, port, when)):
+        return None
+    return Probe(dpid, port, _TIME.unpack(when)[0])
 
 
 def _tlvs(frame: bytes) -> Optional[Sequence[object]]:
@@ -156,8 +181,8 @@ def _port(tlv: object) -> Optional[int]:
     return port if str(port).encode() == digits else None
 
 
-def _tag_of(tlvs: Sequence[object]) -> bytes:
-    """The HMAC tag of the last organisation-specific TLV of ours in ``tlvs``; b"" if none."""
+def _signed_of(tlvs: Sequence[object]) -> bytes:
+    """Send time and HMAC tag of the last organisation-specific TLV of ours in ``tlvs``; b"" if none."""
     tag = b""
     for tlv in tlvs:
         if isinstance(tlv, lldp.OrganizationallySpecific):

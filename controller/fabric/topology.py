@@ -12,6 +12,9 @@ from typing import Iterable, Mapping, Optional
 
 import networkx as nx
 
+MAX_PHYSICAL_PORT = 0xFFFFFF00
+"""OpenFlow port numbers from here up are reserved (LOCAL, CONTROLLER, ...), never a cable."""
+
 
 @dataclass(frozen=True)
 class PortInfo:
@@ -101,6 +104,16 @@ class Topology:
             if not g.has_edge(link.a_dpid, link.b_dpid):
                 g.add_edge(link.a_dpid, link.b_dpid, link=link)
         return g
+
+
+def resolve_port(ports: Mapping[int, PortInfo], ref: int | str) -> Optional[int]:
+    """The OpenFlow number of a declared port (a number, or an interface name among ``ports``)."""
+    if isinstance(ref, int):
+        return ref
+    for info in ports.values():
+        if info.name == ref:
+            return info.port_no
+    return None
 
 
 def bfs_parents(graph: nx.Graph, root: int) -> dict[int, Optional[int]]:

@@ -18,9 +18,8 @@ from controller.config.model import Model, Network, Vm
 from controller.flows.pipeline import APP_L2
 from controller.fabric.protection import (BackupKey, DestinationTree, Hop, assign_group_ids, backup_keys, cables_of,
                                    routes_toward)
-from controller.fabric.topology import LinkKey, Topology, bfs_parents, edge_link
-
-MAX_PHYSICAL_PORT = 0xFFFFFF00
+from controller.fabric.admission import LinkPolicy
+from controller.fabric.topology import MAX_PHYSICAL_PORT, LinkKey, Topology, bfs_parents, edge_link, resolve_port
 
 
 @dataclass(frozen=True)
@@ -86,12 +85,12 @@ class FabricView:
 
     def port_number(self, dpid: int, port: int | str) -> Optional[int]:
         """Resolve a declared port (number or interface name) on ``dpid``."""
-        if isinstance(port, int):
-            return port
-        for info in self.ports.get(dpid, {}).values():
-            if info.name == port:
-                return info.port_no
-        return None
+        return resolve_port(self.ports.get(dpid, {}), port)
+
+    @cached_property
+    def link_policy(self) -> LinkPolicy:
+        """Which ports may be trunks, which discovered links may be used (:mod:`controller.fabric.admission`)."""
+        return LinkPolicy.of(self.model, self.ports)
 
     @cached_property
     def _edges(self) -> Mapping[int, Mapping[int, tuple[Network, Optional[Vm]]]]:
@@ -242,24 +241,3 @@ def _prune_tree(tree: frozenset[LinkKey], members: frozenset[int]) -> frozenset[
             return frozenset(links)
         links = {link for link in links if link.a_dpid not in leaves and link.b_dpid not in leaves}
 
-
-def link_mismatches(model: Model, view: FabricView) -> tuple[list[str], list[str]]:
-    """Declared links not discovered, and discovered links not declared (zero-config: none).
-
-    Only links between two connected, declared switches are compared.
-    """
-    if model.zero_config:
-        return [], []
-    declared: dict[LinkKey, str] = {}
-    for link in model.links:
-        a, b = model.switch_by_name[link.a.switch], model.switch_by_name[link.b.switch]
-        if a.dpid not in view.ports or b.dpid not in view.ports:
-            continue
-        pa, pb = view.port_number(a.dpid, link.a.port), view.port_number(b.dpid, link.b.port)
-        if pa is not None and pb is not None:
-            declared[LinkKey.of(a.dpid, pa, b.dpid, pb)] = f"{link.a.switch}:{link.a.port} <-> {link.b.switch}:{link.b.port}"
-    names = {s.dpid: s.name for s in model.switches}
-    missing = sorted(text for key, text in declared.items() if key not in view.links)
-    extra = sorted(f"{names.get(l.a_dpid, hex(l.a_dpid))}:{l.a_port} <-> {names.get(l.b_dpid, hex(l.b_dpid))}:{l.b_port}"
-                   for l in view.links if l not in declared)
-    return missing, extra

@@ -119,10 +119,13 @@ class FakeFabric:
         """An LLDP frame arrives on ``dpid``/``port`` (the ingress table's trap)."""
         return self.apply(self.core.packet_in(dpid, T_INGRESS, port, frame))
 
+    def probe(self, dpid: int, port: int) -> bytes:
+        """The probe the core sends out of ``dpid``/``port`` now (signed, stamped with its clock)."""
+        return build_probe(dpid, port, self.core.links.secret, self.core.clock())
+
     def link_up(self, link: LinkKey) -> Effects:
         """Our probe from one end of ``link`` is heard at the other."""
-        probe = build_probe(link.a_dpid, link.a_port, self.core.links.secret)
-        return self.lldp_in(link.b_dpid, link.b_port, probe)
+        return self.lldp_in(link.b_dpid, link.b_port, self.probe(link.a_dpid, link.a_port))
 
     def packet_in(self, dpid: int, table: int, port: int, data: bytes) -> Effects:
         return self.apply(self.core.packet_in(dpid, table, port, data))
@@ -142,9 +145,14 @@ class FakeFabric:
 
     # -- packets -------------------------------------------------------------
     def network(self, conntrack: Optional[SimConntrack] = None,
-                down: Collection[tuple[int, int]] = ()) -> SimNetwork:
-        """The simulated network of the installed tables, over the topology's links."""
-        return SimNetwork({d: frozenset(r.values()) for d, r in self.flows.items()}, self.core.topology.links,
+                down: Collection[tuple[int, int]] = (), cables: Collection[LinkKey] = ()) -> SimNetwork:
+        """The simulated network of the installed tables, over the topology's links.
+
+        ``cables`` are wires the topology does not use (a relaying host between
+        two ports); frames output there cross them like any link.
+        """
+        return SimNetwork({d: frozenset(r.values()) for d, r in self.flows.items()},
+                          set(self.core.topology.links) | set(cables),
                           conntrack=conntrack or SimConntrack(),
                           groups={d: list(g.values()) for d, g in self.groups.items()}, down=down)
 

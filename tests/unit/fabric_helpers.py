@@ -52,12 +52,16 @@ class Harness(FakeFabric):
         assert isinstance(learner, L2Switch)
         return learner.hosts
 
-    def sim(self, down: Collection[tuple[int, int]] = ()) -> SimNetwork:
-        return self.network(self.conntrack, down)
+    def sim(self, down: Collection[tuple[int, int]] = (), cables: Collection[LinkKey] = ()) -> SimNetwork:
+        return self.network(self.conntrack, down, cables)
 
-    def send(self, dpid: int, port: int, src: str, dst: str, learn: bool = True, **fields: Any) -> Trace:
-        """Inject a frame; feed the resulting learn packet-ins to the core when ``learn``."""
-        trace = self.sim().send(dpid, port, ethernet(src, dst, **fields))
+    def send(self, dpid: int, port: int, src: str, dst: str, learn: bool = True,
+             cables: Collection[LinkKey] = (), **fields: Any) -> Trace:
+        """Inject a frame; feed the resulting learn packet-ins to the core when ``learn``.
+
+        ``cables``: wires besides the topology's links (see :meth:`FakeFabric.network`).
+        """
+        trace = self.sim(cables=cables).send(dpid, port, ethernet(src, dst, **fields))
         if learn:
             for d, pkt in trace.to_controller:
                 self.packet_ins += 1

@@ -35,11 +35,12 @@ def _lldp_frame(chassis: tuple[int, bytes], port: tuple[int, bytes], *extra: obj
     return bytes(pkt.data)
 
 
-def _signed(chassis: tuple[int, bytes], port: tuple[int, bytes], signs: str) -> bytes:
-    """An LLDP frame with an org-specific TLV tagging ``signs`` (``"<16 hex>:<port>"``) under SECRET."""
-    tag = hmac.new(SECRET, signs.encode(), hashlib.sha256).digest()[:8]
+def _signed(chassis: tuple[int, bytes], port: tuple[int, bytes], signs: tuple[int, int]) -> bytes:
+    """An LLDP frame with an org-specific TLV: send time 0 and a tag of ``signs`` (dpid, port) under SECRET."""
+    when = struct.pack("!d", 0.0)
+    tag = hmac.new(SECRET, struct.pack("!QI", *signs) + when, hashlib.sha256).digest()[:8]
     return _lldp_frame(chassis, port, lldp.OrganizationallySpecific(oui=b"\x02\x56\x4d",
-                                                                    subtype=1, info=tag))
+                                                                    subtype=2, info=when + tag))
 
 
 def test_probe_decodes_with_os_ken_into_the_documented_tlvs() -> None:
@@ -49,14 +50,14 @@ def test_probe_decodes_with_os_ken_into_the_documented_tlvs() -> None:
     chassis, port, ttl, org, end = pkt.get_protocol(lldp.lldp).tlvs
     assert (chassis.subtype, chassis.chassis_id) == (7, b"dpid:0000000000001234")
     assert (port.subtype, port.port_id, ttl.ttl) == (7, b"7", 120)
-    assert (org.oui, org.subtype, len(org.info)) == (b"\x02\x56\x4d", 1, 8)
+    assert (org.oui, org.subtype, len(org.info)) == (b"\x02\x56\x4d", 2, 16)
     assert isinstance(end, lldp.End) and len(PROBE) >= 60
 
 
 @settings(max_examples=300, deadline=None)
-@given(DPIDS, PORTS, st.binary(max_size=32))
-def test_probe_round_trips(dpid: int, port: int, secret: bytes) -> None:
-    assert parse_probe(build_probe(dpid, port, secret), secret) == (dpid, port)
+@given(DPIDS, PORTS, st.binary(max_size=32), st.floats(0, 1e9))
+def test_probe_round_trips(dpid: int, port: int, secret: bytes, sent_at: float) -> None:
+    assert parse_probe(build_probe(dpid, port, secret, sent_at), secret) == (dpid, port, sent_at)
 
 
 @settings(max_examples=200, deadline=None)
@@ -76,8 +77,8 @@ def test_foreign_and_unsigned_lldp_give_none() -> None:
                          (lldp.PortID.SUB_INTERFACE_NAME, b"eth0"))
     assert parse_probe(switch, SECRET) is None
     assert parse_probe(_lldp_frame((7, b"dpid:0000000000001234"), (7, b"7")), SECRET) is None
-    assert parse_probe(_signed((7, b"dpid:0000000000001234"), (7, b"7"), "0000000000001234:7"),
-                       SECRET) == (0x1234, 7)
+    assert parse_probe(_signed((7, b"dpid:0000000000001234"), (7, b"7"), (0x1234, 7)),
+                       SECRET) == (0x1234, 7, 0.0)
 
 
 @pytest.mark.parametrize("chassis, port", [
@@ -92,7 +93,7 @@ def test_signed_probes_not_in_our_form_give_none(chassis: tuple[int, bytes],
                                                  port: tuple[int, bytes]) -> None:
     """Even with a valid tag over the values they name."""
     dpid = int(chassis[1][5:], 16)
-    assert parse_probe(_signed(chassis, port, f"{dpid:016x}:{int(port[1])}"), SECRET) is None
+    assert parse_probe(_signed(chassis, port, (dpid, int(port[1]))), SECRET) is None
 
 
 def test_a_tagged_probe_gives_none() -> None:
@@ -130,4 +131,5 @@ def test_mutated_probes_never_raise_nor_name_another_origin(flips: list[tuple[in
     data = bytearray(PROBE)
     for at, value in flips:
         data[at] = value
-    assert parse_probe(bytes(data), SECRET) in (None, (0x1234, 7))
+    parsed = parse_probe(bytes(data), SECRET)
+    assert parsed is None or parsed[:2] == (0x1234, 7)

@@ -157,7 +157,7 @@ def test_forged_probe_without_the_controller_secret_makes_no_link() -> None:
     h.recompute()
     assert not h.lldp_in(2, 11, build_probe(1, 10, secret=b"not ours"))
     assert not h.core.topology.links
-    assert parse_probe(build_probe(5, 7, b"k"), b"k") == (5, 7)
+    assert parse_probe(build_probe(5, 7, b"k"), b"k") == (5, 7, 0.0)
     assert parse_probe(build_probe(5, 7, b"k"), b"other") is None
 
 

@@ -54,6 +54,8 @@ class Host:
     ``bridge``, ``ofport``, ``ip`` (address without prefix length, or None),
     ``mac``. Made by :meth:`controller.tools.lab.Lab.add_host`, which
     passes ``track`` (it stops the processes started by :meth:`popen`).
+    ``netns`` defaults to ``{prefix}-{name}``; several hosts may share one
+    (:meth:`controller.tools.lab.Lab.add_relay`).
 
     Raises
     ------
@@ -62,10 +64,10 @@ class Host:
     """
 
     def __init__(self, prefix: str, name: str, bridge: str, ofport: int,
-                 track: ProcessTracker) -> None:
+                 track: ProcessTracker, netns: str | None = None) -> None:
         self._track = track
         self.name = name
-        self.netns = f"{prefix}-{name}"
+        self.netns = netns or f"{prefix}-{name}"
         self.iface = check_ifname(f"{prefix}{name}")
         self.port = check_ifname(f"{prefix}{name}p")
         self.bridge = bridge

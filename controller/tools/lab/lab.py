@@ -158,6 +158,40 @@ class Lab:
         self.hosts[name] = host
         return host
 
+    def add_relay(self, name: str, ends: Sequence[tuple[str, int]]) -> list[Host]:
+        """A host on several bridge ports that relays every frame between them, LLDP included.
+
+        Namespace ``{prefix}-{name}`` gets one veth per ``(bridge, ofport)``
+        of ``ends`` (inside: ``{prefix}{name}{i}``), all enslaved to a Linux
+        bridge ``br0`` there that forwards link-local LLDP too
+        (``group_fwd_mask`` bit 14, 01:80:c2:00:00:0e). No addresses, no
+        IPv6: it sends nothing of its own. Returns one :class:`Host` per end
+        (sharing the namespace), e.g. for a capture on each.
+        """
+        netns = f"{self.prefix}-{name}"
+        legs = [Host(self.prefix, f"{name}{i}", self._bridge(bridge), ofport, self._processes.append, netns)
+                for i, (bridge, ofport) in enumerate(ends)]
+        taken = [leg.name for leg in legs if leg.name in self.hosts]
+        if taken or netns in self.namespaces:
+            raise ValueError(f"relay {name!r}: {taken or netns} exists")
+        sh(["ip", "netns", "add", netns])
+        self.namespaces.append(netns)
+        inside = ["ip", "netns", "exec", netns]
+        sh([*inside, "sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"], check=False)
+        sh([*inside, "ip", "link", "add", "br0", "type", "bridge", "stp_state", "0",
+            "group_fwd_mask", str(1 << 0x0E)])
+        disable_ipv6("br0", netns)
+        for leg in legs:
+            self._new_veth(leg.port, leg.iface)
+            sh(["ip", "link", "set", "dev", leg.iface, "netns", netns])
+            disable_ipv6(leg.iface, netns)
+            sh([*inside, "ip", "link", "set", "dev", leg.iface, "master", "br0", "up"])
+            leg.mac = leg.read_mac()
+            self._attach(leg.bridge, leg.port, leg.ofport)
+            self.hosts[leg.name] = leg
+        sh([*inside, "ip", "link", "set", "dev", "br0", "up"])
+        return legs
+
     def add_link(self, bridge_a: str, port_a: int, bridge_b: str, port_b: int) -> Link:
         """Connect two lab bridges with a veth pair at the given OpenFlow ports."""
         br_a, br_b = self._bridge(bridge_a), self._bridge(bridge_b)

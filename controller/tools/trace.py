@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from ipaddress import IPv4Address
 from typing import Literal, Mapping, Optional
 
@@ -22,10 +23,11 @@ from apps.l2.app import L2Switch
 from apps.lb.app import LoadBalancerApp
 from apps.lb.probe import vip_mac
 from apps.lb.runtime import Location
-from controller.config.model import Model, Vm
+from controller.config.model import Model, PortRef, Vm
 from controller.flows.pipeline import APP_ACL, T_ACL_NET, T_ACL_PORT, T_LEARN
 from controller.flows.rules import Ct
-from controller.tools.fakefabric import FakeFabric, port_numbers
+from controller.tools.fakefabric import FakeFabric
+from controller.tools.portplan import port_numbers
 from controller.tools.sim import Packet, SimConntrack, Trace
 
 Proto = Literal["tcp", "udp", "icmp"]
@@ -41,21 +43,38 @@ def vm_mac(vm: Vm) -> str:
 
 @dataclass
 class Fabric:
-    """A fake fabric with every declared switch and link up and every VM learned."""
+    """A fake fabric with every declared switch and link up and every VM learned.
+
+    Ports are numbered as :mod:`controller.tools.portplan` says (what
+    ``vmn provision`` requests); a switch may number a named port otherwise,
+    so paths show each port as the file names it (:meth:`label`).
+    """
 
     model: Model
     fake: FakeFabric
-    ports: Mapping[tuple[str, int | str], tuple[int, int]]
+    ports: Mapping[tuple[str, PortRef], tuple[int, int]]
     """(switch name, declared port) -> (dpid, OpenFlow port)."""
 
     def at(self, vm: Vm) -> tuple[int, int]:
         return self.ports[(vm.switch, vm.port)]
 
+    @cached_property
+    def _declared(self) -> Mapping[tuple[int, int], tuple[str, PortRef]]:
+        return {at: key for key, at in self.ports.items()}
+
     def vm_at(self, dpid: int, port: int) -> Optional[Vm]:
-        for vm in self.model.vms:
-            if self.at(vm) == (dpid, port):
-                return vm
-        return None
+        """The VM on ``dpid``/``port`` (None: a link, a mirror tap or nothing declared)."""
+        switch, ref = self._declared.get((dpid, port), ("", 0))
+        return next((vm for vm in self.model.vms if (vm.switch, vm.port) == (switch, ref)), None)
+
+    def label(self, dpid: int, port: int) -> str:
+        """``switch:port`` as the file names the port (``s2:vnet3``, ``s1:10``)."""
+        switch, ref = self._declared.get((dpid, port), ("", port))
+        return f"{switch or self._switch_name(dpid)}:{ref}"
+
+    def _switch_name(self, dpid: int) -> str:
+        switch = self.model.switch_by_dpid.get(dpid)
+        return switch.name if switch else hex(dpid)
 
     def origins(self) -> Mapping[int, Origin]:
         """Cookie -> (ACL, rule) of every ACL-list flow (empty when the ACL app is off)."""
@@ -167,11 +186,10 @@ def _describe_acl(trace: Trace, origins: Mapping[int, Origin]) -> tuple[str, ...
 
 
 def _leg(fabric: Fabric, trace: Trace, dst: Optional[tuple[int, int]], origins: Mapping[int, Origin]) -> Leg:
-    names = {s.dpid: s.name for s in fabric.model.switches}
-    path = [f"{names.get(d, hex(d))}:{p}" for d, p in trace.arrivals]
+    path = [fabric.label(d, p) for d, p in trace.arrivals]
     for d, p in sorted(trace.delivered()):
         vm = fabric.vm_at(d, p)
-        path.append(f"out {names.get(d, hex(d))}:{p}" + (f" ({vm.name})" if vm else ""))
+        path.append(f"out {fabric.label(d, p)}" + (f" ({vm.name})" if vm else ""))
     delivered = dst is not None and dst in trace.delivered()
     return Leg(delivered, tuple(path), _describe_acl(trace, origins))
 

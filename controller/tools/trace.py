@@ -23,7 +23,7 @@ from apps.l2.app import L2Switch
 from apps.lb.app import LoadBalancerApp
 from apps.lb.probe import vip_mac
 from apps.lb.runtime import Location
-from controller.config.model import Model, PortRef, Vm
+from controller.config.model import LoadBalancer, Model, PortRef, Vm
 from controller.flows.pipeline import APP_ACL, T_ACL_NET, T_ACL_PORT, T_LEARN
 from controller.flows.rules import Ct
 from controller.tools.fakefabric import FakeFabric
@@ -83,6 +83,15 @@ class Fabric:
         return acl.origins(self.model) if isinstance(acl, AclFirewall) else {}
 
 
+def backend_vm(model: Model, lb: LoadBalancer, ip: IPv4Address) -> Optional[Vm]:
+    """The VM that answers for backend ``ip`` of ``lb``: the one of the balancer's network with that ip.
+
+    The controller finds backends by ARP from the VIP, inside the balancer's
+    network; a VM of another network with the same address is not it.
+    """
+    return next((v for v in model.vms if v.ip is not None and v.ip.ip == ip and v.network == lb.network), None)
+
+
 def build_fabric(model: Model) -> Fabric:
     """Connect the model's switches and links to a core and learn every VM on its port."""
     fake = FakeFabric.from_model(model)
@@ -99,7 +108,7 @@ def build_fabric(model: Model) -> Fabric:
     if isinstance(balancer, LoadBalancerApp):
         for lb in model.load_balancers:  # backends without a declared MAC: as if ARP had found them
             for backend in lb.backends:
-                owner = next((v for v in model.vms if v.ip is not None and v.ip.ip == backend.ip), None)
+                owner = backend_vm(model, lb, backend.ip)
                 if owner is not None and backend.ip not in balancer.runtime.located:
                     balancer.assume_located(str(backend.ip), Location(vm_mac(owner), *fabric.at(owner)))
         fake.recompute()

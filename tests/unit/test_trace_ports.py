@@ -137,3 +137,25 @@ def test_vms_without_ip_or_mac_on_named_ports_are_learned_where_they_are() -> No
     result = run(text, "d", "10.0.0.2")
     assert result.connects and result.forward.path == ("s1:1001", "out s1:vnet0 (b)")
 
+
+LB = """
+switches: {s1: {dpid: 1}, s2: {dpid: 2}}
+links: [[s1:10, s2:10]]
+networks: {red: {vlan: 100}, blue: {vlan: 200}}
+vms:
+  client: {switch: s1, port: 1, network: red, ip: 10.0.0.1/24}
+  aaa: {switch: s1, port: 1000, network: blue, ip: 10.0.0.11/24}
+  bbb: {switch: s1, port: 2, network: red, ip: 10.0.0.2/24}
+  web1: {switch: s2, port: vnet-web1, network: red, ip: 10.0.0.11/24}
+load_balancers:
+  web: {vip: 10.0.0.100, network: red, protocol: tcp, port: 80, backends: [10.0.0.11]}
+"""
+
+
+def test_vip_backend_is_the_vm_of_the_balancers_network() -> None:
+    # aaa (blue) has the backend's address too and sorts first: the VIP must still reach web1 (red)
+    # and only web1 (located at aaa, the trace used to flood aaa's MAC through red, bbb included)
+    result = run(LB, "client", "10.0.0.100", "tcp", 80)
+    assert result.connects
+    assert result.forward.path == ("s1:1", "s2:10", "out s2:vnet-web1 (web1)")
+    assert result.reply is not None and result.reply.path == ("s2:vnet-web1", "s1:10", "out s1:1 (client)")

@@ -117,11 +117,16 @@ def build_fabric(model: Model) -> Fabric:
 
 @dataclass(frozen=True)
 class Leg:
-    """One packet's fate: delivered or not, where it went, which ACL rules it met."""
+    """One packet's fate: delivered or not, where it went, which ACL rules it met.
+
+    ``outputs`` are the edge ports it left by (``s1:vnet0``, ``s2:3``), in
+    port order: the destination's, and any other (a flood, a mirror tap).
+    """
 
     delivered: bool
     path: tuple[str, ...]
     acl: tuple[str, ...]
+    outputs: tuple[str, ...] = ()
 
     @property
     def verdict(self) -> str:
@@ -196,11 +201,13 @@ def _describe_acl(trace: Trace, origins: Mapping[int, Origin]) -> tuple[str, ...
 
 def _leg(fabric: Fabric, trace: Trace, dst: Optional[tuple[int, int]], origins: Mapping[int, Origin]) -> Leg:
     path = [fabric.label(d, p) for d, p in trace.arrivals]
-    for d, p in sorted(trace.delivered()):
+    left = sorted(trace.delivered())
+    outputs = tuple(fabric.label(d, p) for d, p in left)
+    for (d, p), label in zip(left, outputs, strict=True):
         vm = fabric.vm_at(d, p)
-        path.append(f"out {fabric.label(d, p)}" + (f" ({vm.name})" if vm else ""))
-    delivered = dst is not None and dst in trace.delivered()
-    return Leg(delivered, tuple(path), _describe_acl(trace, origins))
+        path.append(f"out {label}" + (f" ({vm.name})" if vm else ""))
+    delivered = dst is not None and dst in left
+    return Leg(delivered, tuple(path), _describe_acl(trace, origins), outputs)
 
 
 def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: Optional[int] = None) -> TraceResult:

@@ -12,7 +12,7 @@ desired state of every ready switch, or :class:`Diverged` is raised. So
 from __future__ import annotations
 
 import time
-from typing import Callable, Collection, Iterable, Mapping, Optional
+from typing import Callable, Collection, Iterable, Optional
 
 from controller.compose import build_core
 from controller.config.model import Model
@@ -22,11 +22,10 @@ from controller.fabric.lldp import build_probe
 from controller.fabric.topology import LinkKey, PortInfo
 from controller.flows.pipeline import T_INGRESS
 from controller.flows.rules import GroupEntry, Rule
+from controller.tools.portplan import FIRST_NAMED_PORT, placeholder_name, port_numbers
 from controller.tools.sim import SimConntrack, SimNetwork
 
-FIRST_NAMED_PORT = 1000
-"""Interface-named ports get OpenFlow numbers from here, in name order."""
-
+__all__ = ["FIRST_NAMED_PORT", "Diverged", "FakeFabric", "port_numbers"]
 
 class Diverged(AssertionError):
     """What a switch holds differs from what the core wants there."""
@@ -49,12 +48,15 @@ class FakeFabric:
                    core: Optional[Core] = None) -> FakeFabric:
         """Every declared switch up with the ports the file names, every declared link up.
 
-        ``core`` replaces the one built with the model's apps (tests of other app sets).
+        Ports are numbered as :func:`~controller.tools.portplan.port_numbers`
+        says; a named port is called by its name, a numbered one by a
+        placeholder no interface can have. ``core`` replaces the one built
+        with the model's apps (tests of other app sets).
         """
         fabric = FakeFabric(model, clock, core)
         numbers = port_numbers(model)
         for switch in model.switches:
-            infos = [PortInfo(no, ref if isinstance(ref, str) else f"p{no}")
+            infos = [PortInfo(no, ref if isinstance(ref, str) else placeholder_name(no))
                      for (name, ref), (_, no) in numbers.items() if name == switch.name]
             fabric.connect(switch.dpid, sorted(infos, key=lambda p: p.port_no))
         for link in model.links:
@@ -155,26 +157,3 @@ class FakeFabric:
                           set(self.core.topology.links) | set(cables),
                           conntrack=conntrack or SimConntrack(),
                           groups={d: list(g.values()) for d, g in self.groups.items()}, down=down)
-
-
-def port_numbers(model: Model) -> Mapping[tuple[str, int | str], tuple[int, int]]:
-    """(switch name, declared port) -> (dpid, OpenFlow port) for every port the file names.
-
-    Numbered ports keep their number; interface names get numbers from
-    :data:`FIRST_NAMED_PORT` in name order, per switch.
-    """
-    refs: dict[str, set[int | str]] = {s.name: set() for s in model.switches}
-    for vm in model.vms:
-        refs[vm.switch].add(vm.port)
-    for link in model.links:
-        refs[link.a.switch].add(link.a.port)
-        refs[link.b.switch].add(link.b.port)
-    for mirror in model.mirrors:
-        refs[mirror.switch].add(mirror.port)
-    out: dict[tuple[str, int | str], tuple[int, int]] = {}
-    for switch in model.switches:
-        names = sorted(p for p in refs[switch.name] if isinstance(p, str))
-        numbered: dict[int | str, int] = {p: p for p in refs[switch.name] if isinstance(p, int)}
-        numbered.update({n: FIRST_NAMED_PORT + i for i, n in enumerate(names)})
-        out.update({(switch.name, ref): (switch.dpid, no) for ref, no in numbered.items()})
-    return out

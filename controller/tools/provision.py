@@ -3,8 +3,12 @@
 For every switch of the network file: a bridge named ``switch.bridge`` with
 the file's dpid, OpenFlow 1.3, ``fail_mode=secure``, the datapath type asked
 for and the controller target; then every VM port given as an interface
-name is attached when that interface exists on the host. Idempotent: a
-second run changes nothing and says so. Uses python-ovs (``ovs.db.idl``),
+name is attached when that interface exists on the host, asking OVS for
+the OpenFlow number :mod:`controller.tools.portplan` gives it
+(``ofport_request``; the number ``vmn trace`` simulates). An interface
+already attached (by libvirt, say) keeps its number: the controller
+resolves names from the switch. Idempotent: a second run changes nothing
+and says so. Uses python-ovs (``ovs.db.idl``),
 not ``ovs-vsctl``.
 """
 
@@ -23,6 +27,7 @@ with warnings.catch_warnings():  # python-ovs imports eventlet only to detect it
     import ovs.poller
 
 from controller.config.model import Model, Switch
+from controller.tools.portplan import MAX_OFPORT, port_numbers
 
 DEFAULT_DB = "unix:/var/run/openvswitch/db.sock"
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
@@ -121,10 +126,15 @@ def _ensure_bridge(idl: ovs.db.idl.Idl, txn: Any, switch: Switch, plan: Plan) ->
 
 
 def _ensure_ports(idl: ovs.db.idl.Idl, txn: Any, switch: Switch, plan: Plan) -> list[str]:
-    """Attach VM interfaces named in the file that exist on this host and are not attached."""
+    """Attach VM interfaces named in the file that exist on this host and are not attached.
+
+    Each gets ``ofport_request`` set to its number in the port plan (when OVS
+    can honour it), so a provisioned bridge numbers its ports as ``vmn trace``.
+    """
     changes: list[str] = []
     attached = {p.name for p in _rows(idl, "Port")}
     bridge = next((b for b in _rows(idl, "Bridge") if b.name == switch.bridge), None)
+    numbers = port_numbers(plan.model)
     for vm in plan.model.vms_on(switch.name):
         if not isinstance(vm.port, str) or vm.port in attached:
             continue
@@ -135,10 +145,15 @@ def _ensure_ports(idl: ovs.db.idl.Idl, txn: Any, switch: Switch, plan: Plan) -> 
             continue
         iface = txn.insert(idl.tables["Interface"])
         iface.name = vm.port
+        number = numbers[(switch.name, vm.port)][1]
+        requested = ""
+        if number <= MAX_OFPORT:
+            iface.ofport_request = number
+            requested = f" (ofport_request {number})"
         port = txn.insert(idl.tables["Port"])
         port.name, port.interfaces = vm.port, [iface]
         bridge.addvalue("ports", port)
-        changes.append(f"vm {vm.name}: {vm.port} attached to {switch.bridge}")
+        changes.append(f"vm {vm.name}: {vm.port} attached to {switch.bridge}{requested}")
     return changes
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from ipaddress import IPv4Address
 from typing import Literal, Mapping, Optional
 
@@ -22,10 +23,11 @@ from apps.l2.app import L2Switch
 from apps.lb.app import LoadBalancerApp
 from apps.lb.probe import vip_mac
 from apps.lb.runtime import Location
-from controller.config.model import Model, Vm
+from controller.config.model import LoadBalancer, Model, PortRef, Vm
 from controller.flows.pipeline import APP_ACL, T_ACL_NET, T_ACL_PORT, T_LEARN
 from controller.flows.rules import Ct
-from controller.tools.fakefabric import FakeFabric, port_numbers
+from controller.tools.fakefabric import FakeFabric
+from controller.tools.portplan import port_numbers
 from controller.tools.sim import Packet, SimConntrack, Trace
 
 Proto = Literal["tcp", "udp", "icmp"]
@@ -41,27 +43,53 @@ def vm_mac(vm: Vm) -> str:
 
 @dataclass
 class Fabric:
-    """A fake fabric with every declared switch and link up and every VM learned."""
+    """A fake fabric with every declared switch and link up and every VM learned.
+
+    Ports are numbered as :mod:`controller.tools.portplan` says (what
+    ``vmn provision`` requests); a switch may number a named port otherwise,
+    so paths show each port as the file names it (:meth:`label`).
+    """
 
     model: Model
     fake: FakeFabric
-    ports: Mapping[tuple[str, int | str], tuple[int, int]]
+    ports: Mapping[tuple[str, PortRef], tuple[int, int]]
     """(switch name, declared port) -> (dpid, OpenFlow port)."""
 
     def at(self, vm: Vm) -> tuple[int, int]:
         return self.ports[(vm.switch, vm.port)]
 
+    @cached_property
+    def _declared(self) -> Mapping[tuple[int, int], tuple[str, PortRef]]:
+        return {at: key for key, at in self.ports.items()}
+
     def vm_at(self, dpid: int, port: int) -> Optional[Vm]:
-        for vm in self.model.vms:
-            if self.at(vm) == (dpid, port):
-                return vm
-        return None
+        """The VM on ``dpid``/``port`` (None: a link, a mirror tap or nothing declared)."""
+        switch, ref = self._declared.get((dpid, port), ("", 0))
+        return next((vm for vm in self.model.vms if (vm.switch, vm.port) == (switch, ref)), None)
+
+    def label(self, dpid: int, port: int) -> str:
+        """``switch:port`` as the file names the port (``s2:vnet3``, ``s1:10``)."""
+        switch, ref = self._declared.get((dpid, port), ("", port))
+        return f"{switch or self._switch_name(dpid)}:{ref}"
+
+    def _switch_name(self, dpid: int) -> str:
+        switch = self.model.switch_by_dpid.get(dpid)
+        return switch.name if switch else hex(dpid)
 
     def origins(self) -> Mapping[int, Origin]:
         """Cookie -> (ACL, rule) of every ACL-list flow (empty when the ACL app is off)."""
         apps = {a.name: a for a in self.fake.core.apps}
         acl = apps.get("acl")
         return acl.origins(self.model) if isinstance(acl, AclFirewall) else {}
+
+
+def backend_vm(model: Model, lb: LoadBalancer, ip: IPv4Address) -> Optional[Vm]:
+    """The VM that answers for backend ``ip`` of ``lb``: the one of the balancer's network with that ip.
+
+    The controller finds backends by ARP from the VIP, inside the balancer's
+    network; a VM of another network with the same address is not it.
+    """
+    return next((v for v in model.vms if v.ip is not None and v.ip.ip == ip and v.network == lb.network), None)
 
 
 def build_fabric(model: Model) -> Fabric:
@@ -80,7 +108,7 @@ def build_fabric(model: Model) -> Fabric:
     if isinstance(balancer, LoadBalancerApp):
         for lb in model.load_balancers:  # backends without a declared MAC: as if ARP had found them
             for backend in lb.backends:
-                owner = next((v for v in model.vms if v.ip is not None and v.ip.ip == backend.ip), None)
+                owner = backend_vm(model, lb, backend.ip)
                 if owner is not None and backend.ip not in balancer.runtime.located:
                     balancer.assume_located(str(backend.ip), Location(vm_mac(owner), *fabric.at(owner)))
         fake.recompute()
@@ -89,11 +117,16 @@ def build_fabric(model: Model) -> Fabric:
 
 @dataclass(frozen=True)
 class Leg:
-    """One packet's fate: delivered or not, where it went, which ACL rules it met."""
+    """One packet's fate: delivered or not, where it went, which ACL rules it met.
+
+    ``outputs`` are the edge ports it left by (``s1:vnet0``, ``s2:3``), in
+    port order: the destination's, and any other (a flood, a mirror tap).
+    """
 
     delivered: bool
     path: tuple[str, ...]
     acl: tuple[str, ...]
+    outputs: tuple[str, ...] = ()
 
     @property
     def verdict(self) -> str:
@@ -167,13 +200,14 @@ def _describe_acl(trace: Trace, origins: Mapping[int, Origin]) -> tuple[str, ...
 
 
 def _leg(fabric: Fabric, trace: Trace, dst: Optional[tuple[int, int]], origins: Mapping[int, Origin]) -> Leg:
-    names = {s.dpid: s.name for s in fabric.model.switches}
-    path = [f"{names.get(d, hex(d))}:{p}" for d, p in trace.arrivals]
-    for d, p in sorted(trace.delivered()):
+    path = [fabric.label(d, p) for d, p in trace.arrivals]
+    left = sorted(trace.delivered())
+    outputs = tuple(fabric.label(d, p) for d, p in left)
+    for (d, p), label in zip(left, outputs, strict=True):
         vm = fabric.vm_at(d, p)
-        path.append(f"out {names.get(d, hex(d))}:{p}" + (f" ({vm.name})" if vm else ""))
-    delivered = dst is not None and dst in trace.delivered()
-    return Leg(delivered, tuple(path), _describe_acl(trace, origins))
+        path.append(f"out {label}" + (f" ({vm.name})" if vm else ""))
+    delivered = dst is not None and dst in left
+    return Leg(delivered, tuple(path), _describe_acl(trace, origins), outputs)
 
 
 def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: Optional[int] = None) -> TraceResult:

@@ -23,6 +23,7 @@ from controller.tools.lab import (
     wait_until,
     wire,
 )
+from controller.tools.lab.oftrace import Packet, follow
 from controller.tools.topo import NetworkSpec
 
 pytestmark = pytest.mark.ovs
@@ -135,6 +136,27 @@ def test_link_between_bridges(lab: Lab) -> None:
     assert port_stats(b1)[10].tx_packets > 0
     lab.set_port_down(link.iface_a)
     assert not h1.ping(h2)
+
+
+def test_named_ports_take_their_name_and_the_number_ovs_chooses(lab: Lab) -> None:
+    b1 = lab.add_bridge("b1", dpid=1, controller_port=None, fail_mode="standalone")
+    b2 = lab.add_bridge("b2", dpid=2, controller_port=None, fail_mode="standalone")
+    h1 = lab.add_host("h1", b1, ofport=2, ip="10.0.0.1/24")
+    h2 = lab.add_host("h2", b1, ofport=f"{lab.prefix}zz", ip="10.0.0.2/24")
+    link = lab.add_link(b1, f"{lab.prefix}up", b2, 20)
+    h3 = lab.add_host("h3", b2, ofport=f"{lab.prefix}aa", ip="10.0.0.3/24", attach=False)
+    assert h2.port == f"{lab.prefix}zz" and h2.ofport not in (None, 2)
+    assert link.iface_a == f"{lab.prefix}up" and link.port_a not in (2, h2.ofport) and link.port_b == 20
+    assert h3.ofport is None and f"{lab.prefix}aa" not in sh(["ovs-vsctl", "list-ports", b2]).stdout.split()
+    sh(["ovs-vsctl", "add-port", b2, h3.port])
+    wait_until(lambda: h1.ping(h2) and h2.ping(h3), timeout=10, message="pings over named ports")
+    # ofproto/trace, followed over the link: a broadcast from h1 leaves by h2's and h3's ports
+    # (and, NORMAL being a plain learning switch, by each bridge's own LOCAL port)
+    links = {(b1, link.port_a): (b2, link.port_b), (b2, link.port_b): (b1, link.port_a)}
+    arp = Packet("arp", (("dl_src", h1.mac), ("dl_dst", "ff:ff:ff:ff:ff:ff"), ("arp_op", "1")))
+    traced = follow(b1, arp, 2, links)
+    assert {(o.bridge, o.iface) for o in traced.outputs} == {
+        (b1, h2.port), (b2, h3.port), (b1, b1), (b2, b2)}, traced.texts
 
 
 def test_wire_builds_a_network_file(lab: Lab) -> None:

@@ -47,12 +47,14 @@ networks: {{red: {{vlan: 100}}}}
 vms:
   a: {{switch: s1, port: {names['tap']}, network: red}}
   b: {{switch: s2, port: {names['missing']}, network: red}}
+  c: {{switch: s1, port: 1000, network: red}}
 """
     cfg.write_text(text)
     first = provision(cfg, "--controller", "tcp:127.0.0.1:16001")
     assert first.returncode == 0, first.stderr
     assert f"bridge {names['br1']}: created" in first.stdout
-    assert f"vm a: {names['tap']} attached to {names['br1']}" in first.stdout
+    assert f"vm a: {names['tap']} attached to {names['br1']} (ofport_request 1001)" in first.stdout
+    assert vsctl_get("interface", names["tap"], "ofport") == "1001"  # the number `vmn trace` simulates
     assert f"interface {names['missing']} not present" in first.stdout
     assert vsctl_get("bridge", names["br1"], "other_config:datapath-id") == '"0000000000000061"'
     assert vsctl_get("bridge", names["br1"], "fail_mode") == "secure"

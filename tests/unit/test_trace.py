@@ -45,9 +45,9 @@ def test_stateful_allow_shows_rule_path_and_admitted_reply(netfile: Path, capsys
     assert code == 0
     assert out.splitlines() == [
         "verdict: allow (reply: allow)",
-        "path: s1:1 -> s2:10 -> out s2:1000 (db)",
+        "path: s1:1 -> s2:10 -> out s2:vnet3 (db)",
         "decided by: vm acl client-out rule 1 (allow, stateful)",
-        "reply path: s2:1000 -> s1:10 -> out s1:1 (client)",
+        "reply path: s2:vnet3 -> s1:10 -> out s1:1 (client)",
         "reply decided by: conntrack: reply of an allowed connection",
     ]
 

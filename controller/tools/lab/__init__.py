@@ -13,7 +13,10 @@ Needs root and a running Open vSwitch. One job per module:
 - :mod:`~controller.tools.lab.controller_process`: :class:`ControllerProcess`,
   the controller under test as a child process;
 - :mod:`~controller.tools.lab.wiring`: :func:`wire`, which builds a network
-  file (e.g. from :mod:`controller.tools.topo`) in a lab.
+  file (e.g. from :mod:`controller.tools.topo`) in a lab;
+- :mod:`~controller.tools.lab.oftrace`: ``ovs-appctl ofproto/trace`` of a
+  packet, followed across lab links, with the edge ports it leaves by
+  (imported from there, not re-exported).
 
 Everything public is re-exported here::
 

@@ -51,8 +51,8 @@ class Host:
 
     Attributes: ``name`` (logical, e.g. ``"h1"``), ``netns``, ``iface``
     (inside the namespace), ``port`` (the veth end on the bridge),
-    ``bridge``, ``ofport``, ``ip`` (address without prefix length, or None),
-    ``mac``. Made by :meth:`controller.tools.lab.Lab.add_host`, which
+    ``bridge``, ``ofport`` (its OpenFlow number; None while not attached),
+    ``ip`` (address without prefix length, or None), ``mac``. Made by :meth:`controller.tools.lab.Lab.add_host`, which
     passes ``track`` (it stops the processes started by :meth:`popen`).
     ``netns`` defaults to ``{prefix}-{name}``; several hosts may share one
     (:meth:`controller.tools.lab.Lab.add_relay`).
@@ -63,7 +63,7 @@ class Host:
         If ``prefix`` + ``name`` makes an interface name that is too long.
     """
 
-    def __init__(self, prefix: str, name: str, bridge: str, ofport: int,
+    def __init__(self, prefix: str, name: str, bridge: str, ofport: int | None,
                  track: ProcessTracker, netns: str | None = None) -> None:
         self._track = track
         self.name = name

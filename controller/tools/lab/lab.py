@@ -6,7 +6,9 @@ also when the body raised. Cleanup never touches objects the lab did not
 create. Names are short because Linux interface names are at most 15 chars:
 with prefix ``v1a2b3`` the lab makes bridges ``v1a2b3b1``, namespaces
 ``v1a2b3-h1`` and veths ``v1a2b3h1`` (in the namespace) / ``v1a2b3h1p`` (on
-the bridge), and links ``v1a2b3l1a`` / ``v1a2b3l1b``.
+the bridge), and links ``v1a2b3l1a`` / ``v1a2b3l1b``. A host or link end on
+a *named* port (as a network file may declare it) takes the name it is given
+(start it with the prefix) and the OpenFlow number OVS chooses.
 
 Bridges use ``datapath_type=netdev`` (no OVS kernel module needed) and
 OpenFlow 1.3. Inspection helpers are in :mod:`controller.tools.lab.dumps`.
@@ -115,30 +117,43 @@ class Lab:
         sh(["ip", "link", "add", name, "type", "veth", "peer", "name", peer])
         self.veths.append(name)
 
-    def _attach(self, bridge: str, iface: str, ofport: int) -> None:
-        """Bring ``iface`` up and add it to ``bridge`` as OpenFlow port ``ofport``."""
+    def _attach(self, bridge: str, iface: str, ofport: int | None) -> int:
+        """Bring ``iface`` up and add it to ``bridge``; return its OpenFlow number.
+
+        ``ofport`` is requested (``ofport_request``) and checked; None lets
+        OVS choose, as for a tap that libvirt adds.
+        """
         disable_ipv6(iface)
         sh(["ip", "link", "set", "dev", iface, "up"])
-        sh([*VSCTL, "add-port", bridge, iface, "--",
-            "set", "interface", iface, f"ofport_request={ofport}"])
+        request = [] if ofport is None else ["--", "set", "interface", iface, f"ofport_request={ofport}"]
+        sh([*VSCTL, "add-port", bridge, iface, *request])
         got = sh([*VSCTL, "get", "interface", iface, "ofport"]).stdout.strip()
-        if got != str(ofport):
+        if not got.isdigit() or got in ("0", "65535") or ofport is not None and got != str(ofport):
             error = sh([*VSCTL, "get", "interface", iface, "error"], check=False).stdout
-            raise RuntimeError(f"{iface} on {bridge}: ofport {got}, wanted {ofport}: {error.strip()}")
+            raise RuntimeError(f"{iface} on {bridge}: ofport {got}, wanted {ofport or 'any'}: {error.strip()}")
+        return int(got)
 
-    def add_host(self, name: str, bridge: str, ofport: int, ip: str | None = None,
-                 mac: str | None = None) -> Host:
+    def add_host(self, name: str, bridge: str, ofport: int | str, ip: str | None = None,
+                 mac: str | None = None, *, attach: bool = True) -> Host:
         """Create namespace ``{prefix}-{name}`` with a veth into ``bridge``.
 
-        ``ip`` may carry a prefix length (default ``/24``). ``mac`` defaults
-        to a random one chosen by the kernel. IPv6 is disabled and TX
-        checksum offload is turned off inside the namespace (needed for TCP
-        through a userspace datapath).
+        ``ofport`` is the bridge port, as a network file gives it: a number
+        (the veth end ``{prefix}{name}p`` is requested as that OpenFlow
+        port), or an interface name (the veth end gets exactly that name and
+        OVS chooses its number, as for a libvirt tap; :attr:`Host.ofport`
+        tells it). With ``attach=False`` the veth end is left out of the
+        bridge (``Host.ofport`` None) for someone else to add, e.g.
+        ``vmn provision``. ``ip`` may carry a prefix length (default
+        ``/24``). ``mac`` defaults to a random one chosen by the kernel.
+        IPv6 is disabled and TX checksum offload is turned off inside the
+        namespace (needed for TCP through a userspace datapath).
         """
         br = self._bridge(bridge)
         if name in self.hosts:
             raise ValueError(f"host {name!r} exists")
-        host = Host(self.prefix, name, br, ofport, self._processes.append)
+        host = Host(self.prefix, name, br, ofport if isinstance(ofport, int) else None, self._processes.append)
+        if isinstance(ofport, str):
+            host.port = check_ifname(ofport)
         sh(["ip", "netns", "add", host.netns])
         self.namespaces.append(host.netns)
         self._new_veth(host.port, host.iface)
@@ -154,7 +169,12 @@ class Lab:
         host.run(["ip", "link", "set", "dev", host.iface, "up"], check=True)
         host.run(["ethtool", "-K", host.iface, "tx", "off"], check=True)
         host.mac = host.read_mac()
-        self._attach(br, host.port, ofport)
+        if attach:
+            host.ofport = self._attach(br, host.port, host.ofport)
+        else:
+            host.ofport = None
+            disable_ipv6(host.port)
+            sh(["ip", "link", "set", "dev", host.port, "up"])
         self.hosts[name] = host
         return host
 
@@ -192,17 +212,22 @@ class Lab:
         sh([*inside, "ip", "link", "set", "dev", "br0", "up"])
         return legs
 
-    def add_link(self, bridge_a: str, port_a: int, bridge_b: str, port_b: int) -> Link:
-        """Connect two lab bridges with a veth pair at the given OpenFlow ports."""
+    def add_link(self, bridge_a: str, port_a: int | str, bridge_b: str, port_b: int | str) -> Link:
+        """Connect two lab bridges with a veth pair at the given ports.
+
+        A port is an OpenFlow number (requested) or an interface name (that
+        end gets exactly that name and OVS chooses its number); the
+        returned :class:`Link` carries the numbers either way.
+        """
         br_a, br_b = self._bridge(bridge_a), self._bridge(bridge_b)
         self._links += 1
-        link = Link(br_a, check_ifname(f"{self.prefix}l{self._links}a"), port_a,
-                    br_b, check_ifname(f"{self.prefix}l{self._links}b"), port_b)
-        self._new_veth(link.iface_a, link.iface_b)
-        self.veths.append(link.iface_b)
-        self._attach(br_a, link.iface_a, port_a)
-        self._attach(br_b, link.iface_b, port_b)
-        return link
+        iface_a = check_ifname(port_a if isinstance(port_a, str) else f"{self.prefix}l{self._links}a")
+        iface_b = check_ifname(port_b if isinstance(port_b, str) else f"{self.prefix}l{self._links}b")
+        self._new_veth(iface_a, iface_b)
+        self.veths.append(iface_b)
+        number_a = self._attach(br_a, iface_a, port_a if isinstance(port_a, int) else None)
+        number_b = self._attach(br_b, iface_b, port_b if isinstance(port_b, int) else None)
+        return Link(br_a, iface_a, number_a, br_b, iface_b, number_b)
 
     def _owned_iface(self, iface: str) -> str:
         if iface not in self.veths:

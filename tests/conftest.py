@@ -7,6 +7,8 @@ require_ovs
     under CI (``CI=true``) it fails instead, since set-up must have started OVS.
 lab
     A :class:`controller.tools.lab.Lab` with a unique prefix, torn down after the test.
+multihost
+    A :class:`controller.tools.lab.MultiHostLab` (emulated hypervisors), torn down after the test.
 controller_factory
     ``controller_factory(config=None, *, wait=True, **kwargs)`` starts a
     :class:`controller.tools.lab.ControllerProcess`; all are stopped at teardown.
@@ -28,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from controller.tools.lab import ControllerProcess, Lab
+from controller.tools.lab import ControllerProcess, Lab, MultiHostLab
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,6 +69,13 @@ def require_ovs() -> None:
 def lab(require_ovs: None) -> Iterator[Lab]:
     """A fresh :class:`Lab`; everything it made is removed after the test."""
     with Lab() as the_lab:
+        yield the_lab
+
+
+@pytest.fixture
+def multihost(require_ovs: None) -> Iterator[MultiHostLab]:
+    """A fresh :class:`MultiHostLab`; everything it made is removed after the test."""
+    with MultiHostLab() as the_lab:
         yield the_lab
 
 

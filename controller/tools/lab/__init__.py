@@ -16,7 +16,11 @@ Needs root and a running Open vSwitch. One job per module:
   file (e.g. from :mod:`controller.tools.topo`) in a lab;
 - :mod:`~controller.tools.lab.oftrace`: ``ovs-appctl ofproto/trace`` of a
   packet, followed across lab links, with the edge ports it leaves by
-  (imported from there, not re-exported).
+  (imported from there, not re-exported);
+- :mod:`~controller.tools.lab.hypervisor`: :class:`Hypervisor` (a namespace
+  running its own ovsdb-server and ovs-vswitchd) and its :class:`VM`;
+- :mod:`~controller.tools.lab.multihost`: :class:`MultiHostLab`, several
+  hypervisors with VMs, cables, a management network and an underlay.
 
 Everything public is re-exported here::
 
@@ -35,7 +39,9 @@ from controller.tools.lab.dumps import (
     port_stats,
 )
 from controller.tools.lab.hosts import MAX_IFNAME, Host, Link
+from controller.tools.lab.hypervisor import VM, Hypervisor
 from controller.tools.lab.lab import Lab
+from controller.tools.lab.multihost import Cable, MultiHostLab, PortRef
 from controller.tools.lab.shell import (
     OFCTL,
     VSCTL,
@@ -53,14 +59,19 @@ __all__ = [
     "OFCTL",
     "OSKEN_MANAGER",
     "REPO_ROOT",
+    "VM",
     "VSCTL",
+    "Cable",
     "Cmd",
     "CommandError",
     "ControllerProcess",
     "Flow",
     "Host",
+    "Hypervisor",
     "Lab",
     "Link",
+    "MultiHostLab",
+    "PortRef",
     "PortStats",
     "Wired",
     "dump_flows",

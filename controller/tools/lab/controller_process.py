@@ -29,17 +29,23 @@ class ControllerProcess:
     ``config`` becomes ``VMN_CONFIG`` (unset if None); ``port`` defaults to a
     free one; ``args`` are appended to the command line; ``metrics_port`` is
     only recorded for the test (pass the matching option in ``args``).
+    ``listen_host`` (default: os-ken's 0.0.0.0) adds ``--ofp-listen-host``;
+    :attr:`target` is the OVS controller target bridges use to reach it
+    (``tcp:<listen_host or 127.0.0.1>:<port>``).
     stdout and stderr go to :attr:`log_path`. Use as a context manager, or
     call :meth:`start` and :meth:`stop`.
     """
 
     def __init__(self, config: str | Path | None = None, *, port: int | None = None,
                  args: Sequence[str] = (), metrics_port: int | None = None,
-                 app: str = "controller.app") -> None:
+                 app: str = "controller.app", listen_host: str | None = None) -> None:
         self.config = config
         self.port = port or free_port()
         self.metrics_port = metrics_port
-        self.argv = [str(OSKEN_MANAGER), app, "--ofp-tcp-listen-port", str(self.port), *args]
+        host_args = ["--ofp-listen-host", listen_host] if listen_host else []
+        self.argv = [str(OSKEN_MANAGER), app, "--ofp-tcp-listen-port", str(self.port),
+                     *host_args, *args]
+        self.target = f"tcp:{listen_host or '127.0.0.1'}:{self.port}"
         fd, name = tempfile.mkstemp(prefix="vmn-controller-", suffix=".log")
         os.close(fd)
         self.log_path = Path(name)
@@ -146,19 +152,28 @@ class ControllerProcess:
         wait_until(lambda: text in self.log_text(), timeout,
                    message=f"{text!r} in controller log {self.log_path}")
 
-    def is_connected(self, bridge: str) -> bool:
-        """True if ``bridge`` has this controller's target and OVS says connected."""
-        target = f"tcp:127.0.0.1:{self.port}"
-        uuids = sh([*VSCTL, "get", "bridge", bridge, "controller"]).stdout.strip("[] \n")
+    def is_connected(self, bridge: str, vsctl: Sequence[str] = VSCTL) -> bool:
+        """True if ``bridge`` has this controller's :attr:`target` and OVS says connected.
+
+        ``vsctl`` is the ``ovs-vsctl`` command prefix: the system OVS by
+        default, ``Hypervisor.vsctl_cmd`` for an emulated hypervisor.
+        """
+        uuids = sh([*vsctl, "get", "bridge", bridge, "controller"]).stdout.strip("[] \n")
         if not uuids:
             return False
-        out = sh([*VSCTL, "--bare", "--columns=target,is_connected", "list", "controller",
+        out = sh([*vsctl, "--bare", "--columns=target,is_connected", "list", "controller",
                   *uuids.split(", ")]).stdout
         lines = [line.strip() for line in out.splitlines() if line.strip()]
-        return any(t.strip('"') == target and c == "true" for t, c in zip(lines[::2], lines[1::2]))
+        return any(t.strip('"') == self.target and c == "true"
+                   for t, c in zip(lines[::2], lines[1::2], strict=False))
 
-    def wait_connected(self, bridge: str, timeout: float = 15) -> None:
-        """Wait until ``bridge`` is connected to this controller.
+    def wait_connected(self, bridge: str, timeout: float = 15,
+                       vsctl: Sequence[str] = VSCTL) -> None:
+        """Wait until ``bridge`` (on the OVS ``vsctl`` drives) is connected to this controller.
+
+        OVS writes ``is_connected`` to its database on its statistics
+        timer (every 5 s), so this may return up to 5 s after the switch
+        really connected.
 
         Raises
         ------
@@ -169,9 +184,9 @@ class ControllerProcess:
         def check() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise _Exited(self.proc.returncode)
-            return self.is_connected(bridge)
+            return self.is_connected(bridge, vsctl)
 
-        self._wait(check, timeout, f"{bridge} connected to port {self.port}")
+        self._wait(check, timeout, f"{bridge} connected to {self.target}")
 
 
 class _Exited(Exception):

@@ -20,6 +20,7 @@ from controller.config.base import (
     boolean,
     describe,
     int_in,
+    integer,
     ipv4_address,
     ipv4_network,
     mac,
@@ -116,11 +117,11 @@ def _named_number(names: Mapping[str, int], lo: int, hi: int, width: int) -> Che
     def show(n: int) -> str:
         return f"{n:#0{width + 2}x}" if width else str(n)
 
-    def check(ctx: Ctx, value: object) -> int | None:
-        if isinstance(value, str) and value in names:
-            return names[value]
-        if isinstance(value, bool) or not isinstance(value, int):
-            ctx.error(f"expected {', '.join(names)} or a number, got {describe(value)}")
+    def check(ctx: Ctx, raw: object) -> int | None:
+        if isinstance(raw, str) and raw in names:
+            return names[raw]
+        value = integer(ctx, raw, f"{', '.join(names)} or a number", hex_first=width > 0)
+        if value is None:
             return None
         if not lo <= value <= hi:
             ctx.error(f"must be between {show(lo)} and {show(hi)}, got {show(value)}")
@@ -328,7 +329,7 @@ def _backend(ctx: Ctx, item: object, network: str | None, env: _Env) -> Backend 
             return Backend(ip=ipaddress.IPv4Address(item))
         except ValueError:
             ip = _vm_ip(ctx, item, network, env)
-            return None if ip is None else Backend(ip=ip, vm=item)
+            return None if ip is None else Backend(ip=ip, vm=str(item))
     if not isinstance(item, dict):
         ctx.error(
             f"expected a VM name, an IPv4 address or a mapping, got {describe(item)}"

@@ -29,6 +29,7 @@ import yaml
 
 from controller.config import policy as config_policy
 from controller.config import topology as topology
+from controller.config.balancers import parse_load_balancers
 from controller.config.base import (
     Ctx,
     Known,
@@ -230,7 +231,7 @@ def parse_model(data: object) -> Model:
     config_policy.check_list_sizes(
         ctx, acls, [(f"vms.{v.name}.acl_in", v.acl_in) for v in vms]
         + [(f"networks.{n.name}.acl_in", n.acl_in) for n in networks])
-    balancers = config_policy.parse_load_balancers(
+    balancers = parse_load_balancers(
         ctx.at("load_balancers"), raw["load_balancers"] or {}, known, vms
     )
     mirrors = parse_mirrors(ctx.at("mirrors"), raw["mirrors"] or {}, known, vms, link_ports)

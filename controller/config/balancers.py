@@ -1,5 +1,14 @@
 """Validation of the ``load_balancers`` section of a network file.
 
+Addresses are per network, as isolation is: a VIP may not be the ip of a VM
+of its own network, nor an ``ip:`` backend of a balancer of its network, and
+it must lie in the network's subnets when its VMs declare any; the same
+address in another network is no conflict. Balancers may share a VIP when
+their protocol or port differ (the app answers ARP for the VIP once and
+keeps one group per balancer); the same VIP, protocol and port twice in a
+network is an error. When routers join networks, the scope of these checks
+will have to grow to the networks a router joins to the VIP's.
+
 Called by :func:`controller.config.parse_model`; like the other checks, these
 functions record errors in the given :class:`~controller.config_base.Ctx`
 and return only the objects that validated. Standard library only.
@@ -8,7 +17,7 @@ and return only the objects that validated. Standard library only.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controller.config.base import (
     Ctx,
@@ -29,15 +38,30 @@ from controller.config.model import Backend, HealthCheck, LoadBalancer, Vm
 _WEIGHT = int_in(1, 65535)  # an OpenFlow select-group bucket weight is 16 bits
 
 
+Ip = ipaddress.IPv4Address
+Scoped = tuple[str, Ip]
+"""An address in a network: (network name, address)."""
+
+
+@dataclass
+class _Claims:
+    """Who already holds each address as a VIP or as an ``ip:`` backend, while balancers are checked."""
+
+    vips: dict[Scoped, str] = field(default_factory=dict)
+    backends: dict[Scoped, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class _Env:
     """What load-balancer checks need from the rest of the file."""
 
     known: Known
     vm_by_name: dict[str, Vm]
-    vm_by_ip: dict[ipaddress.IPv4Address, str]
+    vm_by_ip: dict[Scoped, str]
+    """(network, ip) -> the VM that has it (the first by name)."""
     subnets: dict[str, frozenset[ipaddress.IPv4Network]]
     """Per network, the subnets its VMs' ips declare (prefixes shorter than /32)."""
+    claims: _Claims = field(default_factory=_Claims)
 
 
 def parse_load_balancers(
@@ -52,7 +76,7 @@ def parse_load_balancers(
     env = _Env(
         known=known,
         vm_by_name={vm.name: vm for vm in ordered},
-        vm_by_ip={vm.ip.ip: vm.name for vm in reversed(ordered) if vm.ip is not None},
+        vm_by_ip={(vm.network, vm.ip.ip): vm.name for vm in reversed(ordered) if vm.ip is not None},
         subnets={net: frozenset(nets) for net, nets in subnets.items()},
     )
     out: list[LoadBalancer] = []
@@ -90,9 +114,10 @@ def _load_balancer(
     protocol = required(ctx, m, "protocol", one_of("tcp", "udp"))
     port = required(ctx, m, "port", int_in(1, 65535))
     health = optional(ctx, m, "health_check", _health_check, HealthCheck())
-    if vip is not None:
-        _check_vip(ctx.at("vip"), vip, network, env)
+    vip_ok = vip is not None and _check_vip(ctx.at("vip"), vip, network, env)
     backends = _backends(ctx.at("backends"), m.get("backends"), vip, network, env)
+    if network is not None:
+        _claim(env.claims, name, network, vip if vip_ok else None, backends or ())
     if (
         vip is None
         or network is None
@@ -114,15 +139,62 @@ def _load_balancer(
     )
 
 
-def _check_vip(
-    ctx: Ctx, vip: ipaddress.IPv4Address, network: str | None, env: _Env
-) -> None:
-    if vip in env.vm_by_ip:
-        ctx.error(f"{vip} is the ip of VM {env.vm_by_ip[vip]!r}")
-    subnets = env.subnets.get(network or "")
+def _special(ip: Ip) -> str | None:
+    """Why ``ip`` cannot be a host's (a VIP's, a backend's) address, or None."""
+    if ip.is_unspecified:
+        return "the unspecified address"
+    if ip == Ip("255.255.255.255"):
+        return "the broadcast address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_reserved:
+        return "a reserved address"
+    return None
+
+
+def _subnet_end(ip: Ip, subnets: frozenset[ipaddress.IPv4Network]) -> str | None:
+    """``"the network address of 10.0.0.0/24"`` when ``ip`` is one of a subnet's two reserved addresses."""
+    for subnet in sorted(subnets):
+        if subnet.prefixlen <= 30 and ip in (subnet.network_address, subnet.broadcast_address):
+            which = "network" if ip == subnet.network_address else "broadcast"
+            return f"the {which} address of {subnet}"
+    return None
+
+
+def _claim(claims: _Claims, name: str, network: str, vip: Ip | None, backends: tuple[Backend, ...]) -> None:
+    """Record balancer ``name``'s valid VIP and ``ip:`` backends, for the balancers after it."""
+    if vip is not None:
+        claims.vips.setdefault((network, vip), name)
+    for backend in backends:
+        if backend.vm is None:
+            claims.backends.setdefault((network, backend.ip), name)
+
+
+def _check_vip(ctx: Ctx, vip: Ip, network: str | None, env: _Env) -> bool:
+    """Whether ``vip`` is a host address, in its network's subnets, nobody else's address there."""
+    mark = ctx.mark()
+    special = _special(vip)
+    if special is not None:
+        ctx.error(f"{vip} is {special}")
+        return False
+    if network is None:
+        return True
+    holder = env.vm_by_ip.get((network, vip))
+    if holder is not None:
+        ctx.error(f"{vip} is the ip of VM {holder!r} in network {network!r}")
+    holder = env.claims.backends.get((network, vip))
+    if holder is not None:
+        ctx.error(f"{vip} is a backend of load balancer {holder!r}")
+    subnets = env.subnets.get(network, frozenset())
+    end = _subnet_end(vip, subnets)
     if subnets and not any(vip in subnet for subnet in subnets):
         shown = ", ".join(str(s) for s in sorted(subnets))
         ctx.error(f"{vip} is outside network {network!r} ({shown})")
+    elif end is not None:
+        ctx.error(f"{vip} is {end}")
+    return not ctx.failed_since(mark)
 
 
 def _health_check(ctx: Ctx, value: object) -> HealthCheck | None:
@@ -154,7 +226,13 @@ def _backends(
     network: str | None,
     env: _Env,
 ) -> tuple[Backend, ...] | None:
-    """The backends sorted by ip, or None after an error (a missing list is reported by the caller)."""
+    """The backends sorted by ip, or None after an error.
+
+    A missing list is reported by the caller. An ``ip:`` backend must be a
+    host address, not a subnet's network or broadcast address, and not the
+    VIP of any balancer in the network (a VM backend's address is the VM's:
+    a VIP equal to it is reported at the VIP).
+    """
     if value is None:
         return None
     items = sequence(ctx, value)
@@ -170,8 +248,11 @@ def _backends(
         backend = _backend(ctx.at(i), item, network, env)
         if backend is None:
             continue
+        problem = None if backend.vm is not None else _address_problem(backend.ip, network, env)
         if backend.ip == vip:
             ctx.at(i).error(f"{backend.ip} is the vip")
+        elif problem is not None:
+            ctx.at(i).error(f"{backend.ip} is {problem}")
         elif backend.ip in seen:
             ctx.at(i).error(
                 f"{backend.ip} is already a backend (backends[{seen[backend.ip]}])"
@@ -180,6 +261,17 @@ def _backends(
             seen[backend.ip] = str(i)
             out.append(backend)
     return None if ctx.failed_since(mark) else tuple(sorted(out, key=lambda b: b.ip))
+
+
+def _address_problem(ip: Ip, network: str | None, env: _Env) -> str | None:
+    """Why ``ip`` cannot be an ``ip:`` backend in ``network``, or None."""
+    special = _special(ip)
+    if special is not None or network is None:
+        return special
+    holder = env.claims.vips.get((network, ip))
+    if holder is not None:
+        return f"the vip of load balancer {holder!r}"
+    return _subnet_end(ip, env.subnets.get(network, frozenset()))
 
 
 def _backend(ctx: Ctx, item: object, network: str | None, env: _Env) -> Backend | None:

@@ -30,7 +30,7 @@ from controller.config.base import (
     unicast_mac,
 )
 from controller.config.model import Link, LinkEnd, Network, PortRef, Switch, Vm
-from controller.config.scalars import PlainBool, PlainNumber
+from controller.config.scalars import NUMBER_LIKE, PlainBool, PlainNumber
 
 _DPID_RE = re.compile(r"^(0[xX])?[0-9a-fA-F]+$")
 _DPID_OVS = re.compile(r"[0-9a-fA-F]{16}\Z")
@@ -116,7 +116,7 @@ def parse_switches(ctx: Ctx, raw: dict[str, object] | None) -> list[Switch]:
 
 
 def _link_end(ctx: Ctx, value: object, known: Known) -> LinkEnd | None:
-    """``"switch:port"`` -> LinkEnd; the port is an int when all digits."""
+    """``"switch:port"`` -> LinkEnd; a port that looks like a number is read as one (``s1:0x10``)."""
     switch_name, _, port_text = (
         value.rpartition(":") if isinstance(value, str) else ("", "", "")
     )
@@ -124,7 +124,7 @@ def _link_end(ctx: Ctx, value: object, known: Known) -> LinkEnd | None:
         ctx.error(f"expected 'switch:port', got {describe(value)}")
         return None
     switch = reference(known.switches, "switch")(ctx, switch_name)
-    port = port_ref(ctx, port_text)
+    port = port_ref(ctx, PlainNumber(port_text) if NUMBER_LIKE.match(port_text) else port_text)
     if switch is None or port is None:
         return None
     return LinkEnd(switch=switch, port=port)

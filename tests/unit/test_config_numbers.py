@@ -200,6 +200,21 @@ def test_a_port_with_a_leading_zero_is_rejected_also_in_a_link_or_quoted(raw: st
     assert errors_of_text(text_with("links/0/0", f"s1:{shown}")) == [f"links[0][0]: {want[shown]}"]
 
 
+@pytest.mark.parametrize("end,port", [("s1:0x10", 16), ("s1:0o20", 16), ("s1:1_6", 16), ("s1:eth0", "eth0")])
+def test_a_link_port_is_read_like_a_plain_scalar(end: str, port: int | str) -> None:
+    model = loads_model(text_with("links/0/0", end))
+    assert [(e.switch, e.port) for link in model.links for e in (link.a, link.b)] == [("s1", port), ("s2", 10)]
+
+
+@pytest.mark.parametrize("end,message", [
+    ("s1:1e3", "expected an integer, got 1e3 (write 1000)"),
+    ("s1:1.5", "expected an integer, got 1.5"),
+    ("s1:0180", "0180 has a leading zero: write 180"),
+])
+def test_a_link_port_that_looks_like_a_bad_number_is_rejected(end: str, message: str) -> None:
+    assert errors_of_text(text_with("links/0/0", end)) == [f"links[0][0]: {message}"]
+
+
 @pytest.mark.parametrize("path", PORT_NAMES)
 @pytest.mark.parametrize("word", ["on", "no", "True"])
 def test_a_port_written_as_a_yaml_11_boolean_is_an_interface_name(path: str, word: str) -> None:

@@ -1,9 +1,12 @@
 """Path-tracking validation primitives for the network-file loader.
 
 Every check takes a :class:`Ctx` (where in the file we are, plus the list that
-errors go to) and one raw value as ``yaml.safe_load`` returned it. It returns
-the converted value, or ``None`` after recording one error at the context's
-path. Checks never raise, so a single pass reports every mistake in a file.
+errors go to) and one raw value: as the loader returned it (plain scalars that
+YAML 1.1 would read as numbers or booleans are still text, see
+:mod:`controller.config.scalars`), or as Python code built it (ints, bools).
+It returns the converted value, or ``None`` after recording one error at the
+context's path. Checks never raise, so a single pass reports every mistake in
+a file.
 
 Only the standard library is imported here: the Mininet scripts load the
 config with Debian's system Python, which has PyYAML and nothing else.
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from controller.config.model import PortRef
+from controller.config.scalars import Plain, PlainBool, PlainNumber, leading_zero, to_bool, to_float, to_int
 
 T = TypeVar("T")
 Check = Callable[["Ctx", object], T | None]
@@ -86,6 +90,8 @@ def describe(value: object) -> str:
     """A YAML-flavoured description of ``value`` for error messages."""
     if value is None:
         return "null"
+    if isinstance(value, Plain):
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -133,14 +139,17 @@ def mapping(
 
 
 def named(ctx: Ctx, value: object) -> dict[str, object] | None:
-    """Check a mapping keyed by names (non-empty strings); drop and report other keys."""
+    """Check a mapping keyed by names (non-empty strings); drop and report other keys.
+
+    A plain key such as ``no`` or ``100`` is the name as written.
+    """
     if not isinstance(value, dict):
         ctx.error(f"expected a mapping of names, got {describe(value)}")
         return None
     out: dict[str, object] = {}
     for key, item in value.items():
         if isinstance(key, str) and key:
-            out[key] = item
+            out[str(key)] = item
         else:
             ctx.error(f"names must be non-empty strings, got {describe(key)}")
     return out
@@ -171,19 +180,44 @@ def sequence(ctx: Ctx, value: object) -> list[object] | None:
 
 
 def string(ctx: Ctx, value: object) -> str | None:
-    """A non-empty string."""
+    """A non-empty string; a plain scalar is its text (``no``, ``100``)."""
     if not isinstance(value, str):
         ctx.error(f"expected a string, got {describe(value)}")
         return None
     if not value:
         ctx.error("must not be empty")
         return None
-    return value
+    return str(value)
 
 
 def boolean(ctx: Ctx, value: object) -> bool | None:
+    """``true`` or ``false``; not ``yes``, ``no``, ``on``, ``off`` or a quoted string."""
+    if isinstance(value, PlainBool):
+        try:
+            return to_bool(value)
+        except ValueError as exc:
+            ctx.error(str(exc))
+            return None
     if not isinstance(value, bool):
         ctx.error(f"expected true or false, got {describe(value)}")
+        return None
+    return value
+
+
+def integer(ctx: Ctx, value: object, expected: str = "an integer", hex_first: bool = False) -> int | None:
+    """An integer (not a boolean); a plain scalar by the rules of :mod:`controller.config.scalars`.
+
+    ``expected`` names what was expected in the error message; ``hex_first``
+    suggests hex first for a leading zero (for keys usually written in hex).
+    """
+    if isinstance(value, PlainNumber):
+        try:
+            return to_int(value, expected, hex_first)
+        except ValueError as exc:
+            ctx.error(str(exc))
+            return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        ctx.error(f"expected {expected}, got {describe(value)}")
         return None
     return value
 
@@ -191,9 +225,9 @@ def boolean(ctx: Ctx, value: object) -> bool | None:
 def int_in(lo: int, hi: int | None = None) -> Check[int]:
     """A check for an integer (not a boolean) in ``lo..hi`` (no upper bound if ``hi`` is None)."""
 
-    def check(ctx: Ctx, value: object) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            ctx.error(f"expected an integer, got {describe(value)}")
+    def check(ctx: Ctx, raw: object) -> int | None:
+        value = integer(ctx, raw)
+        if value is None:
             return None
         if value < lo or (hi is not None and value > hi):
             bounds = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
@@ -205,14 +239,22 @@ def int_in(lo: int, hi: int | None = None) -> Check[int]:
 
 
 def positive_number(ctx: Ctx, value: object) -> float | None:
-    """A finite number (int or float, not a boolean) greater than 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A finite number (int or float, not a boolean) greater than 0; ``1e3`` and ``.5`` count."""
+    if isinstance(value, PlainNumber):
+        try:
+            number = to_float(value, "a number")
+        except ValueError as exc:
+            ctx.error(str(exc))
+            return None
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
         ctx.error(f"expected a number, got {describe(value)}")
         return None
-    if not math.isfinite(value) or value <= 0:
+    else:
+        number = value
+    if not math.isfinite(number) or number <= 0:
         ctx.error(f"must be a number greater than 0, got {value}")
         return None
-    return float(value)
+    return float(number)
 
 
 def one_of(*choices: str) -> Check[str]:
@@ -222,7 +264,7 @@ def one_of(*choices: str) -> Check[str]:
         if not isinstance(value, str) or value not in choices:
             ctx.error(f"expected {alternatives(choices)}, got {describe(value)}")
             return None
-        return value
+        return str(value)
 
     return check
 
@@ -352,10 +394,18 @@ def ifname(ctx: Ctx, value: object) -> str | None:
 
 
 def port_ref(ctx: Ctx, value: object) -> PortRef | None:
-    """An OpenFlow port number (1..OFPP_MAX; digit strings count) or an interface name."""
+    """An OpenFlow port number (1..OFPP_MAX) or an interface name.
+
+    Digit strings (``"10"``, the port of ``s1:10``) are numbers, without a
+    leading zero; so is every plain scalar that looks like a number. Other
+    plain scalars (``on``) are names.
+    """
     if isinstance(value, str) and value.isascii() and value.isdigit():
+        if len(value) > 1 and value.startswith("0"):
+            ctx.error(leading_zero(value))
+            return None
         value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, PlainNumber) or (isinstance(value, int) and not isinstance(value, bool)):
         return int_in(1, OFPP_MAX)(ctx, value)
     if isinstance(value, str):
         return ifname(ctx, value)

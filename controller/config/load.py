@@ -29,6 +29,7 @@ import yaml
 
 from controller.config import policy as config_policy
 from controller.config import topology as topology
+from controller.config.balancers import parse_load_balancers
 from controller.config.base import (
     Ctx,
     Known,
@@ -42,6 +43,7 @@ from controller.config.base import (
 )
 from controller.config.mirrors import parse_mirrors
 from controller.config.model import ControllerSettings, Model
+from controller.config.scalars import NUMBER_FIRST, NUMBER_LIKE, PlainBool, PlainNumber
 
 __all__ = ["ConfigError", "load_model", "loads_model", "parse_model"]
 
@@ -85,7 +87,16 @@ _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _StrictLoader(_BaseLoader):
-    """A safe loader that rejects a key repeated within one mapping."""
+    """A safe loader that rejects a key repeated within one mapping and keeps
+    number-like plain scalars as written.
+
+    Every plain scalar that YAML 1.1 would turn into an int, float or bool,
+    or that looks like a number (:data:`~controller.config.scalars.NUMBER_LIKE`),
+    is constructed as its text (:class:`PlainNumber`, :class:`PlainBool`), so
+    the checks read it by the file's rules (:mod:`controller.config.scalars`)
+    instead of YAML 1.1's octal, base 60 and yes/no. A timestamp-like plain
+    scalar stays a string.
+    """
 
     def construct_mapping(
         self, node: yaml.MappingNode, deep: bool = False
@@ -109,6 +120,24 @@ class _StrictLoader(_BaseLoader):
                 )
         mapping: dict[Hashable, Any] = super().construct_mapping(node, deep=deep)
         return mapping
+
+    def construct_plain_number(self, node: yaml.ScalarNode) -> PlainNumber:
+        return PlainNumber(self.construct_scalar(node))
+
+    def construct_plain_bool(self, node: yaml.ScalarNode) -> PlainBool:
+        return PlainBool(self.construct_scalar(node))
+
+    def construct_text(self, node: yaml.ScalarNode) -> str:
+        return str(self.construct_scalar(node))
+
+
+_NUMBER_TAG = "tag:vmn,2024:number"
+"""The tag :data:`NUMBER_LIKE` scalars resolve to (those YAML 1.1 already reads as numbers keep theirs)."""
+_StrictLoader.add_implicit_resolver(_NUMBER_TAG, NUMBER_LIKE, list(NUMBER_FIRST))
+for _tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", _NUMBER_TAG):
+    _StrictLoader.add_constructor(_tag, _StrictLoader.construct_plain_number)
+_StrictLoader.add_constructor("tag:yaml.org,2002:bool", _StrictLoader.construct_plain_bool)
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _StrictLoader.construct_text)
 
 
 def load_model(path: str | os.PathLike[str]) -> Model:
@@ -202,7 +231,7 @@ def parse_model(data: object) -> Model:
     config_policy.check_list_sizes(
         ctx, acls, [(f"vms.{v.name}.acl_in", v.acl_in) for v in vms]
         + [(f"networks.{n.name}.acl_in", n.acl_in) for n in networks])
-    balancers = config_policy.parse_load_balancers(
+    balancers = parse_load_balancers(
         ctx.at("load_balancers"), raw["load_balancers"] or {}, known, vms
     )
     mirrors = parse_mirrors(ctx.at("mirrors"), raw["mirrors"] or {}, known, vms, link_ports)

@@ -17,6 +17,7 @@ from controller.config.base import (
     describe,
     ifname,
     int_in,
+    integer,
     ipv4_interface,
     mapping,
     optional,
@@ -29,29 +30,53 @@ from controller.config.base import (
     unicast_mac,
 )
 from controller.config.model import Link, LinkEnd, Network, PortRef, Switch, Vm
+from controller.config.scalars import NUMBER_LIKE, PlainBool, PlainNumber
 
 _DPID_RE = re.compile(r"^(0[xX])?[0-9a-fA-F]+$")
+_DPID_OVS = re.compile(r"[0-9a-fA-F]{16}\Z")
+_DPID_ZERO = re.compile(r"0[0-9_][0-9a-fA-F_]*\Z")
 _DPID_MAX = 2**64 - 1
+_DPID_EXPECTED = "an integer or a hex string like '0x1'"
 
 PortSlot = tuple[str, PortRef]
 """A (switch, port) pair that at most one VM or link end may occupy."""
 
 
 def _dpid(ctx: Ctx, value: object) -> int | None:
-    """A datapath id: an int, or a hex string with or without ``0x``; 1..2**64-1."""
-    if isinstance(value, str) and _DPID_RE.match(value):
+    """A datapath id in 1..2**64-1.
+
+    An integer (``16``, ``0x10``); 16 hex digits, plain or quoted, as
+    ``ovs-vsctl`` prints it (``0000000000000010`` is 0x10); or a quoted hex
+    string with or without ``0x`` (``"10"`` is 0x10). A plain number with a
+    leading zero and other than 16 digits is an error.
+    """
+    if isinstance(value, PlainNumber):
+        dpid = _plain_dpid(ctx, value)
+        if dpid is None:
+            return None
+    elif isinstance(value, str) and not isinstance(value, PlainBool) and _DPID_RE.match(value):
         dpid = int(value, 16)
     elif isinstance(value, int) and not isinstance(value, bool):
         dpid = value
     else:
-        ctx.error(
-            f"expected an integer or a hex string like '0x1', got {describe(value)}"
-        )
+        ctx.error(f"expected {_DPID_EXPECTED}, got {describe(value)}")
         return None
     if not 1 <= dpid <= _DPID_MAX:
         ctx.error(f"must be between 0x1 and {_DPID_MAX:#x}, got {dpid:#x}")
         return None
     return dpid
+
+
+def _plain_dpid(ctx: Ctx, text: PlainNumber) -> int | None:
+    if _DPID_OVS.match(text):
+        return int(text, 16)
+    if _DPID_ZERO.match(text):
+        ctx.error(
+            f"{text} has a leading zero and {len(text)} digits: write the dpid as "
+            f"16 hex digits (as ovs-vsctl prints it) or as 0x{text.lstrip('0_') or '0'}"
+        )
+        return None
+    return integer(ctx, text, _DPID_EXPECTED)
 
 
 def parse_switches(ctx: Ctx, raw: dict[str, object] | None) -> list[Switch]:
@@ -91,7 +116,7 @@ def parse_switches(ctx: Ctx, raw: dict[str, object] | None) -> list[Switch]:
 
 
 def _link_end(ctx: Ctx, value: object, known: Known) -> LinkEnd | None:
-    """``"switch:port"`` -> LinkEnd; the port is an int when all digits."""
+    """``"switch:port"`` -> LinkEnd; a port that looks like a number is read as one (``s1:0x10``)."""
     switch_name, _, port_text = (
         value.rpartition(":") if isinstance(value, str) else ("", "", "")
     )
@@ -99,7 +124,7 @@ def _link_end(ctx: Ctx, value: object, known: Known) -> LinkEnd | None:
         ctx.error(f"expected 'switch:port', got {describe(value)}")
         return None
     switch = reference(known.switches, "switch")(ctx, switch_name)
-    port = port_ref(ctx, port_text)
+    port = port_ref(ctx, PlainNumber(port_text) if NUMBER_LIKE.match(port_text) else port_text)
     if switch is None or port is None:
         return None
     return LinkEnd(switch=switch, port=port)

@@ -492,7 +492,7 @@ MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
         "lb-vip-is-vm-ip",
         edited(("load_balancers/web/vip", "10.0.0.2")),
         [
-            "load_balancers.web.vip: 10.0.0.2 is the ip of VM 'web2'",
+            "load_balancers.web.vip: 10.0.0.2 is the ip of VM 'web2' in network 'tenant-a'",
             "load_balancers.web.backends[1]: 10.0.0.2 is the vip",
         ],
     ),

@@ -115,7 +115,9 @@ class TableSpec:
 
 _L2 = frozenset({"in_port", "vlan_vid", "eth_src", "eth_dst", "eth_type"})
 _L3 = frozenset({"arp_spa", "arp_tpa", "arp_sha", "arp_op", "ip_proto", "ipv4_src", "ipv4_dst",
-                 "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code"})
+                 "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code",
+                 "ipv6_src", "ipv6_dst", "icmpv6_type", "icmpv6_code", "ipv6_nd_target", "ipv6_nd_sll",
+                 "ipv6_nd_tll"})
 _CT = frozenset({"ct_state", "ct_zone", "ct_mark", "metadata"})
 _ALL = (0, 65535)
 

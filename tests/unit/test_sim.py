@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
-from controller.flows.rules import (CT_EST, CT_INV, CT_NEW, CT_RPL, CT_TRK, Ct, Output, PopVlan, PushVlan, Rule,
-                                    SetField, make_match)
+from controller.flows.rules import (
+    CT_EST,
+    CT_INV,
+    CT_NEW,
+    CT_RPL,
+    CT_TRK,
+    Ct,
+    Output,
+    PopVlan,
+    PushVlan,
+    Rule,
+    SetField,
+    make_match,
+)
 from controller.tools.sim import SimConntrack, SimSwitch, Trace, field_matches, field_value
 
 ICMPV6 = 58

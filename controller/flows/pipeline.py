@@ -27,7 +27,7 @@ Shared fields (who writes, who reads), as OVN northd keeps its register table:
 | metadata         | 63     | acl (allow)      | acl (acl_commit) | a stateful rule allowed this packet            |
 | ct_mark          | 0-31   | acl, lb (commit) | acl (acl_port)   | :data:`CT_MARK_SKIP_ACL`: replies skip the ACLs |
 | ct_zone          | 16     | acl, lb          |                  | the network's VLAN id                          |
-| vlan_pcp (trunk) | 3      | l2 (ff groups)   | l2 (forward)     | :data:`PCP_DETOUR`: the frame is on a backup path |
+| vlan_pcp (trunk) | 3      | l2 (ff groups)   | l2 (forward)     | :data:`PCP_DETOUR`: the frame is on a backup path (ingress resets a VM's priority to 0) |
 
 Meters: :data:`METER_PACKET_IN` (rate ``controller.packet_in_rate``) on every
 rule that copies packets to the controller (learn, load-balancer probe traps).

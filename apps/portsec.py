@@ -36,7 +36,8 @@ claimed. Every frame must come from ``mac``.
 
 OpenFlow cannot look into DHCP (the client hardware address), an MLDv2
 report's groups, or the options of a router solicitation; these are not
-checked.
+checked. Neighbour discovery OVS cannot parse (an option twice, a bad
+length), which it reports with target ``::`` and no options, drops.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ from controller.packets import (
     solicited_node,
 )
 
+PRIO_MALFORMED = 125
+"""A neighbour solicitation OVS could not parse (it reports target ``::``): dropped."""
 PRIO_CHECKED = 120
 """Neighbour discovery that passed its checks."""
 PRIO_GUARD = 110
@@ -132,6 +135,10 @@ def _ipv6(mac: str, own: list[str]) -> list[Kind]:
     v6: Fields = dict(eth_src=mac, eth_type=ETH_IPV6)
     icmp: Fields = dict(v6, ip_proto=IP_PROTO_ICMPV6)
     out = [_kind(PRIO_GUARD, dict(icmp, icmpv6_type=t), admit=False) for t in GUARDED]
+    # OVS reports no options and target :: for ND it cannot parse (an option given twice, a bad
+    # length), while a host may still read the first option: such a solicitation must not pass
+    # for one without a source link-layer option.
+    out.append(_kind(PRIO_MALFORMED, dict(icmp, icmpv6_type=ICMPV6_NS, ipv6_nd_target=IPV6_ANY), admit=False))
     for src in own:
         out.append(_kind(PRIO_ADMIT, dict(v6, ipv6_src=src)))
         out += [_kind(PRIO_CHECKED, dict(icmp, ipv6_src=src, icmpv6_type=ICMPV6_NS, ipv6_nd_sll=sll))

@@ -119,9 +119,9 @@ def _lladdr_option(kind: int, mac: str) -> bytes:
     return bytes([kind, 1]) + bytes.fromhex(mac.replace(":", ""))
 
 
-def ns6(src: str, dst: str, target: str, sll: str | None) -> bytes:
+def ns6(src: str, dst: str, target: str, *sll: str) -> bytes:
     body = bytes(4) + ipaddress.IPv6Address(target).packed
-    return icmp6(src, dst, 135, body + (_lladdr_option(1, sll) if sll else b""))
+    return icmp6(src, dst, 135, body + b"".join(_lladdr_option(1, mac) for mac in sll))
 
 
 def na6(src: str, dst: str, target: str, tll: str) -> bytes:
@@ -288,7 +288,8 @@ def test_ping6_between_dual_stack_vms_and_forged_ipv6_reaches_nobody(
         na6(ll["r1"], "ff02::1", ll["r2"], r1.mac),         # claims r2's link-local address
         na6(r1.ipv6, "ff02::1", r1.ipv6, r3.mac),           # points its own address at r3
         ns6(ll["r1"], str(solicited_node(ipaddress.IPv6Address(r2.ipv6))), r2.ipv6, r3.mac),
-        ns6("::", str(solicited_node(ipaddress.IPv6Address(r2.ipv6))), r2.ipv6, None),  # DAD against r2
+        ns6(ll["r1"], str(solicited_node(ipaddress.IPv6Address(r2.ipv6))), r2.ipv6, r3.mac, r1.mac),  # read: r3's
+        ns6("::", str(solicited_node(ipaddress.IPv6Address(r2.ipv6))), r2.ipv6),  # DAD against r2
         icmp6(ll["r1"], "ff02::1", 134, bytes(12)),         # router advertisement
     ]
     frames = [eth(multicast_mac(ipv6_of_dst(p)), r1.mac, ETH_IPV6, p) for p in forged]
@@ -301,7 +302,7 @@ def test_ping6_between_dual_stack_vms_and_forged_ipv6_reaches_nobody(
     for name in ("r2", "r3"):
         cap = captures[name]
         wait_heard(cap, lambda f: b"VMN-V6-HONEST" in f.payload, f"{name} hears r1's honest echo")
-    assert neighbour_mac(r2, r1.ipv6) == r1.mac
+    assert neighbour_mac(r2, r1.ipv6) == r1.mac and neighbour_mac(r2, ll["r1"]) in ("", r1.mac)
     assert ping6(r3, ll["r2"]) and neighbour_mac(r3, ll["r2"]) == r2.mac, "r3's entry for r2 poisoned"
     assert ping6(r1, r2.ipv6), "r1 on its own addresses is cut off after forging"
     seen = stop_all(captures)
@@ -317,7 +318,8 @@ def test_ping6_between_dual_stack_vms_and_forged_ipv6_reaches_nobody(
                 target = str(ipaddress.IPv6Address(body[8:24]))
                 options = body[24:]
                 assert body[0] == 135 or target in own, f"{name}: NA for {target}"
-                assert not options or options[2:8] == bytes.fromhex(r1.mac.replace(":", "")), f"{name}: ND option"
+                mine = bytes.fromhex(r1.mac.replace(":", ""))
+                assert all(options[i + 2:i + 8] == mine for i in range(0, len(options), 8)), f"{name}: ND option"
     assert [f for f in seen["r2"] if b"VMN-V6-HONEST" in f.payload and not f.tags]
     assert not [f for f in seen["u1"] if f.src != u1.mac], "blue heard red's frames"
 

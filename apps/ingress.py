@@ -7,15 +7,24 @@ Per switch:
   a VM forging our probe would otherwise make the controller see its port
   as a link to another switch and turn it into a trunk carrying every
   network's tagged traffic.
-- An edge port accepts only untagged frames (a VM cannot hop networks by
-  tagging), tags them with its network's VLAN, writes which ACL lists apply
-  into metadata and goes on to the ACL tables (or straight to the load
-  balancer when no ACL applies and the network needs no conntrack). A declared VM
-  with a ``mac`` may send only from that MAC; with an ``ip`` too, only ARP
-  whose sender is that MAC and IP, and IPv4 from that IP.
+- An edge port accepts untagged frames and priority-tagged ones (an 802.1Q
+  tag with VLAN id 0, which 802.1Q treats as untagged), tags them with its
+  network's VLAN, writes which ACL lists apply into metadata and goes on to
+  the ACL tables (or straight to the load balancer when no ACL applies and
+  the network needs no conntrack). A priority tag is popped before the
+  network's tag is pushed, so the VM's priority (and a drop-eligible bit)
+  never enters the fabric, where VLAN priority 1 marks frames on backup
+  paths (:data:`~controller.flows.pipeline.PCP_DETOUR`). Any other tag (a
+  VM cannot hop networks by tagging) and a second tag behind a priority tag
+  drop. :mod:`apps.portsec` says which frames a declared VM may send.
 - A trunk port accepts the VLANs of the networks that use its link; that
   traffic was filtered at its first switch and goes straight to learning.
 - Anything else (undeclared port, tagged frame from a VM, spoofed source) drops.
+
+OVS parses one VLAN header (its default ``other_config:vlan-limit=1``) and
+OpenFlow cannot match a tag's TPID: a lone 802.1ad tag with VLAN id 0 is
+taken for a priority tag and, popped and replaced, delivered like an
+untagged frame; 802.1ad tags with another id drop like any tag.
 """
 
 from __future__ import annotations
@@ -24,46 +33,57 @@ from typing import Optional
 
 from apps.acl.plan import AclPlan, plan_of
 from apps.base import AppContext, Segments, per_switch
+from apps.portsec import kinds
 from controller.config.model import Model, Vm
 from controller.fabric.crossing import from_trunk
 from controller.fabric.view import FabricView
 from controller.flows.pipeline import (APP_INGRESS, METADATA_ALL, T_ACL_NET, T_ACL_PORT, T_INGRESS, T_LB,
                                        T_LEARN)
-from controller.flows.rules import (OFPP_CONTROLLER, OFPVID_NONE, OFPVID_PRESENT, Output, PushVlan, Rule,
-                                    SetField, make_match)
-from controller.packets import ETH_ARP, ETH_IPV4, ETH_LLDP
+from controller.flows.rules import (OFPP_CONTROLLER, OFPVID_NONE, OFPVID_PRESENT, Action, Output, PopVlan, PushVlan,
+                                    Rule, SetField, make_match)
+from controller.packets import ETH_LLDP, ETH_QINQ, ETH_VLAN
+
 PRIO_VM_LLDP = 1001
 PRIO_LLDP = 1000
+PRIO_NESTED_TAG = 130
+"""A second tag behind a priority tag (QinQ from a VM): dropped, above every port-security rule."""
 PRIO_PORT = 100
 PRIO_MISS = 0
 LLDP_MAX_LEN = 512
+PRIORITY_TAGGED = OFPVID_PRESENT
+"""``vlan_vid`` of a frame whose 802.1Q tag carries VLAN id 0 (only a priority)."""
 
 
-def _tag(vlan: int) -> tuple[PushVlan, SetField]:
-    return (PushVlan(), SetField("vlan_vid", OFPVID_PRESENT | vlan))
+def _tag(vlan: int, tagged: bool) -> tuple[Action, ...]:
+    """Put a frame from an edge port on network ``vlan``: push its tag, or replace a priority tag.
+
+    A pushed tag starts with priority 0, so popping a priority tag first
+    also resets the priority (and the TPID to 802.1Q).
+    """
+    retag = (PopVlan(),) if tagged else ()
+    return retag + (PushVlan(), SetField("vlan_vid", OFPVID_PRESENT | vlan))
 
 
 def edge_port_rules(port: int, vlan: int, vm: Optional[Vm], metadata: Optional[int] = None,
                     unfiltered: int = T_LB) -> list[Rule]:
     """Rules admitting what ``vm`` (or anyone, when undeclared) may send on ``port``.
 
-    With ``metadata`` (the port's ACL list ids) admitted frames go to the ACL
-    tables carrying it; without, to table ``unfiltered`` (the first table
-    after the ACL tables: the load balancer's when it is enabled).
+    Each kind of frame :func:`apps.portsec.kinds` admits is admitted untagged
+    and priority-tagged. With ``metadata`` (the port's ACL list ids) admitted
+    frames go to the ACL tables carrying it; without, to table ``unfiltered``
+    (the first table after the ACL tables: the load balancer's when it is enabled).
     """
-    base = dict(in_port=port, vlan_vid=OFPVID_NONE)
-    mac = vm.mac if vm else None
-    ip = str(vm.ip.ip) if vm and vm.ip else None
-    if mac and ip:
-        matches = [make_match(**base, eth_src=mac, eth_type=ETH_ARP, arp_sha=mac, arp_spa=ip),
-                   make_match(**base, eth_src=mac, eth_type=ETH_IPV4, ipv4_src=ip)]
-    else:
-        matches = [make_match(**base, eth_src=mac)]
-    if metadata is None:
-        rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, m, _tag(vlan), goto=unfiltered) for m in matches]
-    else:
-        rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, m, _tag(vlan), goto=T_ACL_PORT,
-                      write_metadata=(metadata, METADATA_ALL)) for m in matches]
+    rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_NESTED_TAG,
+                  make_match(in_port=port, vlan_vid=PRIORITY_TAGGED, eth_type=tpid)) for tpid in (ETH_VLAN, ETH_QINQ)]
+    goto, meta = (unfiltered, None) if metadata is None else (T_ACL_PORT, (metadata, METADATA_ALL))
+    for kind in kinds(vm):
+        for vid in (OFPVID_NONE, PRIORITY_TAGGED):
+            match = make_match(in_port=port, vlan_vid=vid, **dict(kind.match))
+            if kind.admit:
+                rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, match, _tag(vlan, vid == PRIORITY_TAGGED),
+                                  goto=goto, write_metadata=meta))
+            elif vid == OFPVID_NONE:  # a drop holds for any tag
+                rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, make_match(in_port=port, **dict(kind.match))))
     if vm is not None:  # no link is discovered on a VM's port (see the module docstring)
         rules.append(Rule(APP_INGRESS, T_INGRESS, PRIO_VM_LLDP, make_match(in_port=port, eth_type=ETH_LLDP)))
     return rules

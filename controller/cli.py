@@ -125,11 +125,12 @@ def add_trace(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("file", metavar="FILE", help="the network YAML file")
     parser.add_argument("--from", dest="src", required=True, metavar="VM", help="sending VM")
-    parser.add_argument("--to", dest="dst", required=True, metavar="IP", help="destination IPv4 address")
+    parser.add_argument("--to", dest="dst", required=True, metavar="IP",
+                        help="destination IPv4 or IPv6 address (IPv6 leaves from the VM's ipv6)")
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--tcp", type=int, metavar="PORT", help="a TCP packet to PORT")
     kind.add_argument("--udp", type=int, metavar="PORT", help="a UDP packet to PORT")
-    kind.add_argument("--icmp", action="store_true", help="an ICMP echo request (the default)")
+    kind.add_argument("--icmp", action="store_true", help="an ICMP (ICMPv6) echo request (the default)")
     parser.set_defaults(handler=run_trace)
 
 

@@ -20,6 +20,7 @@ on a TCP option of length 0 or on an OpenFlow header of length 0 on port
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass
 from typing import Optional
@@ -28,10 +29,53 @@ ETH_IPV4 = 0x0800
 ETH_ARP = 0x0806
 ETH_VLAN = 0x8100
 ETH_IPV6 = 0x86DD
+ETH_QINQ = 0x88A8
+"""IEEE 802.1ad service tag (S-tag)."""
 ETH_LLDP = 0x88CC
 IP_PROTO_ICMP = 1
 IP_PROTO_TCP = 6
 IP_PROTO_UDP = 17
+IP_PROTO_ICMPV6 = 58
+ARP_REQUEST = 1
+UDP_BOOTPS = 67
+"""DHCP server port."""
+UDP_BOOTPC = 68
+"""DHCP client port."""
+ICMPV6_MLD_REPORT = 131
+ICMPV6_RS = 133
+ICMPV6_RA = 134
+ICMPV6_NS = 135
+ICMPV6_NA = 136
+ICMPV6_REDIRECT = 137
+ICMPV6_MLD2_REPORT = 143
+IPV4_ANY = "0.0.0.0"
+IPV4_BROADCAST = "255.255.255.255"
+IPV6_ANY = "::"
+IPV6_ALL_ROUTERS = "ff02::2"
+IPV6_MLDV2_ROUTERS = "ff02::16"
+"""Where MLDv2 reports go (RFC 3810)."""
+NO_MAC = "00:00:00:00:00:00"
+"""What OVS reports as ``nd_sll`` / ``nd_tll`` when the ND option is absent."""
+
+
+def link_local(mac: str) -> ipaddress.IPv6Address:
+    """The IPv6 link-local address a host forms from ``mac`` (modified EUI-64, RFC 4291 appendix A).
+
+    >>> link_local("02:00:00:00:01:01")
+    IPv6Address('fe80::ff:fe00:101')
+    """
+    octets = bytes.fromhex(mac.replace(":", ""))
+    eui64 = bytes([octets[0] ^ 0x02]) + octets[1:3] + b"\xff\xfe" + octets[3:6]
+    return ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + eui64)
+
+
+def solicited_node(address: ipaddress.IPv6Address) -> ipaddress.IPv6Address:
+    """The solicited-node multicast group of ``address`` (RFC 4291 2.7.1).
+
+    >>> solicited_node(ipaddress.IPv6Address("2001:db8::11"))
+    IPv6Address('ff02::1:ff00:11')
+    """
+    return ipaddress.IPv6Address(b"\xff\x02" + bytes(9) + b"\x01\xff" + address.packed[13:])
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,18 @@ Semantics (see :mod:`apps.acl.plan` for lists and ids):
 - A VM's list is checked in ``acl_port``, its network's list in ``acl_net``;
   a packet goes on only if both allow it. Within a list rules keep their
   file order through priorities; first match wins; no match denies. ARP is
-  allowed unless a rule of the list matches ``eth_type: arp`` explicitly.
+  allowed unless a rule of the list matches ``eth_type: arp`` explicitly;
+  IPv6 neighbour discovery (ICMPv6 neighbour solicitations and
+  advertisements, its ARP) unless a rule matches ``icmpv6_type`` 135 or 136.
 - Each distinct list is compiled once (rules keyed by its id in metadata)
   and installed on every switch where some port uses it, so a 5,000-rule
   ACL on 100 ports is 5,000 flows per switch, not 500,000.
 - In a tracked network (a stateful rule applies there, or a load balancer
-  lives there) IPv4 first goes through conntrack in zone = the network's
-  VLAN (``ct(nat)``, so load-balanced replies are un-NATed too). Invalid
-  packets drop. Every packet that passed the lists is committed in
+  lives there) IPv4 and IPv6 first go through conntrack in zone = the
+  network's VLAN (``ct(nat)``, so load-balanced replies are un-NATed too).
+  Invalid packets drop, except ICMPv6 messages conntrack does not track
+  (neighbour discovery, MLD, router solicitation: always ``+inv``), which
+  the lists judge like any packet. Every packet that passed the lists is committed in
   ``acl_commit`` (so conntrack sees both directions and a reply is never
   "invalid"); one a stateful allow let through (metadata bit 63) marks its
   connection with ``ct_mark`` 1. Replies of marked connections skip the
@@ -27,14 +31,16 @@ bridges of one OVS host (one datapath, one conntrack table).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional
+from ipaddress import IPv4Network, IPv6Network
+from typing import Iterable, Mapping, Optional, Union
 
 from apps.acl.plan import AclList, AclPlan
 from controller.config.model import Acl, AclMatch, AclRule, Model
 from controller.flows.pipeline import (ACL_TOP_RULE_PRIORITY, APP_ACL, CT_MARK_SKIP_ACL, MAX_ACL_LIST_RULES,
                                        METADATA_NET_LIST, METADATA_NET_SHIFT, METADATA_PORT_LIST,
                                        METADATA_STATEFUL, T_ACL_COMMIT, T_ACL_NET, T_ACL_PORT, T_LB, T_LEARN)
-from controller.packets import ETH_ARP, ETH_IPV4
+from controller.packets import (ETH_ARP, ETH_IPV4, ETH_IPV6, ICMPV6_NA, ICMPV6_NS, IP_PROTO_ICMPV6, IP_PROTO_TCP,
+                                IP_PROTO_UDP)
 from controller.flows.rules import (CT_DNAT, CT_EST, CT_INV, CT_RPL, CT_TRK, OFPVID_PRESENT, Ct, MatchValue,
                               Nat, Rule, ct_state, make_match)
 
@@ -46,6 +52,18 @@ PRIO_DEFAULT_DENY = 100
 PRIO_NO_LIST = 1
 IMPLICIT_DENY = "implicit-deny"
 ARP_ALLOW = "arp-allow"
+ND_ALLOW = "nd-allow"
+ND_TYPES = (ICMPV6_NS, ICMPV6_NA)
+"""ICMPv6 neighbour solicitation and advertisement: allowed unless a rule of the list names one."""
+IP_PROTO_DCCP, IP_PROTO_SCTP, IP_PROTO_UDPLITE = 33, 132, 136
+INVALID_IPV6: tuple[dict[str, int], ...] = (
+    tuple({"ip_proto": p} for p in (IP_PROTO_TCP, IP_PROTO_UDP, IP_PROTO_DCCP, IP_PROTO_SCTP, IP_PROTO_UDPLITE))
+    + tuple({"ip_proto": IP_PROTO_ICMPV6, "icmpv6_type": t} for t in (1, 2, 3, 4, 128, 129)))
+"""The IPv6 packets whose ``+inv`` drops: protocols conntrack follows, ICMPv6 errors and echo.
+
+Conntrack cannot track neighbour discovery, MLD or router solicitation and
+flags them ``+inv``; they go on to the lists (no flow matches every other
+IPv6 packet, as OpenFlow has no "not")."""
 
 
 @dataclass(frozen=True)
@@ -65,23 +83,21 @@ Origin = tuple[str, str]
 """(ACL name, rule label) a flow stands for: the rule index, or a pseudo-rule name."""
 
 
-def _cidr(net: object) -> Optional[MatchValue]:
-    if net is None:
+def _cidr(net: Optional[Union[IPv4Network, IPv6Network]]) -> Optional[MatchValue]:
+    """An address (a host prefix) or ``(address, mask)``; None for a prefix that matches everything."""
+    if net is None or net.prefixlen == 0:
         return None
-    text = str(net)
-    address, prefix = text.split("/")
-    if prefix == "0":
-        return None
-    if prefix == "32":
-        return address
-    return (address, str(getattr(net, "netmask")))
+    if net.prefixlen == net.max_prefixlen:
+        return str(net.network_address)
+    return (str(net.network_address), str(net.netmask))
 
 
 def acl_match(m: AclMatch) -> dict[str, Optional[MatchValue]]:
     """OXM match fields of one ACL rule's ``match`` (prerequisites guaranteed by the loader)."""
     return dict(eth_type=m.eth_type, eth_src=m.eth_src, eth_dst=m.eth_dst, ip_proto=m.ip_proto,
                 ipv4_src=_cidr(m.ipv4_src), ipv4_dst=_cidr(m.ipv4_dst), tcp_src=m.tcp_src,
-                tcp_dst=m.tcp_dst, udp_src=m.udp_src, udp_dst=m.udp_dst, icmpv4_type=m.icmp_type)
+                tcp_dst=m.tcp_dst, udp_src=m.udp_src, udp_dst=m.udp_dst, icmpv4_type=m.icmp_type,
+                ipv6_src=_cidr(m.ipv6_src), ipv6_dst=_cidr(m.ipv6_dst), icmpv6_type=m.icmpv6_type)
 
 
 def compile_list(stage: Stage, list_id: int, acls: tuple[Acl, ...]) -> tuple[tuple[Rule, Origin], ...]:
@@ -99,6 +115,10 @@ def compile_list(stage: Stage, list_id: int, acls: tuple[Acl, ...]) -> tuple[tup
     if not any(r.match.eth_type == ETH_ARP for _, _, r in entries):
         out.append((Rule(APP_ACL, stage.table, PRIO_ARP, make_match(metadata=meta, eth_type=ETH_ARP),
                          goto=stage.allow_to), (label, ARP_ALLOW)))
+    if not any(r.match.icmpv6_type in ND_TYPES for _, _, r in entries):
+        out += [(Rule(APP_ACL, stage.table, PRIO_ARP,
+                      make_match(metadata=meta, eth_type=ETH_IPV6, ip_proto=IP_PROTO_ICMPV6, icmpv6_type=t),
+                      goto=stage.allow_to), (label, ND_ALLOW)) for t in ND_TYPES]
     for k, (name, index, rule) in enumerate(entries):
         out.append((_rule(stage, meta, PRIO_TOP_RULE - k, rule), (name, str(index))))
     out.append((Rule(APP_ACL, stage.table, PRIO_DEFAULT_DENY, make_match(metadata=meta)),
@@ -159,8 +179,11 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
     vlans = sorted(vlans)
     if not vlans:
         return []
-    rules = [
-        Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE, make_match(ct_state=ct_state(CT_TRK | CT_INV))),
+    invalid = ct_state(CT_TRK | CT_INV)
+    rules = [Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE, make_match(ct_state=invalid, eth_type=ETH_IPV4))]
+    rules += [Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE, make_match(ct_state=invalid, eth_type=ETH_IPV6, **fields))
+              for fields in INVALID_IPV6]
+    rules += [
         Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE,
              make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_RPL, CT_INV), ct_mark=CT_MARK_SKIP_ACL),
              goto=T_LEARN),
@@ -169,14 +192,16 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
     ]
     for vlan in vlans:
         vid = OFPVID_PRESENT | vlan
-        rules.append(Rule(APP_ACL, T_ACL_PORT, PRIO_CT_TRACK,
-                          make_match(vlan_vid=vid, eth_type=ETH_IPV4, ct_state=ct_state(0, CT_TRK)),
-                          (Ct(zone=vlan, recirc_table=T_ACL_PORT, nat=Nat()),)))
-        rules.append(Rule(APP_ACL, T_ACL_COMMIT, PRIO_DEFAULT_DENY,
-                          make_match(vlan_vid=vid, eth_type=ETH_IPV4, metadata=(METADATA_STATEFUL, METADATA_STATEFUL)),
-                          (Ct(zone=vlan, commit=True, mark=CT_MARK_SKIP_ACL),), goto=T_LEARN))
-        rules.append(Rule(APP_ACL, T_ACL_COMMIT, PRIO_NO_LIST, make_match(vlan_vid=vid, eth_type=ETH_IPV4),
-                          (Ct(zone=vlan, commit=True),), goto=T_LEARN))
+        for eth_type in (ETH_IPV4, ETH_IPV6):
+            rules.append(Rule(APP_ACL, T_ACL_PORT, PRIO_CT_TRACK,
+                              make_match(vlan_vid=vid, eth_type=eth_type, ct_state=ct_state(0, CT_TRK)),
+                              (Ct(zone=vlan, recirc_table=T_ACL_PORT, nat=Nat()),)))
+            rules.append(Rule(APP_ACL, T_ACL_COMMIT, PRIO_DEFAULT_DENY,
+                              make_match(vlan_vid=vid, eth_type=eth_type,
+                                         metadata=(METADATA_STATEFUL, METADATA_STATEFUL)),
+                              (Ct(zone=vlan, commit=True, mark=CT_MARK_SKIP_ACL),), goto=T_LEARN))
+            rules.append(Rule(APP_ACL, T_ACL_COMMIT, PRIO_NO_LIST, make_match(vlan_vid=vid, eth_type=eth_type),
+                              (Ct(zone=vlan, commit=True),), goto=T_LEARN))
     return rules
 
 

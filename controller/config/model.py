@@ -72,7 +72,12 @@ class Network:
 
 @dataclass(frozen=True)
 class Vm:
-    """A VM attachment. ``mac``/``ip``, when set, are enforced by port security."""
+    """A VM attachment. ``mac``/``ip``/``ipv6``, when set, are enforced by port security.
+
+    ``ipv6`` is a global or unique-local unicast address (never link-local,
+    multicast or the subnet-router anycast address); unique in its network
+    among the VMs' ``ip`` and ``ipv6`` addresses, as ``ip`` is.
+    """
 
     name: str
     switch: str
@@ -82,15 +87,19 @@ class Vm:
     mac: Optional[str] = None
     """Lower-case ``aa:bb:cc:dd:ee:ff``."""
     acl_in: tuple[str, ...] = ()
+    ipv6: Optional[ipaddress.IPv6Interface] = None
 
 
 @dataclass(frozen=True)
 class AclMatch:
     """Match fields of one ACL rule, normalised.
 
-    Invariants (guaranteed by the loader): ``eth_type`` is 0x0800 whenever
-    ``ip_proto`` or an IPv4 field is set; ``tcp_*`` only with ``ip_proto`` 6,
-    ``udp_*`` only with 17, ``icmp_type`` only with 1; CIDRs have no host bits.
+    Invariants (guaranteed by the loader): ``eth_type`` is 0x86DD whenever an
+    IPv6 field is set or ``ip_proto`` is 58 (ICMPv6), else 0x0800 whenever
+    ``ip_proto`` or an IPv4 field is set; IPv4 and IPv6 fields never mix;
+    ``tcp_*`` only with ``ip_proto`` 6, ``udp_*`` only with 17, ``icmp_type``
+    only with 1 (IPv4), ``icmpv6_type`` only with 58 (IPv6); CIDRs have no
+    host bits.
     """
 
     eth_type: Optional[int] = None
@@ -104,6 +113,9 @@ class AclMatch:
     udp_src: Optional[int] = None
     udp_dst: Optional[int] = None
     icmp_type: Optional[int] = None
+    ipv6_src: Optional[ipaddress.IPv6Network] = None
+    ipv6_dst: Optional[ipaddress.IPv6Network] = None
+    icmpv6_type: Optional[int] = None
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,15 @@ from controller.config.base import (
     required,
     sequence,
 )
+from controller.config.ipv6 import ipv6_network
 from controller.config.model import Acl, AclMatch, AclRule
 
 ETH_TYPES: Mapping[str, int] = MappingProxyType(
     {"arp": 0x0806, "ipv4": 0x0800, "ipv6": 0x86DD}
 )
-IP_PROTOS: Mapping[str, int] = MappingProxyType({"tcp": 6, "udp": 17, "icmp": 1})
+IP_PROTOS: Mapping[str, int] = MappingProxyType({"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58})
 ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
 
 _MATCH_KEYS = (
     "eth_type",
@@ -46,8 +48,10 @@ _MATCH_KEYS = (
     "udp_src",
     "udp_dst",
     "icmp_type",
+    "ipv6_src",
+    "ipv6_dst",
+    "icmpv6_type",
 )
-_IPV4_KEYS = ("ip_proto", "ipv4_src", "ipv4_dst")
 _NEEDS_PROTO: Mapping[str, str] = MappingProxyType(
     {
         "tcp_src": "tcp",
@@ -55,6 +59,7 @@ _NEEDS_PROTO: Mapping[str, str] = MappingProxyType(
         "udp_src": "udp",
         "udp_dst": "udp",
         "icmp_type": "icmp",
+        "icmpv6_type": "icmpv6",
     }
 )
 _L4_PORT = int_in(0, 65535)
@@ -128,18 +133,18 @@ def _match(ctx: Ctx, value: object) -> AclMatch | None:
         return None
     eth_type = optional(ctx, m, "eth_type", _eth_type, None)
     ip_proto = optional(ctx, m, "ip_proto", _ip_proto, None)
-    ip_keys = [key for key in _IPV4_KEYS if key in m]
-    if eth_type is not None and eth_type != ETH_IPV4 and ip_keys:
-        verb = "is" if len(ip_keys) == 1 else "are"
-        ctx.at("eth_type").error(
-            f"must be ipv4 when {', '.join(ip_keys)} {verb} given, got {describe(m['eth_type'])}"
-        )
+    v4, v6 = _families(m, ip_proto)
+    if v4 and v6:
+        ctx.error(f"mixes IPv4 ({', '.join(v4)}) and IPv6 ({', '.join(v6)}) fields")
+    elif eth_type is not None:
+        _check_eth_type(ctx.at("eth_type"), m["eth_type"], eth_type, v4, v6, "ip_proto" in m)
     if "ip_proto" not in m or ip_proto is not None:
         for key, proto in _NEEDS_PROTO.items():
             if key in m and ip_proto != IP_PROTOS[proto]:
                 ctx.at(key).error(f"needs ip_proto: {proto}")
+    implied = ETH_IPV6 if v6 else ETH_IPV4 if v4 or "ip_proto" in m else None
     result = AclMatch(
-        eth_type=ETH_IPV4 if ip_keys and eth_type is None else eth_type,
+        eth_type=implied if eth_type is None else eth_type,
         eth_src=optional(ctx, m, "eth_src", mac, None),
         eth_dst=optional(ctx, m, "eth_dst", mac, None),
         ip_proto=ip_proto,
@@ -150,8 +155,33 @@ def _match(ctx: Ctx, value: object) -> AclMatch | None:
         udp_src=optional(ctx, m, "udp_src", _L4_PORT, None),
         udp_dst=optional(ctx, m, "udp_dst", _L4_PORT, None),
         icmp_type=optional(ctx, m, "icmp_type", _BYTE, None),
+        ipv6_src=optional(ctx, m, "ipv6_src", ipv6_network, None),
+        ipv6_dst=optional(ctx, m, "ipv6_dst", ipv6_network, None),
+        icmpv6_type=optional(ctx, m, "icmpv6_type", _BYTE, None),
     )
     return None if ctx.failed_since(mark) else result
+
+
+def _families(m: Mapping[str, object], ip_proto: int | None) -> tuple[list[str], list[str]]:
+    """The keys of a match that make it IPv4, and those that make it IPv6 (ICMP is one or the other)."""
+    v4 = [key for key in ("ipv4_src", "ipv4_dst") if key in m]
+    v6 = [key for key in ("ipv6_src", "ipv6_dst") if key in m]
+    if ip_proto == IP_PROTOS["icmp"]:
+        v4.insert(0, "ip_proto: icmp")
+    elif ip_proto == IP_PROTOS["icmpv6"]:
+        v6.insert(0, "ip_proto: icmpv6")
+    return v4, v6
+
+
+def _check_eth_type(ctx: Ctx, raw: object, eth_type: int, v4: list[str], v6: list[str], has_proto: bool) -> None:
+    """``eth_type`` must be the family the IP fields of the match belong to."""
+    for family, value, keys in (("ipv4", ETH_IPV4, v4), ("ipv6", ETH_IPV6, v6)):
+        if keys and eth_type != value:
+            verb = "is" if len(keys) == 1 else "are"
+            ctx.error(f"must be {family} when {', '.join(keys)} {verb} given, got {describe(raw)}")
+            return
+    if has_proto and not v4 and not v6 and eth_type not in (ETH_IPV4, ETH_IPV6):
+        ctx.error(f"must be ipv4 or ipv6 when ip_proto is given, got {describe(raw)}")
 
 
 MAX_LIST_RULES = MAX_ACL_LIST_RULES

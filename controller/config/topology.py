@@ -29,6 +29,7 @@ from controller.config.base import (
     sequence,
     unicast_mac,
 )
+from controller.config.ipv6 import ipv6_interface
 from controller.config.model import Link, LinkEnd, Network, PortRef, Switch, Vm
 from controller.config.scalars import NUMBER_LIKE, PlainBool, PlainNumber
 
@@ -218,7 +219,8 @@ def parse_vms(
     """The valid VMs, in file order.
 
     A VM may not take a port held by a link (``link_ports``) or another VM,
-    nor reuse another VM's MAC, nor another VM's IP in the same network.
+    nor reuse another VM's MAC, nor another VM's IP (``ip`` or ``ipv6``) in
+    the same network.
     """
     claims = _Claims(ports=dict(link_ports))
     out: list[Vm] = []
@@ -230,13 +232,13 @@ def parse_vms(
 
 
 def _vm(ctx: Ctx, name: str, value: object, known: Known, claims: _Claims) -> Vm | None:
-    """Check one VM and its claims on a port, a MAC and an IP; record the claims."""
+    """Check one VM and its claims on a port, a MAC and its IPs; record the claims."""
     mark = ctx.mark()
     m = mapping(
         ctx,
         value,
         required=("switch", "port", "network"),
-        optional=("ip", "mac", "acl_in"),
+        optional=("ip", "ipv6", "mac", "acl_in"),
     )
     if m is None:
         return None
@@ -244,6 +246,7 @@ def _vm(ctx: Ctx, name: str, value: object, known: Known, claims: _Claims) -> Vm
     port = port_ref(ctx.at("port"), m["port"]) if "port" in m else None
     network = required(ctx, m, "network", reference(known.networks, "network"))
     ip = optional(ctx, m, "ip", ipv4_interface, None)
+    ipv6 = optional(ctx, m, "ipv6", ipv6_interface, None)
     address = optional(ctx, m, "mac", unicast_mac, None)
     acl_in: tuple[str, ...] = optional(
         ctx, m, "acl_in", references(known.acls, "ACL"), ()
@@ -258,12 +261,13 @@ def _vm(ctx: Ctx, name: str, value: object, known: Known, claims: _Claims) -> Vm
         holder = claims.macs.setdefault(address, name)
         if holder != name:
             ctx.at("mac").error(f"{address} is already used by VM {holder!r}")
-    if ip is not None and network is not None:
-        holder = claims.ips.setdefault((network, ip.ip), name)
-        if holder != name:
-            ctx.at("ip").error(
-                f"{ip.ip} is already used by VM {holder!r} in network {network!r}"
-            )
+    for key, iface in (("ip", ip), ("ipv6", ipv6)):
+        if iface is not None and network is not None:
+            holder = claims.ips.setdefault((network, iface.ip), name)
+            if holder != name:
+                ctx.at(key).error(
+                    f"{iface.ip} is already used by VM {holder!r} in network {network!r}"
+                )
     if switch is None or port is None or network is None or ctx.failed_since(mark):
         return None
     return Vm(
@@ -274,4 +278,5 @@ def _vm(ctx: Ctx, name: str, value: object, known: Known, claims: _Claims) -> Vm
         ip=ip,
         mac=address,
         acl_in=acl_in,
+        ipv6=ipv6,
     )

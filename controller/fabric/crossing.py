@@ -34,12 +34,17 @@ def to_edges(ports: Iterable[int]) -> tuple[Action, ...]:
 
 
 def trunk_ports_in_dump(dump: Collection[DumpedFlow]) -> frozenset[int]:
-    """Ports that a dump's ingress rules treat as trunks (tagged frames accepted, any source)."""
+    """Ports that a dump's ingress rules treat as trunks (a network's tag accepted, any source).
+
+    A tag with VLAN id 0 is a priority tag, which edge ports accept (or drop
+    when another tag follows it): it makes no trunk.
+    """
     out = set()
     for flow in dump:
         if flow.table != T_INGRESS:
             continue
         port, vid = flow.match.get("in_port"), flow.match.get("vlan_vid")
-        if isinstance(port, int) and isinstance(vid, int) and vid & OFPVID_PRESENT and "eth_src" not in flow.match:
+        if (isinstance(port, int) and isinstance(vid, int) and vid & OFPVID_PRESENT and vid & 0x0FFF
+                and "eth_src" not in flow.match):
             out.add(port)
     return frozenset(out)

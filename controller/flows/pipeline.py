@@ -28,7 +28,7 @@ Shared fields (who writes, who reads), as OVN northd keeps its register table:
 | ct_mark          | 0-31   | acl, lb (commit) | acl (acl_port)   | :data:`CT_MARK_SKIP_ACL`: replies skip the ACLs |
 | ct_zone          | 16     | acl, lb          |                  | the network's VLAN id                          |
 | ct_zone          | 16     | lb (hairpin)     | lb               | :data:`CT_ZONE_HAIRPIN` + VLAN: backend-to-own-VIP SNAT |
-| vlan_pcp (trunk) | 3      | l2 (ff groups)   | l2 (forward)     | :data:`PCP_DETOUR`: the frame is on a backup path |
+| vlan_pcp (trunk) | 3      | l2 (ff groups)   | l2 (forward)     | :data:`PCP_DETOUR`: the frame is on a backup path (ingress resets a VM's priority to 0) |
 
 Meters: :data:`METER_PACKET_IN` (rate ``controller.packet_in_rate``) on every
 rule that copies packets to the controller (learn, load-balancer probe traps).
@@ -119,7 +119,9 @@ class TableSpec:
 
 _L2 = frozenset({"in_port", "vlan_vid", "eth_src", "eth_dst", "eth_type"})
 _L3 = frozenset({"arp_spa", "arp_tpa", "arp_sha", "arp_op", "ip_proto", "ipv4_src", "ipv4_dst",
-                 "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code"})
+                 "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code",
+                 "ipv6_src", "ipv6_dst", "icmpv6_type", "icmpv6_code", "ipv6_nd_target", "ipv6_nd_sll",
+                 "ipv6_nd_tll"})
 _CT = frozenset({"ct_state", "ct_zone", "ct_mark", "metadata"})
 _ALL = (0, 65535)
 

@@ -6,21 +6,35 @@ switches joined by links, so tests assert behaviour ("web1's ARP reaches
 web2 and nothing in tenant-b") instead of comparing message lists.
 
 Packets are plain dicts of OXM field names; ``vlan_vid`` is 0 when untagged
-and ``0x1000 | vid`` when tagged, as in OpenFlow matches. ``metadata``,
-``ct_state`` and ``ct_zone`` start at 0. Conntrack is simulated by
-:class:`SimConntrack` (one table shared by all switches, as on one OVS
-host): connections by 5-tuple per zone, committed or not, with destination
-NAT; TCP state tracking is not modelled (nothing is ever ``+inv``).
+and ``0x1000 | vid`` when tagged, as in OpenFlow matches (a priority-tagged
+frame has ``vlan_vid`` 0x1000), with ``vlan_pcp`` its priority. As OVS
+parses one VLAN header (its default ``vlan-limit``), a doubly tagged frame
+is ``vlan_vid`` of the outer tag and ``eth_type`` the inner tag's TPID, and
+the TPID itself (802.1Q or 802.1ad) is not a field: no rule can tell them
+apart. Addresses are strings (MACs ``aa:bb:..``, IPv4 or IPv6); masks are
+``(value, mask)``. An ICMPv6 neighbour solicitation or advertisement has
+``ipv6_nd_target``, ``ipv6_nd_sll`` and ``ipv6_nd_tll`` whether the packet
+dict gives them or not (``::`` and ``00:00:00:00:00:00`` when absent), as
+OVS reports them. ``metadata``, ``ct_state`` and ``ct_zone`` start at 0.
+
+Conntrack is simulated by :class:`SimConntrack` (one table shared by all
+switches, as on one OVS host): connections by 5-tuple per zone, IPv4 or
+IPv6, committed or not, with destination NAT. TCP state tracking is not
+modelled; as in OVS, an ICMPv6 message that is neither an echo nor an error
+(neighbour discovery, MLD, router solicitation) is ``+inv``, and nothing
+else is.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Optional
 
-from controller.flows.rules import (CT_DNAT, CT_EST, CT_NEW, CT_RPL, CT_SNAT, CT_TRK, OFPP_CONTROLLER, OFPP_IN_PORT,
+from controller.flows.rules import (CT_DNAT, CT_EST, CT_INV, CT_NEW, CT_RPL, CT_SNAT, CT_TRK, OFPP_CONTROLLER,
+                                    OFPP_IN_PORT,
                               OFPVID_PRESENT, Action, Ct, Group, GroupEntry, MatchValue, Move, Output,
                               PopVlan, PushVlan, Rule, SetField)
 from controller.fabric.topology import LinkKey
@@ -29,12 +43,33 @@ Packet = dict[str, object]
 MAX_HOPS = 64
 
 
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
+_ND_TYPES = (135, 136)
+_ND_ABSENT: Mapping[str, str] = {"ipv6_nd_target": "::", "ipv6_nd_sll": "00:00:00:00:00:00",
+                                 "ipv6_nd_tll": "00:00:00:00:00:00"}
+_ICMPV6_TRACKED = frozenset({1, 2, 3, 4, 128, 129})
+"""ICMPv6 types conntrack knows: errors and echo (anything else is ``+inv``)."""
+
+
 def _as_int(value: object) -> int:
+    """A field value as a number: ints as they are, MACs and IPv4/IPv6 addresses from their text."""
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and ":" in value:
-        return int(value.replace(":", ""), 16)
-    return int(ipaddress.IPv4Address(str(value)))
+    text = str(value)
+    if _MAC_RE.match(text):
+        return int(text.replace(":", ""), 16)
+    return int(ipaddress.ip_address(text))
+
+
+def field_value(packet: Mapping[str, object], name: str) -> object:
+    """The value OVS would match for field ``name`` of ``packet`` (None: the field is absent)."""
+    if name in packet:
+        return packet[name]
+    if name == "vlan_vid":
+        return 0
+    if name in _ND_ABSENT and packet.get("icmpv6_type") in _ND_TYPES and packet.get("icmpv6_code", 0) == 0:
+        return _ND_ABSENT[name]
+    return None
 
 
 def field_matches(want: MatchValue, have: object) -> bool:
@@ -49,8 +84,7 @@ def field_matches(want: MatchValue, have: object) -> bool:
 
 def rule_matches(rule: Rule, packet: Mapping[str, object]) -> bool:
     for name, want in rule.match:
-        have = packet.get(name, 0 if name == "vlan_vid" else None)
-        if not field_matches(want, have):
+        if not field_matches(want, field_value(packet, name)):
             return False
     return True
 
@@ -76,11 +110,22 @@ ConnKey = tuple[int, object, object, object, object, object]
 """(zone, ip_proto, src ip, dst ip, src port, dst port)."""
 
 
+def _family(pkt: Mapping[str, object]) -> str:
+    """``ipv6`` for an IPv6 packet, else ``ipv4``: the prefix of its address fields."""
+    return "ipv6" if "ipv6_src" in pkt else "ipv4"
+
+
 def _conn_key(zone: int, pkt: Mapping[str, object]) -> ConnKey:
     proto = pkt.get("ip_proto")
     sport = pkt.get("tcp_src", pkt.get("udp_src", 0))
     dport = pkt.get("tcp_dst", pkt.get("udp_dst", 0))
-    return (zone, proto, pkt.get("ipv4_src"), pkt.get("ipv4_dst"), sport, dport)
+    fam = _family(pkt)
+    return (zone, proto, pkt.get(f"{fam}_src"), pkt.get(f"{fam}_dst"), sport, dport)
+
+
+def _untrackable(pkt: Mapping[str, object]) -> bool:
+    """An ICMPv6 message conntrack does not track (neighbour discovery, MLD, ...): always ``+inv``."""
+    return _family(pkt) == "ipv6" and pkt.get("ip_proto") == 58 and pkt.get("icmpv6_type") not in _ICMPV6_TRACKED
 
 
 def _reverse(key: ConnKey) -> ConnKey:
@@ -92,21 +137,21 @@ def _port_field(pkt: Mapping[str, object], end: str) -> str:
     return ("tcp_" if "tcp_src" in pkt else "udp_") + end
 
 
-def _rewrite(pkt: Packet, want: ConnKey, is_reply: bool) -> int:
-    """Rewrite ``pkt``'s addresses and ports to ``want``; the NAT ``ct_state`` bits that implies.
+def _rewrite(pkt: Packet, want: ConnKey, is_reply: bool, fam: str) -> int:
+    """Rewrite ``pkt``'s ``fam`` (``ipv4``/``ipv6``) addresses and ports to ``want``; the NAT bits that implies.
 
     A changed destination is DNAT on the original direction (SNAT undone on a
     reply); a changed source is SNAT (DNAT undone on a reply), as OVS reports.
     """
     _, _, src, dst, sport, dport = want
     state = 0
-    if dst != pkt.get("ipv4_dst"):
-        pkt["ipv4_dst"] = dst
+    if dst != pkt.get(f"{fam}_dst"):
+        pkt[f"{fam}_dst"] = dst
         if dport:
             pkt[_port_field(pkt, "dst")] = dport
         state |= CT_SNAT if is_reply else CT_DNAT
-    if src != pkt.get("ipv4_src"):
-        pkt["ipv4_src"] = src
+    if src != pkt.get(f"{fam}_src"):
+        pkt[f"{fam}_src"] = src
         if sport:
             pkt[_port_field(pkt, "src")] = sport
         state |= CT_DNAT if is_reply else CT_SNAT
@@ -124,8 +169,13 @@ class SimConntrack:
 
     def apply(self, action: Ct, pkt: Packet) -> None:
         """Run ``pkt`` through conntrack as ``action`` says; sets ct_state/ct_zone, may rewrite it."""
+        if _untrackable(pkt):
+            if action.recirc_table is not None:
+                pkt.update(ct_state=CT_TRK | CT_INV, ct_zone=action.zone, ct_mark=0)
+            return
         key = _conn_key(action.zone, pkt)
         state = CT_TRK
+        fam = _family(pkt)
         conn = key if key in self.replies else self.originals.get(key)
         if conn is not None and action.commit and action.mark is not None:
             self.marks[conn] = action.mark
@@ -136,18 +186,18 @@ class SimConntrack:
             if action.nat is not None:
                 # NAT makes a packet the mirror image of the other direction's tuple: the original
                 # direction goes to where replies come from, a reply leaves from where the original went.
-                state |= _rewrite(pkt, _reverse(known), is_reply)
+                state |= _rewrite(pkt, _reverse(known), is_reply, fam)
         else:
             state |= CT_NEW
             if action.commit:
                 nat = action.nat
                 if nat is not None and nat.dst is not None:
-                    pkt["ipv4_dst"] = nat.dst
+                    pkt[f"{fam}_dst"] = nat.dst
                     if nat.port is not None:
                         pkt[_port_field(pkt, "dst")] = nat.port
                     state |= CT_DNAT
                 if nat is not None and nat.src is not None:
-                    pkt["ipv4_src"] = nat.src
+                    pkt[f"{fam}_src"] = nat.src
                     state |= CT_SNAT
                 reply = _reverse(_conn_key(action.zone, pkt))
                 self.replies[key] = reply
@@ -255,9 +305,12 @@ class SimSwitch:
             elif action.port != pkt.get("in_port"):
                 outs.append((action.port, dict(pkt)))
         elif isinstance(action, PushVlan):
-            pkt["vlan_vid"] = OFPVID_PRESENT
+            if not int(pkt.get("vlan_vid", 0)) & OFPVID_PRESENT:  # type: ignore[call-overload]
+                pkt["vlan_pcp"] = 0  # a new outermost tag copies an existing one's fields (OpenFlow 1.3)
+            pkt["vlan_vid"] = OFPVID_PRESENT | (int(pkt.get("vlan_vid", 0)) & 0xFFF)  # type: ignore[call-overload]
         elif isinstance(action, PopVlan):
             pkt["vlan_vid"] = 0
+            pkt.pop("vlan_pcp", None)
         elif isinstance(action, SetField):
             pkt[action.field] = action.value
         elif isinstance(action, Move):

@@ -14,7 +14,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from functools import cached_property
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Literal, Mapping, Optional
 
 from apps.acl.app import AclFirewall
@@ -155,9 +155,14 @@ class TraceResult:
 
 
 def _packet(src: Vm, dst_mac: str, dst_ip: str, proto: Proto, port: Optional[int]) -> Packet:
-    pkt: Packet = {"eth_src": vm_mac(src), "eth_dst": dst_mac, "eth_type": 0x0800, "vlan_vid": 0,
-                   "ipv4_src": str(src.ip.ip) if src.ip else "0.0.0.0", "ipv4_dst": dst_ip}
-    if proto == "icmp":
+    pkt: Packet = {"eth_src": vm_mac(src), "eth_dst": dst_mac, "vlan_vid": 0}
+    if isinstance(ip_address(dst_ip), IPv6Address):
+        pkt.update(eth_type=0x86DD, ipv6_src=str(src.ipv6.ip) if src.ipv6 else "::", ipv6_dst=dst_ip)
+    else:
+        pkt.update(eth_type=0x0800, ipv4_src=str(src.ip.ip) if src.ip else "0.0.0.0", ipv4_dst=dst_ip)
+    if proto == "icmp" and pkt["eth_type"] == 0x86DD:
+        pkt.update(ip_proto=58, icmpv6_type=128, icmpv6_code=0)
+    elif proto == "icmp":
         pkt.update(ip_proto=1, icmpv4_type=8, icmpv4_code=0)
     else:
         pkt.update(ip_proto=6 if proto == "tcp" else 17)
@@ -168,10 +173,13 @@ def _packet(src: Vm, dst_mac: str, dst_ip: str, proto: Proto, port: Optional[int
 
 def _reply(pkt: Packet) -> Packet:
     out = dict(pkt)
-    out.update(eth_src=pkt["eth_dst"], eth_dst=pkt["eth_src"], ipv4_src=pkt["ipv4_dst"],
-               ipv4_dst=pkt["ipv4_src"])
+    fam = "ipv6" if "ipv6_src" in pkt else "ipv4"
+    out.update({"eth_src": pkt["eth_dst"], "eth_dst": pkt["eth_src"], f"{fam}_src": pkt[f"{fam}_dst"],
+                f"{fam}_dst": pkt[f"{fam}_src"]})
     if pkt.get("ip_proto") == 1:
         out["icmpv4_type"] = 0
+    elif pkt.get("ip_proto") == 58:
+        out["icmpv6_type"] = 129
     for proto in ("tcp", "udp"):
         if f"{proto}_src" in pkt:
             out[f"{proto}_src"], out[f"{proto}_dst"] = pkt[f"{proto}_dst"], pkt[f"{proto}_src"]
@@ -210,21 +218,32 @@ def _leg(fabric: Fabric, trace: Trace, dst: Optional[tuple[int, int]], origins: 
     return Leg(delivered, tuple(path), _describe_acl(trace, origins), outputs)
 
 
-def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: Optional[int] = None) -> TraceResult:
-    """Send ``proto`` (to ``port``) from VM ``src_vm`` to ``dst_ip``, then its reply.
+def _address(vm: Vm, v6: bool) -> Optional[IPv4Address | IPv6Address]:
+    if v6:
+        return vm.ipv6.ip if vm.ipv6 is not None else None
+    return vm.ip.ip if vm.ip is not None else None
 
-    Raises ``ValueError`` for an unknown VM, a VM without an IP, or a bad IP.
+
+def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: Optional[int] = None) -> TraceResult:
+    """Send ``proto`` (to ``port``) from VM ``src_vm`` to ``dst_ip`` (IPv4 or IPv6), then its reply.
+
+    An IPv6 packet leaves from the VM's ``ipv6``; ``icmp`` is an ICMPv6 echo then.
+    Raises ``ValueError`` for an unknown VM, a VM without an address of that family, or a bad IP.
     """
     model = fabric.model
     src = model.vm_by_name.get(src_vm)
     if src is None:
         raise ValueError(f"unknown vm {src_vm!r}")
-    if src.ip is None:
-        raise ValueError(f"vm {src_vm!r} has no ip in the network file")
-    target = IPv4Address(dst_ip)
+    try:
+        target = ip_address(dst_ip)
+    except ValueError:
+        raise ValueError(f"{dst_ip!r} is not an IPv4 or IPv6 address") from None
+    v6 = isinstance(target, IPv6Address)
+    if _address(src, v6) is None:
+        raise ValueError(f"vm {src_vm!r} has no {'ipv6' if v6 else 'ip'} in the network file")
     vip = next((lb for lb in model.load_balancers if lb.vip == target and lb.network == src.network), None)
-    dst = next((v for v in model.vms if v.ip is not None and v.ip.ip == target and v.network == src.network),
-               None) or next((v for v in model.vms if v.ip is not None and v.ip.ip == target), None)
+    dst = next((v for v in model.vms if _address(v, v6) == target and v.network == src.network),
+               None) or next((v for v in model.vms if _address(v, v6) == target), None)
     dst_mac = vip_mac(dst_ip) if vip else vm_mac(dst) if dst else "02:ff:ff:ff:ff:fe"
     origins = fabric.origins()
     sim = fabric.fake.network(SimConntrack())

@@ -173,6 +173,21 @@ def test_wire_builds_a_network_file(lab: Lab) -> None:
     assert port_stats(wired.bridges["s1"])[10].tx_packets > 0
 
 
+def test_hosts_with_ipv6_ping_each_other_and_wire_gives_vms_their_ipv6(lab: Lab) -> None:
+    net = topo.single(2, networks=(NetworkSpec("red", 100, "r"),), mac_prefix="02:00:00:00")
+    net["vms"]["r1"]["ipv6"] = "2001:db8::1/64"
+    net["vms"]["r2"]["ipv6"] = "2001:db8::2/64"
+    wired = wire(lab, net, controller_port=None, fail_mode="standalone")
+    r1, r2 = wired.hosts["r1"], wired.hosts["r2"]
+    assert (r1.ipv6, r2.ipv6) == ("2001:db8::1", "2001:db8::2")
+    assert "fe80::ff:fe00:101/64" in r1.run(["ip", "-6", "addr", "show", "dev", r1.iface]).stdout  # EUI-64
+    wait_until(lambda: r1.ping("2001:db8::2") and r2.ping("2001:db8::1"), timeout=15, message="ping -6")
+    bare = lab.add_host("h3", wired.bridges["s1"], ofport=9, ipv6="2001:db8::3")  # /64 by default
+    wait_until(lambda: bare.ping("2001:db8::1"), timeout=15, message="ping -6 from a bare address")
+    plain = lab.add_host("h4", wired.bridges["s1"], ofport=10, ip="10.0.0.9/24")
+    assert plain.ipv6 is None and "inet6" not in plain.run(["ip", "-6", "addr", "show", "dev", plain.iface]).stdout
+
+
 def test_wire_checks_the_file_before_creating_anything(lab: Lab) -> None:
     net = topo.single(1, networks=(NetworkSpec("red", 100, "r"),))
     net["vms"]["r1"]["port"] = 0

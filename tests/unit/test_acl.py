@@ -136,12 +136,13 @@ def test_one_list_is_compiled_once_per_switch() -> None:
     h = harness(web1="web-out", web2="web-out")
     acl_port = [r for r in h.core.flows.rules(1) if r.app == APP_ACL and r.table == T_ACL_PORT]
     listed = [r for r in acl_port if any(k == "metadata" and v[0] for k, v in r.match)]  # type: ignore[index]
-    assert len(listed) == 6 + 2  # six rules, arp allow, implicit deny: shared by both VMs
+    assert len(listed) == 6 + 4  # six rules, arp allow, nd allow (NS, NA), implicit deny: shared by both VMs
     on_s2 = [r for r in h.core.flows.rules(2) if r.app == APP_ACL and r.table == T_ACL_PORT]
     assert not [r for r in on_s2 if any(k == "metadata" and v[0] for k, v in r.match)]  # type: ignore[index]
     origins = h.core.app("acl").origins(h.core.model)  # type: ignore[attr-defined]
     assert sorted(o for r, o in ((r, origins.get(r.cookie)) for r in listed) if o) == sorted(
-        [("web-out", str(i)) for i in range(6)] + [("web-out", "arp-allow"), ("web-out", "implicit-deny")])
+        [("web-out", str(i)) for i in range(6)] + [("web-out", "arp-allow"), ("web-out", "implicit-deny")]
+        + [("web-out", "nd-allow")] * 2)
 
 
 def test_changing_one_rule_changes_one_flow_per_switch() -> None:

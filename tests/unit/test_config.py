@@ -436,7 +436,7 @@ MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
             )
         ),
         [
-            "acls.web-in[0].match.eth_type: must be ipv4 when ip_proto, ipv4_src are given, got string 'ipv6'"
+            "acls.web-in[0].match.eth_type: must be ipv4 when ipv4_src is given, got string 'ipv6'"
         ],
     ),
     (
@@ -447,7 +447,7 @@ MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
         ),
         [
             "acls.web-in[0].match.eth_type: must be between 0x0600 and 0xffff, got 0x0010",
-            "acls.web-in[1].match.ip_proto: expected tcp, udp, icmp or a number, got string 'sctp'",
+            "acls.web-in[1].match.ip_proto: expected tcp, udp, icmp, icmpv6 or a number, got string 'sctp'",
         ],
     ),
     (

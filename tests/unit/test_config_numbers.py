@@ -91,7 +91,7 @@ INTEGERS: dict[str, tuple[str, Get]] = {
     "acls/web-in/1/match/udp_dst": ("an integer", _rule(1, "udp_dst")),
     "acls/web-in/2/match/icmp_type": ("an integer", _rule(2, "icmp_type")),
     "acls/web-in/3/match/eth_type": ("arp, ipv4, ipv6 or a number", _rule(3, "eth_type")),
-    "acls/web-in/4/match/ip_proto": ("tcp, udp, icmp or a number", _rule(4, "ip_proto")),
+    "acls/web-in/4/match/ip_proto": ("tcp, udp, icmp, icmpv6 or a number", _rule(4, "ip_proto")),
     "controller/metrics_port": ("an integer", lambda m: m.controller.metrics_port),
     "controller/max_hosts_per_port": ("an integer", lambda m: m.controller.max_hosts_per_port),
     "controller/packet_in_rate": ("an integer", lambda m: m.controller.packet_in_rate),

@@ -231,3 +231,18 @@ def test_any_single_cut_in_a_mesh_is_bypassed_and_two_never_loop(
                 trace = unicast(net, a, b)
                 assert not trace.loop, (pair, a, b)
                 assert reached(trace, set(pair)) in ([], [b]), (pair, a, b, trace.outputs)
+
+
+@pytest.mark.parametrize("name", ["ring3", "ring5", "leaf-spine"])
+@pytest.mark.parametrize("pcp", [0, 1, 7])
+def test_a_priority_tagged_frame_takes_the_backup_like_an_untagged_one(name: str, pcp: int) -> None:
+    """A VM cannot mark its frames as already on a backup path (VLAN priority 1): ingress resets the priority."""
+    make = TOPOLOGIES[name]
+    vms = red_vms(make())
+    h = _learned(make, vms)
+    for src, dst in combinations(vms, 2):
+        for link in sorted(path_links(h, src, dst)):
+            net = cut_network(h, {link})
+            for a, b in ((src, dst), (dst, src)):
+                frame = ethernet(mac(a[0]), mac(b[0]), vlan_vid=0x1000, vlan_pcp=pcp)
+                assert_delivered_once(net.send(a[0], a[1], frame), b)

@@ -2,16 +2,21 @@
 
 Hypothesis draws whole network files (1-5 switches cabled as a random
 connected graph, rings and parallel cables included; 2-4 networks; VMs with
-and without declared ``mac``/``ip``, on numbered and named ports; undeclared
-ports), validates them with :func:`controller.config.parse_model` like a
-user's file, drives the pure core with fake switches and traces packets
-through the simulated flow tables. Nothing here knows how the rules look;
-it asserts where packets go:
+and without declared ``mac``/``ip``/``ipv6``, on numbered and named ports;
+undeclared ports), validates them with :func:`controller.config.parse_model`
+like a user's file, drives the pure core with fake switches and traces
+packets through the simulated flow tables. Nothing here knows how the rules
+look; it asserts where packets go:
 
-- a frame a VM sends is output only on VM ports of its own network, untagged,
+- a frame a VM sends, untagged or priority-tagged (802.1Q VLAN id 0, any
+  priority), is output only on VM ports of its own network, untagged,
   whatever it is (broadcast, unknown unicast, unicast to a MAC learned in
-  another network), and a tagged frame, a frame from an undeclared port or a
-  spoofed one goes nowhere;
+  another network), and a frame with another tag (any other VLAN id, or a
+  second tag behind a priority tag), a frame from an undeclared port or a
+  spoofed one (another MAC, IPv4 or IPv6 address, in any header: ARP, ARP
+  probes, DHCP, neighbour discovery, DAD) goes nowhere, while what a host
+  sends to take its own addresses (DHCP, ARP probe, DAD, router
+  solicitation, MLD) reaches its whole network;
 - every two VMs of one network reach each other: a broadcast reaches every
   other VM port of the network exactly once and never loops, and after
   learning a unicast reaches exactly the destination port;
@@ -20,6 +25,7 @@ it asserts where packets go:
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
@@ -29,15 +35,18 @@ from hypothesis import strategies as st
 
 from controller.config import parse_model
 from controller.fabric.lldp import build_probe
-from controller.flows.rules import OFPVID_PRESENT
-from controller.tools.sim import Trace
 from controller.fabric.topology import LinkKey
+from controller.flows.rules import OFPVID_PRESENT
+from controller.packets import link_local, solicited_node
+from controller.tools.sim import Trace
 from tests.unit.fabric_helpers import BCAST, Harness
 
 EXAMPLES = 200
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-ETH_IPV4, ETH_ARP, ETH_LLDP, ETH_EXPERIMENTAL = 0x0800, 0x0806, 0x88CC, 0x88B5
+ETH_IPV4, ETH_ARP, ETH_IPV6, ETH_LLDP, ETH_EXPERIMENTAL = 0x0800, 0x0806, 0x86DD, 0x88CC, 0x88B5
+ETH_VLAN, ETH_QINQ = 0x8100, 0x88A8
+PRIORITY_TAG = OFPVID_PRESENT  # an 802.1Q tag with VLAN id 0: only a priority
 TRUNK_BASE = 100
 STRAY_MAC = "02:ee:ee:ee:ee:ee"
 UNKNOWN_MAC = "02:dd:dd:dd:dd:dd"
@@ -55,10 +64,30 @@ class VmSpec:
     ip: str
     declares_mac: bool
     declares_ip: bool
+    ipv6: str = "2001:db8::ff"
+    declares_ipv6: bool = False
 
     @property
     def at(self) -> tuple[int, int]:
         return (self.dpid, self.port)
+
+    @property
+    def secured(self) -> bool:
+        """Port security checks its addresses (a mac and an IPv4 or IPv6 address declared)."""
+        return self.declares_mac and (self.declares_ip or self.declares_ipv6)
+
+    @property
+    def speaks_ipv4(self) -> bool:
+        """It may send ARP and IPv4 (unsecured, or its ip declared)."""
+        return not self.secured or self.declares_ip
+
+    @property
+    def speaks_global_ipv6(self) -> bool:
+        return not self.secured or self.declares_ipv6
+
+    @property
+    def link_local(self) -> str:
+        return str(link_local(self.mac))
 
 
 @dataclass(frozen=True)
@@ -121,7 +150,8 @@ def fabrics(draw: st.DrawFn) -> Fabric:
             index = len(vms) + 1
             # IPs restart in every network, so networks share addresses (allowed, and a trap).
             vm = VmSpec(f"vm{index}", dpid, p, network, f"02:00:00:00:{index // 256:02x}:{index % 256:02x}",
-                        f"10.0.0.{per_network[network]}", draw(st.booleans()), draw(st.booleans()))
+                        f"10.0.0.{per_network[network]}", draw(st.booleans()), draw(st.booleans()),
+                        f"2001:db8::{per_network[network]:x}", draw(st.booleans()))
             named_port = draw(st.booleans())
             ports[dpid].append((p, f"tap{p}") if named_port else p)
             entry: dict[str, object] = {"switch": names[s], "port": f"tap{p}" if named_port else p,
@@ -130,6 +160,8 @@ def fabrics(draw: st.DrawFn) -> Fabric:
                 entry["mac"] = vm.mac
             if vm.declares_ip:
                 entry["ip"] = f"{vm.ip}/24"
+            if vm.declares_ipv6:
+                entry["ipv6"] = f"{vm.ipv6}/64"
             raw_vms[vm.name] = entry
             vms.append(vm)
         if draw(st.booleans()):  # a port that no VM entry declares
@@ -148,11 +180,45 @@ def fabrics(draw: st.DrawFn) -> Fabric:
 
 
 def frame(vm: VmSpec, dst: str, **fields: object) -> dict[str, object]:
-    """What ``vm`` legitimately sends to ``dst``: ARP for a broadcast, else IPv4, from its addresses."""
+    """What ``vm`` legitimately sends to ``dst`` from its addresses: ARP for a broadcast, else IPv4
+    (IPv6 UDP instead for a VM that may not use IPv4)."""
+    if not vm.speaks_ipv4:
+        return {"eth_type": ETH_IPV6, "ipv6_src": vm.ipv6, "ipv6_dst": "ff02::1" if dst == BCAST else "2001:db8::fe",
+                "ip_proto": 17, "udp_src": 5, "udp_dst": 5, **fields}
     if dst == BCAST:
         return {"eth_type": ETH_ARP, "arp_op": 1, "arp_sha": vm.mac, "arp_spa": vm.ip,
                 "arp_tpa": "10.0.0.254", **fields}
     return {"eth_type": ETH_IPV4, "ipv4_src": vm.ip, "ipv4_dst": "10.0.0.254", "ip_proto": 17, **fields}
+
+
+def icmp6(src: str, dst: str, kind: int, **fields: object) -> dict[str, object]:
+    return {"eth_type": ETH_IPV6, "ipv6_src": src, "ipv6_dst": dst, "ip_proto": 58, "icmpv6_type": kind,
+            "icmpv6_code": 0, **fields}
+
+
+def dad(target: str, **fields: object) -> dict[str, object]:
+    """A duplicate address detection probe for ``target`` (RFC 4862)."""
+    group = str(solicited_node(ipaddress.IPv6Address(target)))
+    return icmp6("::", group, 135, ipv6_nd_target=target, **fields)
+
+
+def acquisition(vm: VmSpec) -> dict[str, dict[str, object]]:
+    """What ``vm`` sends while it takes its addresses (all to broadcast or multicast)."""
+    out: dict[str, dict[str, object]] = {
+        "DAD for its link-local address": dad(vm.link_local),
+        "router solicitation from ::": icmp6("::", "ff02::2", 133),
+        "MLDv2 report from ::": icmp6("::", "ff02::16", 143),
+        "unsolicited NA for its link-local address": icmp6(vm.link_local, "ff02::1", 136,
+                                                           ipv6_nd_target=vm.link_local, ipv6_nd_tll=vm.mac),
+    }
+    if vm.speaks_ipv4:
+        out["DHCP discover"] = {"eth_type": ETH_IPV4, "ipv4_src": "0.0.0.0", "ipv4_dst": "255.255.255.255",
+                                "ip_proto": 17, "udp_src": 68, "udp_dst": 67}
+        out["ARP probe"] = {"eth_type": ETH_ARP, "arp_op": 1, "arp_sha": vm.mac, "arp_spa": "0.0.0.0",
+                            "arp_tpa": vm.ip}
+    if vm.speaks_global_ipv6:
+        out["DAD for its global address"] = dad(vm.ipv6)
+    return out
 
 
 def send(h: Harness, vm: VmSpec, dst: str, learn: bool = True, **fields: object) -> Trace:
@@ -183,19 +249,28 @@ def learn_all(fab: Fabric, h: Harness) -> None:
 # --- isolation ---------------------------------------------------------------------
 
 
+TAGS = st.sampled_from([{}, {}, *({"vlan_vid": PRIORITY_TAG, "vlan_pcp": pcp} for pcp in range(8))])
+"""No tag, or a priority tag with any priority (half the draws)."""
+
+
 @PROPERTY
-@given(fabrics())
-def test_no_frame_crosses_from_one_network_to_another(fab: Fabric) -> None:
+@given(fabrics(), st.data())
+def test_no_frame_crosses_from_one_network_to_another(fab: Fabric, data: st.DataObject) -> None:
     h = fab.harness()
-    for vm in fab.vms:  # before learning: broadcasts and unknown unicast
-        assert_confined(fab, send(h, vm, BCAST), vm.network, f"{vm.name} broadcast")
-        assert_confined(fab, send(h, vm, UNKNOWN_MAC), vm.network, f"{vm.name} unknown unicast")
+    tags = {vm.name: data.draw(TAGS) for vm in fab.vms}
+    for vm in fab.vms:  # before learning: broadcasts, unknown unicast, taking its addresses
+        tag = tags[vm.name]
+        assert_confined(fab, send(h, vm, BCAST, **tag), vm.network, f"{vm.name} broadcast {tag}")
+        assert_confined(fab, send(h, vm, UNKNOWN_MAC, **tag), vm.network, f"{vm.name} unknown unicast {tag}")
+        for what, fields in acquisition(vm).items():
+            trace = h.send(vm.dpid, vm.port, vm.mac, BCAST, learn=False, **fields, **tag)
+            assert_confined(fab, trace, vm.network, f"{vm.name} {what} {tag}")
     learn_all(fab, h)
     for vm in fab.vms:  # after learning: unicast to every MAC, learned in any network
         for other in fab.vms:
             if other is not vm:
-                trace = send(h, vm, other.mac)
-                assert_confined(fab, trace, vm.network, f"{vm.name} -> {other.name}")
+                trace = send(h, vm, other.mac, **tags[vm.name])
+                assert_confined(fab, trace, vm.network, f"{vm.name} -> {other.name} {tags[vm.name]}")
         assert_confined(fab, send(h, vm, BCAST), vm.network, f"{vm.name} broadcast after learning")
 
 
@@ -205,10 +280,14 @@ def test_tagged_frames_and_undeclared_ports_go_nowhere(fab: Fabric) -> None:
     h = fab.harness()
     learn_all(fab, h)
     for vm in fab.vms:
-        for vlan in sorted(set(fab.vlans.values()) | {4095 - fab.vlans[vm.network], 0}):
+        for vlan in sorted(set(fab.vlans.values()) | {4095 - fab.vlans[vm.network], 1}):
             for dst in {BCAST, UNKNOWN_MAC} | {o.mac for o in fab.vms if o is not vm}:
-                trace = send(h, vm, dst, vlan_vid=OFPVID_PRESENT | vlan)
+                trace = send(h, vm, dst, vlan_vid=OFPVID_PRESENT | vlan, vlan_pcp=vlan & 1)
                 assert_dropped(trace, f"{vm.name} sent a frame tagged {vlan} to {dst}")
+        for dst in {BCAST, UNKNOWN_MAC} | {o.mac for o in fab.vms if o is not vm}:
+            for inner in (ETH_VLAN, ETH_QINQ):  # a second tag behind a priority tag (OVS sees its TPID)
+                trace = send(h, vm, dst, vlan_vid=PRIORITY_TAG, vlan_pcp=0, eth_type=inner)
+                assert_dropped(trace, f"{vm.name} sent a priority tag then a {inner:#x} tag to {dst}")
     for dpid, port in fab.strays:
         for dst in {BCAST, UNKNOWN_MAC} | {vm.mac for vm in fab.vms}:
             assert_dropped(h.send(dpid, port, STRAY_MAC, dst), f"undeclared port {dpid:#x}:{port} -> {dst}")
@@ -256,10 +335,13 @@ def test_every_pair_in_a_network_is_connected(fab: Fabric) -> None:
     h = fab.harness()
     for vm in fab.vms:  # the first broadcast of each VM: every other VM of its network, once
         others = fab.ports_of(vm.network) - {vm.at}
-        for dst in (BCAST, UNKNOWN_MAC):
-            trace = send(h, vm, dst)
+        for dst, tag in ((BCAST, {}), (UNKNOWN_MAC, {"vlan_vid": PRIORITY_TAG, "vlan_pcp": 1})):
+            trace = send(h, vm, dst, **tag)
             assert not trace.loop
-            assert Counter((d, p) for d, p, _ in trace.outputs) == Counter(others), f"{vm.name} -> {dst}"
+            assert Counter((d, p) for d, p, _ in trace.outputs) == Counter(others), f"{vm.name} -> {dst} {tag}"
+        for what, fields in acquisition(vm).items():  # taking its addresses, it is heard by its network
+            trace = h.send(vm.dpid, vm.port, vm.mac, BCAST, learn=False, **fields)
+            assert Counter((d, p) for d, p, _ in trace.outputs) == Counter(others), f"{vm.name} {what}"
     learn_all(fab, h)
     for vm in fab.vms:
         for other in fab.vms:
@@ -278,6 +360,36 @@ def test_every_pair_in_a_network_is_connected(fab: Fabric) -> None:
 # --- port security -----------------------------------------------------------------
 
 
+def spoofs(vm: VmSpec, foreign_mac: str, foreign_ip: str, foreign_v6: str,
+           foreign_ll: str) -> dict[str, tuple[str, str, dict[str, object]]]:
+    """Frames claiming another address: what -> (source MAC, destination MAC, fields)."""
+    arp = {"eth_type": ETH_ARP, "arp_op": 1, "arp_sha": vm.mac, "arp_spa": vm.ip, "arp_tpa": "10.0.0.254"}
+    own_v6 = vm.ipv6 if vm.speaks_global_ipv6 else vm.link_local
+    return {
+        "source MAC": (foreign_mac, BCAST, dict(frame(vm, BCAST), arp_sha=foreign_mac)),
+        "ARP sender MAC": (vm.mac, BCAST, dict(arp, arp_sha=foreign_mac)),
+        "ARP sender IP": (vm.mac, BCAST, dict(arp, arp_spa=foreign_ip)),
+        "IPv4 source": (vm.mac, UNKNOWN_MAC, {"eth_type": ETH_IPV4, "ipv4_src": foreign_ip,
+                                              "ipv4_dst": "10.0.0.254", "ip_proto": 17}),
+        "ARP probe for another address": (vm.mac, BCAST, dict(arp, arp_spa="0.0.0.0", arp_tpa=foreign_ip)),
+        "ARP probe with another sender MAC": (vm.mac, BCAST, dict(arp, arp_sha=foreign_mac, arp_spa="0.0.0.0",
+                                                                  arp_tpa=vm.ip)),
+        "IPv4 from 0.0.0.0 that is not DHCP": (vm.mac, BCAST, {"eth_type": ETH_IPV4, "ipv4_src": "0.0.0.0",
+                                                               "ipv4_dst": "255.255.255.255", "ip_proto": 17,
+                                                               "udp_src": 68, "udp_dst": 68}),
+        "IPv6 source": (vm.mac, UNKNOWN_MAC, icmp6(foreign_v6, "2001:db8::fe", 128)),
+        "IPv6 link-local source": (vm.mac, UNKNOWN_MAC, icmp6(foreign_ll, "fe80::fe", 128)),
+        "NA for another address": (vm.mac, BCAST, icmp6(own_v6, "ff02::1", 136, ipv6_nd_target=foreign_v6,
+                                                        ipv6_nd_tll=vm.mac)),
+        "NA with another MAC": (vm.mac, BCAST, icmp6(own_v6, "ff02::1", 136, ipv6_nd_target=own_v6,
+                                                     ipv6_nd_tll=foreign_mac)),
+        "NS with another MAC": (vm.mac, BCAST, icmp6(own_v6, "ff02::1:ff00:fe", 135, ipv6_nd_target="2001:db8::fe",
+                                                     ipv6_nd_sll=foreign_mac)),
+        "DAD for another address": (vm.mac, BCAST, dad(foreign_v6)),
+        "router advertisement": (vm.mac, BCAST, icmp6(vm.link_local, "ff02::1", 134)),
+    }
+
+
 @PROPERTY
 @given(fabrics(), st.data())
 def test_declared_addresses_are_the_only_ones_a_vm_may_send_from(fab: Fabric, data: st.DataObject) -> None:
@@ -291,20 +403,15 @@ def test_declared_addresses_are_the_only_ones_a_vm_may_send_from(fab: Fabric, da
         foreign_mac = (data.draw(st.sampled_from([o.mac for o in peers] + [UNKNOWN_MAC])) if vm.declares_mac
                        else "02:ff" + vm.mac[5:])
         foreign_ip = data.draw(st.sampled_from(sorted({o.ip for o in peers if o.ip != vm.ip} | {"10.0.0.250"})))
-        spoofs = {
-            "source MAC": dict(src=foreign_mac, arp_sha=foreign_mac),
-            "ARP sender MAC": dict(arp_sha=foreign_mac),
-            "ARP sender IP": dict(arp_spa=foreign_ip),
-            "IPv4 source": dict(ipv4_src=foreign_ip),
-        }
-        for what, spoof in spoofs.items():
-            src = str(spoof.pop("src", vm.mac))
-            dst = BCAST if what != "IPv4 source" else UNKNOWN_MAC
-            fields = frame(vm, dst, **spoof)
-            trace = h.send(vm.dpid, vm.port, src, dst, learn=True, **fields)
-            blocked = vm.declares_mac and (what == "source MAC" or vm.declares_ip)
+        foreign_v6 = data.draw(st.sampled_from(sorted({o.ipv6 for o in peers if o.ipv6 != vm.ipv6}
+                                                      | {"2001:db8::fa"})))
+        foreign_ll = data.draw(st.sampled_from(sorted({o.link_local for o in peers} | {"fe80::fa"})))
+        tag = data.draw(st.sampled_from([{}, {"vlan_vid": PRIORITY_TAG, "vlan_pcp": 1}]))
+        for what, (src, dst, fields) in spoofs(vm, foreign_mac, foreign_ip, foreign_v6, foreign_ll).items():
+            trace = h.send(vm.dpid, vm.port, src, dst, learn=True, **fields, **tag)
+            blocked = vm.declares_mac and (what == "source MAC" or vm.secured)
             if blocked:
-                assert_dropped(trace, f"{vm.name} spoofing its {what}")
+                assert_dropped(trace, f"{vm.name} spoofing its {what} {tag}")
             else:
                 assert_confined(fab, trace, vm.network, f"{vm.name} with another {what}")
                 assert {(d, p) for d, p, _ in trace.outputs} == own

@@ -73,3 +73,16 @@ def test_nat_inside_ct_is_padded_so_messages_stay_8_byte_aligned() -> None:
         assert len(msg.buf) % 8 == 0
     rule = Rule(2, 1, 10, (), (Ct(5, commit=True, nat=Nat("10.0.0.2")),))
     assert len(ofmsg.flow_add_bytes(rule)) % 8 == 0
+
+
+def test_ipv6_neighbour_discovery_and_priority_tag_matches_serialise() -> None:
+    """IPv6 prefixes go as (address, mask); ND fields and a priority tag (VID 0 present) keep their values."""
+    from controller.flows.rules import PushVlan, SetField
+
+    match = make_match(in_port=1, vlan_vid=0x1000, eth_type=0x86DD, ip_proto=58, icmpv6_type=136,
+                       ipv6_src=("2001:db8:0:1::", "ffff:ffff:ffff:ffff::"), ipv6_dst="ff02::1",
+                       ipv6_nd_target="fe80::ff:fe00:101", ipv6_nd_tll="02:00:00:00:01:01")
+    rule = Rule(1, 0, 120, match, (PopVlan(), PushVlan(), SetField("vlan_vid", 0x1064)), goto=10)
+    buf = ofmsg.flow_add_bytes(rule)
+    add = parser.msg_parser(FakeDatapath(), *_header(buf), buf)
+    assert dict(add.match.items()) == dict(match)

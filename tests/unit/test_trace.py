@@ -110,3 +110,41 @@ def test_trace_to_a_vip_reaches_a_backend_and_the_reply_comes_back(tmp_path: Pat
     assert code == 0 and out.splitlines()[:2] == ["verdict: allow (reply: allow)",
                                                   "path: s1:1 -> s2:10 -> out s2:2 (web1)"]
     assert run(capsys, "trace", str(path), "--from", "client", "--to", "10.0.0.100", "--tcp", "81")[0] == 1
+
+
+NET6 = """
+switches: {s1: {dpid: 1}, s2: {dpid: 2}}
+links: [[s1:10, s2:10]]
+networks: {red: {vlan: 100}}
+vms:
+  client: {switch: s1, port: 1, network: red, mac: "02:00:00:00:00:01", ip: 10.70.0.1/24, ipv6: "2001:db8::1/64",
+           acl_in: [client-out]}
+  db: {switch: s2, port: 2, network: red, mac: "02:00:00:00:00:02", ipv6: "2001:db8::2/64", acl_in: [deny-all]}
+acls:
+  client-out:
+    - {match: {ipv6_dst: "2001:db8::2", ip_proto: tcp, tcp_dst: 5432}, action: allow, stateful: true}
+    - {match: {ip_proto: icmpv6, icmpv6_type: 128}, action: allow}
+  deny-all:
+    - {action: deny}
+"""
+
+
+def test_ipv6_targets_are_traced_from_the_vms_ipv6(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "net6.yaml"
+    path.write_text(NET6)
+    code, out, _ = run(capsys, "trace", str(path), "--from", "client", "--to", "2001:db8::2", "--tcp", "5432")
+    assert code == 0
+    assert out.splitlines() == [
+        "verdict: allow (reply: allow)",
+        "path: s1:1 -> s2:10 -> out s2:2 (db)",
+        "decided by: vm acl client-out rule 0 (allow, stateful)",
+        "reply path: s2:2 -> s1:10 -> out s1:1 (client)",
+        "reply decided by: conntrack: reply of an allowed connection",
+    ]
+    code, out, _ = run(capsys, "trace", str(path), "--from", "client", "--to", "2001:db8::2", "--icmp")
+    assert code == 0 and out.splitlines()[0] == "verdict: allow (reply: deny)"
+    assert "reply decided by: vm acl deny-all rule 0 (deny)" in out
+    assert run(capsys, "trace", str(path), "--from", "db", "--to", "10.70.0.1")[2] == \
+        "vmn trace: vm 'db' has no ip in the network file\n"
+    assert run(capsys, "trace", str(path), "--from", "client", "--to", "2001:db8::zz")[2] == \
+        "vmn trace: '2001:db8::zz' is not an IPv4 or IPv6 address\n"

@@ -52,7 +52,8 @@ class Host:
     Attributes: ``name`` (logical, e.g. ``"h1"``), ``netns``, ``iface``
     (inside the namespace), ``port`` (the veth end on the bridge),
     ``bridge``, ``ofport`` (its OpenFlow number; None while not attached),
-    ``ip`` (address without prefix length, or None), ``mac``. Made by :meth:`controller.tools.lab.Lab.add_host`, which
+    ``ip`` and ``ipv6`` (addresses without prefix length, or None), ``mac``.
+    Made by :meth:`controller.tools.lab.Lab.add_host`, which
     passes ``track`` (it stops the processes started by :meth:`popen`).
     ``netns`` defaults to ``{prefix}-{name}``; several hosts may share one
     (:meth:`controller.tools.lab.Lab.add_relay`).
@@ -73,6 +74,7 @@ class Host:
         self.bridge = bridge
         self.ofport = ofport
         self.ip: str | None = None
+        self.ipv6: str | None = None
         self.mac = ""
 
     def __repr__(self) -> str:
@@ -99,6 +101,8 @@ class Host:
 
     def ping(self, ip: str | Host, count: int = 1, timeout: float = 1) -> bool:
         """Send ``count`` ICMP echoes to ``ip`` (or a host's ip); True if any got a reply.
+
+        ``ip`` may be IPv6 (a link-local one with its ``%iface`` zone).
 
         ``ping``'s own rule, so ``not host.ping(...)`` means no reply at all.
         Wrap positive checks in :func:`~controller.tools.lab.shell.wait_until`.

@@ -134,7 +134,7 @@ class Lab:
         return int(got)
 
     def add_host(self, name: str, bridge: str, ofport: int | str, ip: str | None = None,
-                 mac: str | None = None, *, attach: bool = True) -> Host:
+                 mac: str | None = None, ipv6: str | None = None, *, attach: bool = True) -> Host:
         """Create namespace ``{prefix}-{name}`` with a veth into ``bridge``.
 
         ``ofport`` is the bridge port, as a network file gives it: a number
@@ -144,9 +144,13 @@ class Lab:
         tells it). With ``attach=False`` the veth end is left out of the
         bridge (``Host.ofport`` None) for someone else to add, e.g.
         ``vmn provision``. ``ip`` may carry a prefix length (default
-        ``/24``). ``mac`` defaults to a random one chosen by the kernel.
-        IPv6 is disabled and TX checksum offload is turned off inside the
-        namespace (needed for TCP through a userspace datapath).
+        ``/24``). ``mac`` defaults to a random one chosen by the kernel. TX
+        checksum offload is turned off inside the namespace (needed for TCP
+        through a userspace datapath). IPv6 is disabled unless ``ipv6`` is
+        given: then the host forms its link-local address from its MAC
+        (EUI-64), takes ``ipv6`` (prefix length default ``/64``) with
+        duplicate address detection, and sends router solicitations and MLD
+        reports as any Linux host.
         """
         br = self._bridge(bridge)
         if name in self.hosts:
@@ -158,13 +162,22 @@ class Lab:
         self.namespaces.append(host.netns)
         self._new_veth(host.port, host.iface)
         sh(["ip", "link", "set", "dev", host.iface, "netns", host.netns])
-        disable_ipv6(host.iface, host.netns)
+        if ipv6 is None:
+            disable_ipv6(host.iface, host.netns)
+        else:
+            conf = f"net.ipv6.conf.{host.iface}"
+            host.run(["sysctl", "-q", "-w", f"{conf}.disable_ipv6=0", f"{conf}.addr_gen_mode=0",
+                      f"{conf}.use_tempaddr=0"], check=True)
         if mac:
             host.run(["ip", "link", "set", "dev", host.iface, "address", mac], check=True)
         if ip:
             cidr = ip if "/" in ip else f"{ip}/24"
             host.run(["ip", "addr", "add", cidr, "dev", host.iface], check=True)
             host.ip = cidr.split("/")[0]
+        if ipv6:
+            cidr6 = ipv6 if "/" in ipv6 else f"{ipv6}/64"
+            host.run(["ip", "-6", "addr", "add", cidr6, "dev", host.iface], check=True)
+            host.ipv6 = cidr6.split("/")[0]
         host.run(["ip", "link", "set", "dev", "lo", "up"], check=True)
         host.run(["ip", "link", "set", "dev", host.iface, "up"], check=True)
         host.run(["ethtool", "-K", host.iface, "tx", "off"], check=True)

@@ -1,0 +1,156 @@
+"""Port security: which frames a declared VM may send, as OpenFlow match fields.
+
+A VM that declares no ``mac`` may send anything. With ``mac`` only, any
+frame from that MAC. With ``mac`` and an address (``ip``, ``ipv6`` or
+both) the VM is a host with exactly those addresses, and only what such a
+host sends passes:
+
+=============================================  ===============================================
+frame                                          admitted when
+=============================================  ===============================================
+ARP                                            sender MAC is ``mac`` and sender IP is ``ip``
+                                               (requests, replies, gratuitous ARP, announcements)
+ARP probe (RFC 5227)                           request, sender MAC ``mac``, sender IP 0.0.0.0,
+                                               target IP ``ip``
+IPv4                                           source is ``ip``
+DHCP from 0.0.0.0                              UDP 68 -> 67, to 255.255.255.255
+IPv6                                           source is ``ipv6`` or the link-local address
+                                               derived from ``mac`` (modified EUI-64)
+neighbour solicitation                         from those, source link-layer option ``mac`` or none
+neighbour advertisement                        from those, target one of them, target
+                                               link-layer option ``mac`` or none
+DAD neighbour solicitation                     from ::, to the solicited-node group of its
+                                               target, target one of its addresses, no option
+router solicitation                            from its addresses, or from :: to ff02::2
+MLD report from ::                             MLDv2 to ff02::16; MLDv1 to the solicited-node
+                                               group of one of its addresses
+=============================================  ===============================================
+
+Everything else drops: another sender in ARP, an ARP probe for another
+address, IPv4 from 0.0.0.0 that is not DHCP, router advertisements and
+redirects (a VM is a host), neighbour discovery claiming another address or
+MAC, other ethertypes. Without ``ip`` no ARP or IPv4 passes; without
+``ipv6`` the only IPv6 address is the link-local one, so neighbour
+discovery and link-local traffic work but no global address can be
+claimed. Every frame must come from ``mac``.
+
+OpenFlow cannot look into DHCP (the client hardware address), an MLDv2
+report's groups, or the options of a router solicitation; these are not
+checked. Neighbour discovery OVS cannot parse (an option twice, a bad
+length), which it reports with target ``::`` and no options, drops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv6Address
+
+from controller.config.model import Vm
+from controller.flows.rules import Match, MatchValue, make_match
+from controller.packets import (
+    ARP_REQUEST,
+    ETH_ARP,
+    ETH_IPV4,
+    ETH_IPV6,
+    ICMPV6_MLD2_REPORT,
+    ICMPV6_MLD_REPORT,
+    ICMPV6_NA,
+    ICMPV6_NS,
+    ICMPV6_RA,
+    ICMPV6_REDIRECT,
+    ICMPV6_RS,
+    IP_PROTO_ICMPV6,
+    IP_PROTO_UDP,
+    IPV4_ANY,
+    IPV4_BROADCAST,
+    IPV6_ALL_ROUTERS,
+    IPV6_ANY,
+    IPV6_MLDV2_ROUTERS,
+    NO_MAC,
+    UDP_BOOTPC,
+    UDP_BOOTPS,
+    link_local,
+    solicited_node,
+)
+
+PRIO_MALFORMED = 125
+"""A neighbour solicitation OVS could not parse (it reports target ``::``): dropped."""
+PRIO_CHECKED = 120
+"""Neighbour discovery that passed its checks."""
+PRIO_GUARD = 110
+"""Neighbour discovery, router advertisements and redirects otherwise: dropped."""
+PRIO_ADMIT = 100
+"""What the VM may send."""
+GUARDED = (ICMPV6_NS, ICMPV6_NA, ICMPV6_RA, ICMPV6_REDIRECT)
+
+Fields = dict[str, MatchValue | None]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of frame from a VM port: its match fields (no port, no VLAN) and whether it passes."""
+
+    priority: int
+    match: Match
+    admit: bool = True
+
+
+def _kind(priority: int, fields: Fields, admit: bool = True) -> Kind:
+    return Kind(priority, make_match(**fields), admit)
+
+
+def ipv6_sources(vm: Vm) -> tuple[IPv6Address, ...]:
+    """The IPv6 addresses ``vm`` may send from (its link-local one first); none without ``mac``."""
+    if vm.mac is None:
+        return ()
+    own = [link_local(vm.mac)]
+    if vm.ipv6 is not None:
+        own.append(vm.ipv6.ip)
+    return tuple(own)
+
+
+def kinds(vm: Vm | None) -> list[Kind]:
+    """What ``vm`` (None: an undeclared VM of a zero-config network) may send; see the module docstring."""
+    if vm is None or vm.mac is None:
+        return [Kind(PRIO_ADMIT, ())]
+    if vm.ip is None and vm.ipv6 is None:
+        return [_kind(PRIO_ADMIT, dict(eth_src=vm.mac))]
+    out = _ipv4(vm.mac, str(vm.ip.ip)) if vm.ip is not None else []
+    return out + _ipv6(vm.mac, [str(a) for a in ipv6_sources(vm)])
+
+
+def _ipv4(mac: str, ip: str) -> list[Kind]:
+    arp: Fields = dict(eth_src=mac, eth_type=ETH_ARP, arp_sha=mac)
+    ipv4: Fields = dict(eth_src=mac, eth_type=ETH_IPV4)
+    return [
+        _kind(PRIO_ADMIT, dict(arp, arp_spa=ip)),
+        _kind(PRIO_ADMIT, dict(arp, arp_op=ARP_REQUEST, arp_spa=IPV4_ANY, arp_tpa=ip)),
+        _kind(PRIO_ADMIT, dict(ipv4, ipv4_src=ip)),
+        _kind(PRIO_ADMIT, dict(ipv4, ipv4_src=IPV4_ANY, ipv4_dst=IPV4_BROADCAST, ip_proto=IP_PROTO_UDP,
+                               udp_src=UDP_BOOTPC, udp_dst=UDP_BOOTPS)),
+    ]
+
+
+def _ipv6(mac: str, own: list[str]) -> list[Kind]:
+    v6: Fields = dict(eth_src=mac, eth_type=ETH_IPV6)
+    icmp: Fields = dict(v6, ip_proto=IP_PROTO_ICMPV6)
+    out = [_kind(PRIO_GUARD, dict(icmp, icmpv6_type=t), admit=False) for t in GUARDED]
+    # OVS reports no options and target :: for ND it cannot parse (an option given twice, a bad
+    # length), while a host may still read the first option: such a solicitation must not pass
+    # for one without a source link-layer option.
+    out.append(_kind(PRIO_MALFORMED, dict(icmp, icmpv6_type=ICMPV6_NS, ipv6_nd_target=IPV6_ANY), admit=False))
+    for src in own:
+        out.append(_kind(PRIO_ADMIT, dict(v6, ipv6_src=src)))
+        out += [_kind(PRIO_CHECKED, dict(icmp, ipv6_src=src, icmpv6_type=ICMPV6_NS, ipv6_nd_sll=sll))
+                for sll in (mac, NO_MAC)]
+        out += [_kind(PRIO_CHECKED, dict(icmp, ipv6_src=src, icmpv6_type=ICMPV6_NA, ipv6_nd_target=target,
+                                         ipv6_nd_tll=tll)) for target in own for tll in (mac, NO_MAC)]
+    unspecified: Fields = dict(icmp, ipv6_src=IPV6_ANY)
+    for target in own:
+        group = str(solicited_node(IPv6Address(target)))
+        out.append(_kind(PRIO_CHECKED, dict(unspecified, ipv6_dst=group, icmpv6_type=ICMPV6_NS,
+                                            ipv6_nd_target=target, ipv6_nd_sll=NO_MAC)))
+        out.append(_kind(PRIO_ADMIT, dict(unspecified, ipv6_dst=group, icmpv6_type=ICMPV6_MLD_REPORT)))
+    out.append(_kind(PRIO_ADMIT, dict(unspecified, ipv6_dst=IPV6_ALL_ROUTERS, icmpv6_type=ICMPV6_RS)))
+    out.append(_kind(PRIO_ADMIT, dict(unspecified, ipv6_dst=IPV6_MLDV2_ROUTERS, icmpv6_type=ICMPV6_MLD2_REPORT)))
+    return out

@@ -11,8 +11,9 @@ network file's ``controller.apps`` list (absent: every built-in app).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Protocol, cast
 
 from apps.base import App, AppContext
 from controller.flows.pipeline import Pipeline, TableSpec
@@ -30,7 +31,14 @@ REQUIRED = ("ingress", "l2", "flood")
 """Apps that make a switch at all: they cannot be disabled."""
 ENTRY_POINT_GROUP = "vmn.apps"
 
-AppClass = Callable[[AppContext], App]
+
+class AppClass(Protocol):
+    """An app class: its ``name`` and cookie ``app_id``, built with an :class:`~apps.base.AppContext`."""
+
+    name: str
+    app_id: int
+
+    def __call__(self, ctx: AppContext) -> App: ...
 
 
 class AppError(ValueError):
@@ -45,7 +53,7 @@ def available() -> dict[str, str]:
     return found
 
 
-def check_names(names: Optional[Sequence[str]]) -> list[str]:
+def check_names(names: Sequence[str] | None) -> list[str]:
     """The app names to enable (``None``: every built-in app), in a stable order.
 
     Raises :class:`AppError` naming an unknown or missing app.
@@ -62,14 +70,20 @@ def check_names(names: Optional[Sequence[str]]) -> list[str]:
     return [n for n in known if n in names]
 
 
-def _load(target: str) -> type:
+def _load(target: str) -> AppClass:
+    """The class ``module:Class`` names; raises :class:`AppError` if it is not an app class."""
     module, _, attr = target.partition(":")
-    cls = getattr(importlib.import_module(module), attr)
-    assert isinstance(cls, type), f"{target} is not a class"
-    return cls
+    cls = getattr(importlib.import_module(module), attr, None)
+    if (
+        not isinstance(cls, type)
+        or not isinstance(getattr(cls, "name", None), str)
+        or not isinstance(getattr(cls, "app_id", None), int)
+    ):
+        raise AppError(f"{target} is not an app class (a class with name and app_id)")
+    return cast(AppClass, cls)
 
 
-def build(names: Optional[Sequence[str]], make_context: Callable[[Pipeline], AppContext]) -> list[App]:
+def build(names: Sequence[str] | None, make_context: Callable[[Pipeline], AppContext]) -> list[App]:
     """Instantiate the enabled apps on the pipeline they make up.
 
     ``make_context`` gets that pipeline and returns the context every app is
@@ -79,12 +93,12 @@ def build(names: Optional[Sequence[str]], make_context: Callable[[Pipeline], App
     return instantiate([_load(known[name]) for name in check_names(names)], make_context)
 
 
-def instantiate(classes: Sequence[type], make_context: Callable[[Pipeline], AppContext]) -> list[App]:
+def instantiate(classes: Sequence[AppClass], make_context: Callable[[Pipeline], AppContext]) -> list[App]:
     """Instantiate app ``classes`` on the pipeline they make up (built-in tables plus their ``tables``).
 
     Raises :class:`AppError` when app ids, table ids or table names clash.
     """
-    ids = {str(getattr(cls, "name")): int(getattr(cls, "app_id")) for cls in classes}
+    ids = {cls.name: cls.app_id for cls in classes}
     extra: list[TableSpec] = [t for cls in classes for t in getattr(cls, "tables", ())]
     try:
         pipeline = Pipeline.of(ids, extra)

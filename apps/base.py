@@ -18,8 +18,9 @@ Write an app: see ``docs/adding-an-app.md``.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Collection, Hashable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from controller.config.model import Model
 from controller.effects import DumpedFlow, Frame
@@ -73,8 +74,9 @@ class Reaction:
     recompute: bool = False
 
     def __add__(self, other: Reaction) -> Reaction:
-        return Reaction({**self.segments, **other.segments}, self.frames + other.frames,
-                        self.recompute or other.recompute)
+        return Reaction(
+            {**self.segments, **other.segments}, self.frames + other.frames, self.recompute or other.recompute
+        )
 
 
 NOTHING = Reaction()
@@ -143,8 +145,7 @@ class ReadsFlowStats(Protocol):
 
 @runtime_checkable
 class ReadsGroupStats(Protocol):
-    def group_stats(self, dpid: int, groups: Mapping[int, GroupEntry],
-                    buckets: Mapping[int, Sequence[int]]) -> None:
+    def group_stats(self, dpid: int, groups: Mapping[int, GroupEntry], buckets: Mapping[int, Sequence[int]]) -> None:
         """Cumulative per-bucket packet counts of this app's ``groups`` on ``dpid`` (group id -> counts)."""
         ...
 
@@ -162,5 +163,4 @@ def per_switch(key: str, view: FabricView, rules_of: RulesOfSwitch) -> Segments:
 
 
 class RulesOfSwitch(Protocol):
-    def __call__(self, view: FabricView, dpid: int) -> list[Rule]:
-        ...
+    def __call__(self, view: FabricView, dpid: int) -> list[Rule]: ...

@@ -29,18 +29,25 @@ untagged frame; 802.1ad tags with another id drop like any tag.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from apps.acl.plan import AclPlan, plan_of
 from apps.base import AppContext, Segments, per_switch
 from apps.portsec import kinds
 from controller.config.model import Model, Vm
 from controller.fabric.crossing import from_trunk
 from controller.fabric.view import FabricView
-from controller.flows.pipeline import (APP_INGRESS, METADATA_ALL, T_ACL_NET, T_ACL_PORT, T_INGRESS, T_LB,
-                                       T_LEARN)
-from controller.flows.rules import (OFPP_CONTROLLER, OFPVID_NONE, OFPVID_PRESENT, Action, Output, PopVlan, PushVlan,
-                                    Rule, SetField, make_match)
+from controller.flows.pipeline import APP_INGRESS, METADATA_ALL, T_ACL_NET, T_ACL_PORT, T_INGRESS, T_LB, T_LEARN
+from controller.flows.rules import (
+    OFPP_CONTROLLER,
+    OFPVID_NONE,
+    OFPVID_PRESENT,
+    Action,
+    Output,
+    PopVlan,
+    PushVlan,
+    Rule,
+    SetField,
+    make_match,
+)
 from controller.packets import ETH_LLDP, ETH_QINQ, ETH_VLAN
 
 PRIO_VM_LLDP = 1001
@@ -64,8 +71,9 @@ def _tag(vlan: int, tagged: bool) -> tuple[Action, ...]:
     return retag + (PushVlan(), SetField("vlan_vid", OFPVID_PRESENT | vlan))
 
 
-def edge_port_rules(port: int, vlan: int, vm: Optional[Vm], metadata: Optional[int] = None,
-                    unfiltered: int = T_LB) -> list[Rule]:
+def edge_port_rules(
+    port: int, vlan: int, vm: Vm | None, metadata: int | None = None, unfiltered: int = T_LB
+) -> list[Rule]:
     """Rules admitting what ``vm`` (or anyone, when undeclared) may send on ``port``.
 
     Each kind of frame :func:`apps.portsec.kinds` admits is admitted untagged
@@ -73,15 +81,26 @@ def edge_port_rules(port: int, vlan: int, vm: Optional[Vm], metadata: Optional[i
     frames go to the ACL tables carrying it; without, to table ``unfiltered``
     (the first table after the ACL tables: the load balancer's when it is enabled).
     """
-    rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_NESTED_TAG,
-                  make_match(in_port=port, vlan_vid=PRIORITY_TAGGED, eth_type=tpid)) for tpid in (ETH_VLAN, ETH_QINQ)]
+    rules = [
+        Rule(APP_INGRESS, T_INGRESS, PRIO_NESTED_TAG, make_match(in_port=port, vlan_vid=PRIORITY_TAGGED, eth_type=tpid))
+        for tpid in (ETH_VLAN, ETH_QINQ)
+    ]
     goto, meta = (unfiltered, None) if metadata is None else (T_ACL_PORT, (metadata, METADATA_ALL))
     for kind in kinds(vm):
         for vid in (OFPVID_NONE, PRIORITY_TAGGED):
             match = make_match(in_port=port, vlan_vid=vid, **dict(kind.match))
             if kind.admit:
-                rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, match, _tag(vlan, vid == PRIORITY_TAGGED),
-                                  goto=goto, write_metadata=meta))
+                rules.append(
+                    Rule(
+                        APP_INGRESS,
+                        T_INGRESS,
+                        kind.priority,
+                        match,
+                        _tag(vlan, vid == PRIORITY_TAGGED),
+                        goto=goto,
+                        write_metadata=meta,
+                    )
+                )
             elif vid == OFPVID_NONE:  # a drop holds for any tag
                 rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, make_match(in_port=port, **dict(kind.match))))
     if vm is not None:  # no link is discovered on a VM's port (see the module docstring)
@@ -89,21 +108,26 @@ def edge_port_rules(port: int, vlan: int, vm: Optional[Vm], metadata: Optional[i
     return rules
 
 
-def ingress_rules(view: FabricView, dpid: int, plan: Optional[AclPlan], unfiltered: int) -> list[Rule]:
+def ingress_rules(view: FabricView, dpid: int, plan: AclPlan | None, unfiltered: int) -> list[Rule]:
     """All ingress-table rules of one switch.
 
     ``plan`` says which ACL lists apply where (None: the ACL app is off);
     ``unfiltered`` is where frames no ACL table must see go.
     """
-    rules = [Rule(APP_INGRESS, T_INGRESS, PRIO_LLDP, make_match(eth_type=ETH_LLDP),
-                  (Output(OFPP_CONTROLLER, LLDP_MAX_LEN),)),
-             Rule(APP_INGRESS, T_INGRESS, PRIO_MISS)]
+    rules = [
+        Rule(
+            APP_INGRESS, T_INGRESS, PRIO_LLDP, make_match(eth_type=ETH_LLDP), (Output(OFPP_CONTROLLER, LLDP_MAX_LEN),)
+        ),
+        Rule(APP_INGRESS, T_INGRESS, PRIO_MISS),
+    ]
     for port, (net, vm) in view.edge_ports(dpid).items():
         metadata = plan.metadata(vm, net) if plan is not None else None
         rules += edge_port_rules(port, net.vlan, vm, metadata, unfiltered)
     for port in sorted(view.trunk_ports(dpid)):
-        rules += [Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, from_trunk(port, vlan), goto=T_LEARN)
-                  for vlan in view.trunk_vlans(dpid, port)]
+        rules += [
+            Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, from_trunk(port, vlan), goto=T_LEARN)
+            for vlan in view.trunk_vlans(dpid, port)
+        ]
     return rules
 
 
@@ -114,7 +138,7 @@ class Ingress:
     app_id = APP_INGRESS
 
     def __init__(self, ctx: AppContext) -> None:
-        self._plan: Optional[tuple[Model, AclPlan]] = None
+        self._plan: tuple[Model, AclPlan] | None = None
         self.filtering = ctx.pipeline.has("acl_port")
         unfiltered = ctx.pipeline.next_table(T_ACL_NET)
         assert unfiltered is not None, "the pipeline has no table after the ACL tables"

@@ -126,8 +126,17 @@ def _ipv4(mac: str, ip: str) -> list[Kind]:
         _kind(PRIO_ADMIT, dict(arp, arp_spa=ip)),
         _kind(PRIO_ADMIT, dict(arp, arp_op=ARP_REQUEST, arp_spa=IPV4_ANY, arp_tpa=ip)),
         _kind(PRIO_ADMIT, dict(ipv4, ipv4_src=ip)),
-        _kind(PRIO_ADMIT, dict(ipv4, ipv4_src=IPV4_ANY, ipv4_dst=IPV4_BROADCAST, ip_proto=IP_PROTO_UDP,
-                               udp_src=UDP_BOOTPC, udp_dst=UDP_BOOTPS)),
+        _kind(
+            PRIO_ADMIT,
+            dict(
+                ipv4,
+                ipv4_src=IPV4_ANY,
+                ipv4_dst=IPV4_BROADCAST,
+                ip_proto=IP_PROTO_UDP,
+                udp_src=UDP_BOOTPC,
+                udp_dst=UDP_BOOTPS,
+            ),
+        ),
     ]
 
 
@@ -141,15 +150,24 @@ def _ipv6(mac: str, own: list[str]) -> list[Kind]:
     out.append(_kind(PRIO_MALFORMED, dict(icmp, icmpv6_type=ICMPV6_NS, ipv6_nd_target=IPV6_ANY), admit=False))
     for src in own:
         out.append(_kind(PRIO_ADMIT, dict(v6, ipv6_src=src)))
-        out += [_kind(PRIO_CHECKED, dict(icmp, ipv6_src=src, icmpv6_type=ICMPV6_NS, ipv6_nd_sll=sll))
-                for sll in (mac, NO_MAC)]
-        out += [_kind(PRIO_CHECKED, dict(icmp, ipv6_src=src, icmpv6_type=ICMPV6_NA, ipv6_nd_target=target,
-                                         ipv6_nd_tll=tll)) for target in own for tll in (mac, NO_MAC)]
+        out += [
+            _kind(PRIO_CHECKED, dict(icmp, ipv6_src=src, icmpv6_type=ICMPV6_NS, ipv6_nd_sll=sll))
+            for sll in (mac, NO_MAC)
+        ]
+        out += [
+            _kind(PRIO_CHECKED, dict(icmp, ipv6_src=src, icmpv6_type=ICMPV6_NA, ipv6_nd_target=target, ipv6_nd_tll=tll))
+            for target in own
+            for tll in (mac, NO_MAC)
+        ]
     unspecified: Fields = dict(icmp, ipv6_src=IPV6_ANY)
     for target in own:
         group = str(solicited_node(IPv6Address(target)))
-        out.append(_kind(PRIO_CHECKED, dict(unspecified, ipv6_dst=group, icmpv6_type=ICMPV6_NS,
-                                            ipv6_nd_target=target, ipv6_nd_sll=NO_MAC)))
+        out.append(
+            _kind(
+                PRIO_CHECKED,
+                dict(unspecified, ipv6_dst=group, icmpv6_type=ICMPV6_NS, ipv6_nd_target=target, ipv6_nd_sll=NO_MAC),
+            )
+        )
         out.append(_kind(PRIO_ADMIT, dict(unspecified, ipv6_dst=group, icmpv6_type=ICMPV6_MLD_REPORT)))
     out.append(_kind(PRIO_ADMIT, dict(unspecified, ipv6_dst=IPV6_ALL_ROUTERS, icmpv6_type=ICMPV6_RS)))
     out.append(_kind(PRIO_ADMIT, dict(unspecified, ipv6_dst=IPV6_MLDV2_ROUTERS, icmpv6_type=ICMPV6_MLD2_REPORT)))

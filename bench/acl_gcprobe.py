@@ -45,9 +45,13 @@ class GcProbe(app_manager.OSKenApp):
         while True:
             status = Path("/proc/self/status").read_text().splitlines()
             rss = next((int(line.split()[1]) for line in status if line.startswith("VmRSS")), 0)
-            line = {"t": time.monotonic(), "gc_seconds": round(self.seconds, 4),
-                    "collections": self.collections, "tracked": len(gc.get_objects()),
-                    "rss_kb": rss}
+            line = {
+                "t": time.monotonic(),
+                "gc_seconds": round(self.seconds, 4),
+                "collections": self.collections,
+                "tracked": len(gc.get_objects()),
+                "rss_kb": rss,
+            }
             with open(self.out, "a") as f:
                 f.write(json.dumps(line) + "\n")
             time.sleep(0.5)

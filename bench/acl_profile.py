@@ -49,7 +49,7 @@ from bench.harness import (
 from bench.profile_packet_in import summarize
 from controller.tools.lab import ControllerProcess, wait_until
 
-STEPS = r'''
+STEPS = r"""
 import sys, time
 t0 = time.perf_counter()
 from controller import ofmsg
@@ -92,7 +92,7 @@ batches = step("Core.reload (recompute, diff)", lambda: core.reload(model2))
 b = batches.batches[0]
 step(f"ofmsg.batch_bytes: {len(b.deletes)} delete(s), {len(b.adds)} add(s)",
      lambda: ofmsg.batch_bytes(Dp(), 2, b.deletes, b.adds))
-'''
+"""
 
 
 def steps(tmp: Path, rules: int, vms: int) -> str:
@@ -102,13 +102,28 @@ def steps(tmp: Path, rules: int, vms: int) -> str:
     first = network_file(tmp / "first.yaml", "br", p, body)
     body[RELOAD_RULE]["match"]["tcp_dst"] = RELOAD_PORT
     second = network_file(tmp / "second.yaml", "br", p, body)
-    proc = subprocess.run([str(VENV_PY), "-c", STEPS, str(first), str(second), str(DPID), str(vms)],
-                          capture_output=True, text=True, check=True, timeout=300)
+    proc = subprocess.run(
+        [str(VENV_PY), "-c", STEPS, str(first), str(second), str(DPID), str(vms)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     return proc.stdout
 
 
-FOCUS = ("_find_and_load ", "_load_yaml ", "parse_model ", "Core.switch_up ", "Core.reconcile ",
-         "Core.reload ", "batch_bytes ", "flow_add ", "Datapath._send_loop ", "Datapath._recv_loop ")
+FOCUS = (
+    "_find_and_load ",
+    "_load_yaml ",
+    "parse_model ",
+    "Core.switch_up ",
+    "Core.reconcile ",
+    "Core.reload ",
+    "batch_bytes ",
+    "flow_add ",
+    "Datapath._send_loop ",
+    "Datapath._recv_loop ",
+)
 """Frames (function name and a space, as py-spy prints them) whose inclusive share is listed."""
 
 
@@ -149,16 +164,17 @@ def profiles(tmp: Path, rules: int, reloads: int, top: int, spy: str) -> str:
         expected = expected_flows(config, ports)
         ctl = ControllerProcess(config)
         start_raw, reload_raw = tmp / "start.raw", tmp / "reload.raw"
-        ctl.argv = [spy, "record", "--gil", "-r", "500", "-f", "raw", "-o", str(start_raw), "--",
-                    *ctl.argv]
+        ctl.argv = [spy, "record", "--gil", "-r", "500", "-f", "raw", "-o", str(start_raw), "--", *ctl.argv]
         try:
             t0 = time.monotonic()
             ctl.start(wait=True)
             lab.set_controller(br, ctl.port)
             t_conn = time.monotonic()
             done = wait_flow_count(br, expected, 60)
-            out.append(f"spawn → listening {t_conn - t0:.2f} s, connect → {expected:,} flows "
-                       f"{done - t_conn:.2f} s (under py-spy)")
+            out.append(
+                f"spawn → listening {t_conn - t0:.2f} s, connect → {expected:,} flows "
+                f"{done - t_conn:.2f} s (under py-spy)"
+            )
             child = _child(ctl.pid)
             if child is None:
                 raise RuntimeError("no controller process under py-spy")
@@ -166,17 +182,25 @@ def profiles(tmp: Path, rules: int, reloads: int, top: int, spy: str) -> str:
             os.kill(child, signal.SIGTERM)
             ctl.proc.wait(timeout=60)  # type: ignore[union-attr]
             text = start_raw.read_text()
-            out += ["", "== py-spy --gil, spawn → all flows on the switch ==",
-                    "steps (inclusive):", focus(text), "", summarize(text, top)]
+            out += [
+                "",
+                "== py-spy --gil, spawn → all flows on the switch ==",
+                "steps (inclusive):",
+                focus(text),
+                "",
+                summarize(text, top),
+            ]
         finally:
             ctl.stop()
             ctl.log_path.unlink(missing_ok=True)
         with ControllerProcess(config) as plain:
             lab.set_controller(br, plain.port)
             wait_flow_count(br, expected, 60)
-            spy_proc = subprocess.Popen([spy, "record", "--gil", "-r", "500", "-f", "raw", "-o",
-                                         str(reload_raw), "-p", str(plain.pid)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            spy_proc = subprocess.Popen(
+                [spy, "record", "--gil", "-r", "500", "-f", "raw", "-o", str(reload_raw), "-p", str(plain.pid)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             time.sleep(1.0)
             times = []
             for i in range(reloads):
@@ -193,10 +217,16 @@ def profiles(tmp: Path, rules: int, reloads: int, top: int, spy: str) -> str:
             spy_proc.wait(timeout=60)
             plain.log_path.unlink(missing_ok=True)
         wait_until(reload_raw.exists, 10, message="py-spy reload profile written")
-        out += ["", f"== py-spy --gil attached, {reloads} reloads ("
-                + ", ".join(f"{t:.2f}" for t in times) + " s SIGHUP → new flow) ==",
-                "steps (inclusive):", focus(reload_raw.read_text()), "",
-                summarize(reload_raw.read_text(), top)]
+        out += [
+            "",
+            f"== py-spy --gil attached, {reloads} reloads ("
+            + ", ".join(f"{t:.2f}" for t in times)
+            + " s SIGHUP → new flow) ==",
+            "steps (inclusive):",
+            focus(reload_raw.read_text()),
+            "",
+            summarize(reload_raw.read_text(), top),
+        ]
     return "\n".join(out)
 
 

@@ -59,18 +59,20 @@ from bench.harness import (
     wait_flow_count,
     write_yaml,
 )
-from controller.config import load_model
 from controller.compose import build_core
+from controller.config import load_model
 from controller.fabric.topology import PortInfo
 from controller.tools.lab import OFCTL, VSCTL, Lab, free_port, sh, wait_until
 
 DPID = 0xC6
-METRICS = ("ACL config → forwarding vs Faucet, controller start → last flow",
-           "ACL config → forwarding vs ovs-ofctl --bundle, controller start → last flow",
-           "ACL config → forwarding vs ovs-ofctl --bundle, switch connect → last flow",
-           "ACL warm reload on SIGHUP, one rule changed → new flow in force",
-           "ACL warm reload by the file watch (no signal), one rule changed → new flow in force",
-           "ACL warm reload, flow-mods sent for one changed rule")
+METRICS = (
+    "ACL config → forwarding vs Faucet, controller start → last flow",
+    "ACL config → forwarding vs ovs-ofctl --bundle, controller start → last flow",
+    "ACL config → forwarding vs ovs-ofctl --bundle, switch connect → last flow",
+    "ACL warm reload on SIGHUP, one rule changed → new flow in force",
+    "ACL warm reload by the file watch (no signal), one rule changed → new flow in force",
+    "ACL warm reload, flow-mods sent for one changed rule",
+)
 METER = "meter=1,pktps,burst,band=type=drop,rate=1000,burst_size=100"
 FAUCET_QUIET = 3.0
 """Seconds Faucet's flow count must hold still (after reaching its floor) to count as done."""
@@ -108,6 +110,7 @@ def plan(opts: Options) -> Plan:
 
 # -------------------------------------------------------------- the policy --
 
+
 def acl_rules(size: int) -> list[dict[str, Any]]:
     """``size`` ACL rules in VMN syntax: a mix by ``k % 4``, all destination ports distinct.
 
@@ -137,32 +140,37 @@ def vm_entries(p: Plan) -> dict[str, dict[str, Any]]:
     vms = {}
     for i in range(p.vms):
         net, k = i % p.networks, i // p.networks
-        vms[f"vm{i:04d}"] = {"switch": "s1", "port": i + 1, "network": f"net{net:02d}",
-                             "mac": f"02:c6:00:00:{(i + 1) >> 8:02x}:{(i + 1) & 0xFF:02x}",
-                             "ip": f"10.{50 + net}.{k >> 8}.{(k & 0xFF) + 1}/16",
-                             "acl_in": ["big"]}
+        vms[f"vm{i:04d}"] = {
+            "switch": "s1",
+            "port": i + 1,
+            "network": f"net{net:02d}",
+            "mac": f"02:c6:00:00:{(i + 1) >> 8:02x}:{(i + 1) & 0xFF:02x}",
+            "ip": f"10.{50 + net}.{k >> 8}.{(k & 0xFF) + 1}/16",
+            "acl_in": ["big"],
+        }
     return vms
 
 
 def _flow_map(d: dict[str, Any]) -> str:
-    return "{" + ", ".join(f"{k}: {_flow_map(v) if isinstance(v, dict) else v}"
-                           for k, v in d.items()) + "}"
+    return "{" + ", ".join(f"{k}: {_flow_map(v) if isinstance(v, dict) else v}" for k, v in d.items()) + "}"
 
 
-def network_file(path: Path, bridge: str, p: Plan, rules: list[dict[str, Any]],
-                 mtime_ns: int | None = None) -> Path:
+def network_file(path: Path, bridge: str, p: Plan, rules: list[dict[str, Any]], mtime_ns: int | None = None) -> Path:
     """Our network file: one switch, the VMs, one ACL ``big`` on every VM.
 
     The ACL is written one rule per line, as in network-schema.md. The file
     is replaced atomically (the controller watches it); with ``mtime_ns``
     the new file carries that modification time.
     """
-    head = yaml.safe_dump({
-        "controller": {"metrics_port": 0},
-        "switches": {"s1": {"dpid": DPID, "bridge": bridge}},
-        "networks": {f"net{n:02d}": {"vlan": 100 + n} for n in range(p.networks)},
-        "vms": vm_entries(p),
-    }, sort_keys=False)
+    head = yaml.safe_dump(
+        {
+            "controller": {"metrics_port": 0},
+            "switches": {"s1": {"dpid": DPID, "bridge": bridge}},
+            "networks": {f"net{n:02d}": {"vlan": 100 + n} for n in range(p.networks)},
+            "vms": vm_entries(p),
+        },
+        sort_keys=False,
+    )
     acl = "acls:\n  big:\n" + "".join(f"    - {_flow_map(r)}\n" for r in rules)
     tmp = path.with_name(path.name + ".new")
     tmp.write_text(head + acl)
@@ -198,20 +206,24 @@ def faucet_file(path: Path, p: Plan, rules: list[dict[str, Any]], per_port: bool
     arp = {"rule": {"dl_type": 0x0806, "actions": {"allow": 1}}}
     port_acl = {"acls_in": ["big"]} if per_port else {}
     dp: dict[str, Any] = {
-        "dp_id": DPID, "hardware": "Open vSwitch",
-        "interfaces": {i + 1: {"native_vlan": f"net{i % p.networks:02d}", **port_acl}
-                       for i in range(p.vms)},
+        "dp_id": DPID,
+        "hardware": "Open vSwitch",
+        "interfaces": {i + 1: {"native_vlan": f"net{i % p.networks:02d}", **port_acl} for i in range(p.vms)},
     }
     if not per_port:
         dp["dp_acls"] = ["big"]
-    return write_yaml(path, {
-        "acls": {"big": [arp] + [faucet_rule(r) for r in rules]},
-        "vlans": {f"net{n:02d}": {"vid": 100 + n} for n in range(p.networks)},
-        "dps": {"bench": dp},
-    })
+    return write_yaml(
+        path,
+        {
+            "acls": {"big": [arp] + [faucet_rule(r) for r in rules]},
+            "vlans": {f"net{n:02d}": {"vid": 100 + n} for n in range(p.networks)},
+            "dps": {"bench": dp},
+        },
+    )
 
 
 # --------------------------------------------------------------- the bridge --
+
 
 def add_ports(bridge: str, count: int) -> list[PortInfo]:
     """``count`` internal ports ``<bridge>pN`` (OpenFlow port N), IPv6 off, up.
@@ -221,15 +233,20 @@ def add_ports(bridge: str, count: int) -> list[PortInfo]:
     names = [f"{bridge}p{n}" for n in range(1, count + 1)]
     cmd: list[str] = [*VSCTL]
     for n, name in enumerate(names, 1):
-        cmd += ["--", "add-port", bridge, name, "--", "set", "interface", name, "type=internal",
-                f"ofport_request={n}"]
+        cmd += ["--", "add-port", bridge, name, "--", "set", "interface", name, "type=internal", f"ofport_request={n}"]
     sh(cmd, timeout=120)
     for name in names:
         conf = Path(f"/proc/sys/net/ipv6/conf/{name}")
         wait_until(conf.exists, 10, message=f"{conf} exists")
         (conf / "disable_ipv6").write_text("1")
-    subprocess.run(["ip", "-batch", "-"], input="".join(f"link set dev {n} up\n" for n in names),
-                   text=True, check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["ip", "-batch", "-"],
+        input="".join(f"link set dev {n} up\n" for n in names),
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return [PortInfo(n, name, True) for n, name in enumerate(names, 1)]
 
 
@@ -263,6 +280,7 @@ def count_matching(bridge: str, match: str) -> int:
 
 
 # ------------------------------------------------------------------- trials --
+
 
 @dataclass(frozen=True)
 class Ours:
@@ -318,8 +336,7 @@ def faucet_trial(lab: Lab, bridge: str, config: Path, floor: int, cap: float) ->
 
 def wait_match(bridge: str, match: str, timeout: float) -> None:
     """Poll every 5 ms until exactly one flow of ``bridge`` falls within ``match``."""
-    wait_until(lambda: count_matching(bridge, match) == 1, timeout, 0.005,
-               message=f"a flow with {match}")
+    wait_until(lambda: count_matching(bridge, match) == 1, timeout, 0.005, message=f"a flow with {match}")
 
 
 @dataclass(frozen=True)
@@ -335,12 +352,14 @@ def flow_mods(metrics_port: int) -> int:
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as resp:
         text = resp.read().decode()
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("vmn_flow_mods_total{")))
+    return int(
+        sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("vmn_flow_mods_total{"))
+    )
 
 
-def reload_trials(lab: Lab, bridge: str, config: Path, rules: list[dict[str, Any]],
-                  p: Plan, expected: int) -> tuple[list[Reload], int]:
+def reload_trials(
+    lab: Lab, bridge: str, config: Path, rules: list[dict[str, Any]], p: Plan, expected: int
+) -> tuple[list[Reload], int]:
     """Run ours on ``config``; change one rule's port ``p.reloads`` times each way, alternating.
 
     Returns the reloads and how many reloads the controller logged.
@@ -406,8 +425,9 @@ def faucet_floor(form: str, size: int, p: Plan) -> int:
     return (size + 1) * (p.vms if form == "port" else 1)
 
 
-def run_size(lab: Lab, bridge: str, ports: list[PortInfo], tmp: Path, p: Plan, size: int,
-             faucet_skip: dict[str, str]) -> SizeResult:
+def run_size(
+    lab: Lab, bridge: str, ports: list[PortInfo], tmp: Path, p: Plan, size: int, faucet_skip: dict[str, str]
+) -> SizeResult:
     """Rounds of ours, the bundle and (the first rounds) each Faucet form, alternating.
 
     A Faucet form that hit the cap is not run again (at this or a larger
@@ -435,8 +455,7 @@ def run_size(lab: Lab, bridge: str, ports: list[PortInfo], tmp: Path, p: Plan, s
 
 
 def _times(trials: list[Theirs]) -> str:
-    return ", ".join(f"{t.seconds:.2f} s" if t.seconds is not None else f"> cap ({t.flows:,} flows)"
-                     for t in trials)
+    return ", ".join(f"{t.seconds:.2f} s" if t.seconds is not None else f"> cap ({t.flows:,} flows)" for t in trials)
 
 
 def faucet_row(res: SizeResult, form: str, p: Plan) -> Row:
@@ -444,8 +463,7 @@ def faucet_row(res: SizeResult, form: str, p: Plan) -> Row:
     t_ours = median(o.from_start for o in res.ours)
     trials = res.faucet[form]
     label = "`acls_in` on every port" if form == "port" else "`dp_acls`"
-    metric = (f"{METRICS[0]} ({label}), {res.size:,} rules on {p.vms} VMs in {p.networks} "
-              f"networks (s)")
+    metric = f"{METRICS[0]} ({label}), {res.size:,} rules on {p.vms} VMs in {p.networks} networks (s)"
     goal = "≥ 20×, ours < 2 s" if res.size >= 5000 else "—"
     if not trials:
         why = res.faucet_skipped.get(form, "no run planned")
@@ -458,12 +476,14 @@ def faucet_row(res: SizeResult, form: str, p: Plan) -> Row:
         peer = f"> {p.faucet_cap:g} s"
         rat = "> " + ratio(t_ours, p.faucet_cap, False)
     flows = max(t.flows for t in trials)
-    note = (f"Faucet {faucet_peer.version()} ({label}; ARP allowed by an explicit first rule), "
-            f"{len(trials)} run(s): {_times(trials)}; from process spawn until its flow count "
-            f"reached ≥ {faucet_floor(form, res.size, p):,} (its ACL flows) and held still "
-            f"{FAUCET_QUIET:g} s; the time is when that count was first seen (polls took up to "
-            f"{max(t.poll for t in trials):.2f} s); cap {p.faucet_cap:g} s; {flows:,} flows at the "
-            f"end against our {res.expected:,}.")
+    note = (
+        f"Faucet {faucet_peer.version()} ({label}; ARP allowed by an explicit first rule), "
+        f"{len(trials)} run(s): {_times(trials)}; from process spawn until its flow count "
+        f"reached ≥ {faucet_floor(form, res.size, p):,} (its ACL flows) and held still "
+        f"{FAUCET_QUIET:g} s; the time is when that count was first seen (polls took up to "
+        f"{max(t.poll for t in trials):.2f} s); cap {p.faucet_cap:g} s; {flows:,} flows at the "
+        f"end against our {res.expected:,}."
+    )
     return Row(metric, fmt(t_ours, "s", 2), peer, rat, goal, note)
 
 
@@ -473,18 +493,31 @@ def bundle_rows(res: SizeResult, p: Plan) -> list[Row]:
     connects = [o.from_connect for o in res.ours]
     t_start, t_conn, t_peer = median(starts), median(connects), median(res.bundle)
     size = f"{res.size:,} rules, {res.expected:,} flows"
-    note = (f"{len(res.ours)} round(s), ours and the bundle alternating, fresh controller process "
-            f"each; ours {spread(starts, 's', 3)} from spawn, {spread(connects, 's', 3)} from "
-            f"connect; bundle {spread(res.bundle, 's', 3)}. Spawn includes Python and os-ken import "
-            "and reading the network file; the bridge is pointed at the controller once it "
-            "listens. Flow count polled every 20 ms with `ovs-ofctl dump-aggregate`. Bundle = "
-            "the flows our controller installed, dumped without statistics, loaded into the "
-            "emptied bridge with one `ovs-ofctl --bundle add-flows` (timed as a whole command).")
+    note = (
+        f"{len(res.ours)} round(s), ours and the bundle alternating, fresh controller process "
+        f"each; ours {spread(starts, 's', 3)} from spawn, {spread(connects, 's', 3)} from "
+        f"connect; bundle {spread(res.bundle, 's', 3)}. Spawn includes Python and os-ken import "
+        "and reading the network file; the bridge is pointed at the controller once it "
+        "listens. Flow count polled every 20 ms with `ovs-ofctl dump-aggregate`. Bundle = "
+        "the flows our controller installed, dumped without statistics, loaded into the "
+        "emptied bridge with one `ovs-ofctl --bundle add-flows` (timed as a whole command)."
+    )
     return [
-        Row(f"{METRICS[1]} ({size}) (s)", fmt(t_start, "s", 3), fmt(t_peer, "s", 3),
-            ratio(t_start, t_peer, False), "≥ 0.5× (within 2×)", note),
-        Row(f"{METRICS[2]} ({size}) (s)", fmt(t_conn, "s", 3), fmt(t_peer, "s", 3),
-            ratio(t_conn, t_peer, False), "≥ 0.5× (within 2×)"),
+        Row(
+            f"{METRICS[1]} ({size}) (s)",
+            fmt(t_start, "s", 3),
+            fmt(t_peer, "s", 3),
+            ratio(t_start, t_peer, False),
+            "≥ 0.5× (within 2×)",
+            note,
+        ),
+        Row(
+            f"{METRICS[2]} ({size}) (s)",
+            fmt(t_conn, "s", 3),
+            fmt(t_peer, "s", 3),
+            ratio(t_conn, t_peer, False),
+            "≥ 0.5× (within 2×)",
+        ),
     ]
 
 
@@ -495,30 +528,40 @@ def reload_rows(res: SizeResult, reloads: list[Reload], logged: int) -> list[Row
         secs = [r.seconds for r in reloads if r.how == how]
         note = ""
         if how == "sighup":
-            order = ", ".join(f"{r.seconds:.2f} ({'H' if r.how == 'sighup' else 'W'})"
-                              for r in reloads)
-            note = (f"{res.size:,}-rule file running ({res.expected:,} flows); one rule's "
-                    f"`tcp_dst` changed per reload, {len(reloads)} reloads in one controller "
-                    f"process, alternating H (new file with the old size and mtime, so the "
-                    f"controller's 0.1 s file poll misses it; then SIGHUP) and W (file replaced, "
-                    f"no signal), in order: {order} s. Timed from {start} (H) or the rename (W) "
-                    "to the new match in `ovs-ofctl dump-aggregate` (polled every 5 ms); the old "
-                    f"match was gone by then. The controller logged {logged} reloads for "
-                    f"{len(reloads)} changes.")
-        rows.append(Row(f"{key} ({res.size:,} rules) (s)", fmt(median(secs), "s", 3), "—", "—",
-                        "< 1 s", note))
+            order = ", ".join(f"{r.seconds:.2f} ({'H' if r.how == 'sighup' else 'W'})" for r in reloads)
+            note = (
+                f"{res.size:,}-rule file running ({res.expected:,} flows); one rule's "
+                f"`tcp_dst` changed per reload, {len(reloads)} reloads in one controller "
+                f"process, alternating H (new file with the old size and mtime, so the "
+                f"controller's 0.1 s file poll misses it; then SIGHUP) and W (file replaced, "
+                f"no signal), in order: {order} s. Timed from {start} (H) or the rename (W) "
+                "to the new match in `ovs-ofctl dump-aggregate` (polled every 5 ms); the old "
+                f"match was gone by then. The controller logged {logged} reloads for "
+                f"{len(reloads)} changes."
+            )
+        rows.append(Row(f"{key} ({res.size:,} rules) (s)", fmt(median(secs), "s", 3), "—", "—", "< 1 s", note))
     mods = [float(r.flow_mods) for r in reloads]
-    rows.append(Row(f"{METRICS[5]} ({res.size:,} rules)", fmt(median(mods)), "—", "—",
-                    "a handful", f"`vmn_flow_mods_total` difference per reload, read 0.3 s after "
-                    f"the new flow appeared; {spread(mods)}."))
+    rows.append(
+        Row(
+            f"{METRICS[5]} ({res.size:,} rules)",
+            fmt(median(mods)),
+            "—",
+            "—",
+            "a handful",
+            f"`vmn_flow_mods_total` difference per reload, read 0.3 s after the new flow appeared; {spread(mods)}.",
+        )
+    )
     return rows
 
 
 def run(opts: Options) -> list[Row]:
     """Each ACL size: rounds of ours, the bundle and Faucet; then reloads at the largest."""
     p = plan(opts)
-    reason = "skipped in quick mode" if opts.quick else (
-        "skipped (--no-faucet)" if not opts.faucet else faucet_peer.ensure_venv())
+    reason = (
+        "skipped in quick mode"
+        if opts.quick
+        else ("skipped (--no-faucet)" if not opts.faucet else faucet_peer.ensure_venv())
+    )
     skip = {f: reason for f in FAUCET_FORMS} if reason else {}
     results: list[SizeResult] = []
     with new_lab() as lab, tempfile.TemporaryDirectory(prefix="vmn-bench-") as tmp:

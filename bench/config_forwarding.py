@@ -19,9 +19,9 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from bench.harness import (
     Options,
@@ -35,13 +35,12 @@ from bench.harness import (
     wait_flow_count,
     write_yaml,
 )
-from controller.config import load_model
 from controller.compose import build_core
+from controller.config import load_model
 from controller.tools.lab import OFCTL, Lab, sh
 
 DPID = 0xC3
-METRICS = ("Config → forwarding, controller start → last flow",
-           "Config → forwarding, switch connect → last flow")
+METRICS = ("Config → forwarding, controller start → last flow", "Config → forwarding, switch connect → last flow")
 METER = "meter=1,pktps,burst,band=type=drop,rate=1000,burst_size=100"
 
 
@@ -62,15 +61,22 @@ def network_file(path: Path, bridge: str, p: Plan) -> Path:
     vms = {}
     for i in range(p.vms):
         net, k = i % p.networks, i // p.networks
-        vms[f"vm{i:04d}"] = {"switch": "s1", "port": i + 1, "network": f"net{net:02d}",
-                             "mac": f"02:c3:00:00:{(i + 1) >> 8:02x}:{(i + 1) & 0xFF:02x}",
-                             "ip": f"10.{50 + net}.{k >> 8}.{(k & 0xFF) + 1}/16"}
-    return write_yaml(path, {
-        "controller": {"metrics_port": 0},
-        "switches": {"s1": {"dpid": DPID, "bridge": bridge}},
-        "networks": {f"net{n:02d}": {"vlan": 100 + n} for n in range(p.networks)},
-        "vms": vms,
-    })
+        vms[f"vm{i:04d}"] = {
+            "switch": "s1",
+            "port": i + 1,
+            "network": f"net{net:02d}",
+            "mac": f"02:c3:00:00:{(i + 1) >> 8:02x}:{(i + 1) & 0xFF:02x}",
+            "ip": f"10.{50 + net}.{k >> 8}.{(k & 0xFF) + 1}/16",
+        }
+    return write_yaml(
+        path,
+        {
+            "controller": {"metrics_port": 0},
+            "switches": {"s1": {"dpid": DPID, "bridge": bridge}},
+            "networks": {f"net{n:02d}": {"vlan": 100 + n} for n in range(p.networks)},
+            "vms": vms,
+        },
+    )
 
 
 def expected_flows(config: Path, dpid: int) -> int:
@@ -98,14 +104,18 @@ def ours_trial(lab: Lab, bridge: str, config: Path, expected: int) -> tuple[floa
     return t_done - t0, t_done - t_conn
 
 
-def bundle_trial(lab: Lab, bridge: str, flows: Path, expected: int,
-                 empty: Callable[[Lab, str], None] = lambda lab, br: _empty(lab, br)) -> float:
+def bundle_trial(
+    lab: Lab,
+    bridge: str,
+    flows: Path,
+    expected: int,
+    empty: Callable[[Lab, str], None] = lambda lab, br: _empty(lab, br),
+) -> float:
     """Seconds one ``ovs-ofctl --bundle add-flows`` of ``flows`` takes on the bridge once ``empty`` emptied it."""
     empty(lab, bridge)
     sh([*OFCTL, "add-meter", bridge, METER])
     t0 = time.monotonic()
-    subprocess.run([*OFCTL, "--bundle", "add-flows", bridge, str(flows)], check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run([*OFCTL, "--bundle", "add-flows", bridge, str(flows)], check=True, capture_output=True, timeout=120)
     seconds = time.monotonic() - t0
     wait_flow_count(bridge, expected, 5)
     return seconds
@@ -137,16 +147,29 @@ def run(opts: Options) -> list[Row]:
         _empty(lab, br)
     t_total, t_conn, t_peer = median(totals), median(connects), median(peers)
     size = f"{p.vms} VMs, {p.networks} networks, {expected} flows"
-    note = (f"One switch; VMs declared with MAC and IP (port security). {p.runs} run(s), "
-            f"alternating, fresh controller process each; ours {spread(totals, 's', 3)} from "
-            f"start, {spread(connects, 's', 3)} from connect; peer {spread(peers, 's', 3)}. "
-            "Start = process spawn (includes Python and os-ken import); the bridge is pointed "
-            "at the controller once it listens (no reconnect back-off in the number). Flow "
-            "count polled every 20 ms with `ovs-ofctl dump-aggregate`.")
+    note = (
+        f"One switch; VMs declared with MAC and IP (port security). {p.runs} run(s), "
+        f"alternating, fresh controller process each; ours {spread(totals, 's', 3)} from "
+        f"start, {spread(connects, 's', 3)} from connect; peer {spread(peers, 's', 3)}. "
+        "Start = process spawn (includes Python and os-ken import); the bridge is pointed "
+        "at the controller once it listens (no reconnect back-off in the number). Flow "
+        "count polled every 20 ms with `ovs-ofctl dump-aggregate`."
+    )
     return [
-        Row(f"{METRICS[0]} ({size}, 0 ACL rules) (s)", fmt(t_total, "s", 3), fmt(t_peer, "s", 3),
-            ratio(t_total, t_peer, False), "—", note),
-        Row(f"{METRICS[1]} ({size}) (s)", fmt(t_conn, "s", 3), fmt(t_peer, "s", 3),
-            ratio(t_conn, t_peer, False), "—",
-            "Peer = `ovs-ofctl --bundle add-flows` of the same flows: the physical limit."),
+        Row(
+            f"{METRICS[0]} ({size}, 0 ACL rules) (s)",
+            fmt(t_total, "s", 3),
+            fmt(t_peer, "s", 3),
+            ratio(t_total, t_peer, False),
+            "—",
+            note,
+        ),
+        Row(
+            f"{METRICS[1]} ({size}) (s)",
+            fmt(t_conn, "s", 3),
+            fmt(t_peer, "s", 3),
+            ratio(t_conn, t_peer, False),
+            "—",
+            "Peer = `ovs-ofctl --bundle add-flows` of the same flows: the physical limit.",
+        ),
     ]

@@ -54,20 +54,41 @@ def plan(opts: Options) -> Plan:
 def network_file(path: Path, bridge: str, hosts: list[Host]) -> Path:
     """One switch, one network, each host a VM with its MAC, IP and ACL; a balancer beside them."""
     vip = ".".join((hosts[0].ip or "").split(".")[:3] + ["200"])
-    return write_yaml(path, {
-        "controller": {"metrics_port": 0},
-        "switches": {"s1": {"dpid": DPID, "bridge": bridge}},
-        "networks": {"bench": {"vlan": VLAN}},
-        "vms": {h.name: {"switch": "s1", "port": h.ofport, "network": "bench", "mac": h.mac,
-                         "ip": f"{h.ip}/24", "acl_in": ["iperf"]} for h in hosts},
-        "acls": {"iperf": [
-            {"match": {"ip_proto": "tcp", "tcp_dst": IPERF_PORT}, "action": "allow", "stateful": True},
-            {"match": {"ip_proto": "icmp"}, "action": "allow", "stateful": True},
-        ]},
-        "load_balancers": {"web": {"vip": vip, "network": "bench", "protocol": "tcp", "port": 80,
-                                   "backends": [hosts[-1].name],
-                                   "health_check": {"type": "icmp", "interval": 1.0}}},
-    })
+    return write_yaml(
+        path,
+        {
+            "controller": {"metrics_port": 0},
+            "switches": {"s1": {"dpid": DPID, "bridge": bridge}},
+            "networks": {"bench": {"vlan": VLAN}},
+            "vms": {
+                h.name: {
+                    "switch": "s1",
+                    "port": h.ofport,
+                    "network": "bench",
+                    "mac": h.mac,
+                    "ip": f"{h.ip}/24",
+                    "acl_in": ["iperf"],
+                }
+                for h in hosts
+            },
+            "acls": {
+                "iperf": [
+                    {"match": {"ip_proto": "tcp", "tcp_dst": IPERF_PORT}, "action": "allow", "stateful": True},
+                    {"match": {"ip_proto": "icmp"}, "action": "allow", "stateful": True},
+                ]
+            },
+            "load_balancers": {
+                "web": {
+                    "vip": vip,
+                    "network": "bench",
+                    "protocol": "tcp",
+                    "port": 80,
+                    "backends": [hosts[-1].name],
+                    "health_check": {"type": "icmp", "interval": 1.0},
+                }
+            },
+        },
+    )
 
 
 def iperf(client: Host, server: Host, seconds: int) -> float:
@@ -80,10 +101,16 @@ def iperf(client: Host, server: Host, seconds: int) -> float:
     """
     srv = server.popen(["iperf3", "-s", "-1", "-B", server.ip or "", "-p", str(IPERF_PORT)])
     try:
-        wait_until(lambda: server.run(["ss", "-Hltn", f"sport = :{IPERF_PORT}"]).stdout.strip(),
-                   10, 0.05, message="iperf3 server listening")
-        out = client.run(["iperf3", "-c", server.ip or "", "-p", str(IPERF_PORT), "-t",
-                          str(seconds), "-O", "1", "-J"], timeout=seconds + 30)
+        wait_until(
+            lambda: server.run(["ss", "-Hltn", f"sport = :{IPERF_PORT}"]).stdout.strip(),
+            10,
+            0.05,
+            message="iperf3 server listening",
+        )
+        out = client.run(
+            ["iperf3", "-c", server.ip or "", "-p", str(IPERF_PORT), "-t", str(seconds), "-O", "1", "-J"],
+            timeout=seconds + 30,
+        )
         try:
             result = json.loads(out.stdout)
             return float(result["end"]["sum_received"]["bits_per_second"])
@@ -103,8 +130,7 @@ def use_ours(lab: Lab, bridge: str, port: int, expected: int) -> None:
     lab.set_controller(bridge, None)
     sh([*OFCTL, "del-flows", bridge])
     lab.set_controller(bridge, port)
-    wait_until(lambda: flow_count(bridge) >= expected, 30, 0.05,
-               message=f"{bridge} holds at least {expected} flows")
+    wait_until(lambda: flow_count(bridge) >= expected, 30, 0.05, message=f"{bridge} holds at least {expected} flows")
 
 
 def use_normal(lab: Lab, bridge: str) -> None:
@@ -136,14 +162,22 @@ def run(opts: Options) -> list[Row]:
         use_normal(lab, br)
     g_ours, g_normal = median(ours), median(normal)
     gbit = [v / 1e9 for v in ours], [v / 1e9 for v in normal]
-    note = (f"iperf3 TCP, one stream h1 → h2, {p.seconds} s per test (first second omitted), "
-            f"{p.rounds} round(s) alternating on the same bridge; ours "
-            f"{spread(gbit[0], 'Gbit/s', 2)}; NORMAL {spread(gbit[1], 'Gbit/s', 2)}. Both VMs "
-            "declared with MAC and IP (port-security rules active), each with a stateful ACL "
-            "(every packet through conntrack and both ACL tables), a load balancer in their "
-            "network. Userspace datapath: OVS, "
-            "iperf3 client and server share the 2 cores.")
-    return [Row(f"{METRICS[0]} (iperf3, Gbit/s): our pipeline vs one NORMAL flow",
-                fmt(g_ours and g_ours / 1e9, "Gbit/s", 2),
-                fmt(g_normal and g_normal / 1e9, "Gbit/s", 2),
-                ratio(g_ours, g_normal, True), "≥ 0.95×", note)]
+    note = (
+        f"iperf3 TCP, one stream h1 → h2, {p.seconds} s per test (first second omitted), "
+        f"{p.rounds} round(s) alternating on the same bridge; ours "
+        f"{spread(gbit[0], 'Gbit/s', 2)}; NORMAL {spread(gbit[1], 'Gbit/s', 2)}. Both VMs "
+        "declared with MAC and IP (port-security rules active), each with a stateful ACL "
+        "(every packet through conntrack and both ACL tables), a load balancer in their "
+        "network. Userspace datapath: OVS, "
+        "iperf3 client and server share the 2 cores."
+    )
+    return [
+        Row(
+            f"{METRICS[0]} (iperf3, Gbit/s): our pipeline vs one NORMAL flow",
+            fmt(g_ours and g_ours / 1e9, "Gbit/s", 2),
+            fmt(g_normal and g_normal / 1e9, "Gbit/s", 2),
+            ratio(g_ours, g_normal, True),
+            "≥ 0.95×",
+            note,
+        )
+    ]

@@ -48,8 +48,7 @@ from controller.tools.topo import NetworkFile, NetworkSpec
 from tests.ovs.metrics_client import total
 
 INTERVAL_MS = 10
-METRICS = ("Failover gap", "Failover gap with the controller stopped",
-           "Failover gap through the controller alone")
+METRICS = ("Failover gap", "Failover gap with the controller stopped", "Failover gap through the controller alone")
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,9 @@ def ring_net(bridges: list[str]) -> NetworkFile:
 
     The VMs' ips (10.205.0.0/24) are for the lab's hosts; :func:`ring_file` leaves them out.
     """
-    return topo.ring(3, networks=(NetworkSpec("red", 100, "r"),), dpid_base=0xE0, bridges=bridges,
-                     subnet="10.205.0.0/24")
+    return topo.ring(
+        3, networks=(NetworkSpec("red", 100, "r"),), dpid_base=0xE0, bridges=bridges, subnet="10.205.0.0/24"
+    )
 
 
 def ring_file(path: Path, net: NetworkFile, metrics: int) -> Path:
@@ -214,23 +214,34 @@ def run(opts: Options) -> list[Row]:
     ours = with_ring("controller.app", ["running", "stopped"], p)
     alone = with_ring("bench.nobackup_app", ["running"], p)["running"]
     running, stopped = ours["running"], ours["stopped"]
-    setup = (f"Ring of 3 userspace bridges, LLDP every 0.5 s; ping r1 → r2 every {INTERVAL_MS} ms, "
-             f"the s1-s2 link (the direct path) cut after {p.before_cut:g} s; gap = longest time "
-             "between consecutive echo replies (ping -D), so it includes the probe interval")
+    setup = (
+        f"Ring of 3 userspace bridges, LLDP every 0.5 s; ping r1 → r2 every {INTERVAL_MS} ms, "
+        f"the s1-s2 link (the direct path) cut after {p.before_cut:g} s; gap = longest time "
+        "between consecutive echo replies (ping -D), so it includes the probe interval"
+    )
     return [
-        Row(f"{METRICS[0]} (ring of 3, cut the link in use) (ms)", fmt(median(t.gap for t in running), "ms"),
+        Row(
+            f"{METRICS[0]} (ring of 3, cut the link in use) (ms)",
+            fmt(median(t.gap for t in running), "ms"),
             note=f"{setup}; {p.trials} trial(s), {spread([t.gap for t in running], 'ms')} (requests lost "
-                 f"per trial: {_lost(running)}). As shipped: the controller runs and the backup paths "
-                 "(fast-failover groups) are installed, so the switches reroute before it reacts."),
-        Row(f"{METRICS[1]} (backups only) (ms)", fmt(median(t.gap for t in stopped), "ms"),
+            f"per trial: {_lost(running)}). As shipped: the controller runs and the backup paths "
+            "(fast-failover groups) are installed, so the switches reroute before it reacts.",
+        ),
+        Row(
+            f"{METRICS[1]} (backups only) (ms)",
+            fmt(median(t.gap for t in stopped), "ms"),
             note=f"{setup}. The controller is frozen (SIGSTOP) just before the cut and resumed "
-                 f"{p.stopped:g} s later; gap measured from the cut to the resume, so only the "
-                 f"pre-installed backups carry traffic; {p.trials} trial(s), "
-                 f"{spread([t.gap for t in stopped], 'ms')} (requests lost per trial, whole run: "
-                 f"{_lost(stopped)}; longest gap in the 2 s after the resume: "
-                 f"{spread([t.after for t in stopped], 'ms')})."),
-        Row(f"{METRICS[2]} (no backups) (ms)", fmt(median(t.gap for t in alone), "ms"),
+            f"{p.stopped:g} s later; gap measured from the cut to the resume, so only the "
+            f"pre-installed backups carry traffic; {p.trials} trial(s), "
+            f"{spread([t.gap for t in stopped], 'ms')} (requests lost per trial, whole run: "
+            f"{_lost(stopped)}; longest gap in the 2 s after the resume: "
+            f"{spread([t.after for t in stopped], 'ms')}).",
+        ),
+        Row(
+            f"{METRICS[2]} (no backups) (ms)",
+            fmt(median(t.gap for t in alone), "ms"),
             note=f"{setup}; the controller without backup paths (bench.nobackup_app) reroutes on the "
-                 f"port-status message; {p.trials} trial(s), {spread([t.gap for t in alone], 'ms')} "
-                 f"(requests lost per trial: {_lost(alone)})."),
+            f"port-status message; {p.trials} trial(s), {spread([t.gap for t in alone], 'ms')} "
+            f"(requests lost per trial: {_lost(alone)}).",
+        ),
     ]

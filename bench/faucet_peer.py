@@ -30,8 +30,9 @@ def unavailable() -> str | None:
     """Why Faucet cannot be run from :data:`VENV`, or None if it can."""
     if not FAUCET_MANAGER.exists():
         return f"{VENV.relative_to(BENCH_DIR.parent)} missing (bench/run.sh creates it)"
-    proc = subprocess.run([str(FAUCET_PY), "-c", "import faucet.faucet"], capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [str(FAUCET_PY), "-c", "import faucet.faucet"], capture_output=True, text=True, timeout=60, check=False
+    )
     if proc.returncode != 0:
         return f"faucet does not import: {proc.stderr.strip().splitlines()[-1:]}"
     return None
@@ -70,14 +71,20 @@ class FaucetDp:
 
 def write_config(path: Path, dp: FaucetDp) -> Path:
     """faucet.yaml for ``dp`` with ``ignore_learn_ins: 0`` (learn from every packet-in)."""
-    return write_yaml(path, {
-        "vlans": {"bench": {"vid": dp.vid, "max_hosts": dp.max_hosts}},
-        "dps": {dp.name: {
-            "dp_id": dp.dpid, "hardware": "Open vSwitch", "ignore_learn_ins": 0,
-            "interfaces": {p: {"native_vlan": "bench", "max_hosts": dp.max_hosts}
-                           for p in dp.ports},
-        }},
-    })
+    return write_yaml(
+        path,
+        {
+            "vlans": {"bench": {"vid": dp.vid, "max_hosts": dp.max_hosts}},
+            "dps": {
+                dp.name: {
+                    "dp_id": dp.dpid,
+                    "hardware": "Open vSwitch",
+                    "ignore_learn_ins": 0,
+                    "interfaces": {p: {"native_vlan": "bench", "max_hosts": dp.max_hosts} for p in dp.ports},
+                }
+            },
+        },
+    )
 
 
 @dataclass
@@ -90,8 +97,11 @@ class FaucetProcess:
 
     def log_tail(self, chars: int = 2000) -> str:
         """The end of faucet.log and of its stderr."""
-        parts = [p.read_text(errors="replace")[-chars:] for p in
-                 (self.logdir / "faucet.log", self.logdir / "stderr.log") if p.exists()]
+        parts = [
+            p.read_text(errors="replace")[-chars:]
+            for p in (self.logdir / "faucet.log", self.logdir / "stderr.log")
+            if p.exists()
+        ]
         return "\n".join(parts)
 
 
@@ -110,16 +120,32 @@ def faucet_until(config: Path, deadline: float) -> Iterator[FaucetProcess | None
     with tempfile.TemporaryDirectory(prefix="vmn-bench-faucet-") as tmp:
         logdir = Path(tmp)
         port = free_port()
-        env = {**os.environ, "FAUCET_CONFIG": str(config),
-               "FAUCET_LOG": str(logdir / "faucet.log"),
-               "FAUCET_EXCEPTION_LOG": str(logdir / "faucet_exception.log"),
-               "FAUCET_PROMETHEUS_PORT": str(free_port()), "FAUCET_PROMETHEUS_ADDR": "127.0.0.1"}
+        env = {
+            **os.environ,
+            "FAUCET_CONFIG": str(config),
+            "FAUCET_LOG": str(logdir / "faucet.log"),
+            "FAUCET_EXCEPTION_LOG": str(logdir / "faucet_exception.log"),
+            "FAUCET_PROMETHEUS_PORT": str(free_port()),
+            "FAUCET_PROMETHEUS_ADDR": "127.0.0.1",
+        }
         env.pop("PYTHONPATH", None)
         with open(logdir / "stderr.log", "wb") as err:
-            proc = subprocess.Popen([str(FAUCET_MANAGER), "--ofp-tcp-listen-port", str(port),
-                                     "--ofp-listen-host", "127.0.0.1", "faucet.faucet"],
-                                    env=env, cwd=tmp, stdin=subprocess.DEVNULL, stdout=err,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                [
+                    str(FAUCET_MANAGER),
+                    "--ofp-tcp-listen-port",
+                    str(port),
+                    "--ofp-listen-host",
+                    "127.0.0.1",
+                    "faucet.faucet",
+                ],
+                env=env,
+                cwd=tmp,
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         running = FaucetProcess(port, proc, logdir)
         try:
             while not sh(["ss", "-Hltn", f"sport = :{port}"], check=False).stdout.strip():

@@ -106,6 +106,7 @@ def render(rows: Sequence[Row], title: str) -> str:
 
 # ----------------------------------------------------------------- processes --
 
+
 def prepare_environment() -> None:
     """Let controller processes import ``bench.*`` (the repo root on ``PYTHONPATH``)."""
     path = os.environ.get("PYTHONPATH", "")
@@ -114,8 +115,9 @@ def prepare_environment() -> None:
 
 
 @contextmanager
-def controller(config: Path | None, app: str = "controller.app", wait: bool = True,
-               metrics_port: int = 0) -> Iterator[ControllerProcess]:
+def controller(
+    config: Path | None, app: str = "controller.app", wait: bool = True, metrics_port: int = 0
+) -> Iterator[ControllerProcess]:
     """Start ``osken-manager app`` (our venv), stop it by pid on exit and delete its log.
 
     ``metrics_port`` becomes ``VMN_METRICS_PORT`` (0: no exporter). On an
@@ -196,8 +198,7 @@ def wait_flow_count(bridge: str, expected: int, timeout: float, interval: float 
     AssertionError
         On timeout (with the last count).
     """
-    wait_until(lambda: flow_count(bridge) == expected, timeout, interval,
-               message=f"{bridge} holds {expected} flows")
+    wait_until(lambda: flow_count(bridge) == expected, timeout, interval, message=f"{bridge} holds {expected} flows")
     return time.monotonic()
 
 

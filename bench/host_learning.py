@@ -65,14 +65,18 @@ def plan(opts: Options) -> Plan:
 
 def vmn_file(path: Path, bridge: str) -> Path:
     """The network file for our controller (limits raised, VMs without MAC)."""
-    return write_yaml(path, {
-        "controller": {"metrics_port": 0, "packet_in_rate": RAISED_LIMIT,
-                       "max_hosts_per_port": RAISED_LIMIT},
-        "switches": {"s1": {"dpid": DPID, "bridge": bridge}},
-        "networks": {"bench": {"vlan": VLAN}},
-        "vms": {"h1": {"switch": "s1", "port": 1, "network": "bench"},
-                "h2": {"switch": "s1", "port": 2, "network": "bench"}},
-    })
+    return write_yaml(
+        path,
+        {
+            "controller": {"metrics_port": 0, "packet_in_rate": RAISED_LIMIT, "max_hosts_per_port": RAISED_LIMIT},
+            "switches": {"s1": {"dpid": DPID, "bridge": bridge}},
+            "networks": {"bench": {"vlan": VLAN}},
+            "vms": {
+                "h1": {"switch": "s1", "port": 1, "network": "bench"},
+                "h2": {"switch": "s1", "port": 2, "network": "bench"},
+            },
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,7 @@ def ours(tmp: Path, bridge: str) -> Iterator[int]:
 @contextmanager
 def theirs(tmp: Path, bridge: str) -> Iterator[int]:
     """Faucet configured equivalently; yields its OpenFlow port."""
-    cfg = faucet_peer.write_config(tmp / "faucet.yaml", faucet_peer.FaucetDp(
-        "bench", DPID, VLAN, (1, 2), RAISED_LIMIT))
+    cfg = faucet_peer.write_config(tmp / "faucet.yaml", faucet_peer.FaucetDp("bench", DPID, VLAN, (1, 2), RAISED_LIMIT))
     with faucet_peer.faucet(cfg) as proc:
         yield proc.port
 
@@ -111,8 +114,9 @@ def trial(launch: Launcher, p: Plan) -> Trial:
         with launch(Path(tmp), br) as port:
             lab.set_controller(br, port)
             wait_flows_stable(br, quiet=1.0, timeout=60)
-            sender = h1.popen([SYSTEM_PY, str(SENDER), h1.iface, str(p.macs), str(p.pps),
-                               DST_MAC, PREFIX, str(p.timeout)])
+            sender = h1.popen(
+                [SYSTEM_PY, str(SENDER), h1.iface, str(p.macs), str(p.pps), DST_MAC, PREFIX, str(p.timeout)]
+            )
             try:
                 first = (sender.stdout.readline() if sender.stdout else "").split()
                 if len(first) != 2 or first[0] != "start":
@@ -134,8 +138,11 @@ def trial(launch: Launcher, p: Plan) -> Trial:
 def run(opts: Options) -> list[Row]:
     """Trials of ours (and Faucet unless skipped), alternating; one row."""
     p = plan(opts)
-    reason = "skipped in quick mode" if opts.quick else (
-        "skipped (--no-faucet)" if not opts.faucet else faucet_peer.ensure_venv())
+    reason = (
+        "skipped in quick mode"
+        if opts.quick
+        else ("skipped (--no-faucet)" if not opts.faucet else faucet_peer.ensure_venv())
+    )
     mine: list[Trial] = []
     peer: list[Trial] = []
     for _ in range(p.runs):
@@ -152,14 +159,19 @@ def run(opts: Options) -> list[Row]:
         peer_cell = f"n/a (Faucet learned {max(t.learned for t in peer)} of {p.macs} in {p.timeout:g} s)"
     else:
         peer_cell = fmt(t_peer, "s", 2)
-    ours_cell = fmt(t_ours, "s", 2) if t_ours is not None else (
-        f"n/a (learned {max(t.learned for t in mine)} of {p.macs} in {p.timeout:g} s)")
+    ours_cell = (
+        fmt(t_ours, "s", 2)
+        if t_ours is not None
+        else (f"n/a (learned {max(t.learned for t in mine)} of {p.macs} in {p.timeout:g} s)")
+    )
     faucet_v = f"Faucet {faucet_peer.version()}" if reason is None else "Faucet"
-    note = (f"N = {p.macs:,} MACs at {p.pps:,} frames/s round-robin from one namespace; "
-            f"{p.runs} trial(s) each, fresh bridge and controller each; polled every "
-            f"{p.poll:g} s. Ours: network file raising max_hosts_per_port and packet_in_rate to "
-            f"{RAISED_LIMIT:,}; {spread(mine_s, 's', 2)}. Peer: {faucet_v} (own venv), one dp, "
-            f"one VLAN, max_hosts {RAISED_LIMIT:,} on VLAN and ports, ignore_learn_ins 0"
-            + (f"; {spread(peer_s, 's', 2)}." if peer_s else "."))
+    note = (
+        f"N = {p.macs:,} MACs at {p.pps:,} frames/s round-robin from one namespace; "
+        f"{p.runs} trial(s) each, fresh bridge and controller each; polled every "
+        f"{p.poll:g} s. Ours: network file raising max_hosts_per_port and packet_in_rate to "
+        f"{RAISED_LIMIT:,}; {spread(mine_s, 's', 2)}. Peer: {faucet_v} (own venv), one dp, "
+        f"one VLAN, max_hosts {RAISED_LIMIT:,} on VLAN and ports, ignore_learn_ins 0"
+        + (f"; {spread(peer_s, 's', 2)}." if peer_s else ".")
+    )
     metric = f"{METRICS[0]}: {p.macs:,} fresh MACs on one port → all learn flows (s)"
     return [Row(metric, ours_cell, peer_cell, ratio(t_ours, t_peer, False), "—", note)]

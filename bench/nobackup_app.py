@@ -10,13 +10,11 @@ only: importing this module changes that method for the whole process.
 
 from __future__ import annotations
 
-from typing import Optional
-
-from controller.fabric import protection
 from controller.app import VmnController
+from controller.fabric import protection
 
 
-def _no_backup(self: protection.DestinationTree, node: int, prefer: frozenset[int]) -> Optional[protection.Option]:
+def _no_backup(self: protection.DestinationTree, node: int, prefer: frozenset[int]) -> protection.Option | None:
     return None
 
 

@@ -29,10 +29,10 @@ import socket
 import struct
 import sys
 import time
-from controller.flows.pipeline import T_LEARN
 from dataclasses import asdict, dataclass
 
 from bench.procstat import cpu_seconds
+from controller.flows.pipeline import T_LEARN
 
 OFP_VERSION = 4
 HELLO, ERROR, ECHO_REQUEST, ECHO_REPLY, EXPERIMENTER = 0, 1, 2, 3, 4
@@ -115,8 +115,7 @@ def packet_in_parts(in_port: int, vlan: int) -> tuple[bytes, bytes]:
 def _port(port_no: int, dpid: int) -> bytes:
     mac = struct.pack("!HI", 0x0200 | (dpid & 0xFF), port_no)
     name = f"emu{dpid & 0xFFFF:x}-{port_no}".encode()[:15]
-    return struct.pack("!I4x6s2x16sIIIIIIII", port_no, mac, name, 0, 0, 0x820, 0x820, 0x820, 0,
-                       10_000_000, 10_000_000)
+    return struct.pack("!I4x6s2x16sIIIIIIII", port_no, mac, name, 0, 0, 0x820, 0x820, 0x820, 0, 10_000_000, 10_000_000)
 
 
 class EmulatedSwitch:
@@ -160,7 +159,8 @@ class EmulatedSwitch:
             self.outbuf += _header(ECHO_REPLY, len(msg), xid) + msg[8:]
         elif msg_type == FEATURES_REQUEST:
             self.outbuf += _header(FEATURES_REPLY, 32, xid) + struct.pack(
-                "!QIBB2xII", self.cfg.dpid, 0, 254, 0, 0x4F, 0)
+                "!QIBB2xII", self.cfg.dpid, 0, 254, 0, 0x4F, 0
+            )
             self.features_done = True
         elif msg_type == MULTIPART_REQUEST:
             self._multipart(msg, xid)
@@ -190,21 +190,18 @@ class EmulatedSwitch:
         body = b""
         if mp_type == MP_PORT_DESC:
             body = b"".join(_port(p, self.cfg.dpid) for p in range(1, self.cfg.ports + 1))
-        self.outbuf += _header(MULTIPART_REPLY, 16 + len(body), xid) + struct.pack(
-            "!HH4x", mp_type, 0) + body
+        self.outbuf += _header(MULTIPART_REPLY, 16 + len(body), xid) + struct.pack("!HH4x", mp_type, 0) + body
 
     # -- I/O ---------------------------------------------------------------
     def _packet_ins(self, count: int) -> bytes:
         head, tail, first = self._head, self._tail, self.next_mac
         self.next_mac += count
-        return b"".join(head + (0x020000000000 | (first + i)).to_bytes(6, "big") + tail
-                        for i in range(count))
+        return b"".join(head + (0x020000000000 | (first + i)).to_bytes(6, "big") + tail for i in range(count))
 
     def _pump(self, timeout: float) -> bool:
         """One round of select/recv/send; True if anything was received."""
         want_write = bool(self.outbuf)
-        readable, writable, _ = select.select([self.sock], [self.sock] if want_write else [], [],
-                                              timeout)
+        readable, writable, _ = select.select([self.sock], [self.sock] if want_write else [], [], timeout)
         got = False
         if readable:
             data = self.sock.recv(1 << 18)
@@ -232,7 +229,7 @@ class EmulatedSwitch:
                 raise ValueError(f"bad OpenFlow length {length}")
             if end - off < length:
                 break
-            self._handle(view[off:off + length])
+            self._handle(view[off : off + length])
             off += length
         view.release()
         del buf[:off]
@@ -289,11 +286,24 @@ class EmulatedSwitch:
         cpu1 = cpu_seconds(pid) if pid else 0.0
         own = _own_cpu() - own0
         sent, answered, flow_mods, commits, lost = (
-            now - then for now, then in zip(
-                (self.sent, self.answered, self.flow_mods, self.commits, self.lost), base))
+            now - then
+            for now, then in zip(
+                (self.sent, self.answered, self.flow_mods, self.commits, self.lost), base, strict=False
+            )
+        )
         ctrl_us = (cpu1 - cpu0) / answered * 1e6 if pid and answered else None
-        return EmuResult(seconds, sent, answered, flow_mods, commits, lost, answered / seconds,
-                         ctrl_us, own / seconds, self.next_mac - 1)
+        return EmuResult(
+            seconds,
+            sent,
+            answered,
+            flow_mods,
+            commits,
+            lost,
+            answered / seconds,
+            ctrl_us,
+            own / seconds,
+            self.next_mac - 1,
+        )
 
     def close(self) -> None:
         self.sock.close()
@@ -315,8 +325,15 @@ def parse_args(argv: list[str]) -> EmuConfig:
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--pid", type=int, default=None, help="controller pid, for its CPU time")
     a = p.parse_args(argv)
-    return EmuConfig(port=a.port, dpid=a.dpid, vlan=a.vlan, window=a.window, warmup=a.warmup,
-                     duration=a.duration, controller_pid=a.pid)
+    return EmuConfig(
+        port=a.port,
+        dpid=a.dpid,
+        vlan=a.vlan,
+        window=a.window,
+        warmup=a.warmup,
+        duration=a.duration,
+        controller_pid=a.pid,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,24 +50,50 @@ def plan(opts: Options) -> Plan:
 
 def network_file(path: Path) -> Path:
     """The network file VMN runs with: one switch, one network, both ports VMs, limits raised."""
-    return write_yaml(path, {
-        "controller": {"metrics_port": 0, "packet_in_rate": RAISED_LIMIT,
-                       "max_hosts_per_port": RAISED_LIMIT},
-        "switches": {"emu": {"dpid": DPID}},
-        "networks": {"bench": {"vlan": VLAN}},
-        "vms": {"vm1": {"switch": "emu", "port": 1, "network": "bench"},
-                "vm2": {"switch": "emu", "port": 2, "network": "bench"}},
-    })
+    return write_yaml(
+        path,
+        {
+            "controller": {"metrics_port": 0, "packet_in_rate": RAISED_LIMIT, "max_hosts_per_port": RAISED_LIMIT},
+            "switches": {"emu": {"dpid": DPID}},
+            "networks": {"bench": {"vlan": VLAN}},
+            "vms": {
+                "vm1": {"switch": "emu", "port": 1, "network": "bench"},
+                "vm2": {"switch": "emu", "port": 2, "network": "bench"},
+            },
+        },
+    )
 
 
 def drive(app: str, config: Path | None, p: Plan) -> dict[str, float]:
     """One fresh controller, one emulator run; the emulator's JSON result."""
     with controller(config, app=app) as ctl:
-        cmd = [str(VENV_PY), "-m", "bench.ofemu", "--port", str(ctl.port), "--dpid", hex(DPID),
-               "--vlan", str(VLAN), "--pid", str(ctl.pid), "--window", str(p.window),
-               "--warmup", str(p.warmup), "--duration", str(p.duration)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=p.duration + 60,
-                              check=False, cwd=str(Path(__file__).resolve().parent.parent))
+        cmd = [
+            str(VENV_PY),
+            "-m",
+            "bench.ofemu",
+            "--port",
+            str(ctl.port),
+            "--dpid",
+            hex(DPID),
+            "--vlan",
+            str(VLAN),
+            "--pid",
+            str(ctl.pid),
+            "--window",
+            str(p.window),
+            "--warmup",
+            str(p.warmup),
+            "--duration",
+            str(p.duration),
+        ]
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=p.duration + 60,
+            check=False,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"emulator failed: {proc.stderr.strip()[-500:]}")
         result: dict[str, float] = json.loads(proc.stdout)
@@ -90,21 +116,35 @@ def run(opts: Options) -> list[Row]:
     cpu_o, cpu_p = median(r["ctrl_cpu_us"] for r in ours), median(r["ctrl_cpu_us"] for r in peer)
     lost = sum(r["lost"] for r in ours + peer)
     emu = max(r["emu_cpu_share"] for r in ours + peer)
-    note = (f"{p.runs} run(s) each, alternating, {p.duration:g} s measured after {p.warmup:g} s "
-            f"warm-up, window {p.window} outstanding; ours {spread([r['rate'] for r in ours])}/s, "
-            f"peer {spread([r['rate'] for r in peer])}/s. Each run sent "
-            f"{median(r['macs_total'] for r in ours) or 0:,.0f} fresh MACs to ours (its host "
-            "table grows to that size; profile in bench/results.md). "
-            f"Ours = `controller.app` with a network "
-            f"file raising packet_in_rate and max_hosts_per_port to {RAISED_LIMIT:,} (defaults "
-            "1000/s and 64 would cap it); answered = bundle commit (ours) or FLOW_MOD (peer). "
-            f"Peer = `bench.textbook_switch` (os-ken simple_switch_13, logs each packet-in, as "
-            f"ours logs each learned host). Emulator used at most {emu:.0%} of a core; "
-            f"packet-ins written off as lost: {lost:.0f}.")
+    note = (
+        f"{p.runs} run(s) each, alternating, {p.duration:g} s measured after {p.warmup:g} s "
+        f"warm-up, window {p.window} outstanding; ours {spread([r['rate'] for r in ours])}/s, "
+        f"peer {spread([r['rate'] for r in peer])}/s. Each run sent "
+        f"{median(r['macs_total'] for r in ours) or 0:,.0f} fresh MACs to ours (its host "
+        "table grows to that size; profile in bench/results.md). "
+        f"Ours = `controller.app` with a network "
+        f"file raising packet_in_rate and max_hosts_per_port to {RAISED_LIMIT:,} (defaults "
+        "1000/s and 64 would cap it); answered = bundle commit (ours) or FLOW_MOD (peer). "
+        f"Peer = `bench.textbook_switch` (os-ken simple_switch_13, logs each packet-in, as "
+        f"ours logs each learned host). Emulator used at most {emu:.0%} of a core; "
+        f"packet-ins written off as lost: {lost:.0f}."
+    )
     return [
-        Row(f"{METRICS[0]} (answered packet-ins/s)", fmt(rate_o, "/s"), fmt(rate_p, "/s"), ratio(rate_o, rate_p, True),
-            "≥ 3×", note),
-        Row(f"{METRICS[1]} (µs)", fmt(cpu_o, "µs"), fmt(cpu_p, "µs"), ratio(cpu_o, cpu_p, False), "—",
+        Row(
+            f"{METRICS[0]} (answered packet-ins/s)",
+            fmt(rate_o, "/s"),
+            fmt(rate_p, "/s"),
+            ratio(rate_o, rate_p, True),
+            "≥ 3×",
+            note,
+        ),
+        Row(
+            f"{METRICS[1]} (µs)",
+            fmt(cpu_o, "µs"),
+            fmt(cpu_p, "µs"),
+            ratio(cpu_o, cpu_p, False),
+            "—",
             "Controller process utime+stime (all threads, /proc/PID/stat) over the measured "
-            "interval divided by answered packet-ins; medians."),
+            "interval divided by answered packet-ins; medians.",
+        ),
     ]

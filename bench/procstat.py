@@ -15,6 +15,6 @@ def cpu_seconds(pid: int) -> float:
     """
     with open(f"/proc/{pid}/stat", "rb") as f:
         stat = f.read()
-    fields = stat[stat.rindex(b")") + 2:].split()  # fields[0] is the state (field 3)
+    fields = stat[stat.rindex(b")") + 2 :].split()  # fields[0] is the state (field 3)
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
     return (utime + stime) / os.sysconf("SC_CLK_TCK")

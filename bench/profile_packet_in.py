@@ -39,16 +39,20 @@ from pathlib import Path
 
 from bench.harness import VENV_PY, controller, prepare_environment
 from bench.packet_in import DPID, VLAN, network_file
-from controller.config import load_model
 from controller.compose import build_core
+from controller.config import load_model
 from controller.fabric.topology import PortInfo
 from controller.flows.pipeline import T_LEARN
 
 
 def tagged_frame(src: str, dst: str, vlan: int) -> bytes:
     """A minimum-size 802.1Q frame as the learn table copies it to the controller."""
-    return (bytes.fromhex(dst.replace(":", "")) + bytes.fromhex(src.replace(":", ""))
-            + struct.pack("!HHH", 0x8100, vlan, 0x88B5) + bytes(46))
+    return (
+        bytes.fromhex(dst.replace(":", ""))
+        + bytes.fromhex(src.replace(":", ""))
+        + struct.pack("!HHH", 0x8100, vlan, 0x88B5)
+        + bytes(46)
+    )
 
 
 def summarize(raw: str, top: int) -> str:
@@ -70,8 +74,11 @@ def summarize(raw: str, top: int) -> str:
     out = [f"{total} samples", "", "self:"]
     out += [f"  {n / total:6.1%}  {f}" for f, n in own.most_common(top)]
     out += ["", "inclusive:"]
-    out += [f"  {n / total:6.1%}  {f}" for f, n in incl.most_common(top)
-            if not f.startswith(("Thread.", "HubThread.", "_bootstrap"))]
+    out += [
+        f"  {n / total:6.1%}  {f}"
+        for f, n in incl.most_common(top)
+        if not f.startswith(("Thread.", "HubThread.", "_bootstrap"))
+    ]
     return "\n".join(out)
 
 
@@ -88,13 +95,48 @@ def sample(app: str, seconds: float, top: int, gil: bool = True) -> str:
         raw = Path(tmp) / "profile.raw"
         with controller(config, app=app) as ctl:
             emu = subprocess.Popen(
-                [str(VENV_PY), "-m", "bench.ofemu", "--port", str(ctl.port), "--dpid", hex(DPID),
-                 "--vlan", str(VLAN), "--pid", str(ctl.pid), "--warmup", "1",
-                 "--duration", str(seconds)], stdout=subprocess.PIPE, text=True)
+                [
+                    str(VENV_PY),
+                    "-m",
+                    "bench.ofemu",
+                    "--port",
+                    str(ctl.port),
+                    "--dpid",
+                    hex(DPID),
+                    "--vlan",
+                    str(VLAN),
+                    "--pid",
+                    str(ctl.pid),
+                    "--warmup",
+                    "1",
+                    "--duration",
+                    str(seconds),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             time.sleep(2.0)  # handshake and warm-up
-            subprocess.run([spy, "record", *(["--gil"] if gil else []), "--nonblocking", "-r", "250", "-f", "raw",
-                            "-d", str(int(seconds - 1)), "-p", str(ctl.pid), "-o", str(raw)],
-                           capture_output=True, check=True, timeout=seconds + 60)
+            subprocess.run(
+                [
+                    spy,
+                    "record",
+                    *(["--gil"] if gil else []),
+                    "--nonblocking",
+                    "-r",
+                    "250",
+                    "-f",
+                    "raw",
+                    "-d",
+                    str(int(seconds - 1)),
+                    "-p",
+                    str(ctl.pid),
+                    "-o",
+                    str(raw),
+                ],
+                capture_output=True,
+                check=True,
+                timeout=seconds + 60,
+            )
             result, _ = emu.communicate(timeout=seconds + 60)
         return f"emulator: {result.strip()}\n\n{summarize(raw.read_text(), top)}"
 
@@ -105,7 +147,7 @@ def _task_counters(pid: int) -> tuple[float, float, int, int]:
     tick = os.sysconf("SC_CLK_TCK")
     for task in Path(f"/proc/{pid}/task").iterdir():
         stat = (task / "stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         user, system = user + int(fields[11]) / tick, system + int(fields[12]) / tick
         for line in (task / "status").read_text().splitlines():
             if line.startswith("voluntary_ctxt_switches"):
@@ -121,19 +163,36 @@ def os_split(app: str, seconds: float = 3.0) -> str:
         config = network_file(Path(tmp) / "net.yaml") if app == "controller.app" else None
         with controller(config, app=app) as ctl:
             emu = subprocess.Popen(
-                [str(VENV_PY), "-m", "bench.ofemu", "--port", str(ctl.port), "--dpid", hex(DPID),
-                 "--vlan", str(VLAN), "--warmup", "1", "--duration", str(seconds + 2)],
-                stdout=subprocess.PIPE, text=True)
+                [
+                    str(VENV_PY),
+                    "-m",
+                    "bench.ofemu",
+                    "--port",
+                    str(ctl.port),
+                    "--dpid",
+                    hex(DPID),
+                    "--vlan",
+                    str(VLAN),
+                    "--warmup",
+                    "1",
+                    "--duration",
+                    str(seconds + 2),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             time.sleep(2.5)
             before, t0 = _task_counters(ctl.pid), time.monotonic()
             time.sleep(seconds)
             after, elapsed = _task_counters(ctl.pid), time.monotonic() - t0
             result = json.loads(emu.communicate(timeout=seconds + 60)[0])
     n = result["rate"] * elapsed
-    d = [a - b for a, b in zip(after, before)]
-    return (f"{app}: {result['rate']:,.0f} answered/s; per packet-in: user {d[0] / n * 1e6:.0f} µs, "
-            f"system {d[1] / n * 1e6:.0f} µs, voluntary switches {d[2] / n:.1f}, "
-            f"involuntary {d[3] / n:.2f}")
+    d = [a - b for a, b in zip(after, before, strict=False)]
+    return (
+        f"{app}: {result['rate']:,.0f} answered/s; per packet-in: user {d[0] / n * 1e6:.0f} µs, "
+        f"system {d[1] / n * 1e6:.0f} µs, voluntary switches {d[2] / n:.1f}, "
+        f"involuntary {d[3] / n:.2f}"
+    )
 
 
 def core_cost(hosts: int, buckets: int = 4) -> str:
@@ -144,15 +203,16 @@ def core_cost(hosts: int, buckets: int = 4) -> str:
     core.reconcile(DPID, [])
     times: list[float] = []
     for i in range(1, hosts + 1):
-        frame = tagged_frame(f"02:00:00:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}",
-                             "02:ee:ee:ee:ee:02", VLAN)
+        frame = tagged_frame(
+            f"02:00:00:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}", "02:ee:ee:ee:ee:02", VLAN
+        )
         t0 = time.perf_counter()
         core.packet_in(DPID, T_LEARN, 1, frame)
         times.append(time.perf_counter() - t0)
     size = max(1, hosts // buckets)
     lines = [f"Core.packet_in alone (no os-ken), {hosts} fresh hosts:"]
     for start in range(0, hosts, size):
-        chunk = times[start:start + size]
+        chunk = times[start : start + size]
         lines.append(f"  hosts {start:>5}-{start + len(chunk):<5} mean {sum(chunk) / len(chunk) * 1e6:8.0f} µs")
     return "\n".join(lines)
 
@@ -208,8 +268,7 @@ def components(n: int = 2000) -> str:
         core.reconcile(DPID, [])
         quiet = logging.getLogger("vmn.core")
         quiet.disabled = True
-        macs = [f"02:00:00:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}"
-                for i in range(n + 1)]
+        macs = [f"02:00:00:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}" for i in range(n + 1)]
         frames = [tagged_frame(m, "02:ee:ee:ee:ee:02", VLAN) for m in macs]
         batches: list[list[Rule]] = []
 
@@ -219,18 +278,25 @@ def components(n: int = 2000) -> str:
 
         rows = [
             ("os-ken parse: PACKET_IN", _per_call(lambda i: parse(frame), n), "both"),
-            ("os-ken parse: 2 bundle replies (open, commit)",
-             2 * _per_call(lambda i: parse(bytes(reply)), n), "ours"),
-            ("Core.packet_in (decision, host rules, diff, gauges; log off)",
-             _per_call(learn, n), "ours"),
-            ("ofmsg.bundle_bytes for the new host's 2 rules (4 buffers)",
-             _per_call(lambda i: ofmsg.bundle_bytes(dp, i, [], batches[i - 1]), n), "ours"),
-            ("one INFO log line to a file",
-             _per_call(lambda i: log.info("host %s %s on vlan %d at %016x port %d", macs[i],
-                                          "learned", VLAN, DPID, 1), n), "both"),
-            ("textbook handler: packet lib parse, dict, FlowMod + PacketOut built and serialised",
-             _per_call(lambda i: _textbook_work(dp, parser, frames[i], packet, ethernet), n),
-             "peer"),
+            ("os-ken parse: 2 bundle replies (open, commit)", 2 * _per_call(lambda i: parse(bytes(reply)), n), "ours"),
+            ("Core.packet_in (decision, host rules, diff, gauges; log off)", _per_call(learn, n), "ours"),
+            (
+                "ofmsg.bundle_bytes for the new host's 2 rules (4 buffers)",
+                _per_call(lambda i: ofmsg.bundle_bytes(dp, i, [], batches[i - 1]), n),
+                "ours",
+            ),
+            (
+                "one INFO log line to a file",
+                _per_call(
+                    lambda i: log.info("host %s %s on vlan %d at %016x port %d", macs[i], "learned", VLAN, DPID, 1), n
+                ),
+                "both",
+            ),
+            (
+                "textbook handler: packet lib parse, dict, FlowMod + PacketOut built and serialised",
+                _per_call(lambda i: _textbook_work(dp, parser, frames[i], packet, ethernet), n),
+                "peer",
+            ),
         ]
         quiet.disabled = False
         logfile.close()
@@ -239,8 +305,7 @@ def components(n: int = 2000) -> str:
     return "\n".join(lines)
 
 
-def _textbook_work(dp: object, parser: object, data: bytes, packet: object,
-                   ethernet: object) -> None:
+def _textbook_work(dp: object, parser: object, data: bytes, packet: object, ethernet: object) -> None:
     p = parser  # os-ken's parser module; Any-typed to keep this short
     pkt = packet.Packet(data)  # type: ignore[attr-defined]
     eth = pkt.get_protocols(ethernet.ethernet)[0]  # type: ignore[attr-defined]
@@ -250,8 +315,13 @@ def _textbook_work(dp: object, parser: object, data: bytes, packet: object,
     mod = p.OFPFlowMod(datapath=dp, priority=1, match=match, instructions=inst)  # type: ignore[attr-defined]
     dp.set_xid(mod)  # type: ignore[attr-defined]
     mod.serialize()
-    out = p.OFPPacketOut(datapath=dp, buffer_id=0xFFFFFFFF, in_port=1,  # type: ignore[attr-defined]
-                         actions=actions, data=data)
+    out = p.OFPPacketOut(
+        datapath=dp,
+        buffer_id=0xFFFFFFFF,
+        in_port=1,  # type: ignore[attr-defined]
+        actions=actions,
+        data=data,
+    )
     dp.set_xid(out)  # type: ignore[attr-defined]
     out.serialize()
 
@@ -263,8 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--core-hosts", type=int, default=2000)
     p.add_argument("--top", type=int, default=25)
-    p.add_argument("--all-threads", action="store_true",
-                   help="sample every non-idle thread, not only the GIL holder")
+    p.add_argument("--all-threads", action="store_true", help="sample every non-idle thread, not only the GIL holder")
     args = p.parse_args(argv)
     prepare_environment()
     print(sample(args.app, args.seconds, args.top, gil=not args.all_threads))

@@ -33,8 +33,7 @@ from bench.harness import (
     render,
 )
 
-BENCHMARKS = ("packet_in", "host_learning", "config_forwarding", "acl_scale", "data_plane",
-              "failover")
+BENCHMARKS = ("packet_in", "host_learning", "config_forwarding", "acl_scale", "data_plane", "failover")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -45,20 +44,26 @@ def machine() -> str:
         if line.startswith("model name"):
             model = line.split(":", 1)[1].strip()
             break
-    ovs = subprocess.run(["ovs-vsctl", "--version"], capture_output=True, text=True,
-                         check=False).stdout.splitlines()[:1]
+    ovs = subprocess.run(["ovs-vsctl", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()[
+        :1
+    ]
     load = Path("/proc/loadavg").read_text().split()[:3]
     import os
-    return (f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, "
-            f"{ovs[0] if ovs else 'OVS unknown'} (userspace/netdev bridges), "
-            f"Python {platform.python_version()}; load average at start {' '.join(load)}")
+
+    return (
+        f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, "
+        f"{ovs[0] if ovs else 'OVS unknown'} (userspace/netdev bridges), "
+        f"Python {platform.python_version()}; load average at start {' '.join(load)}"
+    )
 
 
 def revision() -> str:
     """The commit the controller code comes from, and whether controller/apps differ from it."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=False,
-                              cwd=BENCH_DIR.parent).stdout.strip()
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=False, cwd=BENCH_DIR.parent
+        ).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = git("status", "--porcelain", "--", "controller", "apps")
@@ -79,8 +84,7 @@ def run_all(opts: Options, names: tuple[str, ...]) -> tuple[list[Row], bool]:
             ok = False
             print(f"bench: {name} FAILED: {err!r}", file=sys.stderr, flush=True)
             got = failed_rows(module.METRICS, err)
-        print(f"bench: {name} done in {time.monotonic() - started:.1f} s", file=sys.stderr,
-              flush=True)
+        print(f"bench: {name} done in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
         rows += got
     return rows, ok
 
@@ -115,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     rows, ok = run_all(opts, names)
     mode = "quick mode (harness check, numbers not meaningful)" if opts.quick else "full run"
     title = f"{mode}, {time.strftime('%Y-%m-%d %H:%M %Z')}"
-    text = (render(rows, title) + f"\nMachine: {header}. Code: {revision()}. Total bench "
-            f"time {time.monotonic() - started:.0f} s.\n")
+    text = (
+        render(rows, title) + f"\nMachine: {header}. Code: {revision()}. Total bench "
+        f"time {time.monotonic() - started:.0f} s.\n"
+    )
     print(text)
     if args.out:
         write_results(text, args.out, whole=True)

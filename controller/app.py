@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Optional
+from typing import Any
 
 from os_ken.base import app_manager
 from os_ken.controller import event, ofp_event
@@ -23,7 +23,6 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from prometheus_client import start_http_server
 
 from controller import ofmsg
-
 from controller.compose import AppError, build_core, check_apps
 from controller.config import ConfigError, load_model
 from controller.config.model import ControllerSettings, Model
@@ -49,9 +48,14 @@ class EventTick(event.EventBase):
 
 
 def _ports(port_list: Any) -> list[PortInfo]:
-    return [PortInfo(p.port_no, p.name.decode(errors="replace") if isinstance(p.name, bytes) else p.name,
-                     not (p.state & ofp.OFPPS_LINK_DOWN or p.config & ofp.OFPPC_PORT_DOWN))
-            for p in port_list]
+    return [
+        PortInfo(
+            p.port_no,
+            p.name.decode(errors="replace") if isinstance(p.name, bytes) else p.name,
+            not (p.state & ofp.OFPPS_LINK_DOWN or p.config & ofp.OFPPC_PORT_DOWN),
+        )
+        for p in port_list
+    ]
 
 
 class VmnController(app_manager.OSKenApp):
@@ -101,8 +105,13 @@ class VmnController(app_manager.OSKenApp):
             for line in err.errors:
                 LOG.error("%s: %s", self.config_path, line)
             raise SystemExit(f"invalid network file {self.config_path}") from err
-        LOG.info("network file %s: %d switches, %d vms, %d networks", self.config_path,
-                 len(model.switches), len(model.vms), len(model.networks))
+        LOG.info(
+            "network file %s: %d switches, %d vms, %d networks",
+            self.config_path,
+            len(model.switches),
+            len(model.vms),
+            len(model.networks),
+        )
         return model
 
     def _tick_loop(self) -> None:
@@ -120,7 +129,7 @@ class VmnController(app_manager.OSKenApp):
             LOG.info("network file %s changed on disk", self.config_path)
             self.reload()
 
-    def _stamp(self) -> Optional[tuple[int, int]]:
+    def _stamp(self) -> tuple[int, int] | None:
         """(mtime in ns, size) of the network file, or None (no file, or unreadable)."""
         if not self.config_path:
             return None
@@ -217,8 +226,7 @@ class VmnController(app_manager.OSKenApp):
         cookies = self._stats.get(dp.id)
         if cookies is None:
             return
-        cookies.extend(DumpedFlow(s.cookie, s.table_id, s.priority, ofmsg.match_fields(s.match))
-                       for s in ev.msg.body)
+        cookies.extend(DumpedFlow(s.cookie, s.table_id, s.priority, ofmsg.match_fields(s.match)) for s in ev.msg.body)
         if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
             return
         del self._stats[dp.id]
@@ -270,17 +278,23 @@ class VmnController(app_manager.OSKenApp):
     def on_flow_removed(self, ev: Any) -> None:
         msg = ev.msg
         idle = msg.reason == ofp.OFPRR_IDLE_TIMEOUT
-        self._send(self.core.flow_removed(msg.datapath.id, msg.cookie,
-                                          ofmsg.match_fields(msg.match), idle))
+        self._send(self.core.flow_removed(msg.datapath.id, msg.cookie, ofmsg.match_fields(msg.match), idle))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def on_error(self, ev: Any) -> None:
         msg = ev.msg
-        if (msg.type, msg.code) in ((ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_METER_EXISTS),
-                                    (ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_GROUP_EXISTS)):
+        if (msg.type, msg.code) in (
+            (ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_METER_EXISTS),
+            (ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_GROUP_EXISTS),
+        ):
             return  # the add of an add-then-modify pair
-        LOG.warning("switch %016x error type %s code %s: %s", msg.datapath.id, msg.type, msg.code,
-                    bytes(msg.data[:64]).hex() if msg.data else "")
+        LOG.warning(
+            "switch %016x error type %s code %s: %s",
+            msg.datapath.id,
+            msg.type,
+            msg.code,
+            bytes(msg.data[:64]).hex() if msg.data else "",
+        )
 
     # -- configuration -----------------------------------------------------
     def on_sighup(self) -> None:
@@ -291,7 +305,7 @@ class VmnController(app_manager.OSKenApp):
     def on_reload(self, ev: EventReload) -> None:
         self.reload()
 
-    def reload(self) -> Optional[Model]:
+    def reload(self) -> Model | None:
         """Reload the network file; keep the running config if it is invalid."""
         if not self.config_path:
             LOG.info("reload: no %s, nothing to reload", CONFIG_ENV)
@@ -311,5 +325,3 @@ class VmnController(app_manager.OSKenApp):
         self.metrics.config_reloads.labels(result="ok").inc()
         LOG.info("reload: %s applied", self.config_path)
         return model
-
-

@@ -89,10 +89,18 @@ def add_provision(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
         "Idempotent; prints what it changed.",
     )
     parser.add_argument("file", metavar="FILE", help="the network YAML file")
-    parser.add_argument("--controller", default="tcp:127.0.0.1:6653", metavar="TARGET",
-                        help="OpenFlow controller target (default tcp:127.0.0.1:6653; ssl:HOST:PORT for TLS)")
-    parser.add_argument("--datapath-type", choices=("system", "netdev"), default="system",
-                        help="OVS datapath: system (kernel, default) or netdev (userspace)")
+    parser.add_argument(
+        "--controller",
+        default="tcp:127.0.0.1:6653",
+        metavar="TARGET",
+        help="OpenFlow controller target (default tcp:127.0.0.1:6653; ssl:HOST:PORT for TLS)",
+    )
+    parser.add_argument(
+        "--datapath-type",
+        choices=("system", "netdev"),
+        default="system",
+        help="OVS datapath: system (kernel, default) or netdev (userspace)",
+    )
     parser.add_argument("--db", default="unix:/var/run/openvswitch/db.sock", help="OVSDB remote")
     parser.set_defaults(handler=run_provision)
 
@@ -125,8 +133,13 @@ def add_trace(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("file", metavar="FILE", help="the network YAML file")
     parser.add_argument("--from", dest="src", required=True, metavar="VM", help="sending VM")
-    parser.add_argument("--to", dest="dst", required=True, metavar="IP",
-                        help="destination IPv4 or IPv6 address (IPv6 leaves from the VM's ipv6)")
+    parser.add_argument(
+        "--to",
+        dest="dst",
+        required=True,
+        metavar="IP",
+        help="destination IPv4 or IPv6 address (IPv6 leaves from the VM's ipv6)",
+    )
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--tcp", type=int, metavar="PORT", help="a TCP packet to PORT")
     kind.add_argument("--udp", type=int, metavar="PORT", help="a UDP packet to PORT")
@@ -155,8 +168,13 @@ def run_trace(args: argparse.Namespace) -> int:
     return 0 if result.forward.delivered else 1
 
 
-TOPO_SIZES = {"ring": "N", "linear": "N", "leaf-spine": "SPINES LEAVES",
-              "tree": "DEPTH FANOUT (or DEPTH and one fanout per level)", "single": "VMS"}
+TOPO_SIZES = {
+    "ring": "N",
+    "linear": "N",
+    "leaf-spine": "SPINES LEAVES",
+    "tree": "DEPTH FANOUT (or DEPTH and one fanout per level)",
+    "single": "VMS",
+}
 
 
 def add_topo(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
@@ -173,8 +191,13 @@ def add_topo(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     parser.add_argument("sizes", type=int, nargs="+", metavar="SIZE", help="its sizes")
     parser.add_argument("--subnet", metavar="CIDR", help="give VMs addresses in this IPv4 subnet")
     parser.add_argument("--mac-prefix", metavar="P", help="give VMs MACs P:<switch>:<port> (P: 4 octets)")
-    parser.add_argument("--dpid-base", type=lambda text: int(text, 0), default=0, metavar="N",
-                        help="dpid of switch i is N + i (default 0)")
+    parser.add_argument(
+        "--dpid-base",
+        type=lambda text: int(text, 0),
+        default=0,
+        metavar="N",
+        help="dpid of switch i is N + i (default 0)",
+    )
     parser.set_defaults(handler=run_topo)
 
 
@@ -187,8 +210,7 @@ def run_topo(args: argparse.Namespace) -> int:
     base: int = args.dpid_base
     subnet: str | None = args.subnet
     macs: str | None = args.mac_prefix
-    counts = {"ring": (1, 1), "linear": (1, 1), "leaf-spine": (2, 2), "tree": (2, len(sizes)),
-              "single": (1, 1)}
+    counts = {"ring": (1, 1), "linear": (1, 1), "leaf-spine": (2, 2), "tree": (2, len(sizes)), "single": (1, 1)}
     low, high = counts[kind]
     try:
         if not low <= len(sizes) <= high:

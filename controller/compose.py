@@ -7,7 +7,7 @@ The core and the shim name no app; this module is where the app list
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import apps
 from apps import AppError
@@ -17,7 +17,6 @@ from controller.core import Core
 from controller.flows.pipeline import Pipeline
 from controller.metrics import Metrics
 
-
 __all__ = ["AppError", "build_core", "check_apps"]
 
 
@@ -26,8 +25,13 @@ def check_apps(model: Model) -> None:
     apps.check_names(model.controller.apps)
 
 
-def build_core(model: Model, metrics: Optional[Metrics] = None, clock: Callable[[], float] = time.monotonic,
-               probe_secret: bytes = b"", verify: bool = False) -> Core:
+def build_core(
+    model: Model,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    probe_secret: bytes = b"",
+    verify: bool = False,
+) -> Core:
     """A core running the apps ``model.controller.apps`` names (default: every built-in one).
 
     Raises :class:`apps.AppError` for an unknown app name.
@@ -38,6 +42,5 @@ def build_core(model: Model, metrics: Optional[Metrics] = None, clock: Callable[
         return AppContext(pipeline, metrics, model, clock())
 
     enabled = apps.build(model.controller.apps, context)
-    pipeline = Pipeline.of({a.name: a.app_id for a in enabled},
-                           [t for a in enabled for t in getattr(a, "tables", ())])
+    pipeline = Pipeline.of({a.name: a.app_id for a in enabled}, [t for a in enabled for t in getattr(a, "tables", ())])
     return Core(model, enabled, pipeline, metrics, clock, probe_secret, verify)

@@ -14,10 +14,24 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Collection, Mapping, Optional, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
-from apps.base import (Adopts, App, FlowRemoved, HasGroups, PacketIn, ReadsFlowStats, ReadsGroupStats,
-                       Reaction, Refreshes, Reloads, Segments, Ticks, TrapsPackets, WatchesFlows)
+from apps.base import (
+    Adopts,
+    App,
+    FlowRemoved,
+    HasGroups,
+    PacketIn,
+    Reaction,
+    ReadsFlowStats,
+    ReadsGroupStats,
+    Refreshes,
+    Reloads,
+    Segments,
+    Ticks,
+    TrapsPackets,
+    WatchesFlows,
+)
 from controller.config.model import Model
 from controller.effects import Batch, DumpedFlow, Effects, GroupDiff
 from controller.fabric.crossing import trunk_ports_in_dump
@@ -38,9 +52,16 @@ Deferred = tuple[Collection[DumpedFlow], frozenset[int], float]
 class Core:
     """Holds model, topology, the apps and the desired flows; returns :class:`Effects`."""
 
-    def __init__(self, model: Model, apps: Sequence[App], pipeline: Pipeline,
-                 metrics: Optional[Metrics] = None, clock: Callable[[], float] = time.monotonic,
-                 probe_secret: bytes = b"", verify: bool = False) -> None:
+    def __init__(
+        self,
+        model: Model,
+        apps: Sequence[App],
+        pipeline: Pipeline,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        probe_secret: bytes = b"",
+        verify: bool = False,
+    ) -> None:
         self.model = model
         self.apps = list(apps)
         self.pipeline = pipeline
@@ -56,7 +77,7 @@ class Core:
         self.ready: set[int] = set()
         self._deferred: dict[int, Deferred] = {}
         self._port_up_at: dict[tuple[int, int], float] = {}
-        self._view: Optional[FabricView] = None
+        self._view: FabricView | None = None
         by_id = {a.app_id: a for a in self.apps}
         self._trappers = {a.name: a for a in self.apps if isinstance(a, TrapsPackets)}
         self._watchers = {i: a for i, a in by_id.items() if isinstance(a, WatchesFlows)}
@@ -86,7 +107,7 @@ class Core:
     def _invalidate(self) -> None:
         self._view = None
 
-    def compile_all(self, view: Optional[FabricView] = None) -> Segments:
+    def compile_all(self, view: FabricView | None = None) -> Segments:
         """Every segment of every app for ``view`` (default: the current snapshot)."""
         view = view or self.view()
         segments: Segments = {}
@@ -127,16 +148,27 @@ class Core:
         self.groups = {d: g for d, g in wanted.items() if g}
         return out
 
-    def _effects(self, diffs: Mapping[int, Diff], groups: Optional[Mapping[int, GroupDiff]] = None,
-                 frames: Sequence[tuple[int, int, bytes]] = ()) -> Effects:
+    def _effects(
+        self,
+        diffs: Mapping[int, Diff],
+        groups: Mapping[int, GroupDiff] | None = None,
+        frames: Sequence[tuple[int, int, bytes]] = (),
+    ) -> Effects:
         """Batches of ``diffs`` and ``groups`` for ready switches (every added rule checked), and ``frames``."""
         groups = groups or {}
         for diff in diffs.values():
             for rule in diff.adds:
                 self.pipeline.check_rule(rule)
-        batches = tuple(Batch.of(dpid, [r.cookie for r in diffs[dpid].deletes] if dpid in diffs else [],
-                                 diffs[dpid].adds if dpid in diffs else [], groups.get(dpid))
-                        for dpid in sorted(set(diffs) | set(groups)) if dpid in self.ready)
+        batches = tuple(
+            Batch.of(
+                dpid,
+                [r.cookie for r in diffs[dpid].deletes] if dpid in diffs else [],
+                diffs[dpid].adds if dpid in diffs else [],
+                groups.get(dpid),
+            )
+            for dpid in sorted(set(diffs) | set(groups))
+            if dpid in self.ready
+        )
         self._update_flow_gauges(diffs)
         return Effects(batches, tuple(frames))
 
@@ -146,7 +178,8 @@ class Core:
             counts = self.flows.app_counts(dpid)
             for app in {r.app for r in diff.adds} | {r.app for r in diff.deletes}:
                 self.metrics.flows_installed.labels(switch=f"{dpid:x}", app=self.pipeline.app_name(app)).set(
-                    counts.get(app, 0))
+                    counts.get(app, 0)
+                )
 
     def _react(self, reaction: Reaction) -> Effects:
         """Apply an app's reaction: replace its segments (or recompute) and pass its frames on."""
@@ -192,13 +225,16 @@ class Core:
         forbidden = sorted(p for p in dumped if not view.link_policy.may_be_trunk(dpid, p))
         missing = dumped - set(forbidden) - view.trunk_ports(dpid)
         if forbidden:
-            LOG.warning("switch %016x: its flows use ports %s as trunks, which the network file does not "
-                        "allow; reconciling at once", dpid, ", ".join(map(str, forbidden)))
+            LOG.warning(
+                "switch %016x: its flows use ports %s as trunks, which the network file does not "
+                "allow; reconciling at once",
+                dpid,
+                ", ".join(map(str, forbidden)),
+            )
         elif missing and dpid not in self._deferred:
             deadline = self.clock() + liveness(self.model.controller.lldp_interval)
             self._deferred[dpid] = (present, missing, deadline)
-            LOG.info("switch %016x: reconcile waits for links on ports %s", dpid,
-                     ", ".join(map(str, sorted(missing))))
+            LOG.info("switch %016x: reconcile waits for links on ports %s", dpid, ", ".join(map(str, sorted(missing))))
             return Effects()
         self._deferred.pop(dpid, None)
         return self._reconcile({dpid: present})
@@ -206,8 +242,11 @@ class Core:
     def _finish_deferred(self) -> Effects:
         """Reconciles whose links were found again, or whose wait is over."""
         now = self.clock()
-        done = {dpid: present for dpid, (present, ports, deadline) in sorted(self._deferred.items())
-                if now >= deadline or not ports - self.view().trunk_ports(dpid)}
+        done = {
+            dpid: present
+            for dpid, (present, ports, deadline) in sorted(self._deferred.items())
+            if now >= deadline or not ports - self.view().trunk_ports(dpid)
+        }
         for dpid in done:
             del self._deferred[dpid]
         return self._reconcile(done) if done else Effects()
@@ -232,8 +271,13 @@ class Core:
         self.ready.add(dpid)
         groups = (list(self.groups.get(dpid, {}).values()), ())
         batch = Batch.of(dpid, cookies - set(wanted), [r for c, r in wanted.items() if c not in cookies], groups)
-        LOG.info("switch %016x reconciled: %d flows kept, %d stale removed, %d added", dpid,
-                 len(cookies) - len(batch.deletes), len(batch.deletes), len(batch.adds))
+        LOG.info(
+            "switch %016x reconciled: %d flows kept, %d stale removed, %d added",
+            dpid,
+            len(cookies) - len(batch.deletes),
+            len(batch.deletes),
+            len(batch.adds),
+        )
         self.metrics.reconcile_seconds.observe(self.clock() - started)
         return batch
 
@@ -270,10 +314,8 @@ class Core:
             return Effects()
         if port.up and not (known and known.up):
             self._port_up_at[(dpid, port.port_no)] = self.clock()
-        LOG.info("switch %016x port %d %s", dpid, port.port_no,
-                 "deleted" if deleted else ("up" if port.up else "down"))
-        gone = (self.topology.delete_port(dpid, port.port_no) if deleted
-                else self.topology.set_port(dpid, port))
+        LOG.info("switch %016x port %d %s", dpid, port.port_no, "deleted" if deleted else ("up" if port.up else "down"))
+        gone = self.topology.delete_port(dpid, port.port_no) if deleted else self.topology.set_port(dpid, port)
         for link in sorted(gone):
             LOG.info("link down %s (port down)", describe(link))
         if gone:

@@ -6,8 +6,8 @@ there is no other channel from the core to the switches.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Collection, Mapping, Optional
 
 from controller.flows.rules import GroupEntry, Rule
 
@@ -43,13 +43,16 @@ class Batch:
     group_deletes: tuple[int, ...] = ()
 
     @staticmethod
-    def of(dpid: int, deletes: Collection[int], adds: Collection[Rule],
-           groups: Optional[GroupDiff] = None) -> Batch:
+    def of(dpid: int, deletes: Collection[int], adds: Collection[Rule], groups: GroupDiff | None = None) -> Batch:
         """A batch with deterministic order: deletes by cookie, adds by (table, priority, cookie)."""
         sets, dels = groups if groups is not None else ((), ())
-        return Batch(dpid, tuple(sorted(deletes)),
-                     tuple(sorted(adds, key=lambda r: (r.table, r.priority, r.cookie))),
-                     tuple(sorted(sets, key=lambda g: g.group_id)), tuple(sorted(dels)))
+        return Batch(
+            dpid,
+            tuple(sorted(deletes)),
+            tuple(sorted(adds, key=lambda r: (r.table, r.priority, r.cookie))),
+            tuple(sorted(sets, key=lambda g: g.group_id)),
+            tuple(sorted(dels)),
+        )
 
     def __bool__(self) -> bool:
         return bool(self.deletes or self.adds or self.group_sets or self.group_deletes)
@@ -68,6 +71,6 @@ class Effects:
     def __bool__(self) -> bool:
         return bool(self.batches or self.frames)
 
-    def batch(self, dpid: int) -> Optional[Batch]:
+    def batch(self, dpid: int) -> Batch | None:
         """The (first) batch for ``dpid``, if any."""
         return next((b for b in self.batches if b.dpid == dpid), None)

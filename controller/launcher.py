@@ -18,7 +18,6 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Optional
 
 from os_ken import cfg, log
 
@@ -28,19 +27,25 @@ from os_ken.base.app_manager import AppManager  # noqa: E402  (after early log i
 from os_ken.controller import controller  # noqa: E402,F401  (registers --ofp-* and TLS options)
 
 CONF = cfg.CONF
-CONF.register_cli_opts([
-    cfg.ListOpt("app-lists", default=[], help="application module names to run"),
-    cfg.MultiStrOpt("app", positional=True, default=[], help="application module names to run"),
-    cfg.StrOpt("pid-file", default=None, help="pid file name"),
-])
+CONF.register_cli_opts(
+    [
+        cfg.ListOpt("app-lists", default=[], help="application module names to run"),
+        cfg.MultiStrOpt("app", positional=True, default=[], help="application module names to run"),
+        cfg.StrOpt("pid-file", default=None, help="pid file name"),
+    ]
+)
 
 LOG = logging.getLogger("vmn.launcher")
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Parse os-ken options, run the named apps until a stop signal, return the exit code."""
-    CONF(args=sys.argv[1:] if argv is None else argv, project="os_ken",
-         version="osken-manager (vmn) 0.1", default_config_files=[])
+    CONF(
+        args=sys.argv[1:] if argv is None else argv,
+        project="os_ken",
+        version="osken-manager (vmn) 0.1",
+        default_config_files=[],
+    )
     log.init_log()
     apps = CONF.app_lists + CONF.app
     if not apps:
@@ -68,10 +73,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _install_signals(manager: AppManager, stop: threading.Event) -> None:
-    def on_stop(signum: int, frame: Optional[FrameType]) -> None:
+    def on_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    def on_hup(signum: int, frame: Optional[FrameType]) -> None:
+    def on_hup(signum: int, frame: FrameType | None) -> None:
         for app in list(manager.applications.values()):
             hook = getattr(app, "on_sighup", None)
             if callable(hook):

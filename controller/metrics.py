@@ -13,7 +13,8 @@ from select-group buckets (each new connection meets the group once).
 
 from __future__ import annotations
 
-from typing import Generic, Hashable, Mapping, TypeVar
+from collections.abc import Hashable, Mapping
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -25,34 +26,41 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.switches_connected = Gauge("vmn_switches_connected", "Switches connected", registry=r)
-        self.packet_in = Counter("vmn_packet_in", "Packet-ins received", ["switch", "reason"],
-                                 registry=r)
-        self.packet_in_dropped = Counter("vmn_packet_in_dropped", "Packet-ins dropped by the "
-                                         "controller-side rate limit", ["switch"], registry=r)
-        self.flow_mods = Counter("vmn_flow_mods", "Flow mods sent", ["switch", "command"],
-                                 registry=r)
-        self.flows_installed = Gauge("vmn_flows_installed", "Flows wanted on each switch",
-                                     ["switch", "app"], registry=r)
+        self.packet_in = Counter("vmn_packet_in", "Packet-ins received", ["switch", "reason"], registry=r)
+        self.packet_in_dropped = Counter(
+            "vmn_packet_in_dropped", "Packet-ins dropped by the controller-side rate limit", ["switch"], registry=r
+        )
+        self.flow_mods = Counter("vmn_flow_mods", "Flow mods sent", ["switch", "command"], registry=r)
+        self.flows_installed = Gauge(
+            "vmn_flows_installed", "Flows wanted on each switch", ["switch", "app"], registry=r
+        )
         self.hosts_learned = Gauge("vmn_hosts_learned", "Learned hosts", ["network"], registry=r)
-        self.host_events = Counter("vmn_host_events", "Host learn/move/expire events", ["event"],
-                                   registry=r)
+        self.host_events = Counter("vmn_host_events", "Host learn/move/expire events", ["event"], registry=r)
         self.links_up = Gauge("vmn_links_up", "Inter-switch links up", registry=r)
-        self.link_mismatches = Gauge("vmn_link_mismatches", "Declared links not discovered and "
-                                     "discovered links the network file does not allow", registry=r)
-        self.config_reloads = Counter("vmn_config_reloads", "Config reloads", ["result"],
-                                      registry=r)
-        self.lb_backend_up = Gauge("vmn_lb_backend_up", "Backend health (1 up, 0 down)",
-                                   ["lb", "backend"], registry=r)
-        self.lb_connections = Counter("vmn_lb_backend_connections", "Connections sent to a backend "
-                                      "(from select-group bucket statistics)", ["lb", "backend"],
-                                      registry=r)
-        self.lb_check_latency = Histogram("vmn_lb_check_latency_seconds", "Health check latency",
-                                          ["lb", "backend"], registry=r)
-        self.acl_rule_hits = Counter("vmn_acl_rule_hits", "Packets matched by an ACL rule "
-                                     "(rule: index in the ACL, arp-allow or implicit-deny)",
-                                     ["acl", "rule"], registry=r)
-        self.reconcile_seconds = Histogram("vmn_reconcile_seconds", "Time to reconcile a switch",
-                                           registry=r)
+        self.link_mismatches = Gauge(
+            "vmn_link_mismatches",
+            "Declared links not discovered and discovered links the network file does not allow",
+            registry=r,
+        )
+        self.config_reloads = Counter("vmn_config_reloads", "Config reloads", ["result"], registry=r)
+        self.lb_backend_up = Gauge("vmn_lb_backend_up", "Backend health (1 up, 0 down)", ["lb", "backend"], registry=r)
+        self.lb_connections = Counter(
+            "vmn_lb_backend_connections",
+            "Connections sent to a backend (from select-group bucket statistics)",
+            ["lb", "backend"],
+            registry=r,
+        )
+        self.lb_check_latency = Histogram(
+            "vmn_lb_check_latency_seconds", "Health check latency", ["lb", "backend"], registry=r
+        )
+        self.acl_rule_hits = Counter(
+            "vmn_acl_rule_hits",
+            "Packets matched by an ACL rule (rule: index in the ACL, arp-allow or implicit-deny)",
+            ["acl", "rule"],
+            registry=r,
+        )
+        self.reconcile_seconds = Histogram("vmn_reconcile_seconds", "Time to reconcile a switch", registry=r)
+
 
 Labels = tuple[str, ...]
 K = TypeVar("K", bound=Hashable)

@@ -8,8 +8,9 @@ things we read back (flow-stats cookies, matches).
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from os_ken.ofproto import ofproto_common
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -21,8 +22,16 @@ ALL_COOKIE_BITS = 0xFFFFFFFFFFFFFFFF
 NX_CT_F_COMMIT = 1
 NX_NAT_F_SRC = 1
 NX_NAT_F_DST = 2
-FIELD_BITS: Mapping[str, int] = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48,
-                                 "arp_spa": 32, "arp_tpa": 32, "ipv4_src": 32, "ipv4_dst": 32}
+FIELD_BITS: Mapping[str, int] = {
+    "eth_src": 48,
+    "eth_dst": 48,
+    "arp_sha": 48,
+    "arp_tha": 48,
+    "arp_spa": 32,
+    "arp_tpa": 32,
+    "ipv4_src": 32,
+    "ipv4_dst": 32,
+}
 """Widths of the fields a :class:`Move` may copy."""
 
 
@@ -60,10 +69,14 @@ def _action(a: Action) -> Any:
         return parser.OFPActionGroup(a.group_id)
     if isinstance(a, Ct):
         return parser.NXActionCT(
-            flags=NX_CT_F_COMMIT if a.commit else 0, zone_src=None, zone_ofs_nbits=a.zone,
-            recirc_table=a.recirc_table if a.recirc_table is not None else 255, alg=0,
+            flags=NX_CT_F_COMMIT if a.commit else 0,
+            zone_src=None,
+            zone_ofs_nbits=a.zone,
+            recirc_table=a.recirc_table if a.recirc_table is not None else 255,
+            alg=0,
             actions=([_nat(a.nat)] if a.nat is not None else [])
-            + ([parser.OFPActionSetField(ct_mark=a.mark)] if a.mark is not None else []))
+            + ([parser.OFPActionSetField(ct_mark=a.mark)] if a.mark is not None else []),
+        )
     if isinstance(a, Move):
         return parser.NXActionRegMove(src_field=a.src, dst_field=a.dst, n_bits=FIELD_BITS[a.src])
     raise TypeError(f"unknown action {a!r}")
@@ -75,16 +88,22 @@ def flow_add(dp: Any, rule: Rule) -> Any:
     if rule.meter is not None:
         inst.append(parser.OFPInstructionMeter(rule.meter, ofp.OFPIT_METER))
     if rule.actions:
-        inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
-                                                 [_action(a) for a in rule.actions]))
+        inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [_action(a) for a in rule.actions]))
     if rule.write_metadata is not None:
         inst.append(parser.OFPInstructionWriteMetadata(*rule.write_metadata))
     if rule.goto is not None:
         inst.append(parser.OFPInstructionGotoTable(rule.goto))
     return parser.OFPFlowMod(
-        dp, cookie=rule.cookie, table_id=rule.table, command=ofp.OFPFC_ADD,
-        idle_timeout=rule.idle_timeout, priority=rule.priority, flags=rule.flags,
-        match=parser.OFPMatch(**dict(rule.match)), instructions=inst)
+        dp,
+        cookie=rule.cookie,
+        table_id=rule.table,
+        command=ofp.OFPFC_ADD,
+        idle_timeout=rule.idle_timeout,
+        priority=rule.priority,
+        flags=rule.flags,
+        match=parser.OFPMatch(**dict(rule.match)),
+        instructions=inst,
+    )
 
 
 GROUP_TYPES: Mapping[str, int] = {"all": ofp.OFPGT_ALL, "select": ofp.OFPGT_SELECT, "ff": ofp.OFPGT_FF}
@@ -92,11 +111,15 @@ GROUP_TYPES: Mapping[str, int] = {"all": ofp.OFPGT_ALL, "select": ofp.OFPGT_SELE
 
 def group_set(dp: Any, group: GroupEntry) -> list[Any]:
     """Make ``group`` exist with exactly its buckets: an add, then a modify (if it existed)."""
-    buckets = [parser.OFPBucket(weight, watch, ofp.OFPG_ANY, [_action(a) for a in actions])
-               for weight, watch, actions in group.buckets]
+    buckets = [
+        parser.OFPBucket(weight, watch, ofp.OFPG_ANY, [_action(a) for a in actions])
+        for weight, watch, actions in group.buckets
+    ]
     kind = GROUP_TYPES[group.type]
-    return [parser.OFPGroupMod(dp, ofp.OFPGC_ADD, kind, group.group_id, buckets),
-            parser.OFPGroupMod(dp, ofp.OFPGC_MODIFY, kind, group.group_id, buckets)]
+    return [
+        parser.OFPGroupMod(dp, ofp.OFPGC_ADD, kind, group.group_id, buckets),
+        parser.OFPGroupMod(dp, ofp.OFPGC_MODIFY, kind, group.group_id, buckets),
+    ]
 
 
 def group_delete(dp: Any, group_id: int) -> Any:
@@ -106,16 +129,21 @@ def group_delete(dp: Any, group_id: int) -> Any:
 def flow_delete_cookie(dp: Any, cookie: int) -> Any:
     """Delete, in every table, exactly the flows whose cookie is ``cookie``."""
     return parser.OFPFlowMod(
-        dp, cookie=cookie, cookie_mask=ALL_COOKIE_BITS, table_id=ofp.OFPTT_ALL,
-        command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
-        match=parser.OFPMatch())
+        dp,
+        cookie=cookie,
+        cookie_mask=ALL_COOKIE_BITS,
+        table_id=ofp.OFPTT_ALL,
+        command=ofp.OFPFC_DELETE,
+        out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY,
+        match=parser.OFPMatch(),
+    )
 
 
 def flow_stats_request(dp: Any, app: int | None = None) -> Any:
     """Ask for every flow, or only those of owner ``app`` (by the cookie's top byte)."""
     cookie, mask = (0, 0) if app is None else (app << 56, 0xFF << 56)
-    return parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, cookie, mask,
-                                      parser.OFPMatch())
+    return parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, cookie, mask, parser.OFPMatch())
 
 
 def group_stats_request(dp: Any) -> Any:
@@ -130,13 +158,14 @@ def meter_mods(dp: Any, meter_id: int, rate_pps: int) -> list[Any]:
     """Create meter ``meter_id`` dropping above ``rate_pps`` (add, then modify if it existed)."""
     bands = [parser.OFPMeterBandDrop(rate=rate_pps, burst_size=max(1, rate_pps // 10))]
     flags = ofp.OFPMF_PKTPS | ofp.OFPMF_BURST
-    return [parser.OFPMeterMod(dp, ofp.OFPMC_ADD, flags, meter_id, bands),
-            parser.OFPMeterMod(dp, ofp.OFPMC_MODIFY, flags, meter_id, bands)]
+    return [
+        parser.OFPMeterMod(dp, ofp.OFPMC_ADD, flags, meter_id, bands),
+        parser.OFPMeterMod(dp, ofp.OFPMC_MODIFY, flags, meter_id, bands),
+    ]
 
 
 def packet_out(dp: Any, port: int, data: bytes) -> Any:
-    return parser.OFPPacketOut(dp, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER,
-                               [parser.OFPActionOutput(port, 0)], data)
+    return parser.OFPPacketOut(dp, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER, [parser.OFPActionOutput(port, 0)], data)
 
 
 def match_fields(match: Any) -> Mapping[str, Any]:
@@ -147,6 +176,7 @@ def match_fields(match: Any) -> Mapping[str, Any]:
 # -- pre-serialised fast path ------------------------------------------------
 # Building an os-ken OFPFlowMod costs ~80 us; rules are immutable values, so
 # each rule is serialised once and its bytes reused with a fresh xid.
+
 
 class _Codec:
     """Stands in for a datapath when serialising (os-ken only reads these two)."""
@@ -198,9 +228,16 @@ def bundle_bytes(dp: Any, bundle_id: int, deletes: Iterable[int], adds: Iterable
     for body in bodies:
         xid = _next_xid(dp)
         inner = body[:4] + _XID.pack(xid) + body[8:]
-        head = _BUNDLE_ADD.pack(ofp.OFP_VERSION, ofp.OFPT_EXPERIMENTER, _BUNDLE_ADD.size + len(inner), xid,
-                                ofproto_common.ONF_EXPERIMENTER_ID, ofp.ONF_ET_BUNDLE_ADD_MESSAGE,
-                                bundle_id, BUNDLE_FLAGS)
+        head = _BUNDLE_ADD.pack(
+            ofp.OFP_VERSION,
+            ofp.OFPT_EXPERIMENTER,
+            _BUNDLE_ADD.size + len(inner),
+            xid,
+            ofproto_common.ONF_EXPERIMENTER_ID,
+            ofp.ONF_ET_BUNDLE_ADD_MESSAGE,
+            bundle_id,
+            BUNDLE_FLAGS,
+        )
         out.append(head + inner)
     out.append(_ctrl_bytes(dp, bundle_id, ofp.ONF_BCT_COMMIT_REQUEST))
     return out

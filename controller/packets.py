@@ -23,7 +23,6 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import Optional
 
 ETH_IPV4 = 0x0800
 ETH_ARP = 0x0806
@@ -82,7 +81,7 @@ def solicited_node(address: ipaddress.IPv6Address) -> ipaddress.IPv6Address:
 class EthHeader:
     dst: str
     src: str
-    vlan: Optional[int]
+    vlan: int | None
     ethertype: int
 
 
@@ -91,7 +90,7 @@ def mac_str(raw: bytes) -> str:
     return raw.hex(":")
 
 
-def parse_eth(data: bytes) -> Optional[EthHeader]:
+def parse_eth(data: bytes) -> EthHeader | None:
     """Parse the Ethernet (and one 802.1Q) header; None if the frame is too short.
 
     ``vlan`` is the 12-bit VLAN id of an 802.1Q tag (``ethertype`` then is

@@ -54,12 +54,7 @@ def can_reach(src: Vm, dst: Vm) -> bool:
 def expected_matrix(model: Model) -> dict[Pair, bool]:
     """Every ordered pair of distinct VMs with an ip -> whether it should reach."""
     vms = probed_vms(model)
-    return {
-        (src.name, dst.name): can_reach(src, dst)
-        for src in vms
-        for dst in vms
-        if src.name != dst.name
-    }
+    return {(src.name, dst.name): can_reach(src, dst) for src in vms for dst in vms if src.name != dst.name}
 
 
 @dataclass(frozen=True)
@@ -87,26 +82,16 @@ def pending_pairs(
     """The pairs to probe in the next round, in sorted order (see :class:`Schedule`)."""
 
     def positive(pair: Pair) -> bool:
-        return (
-            expected[pair]
-            and pair not in answered
-            and (tries.get(pair, 0) == 0 or now < schedule.deadline)
-        )
+        return expected[pair] and pair not in answered and (tries.get(pair, 0) == 0 or now < schedule.deadline)
 
     def negative(pair: Pair) -> bool:
-        return (
-            not expected[pair]
-            and pair not in answered
-            and tries.get(pair, 0) < schedule.negative_tries
-        )
+        return not expected[pair] and pair not in answered and tries.get(pair, 0) < schedule.negative_tries
 
     positives = tuple(pair for pair in sorted(expected) if positive(pair))
     return positives or tuple(pair for pair in sorted(expected) if negative(pair))
 
 
-def measure(
-    expected: Matrix, probe: Probe, clock: Callable[[], float], schedule: Schedule
-) -> dict[Pair, bool]:
+def measure(expected: Matrix, probe: Probe, clock: Callable[[], float], schedule: Schedule) -> dict[Pair, bool]:
     """Probe in rounds until :func:`pending_pairs` is empty.
 
     Returns:

@@ -105,12 +105,8 @@ def plan_ports(model: Model, prefix: str) -> dict[PortKey, PortPlan]:
     plan: dict[PortKey, PortPlan] = {}
     for switch in model.switches:
         node = switch_node(switch.bridge, prefix)
-        numbers = sorted(
-            {port for name, port in keys if name == switch.name and isinstance(port, int)}
-        )
-        names = sorted(
-            {port for name, port in keys if name == switch.name and isinstance(port, str)}
-        )
+        numbers = sorted({port for name, port in keys if name == switch.name and isinstance(port, int)})
+        names = sorted({port for name, port in keys if name == switch.name and isinstance(port, str)})
         for number in numbers:
             plan[(switch.name, number)] = PortPlan(number, port_intf_name(node, number, prefix))
         start = max(numbers, default=0) + 1
@@ -128,21 +124,15 @@ def plan_errors(model: Model, prefix: str) -> list[str]:
     for switch in model.switches:
         node = switch_node(switch.bridge, prefix)
         if len(node) > IFNAME_MAX:
-            errors.append(
-                f"switches.{switch.name}: bridge name {node!r} is longer than {IFNAME_MAX} characters"
-            )
+            errors.append(f"switches.{switch.name}: bridge name {node!r} is longer than {IFNAME_MAX} characters")
     for vm in model.vms:
         if vm.name in nodes:
-            errors.append(
-                f"vms.{vm.name}: same name as a bridge; Mininet needs distinct node names"
-            )
+            errors.append(f"vms.{vm.name}: same name as a bridge; Mininet needs distinct node names")
     keys = declared_ports(model)
     for key in sorted({k for k in keys if keys.count(k) > 1}, key=str):
         errors.append(f"switches.{key[0]}: port {key[1]!r} is used more than once")
     intfs = [p.intf for p in plan_ports(model, prefix).values()]
-    for intf in sorted(
-        {i for i in intfs if len(i) > IFNAME_MAX or intfs.count(i) > 1 or i in nodes}
-    ):
+    for intf in sorted({i for i in intfs if len(i) > IFNAME_MAX or intfs.count(i) > 1 or i in nodes}):
         errors.append(f"interface name {intf!r} is too long or not unique")
     return errors
 
@@ -258,9 +248,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("file", help="network file (YAML)")
     parser.add_argument("--controller-ip", default="127.0.0.1")
     parser.add_argument("--controller-port", type=int, default=6653)
-    parser.add_argument(
-        "--prefix", default="", help="prepended to every bridge name (unique names for tests)"
-    )
+    parser.add_argument("--prefix", default="", help="prepended to every bridge name (unique names for tests)")
     parser.add_argument(
         "--check",
         action="store_true",
@@ -272,15 +260,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=60.0,
         help="seconds to wait for switches to connect, and again for expected pings (default 60)",
     )
-    parser.add_argument(
-        "--hold", type=float, metavar="SECONDS", help="without --check: sleep, then stop (no CLI)"
-    )
-    parser.add_argument(
-        "--log-level", default="info", choices=("debug", "info", "output", "warning", "error")
-    )
-    parser.add_argument(
-        "--fail-mode", default="secure", choices=("secure", "standalone"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--hold", type=float, metavar="SECONDS", help="without --check: sleep, then stop (no CLI)")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "output", "warning", "error"))
+    parser.add_argument("--fail-mode", default="secure", choices=("secure", "standalone"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 

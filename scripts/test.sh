@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Full check used by CI (.ci/run): set-up, mypy, then the whole pytest suite
+# Full check used by CI (.ci/run): set-up, mypy --strict, ruff, then the whole pytest suite
 # (tests/). Extra arguments are passed to pytest, e.g.
 # `bash scripts/test.sh -k lab -x` or `bash scripts/test.sh tests/ovs`.
 # pytest exit 5 ("no tests collected") counts as a failure.
@@ -16,8 +16,12 @@ cd "$REPO_ROOT"
 
 bash scripts/setup.sh || die "set-up failed"
 
-echo "test.sh: mypy"
+echo "test.sh: mypy --strict (controller, apps)"
 .venv/bin/mypy || die "mypy reported errors"
+
+echo "test.sh: ruff check and ruff format --check"
+.venv/bin/ruff check . || die "ruff check reported problems (ruff check --fix . fixes most)"
+.venv/bin/ruff format --check . || die "files not formatted (run: .venv/bin/ruff format .)"
 
 # No path given: pytest uses testpaths = tests (setup.cfg), i.e. the whole
 # suite; a path among the extra arguments narrows the run.

@@ -45,8 +45,9 @@ def _ovs_unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root (creates OVS bridges and network namespaces)"
     try:
-        proc = subprocess.run(["ovs-vsctl", "--timeout=5", "show"], capture_output=True,
-                              text=True, timeout=10, check=False)
+        proc = subprocess.run(
+            ["ovs-vsctl", "--timeout=5", "show"], capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"ovs-vsctl unusable: {err} (run scripts/setup.sh)"
     if proc.returncode != 0:
@@ -90,8 +91,7 @@ def controller_factory() -> Iterator[Callable[..., ControllerProcess]]:
     """
     started: list[ControllerProcess] = []
 
-    def factory(config: str | Path | None = None, *, wait: bool = True,
-                **kwargs: Any) -> ControllerProcess:
+    def factory(config: str | Path | None = None, *, wait: bool = True, **kwargs: Any) -> ControllerProcess:
         ctl = ControllerProcess(config, **kwargs)
         started.append(ctl)
         return ctl.start(wait=wait)

@@ -6,9 +6,9 @@ Semantics and tables: :mod:`apps.acl.compile`; which list applies where:
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
-from apps.acl.compile import PORT_STAGE, NET_STAGE, ListCompiler, Origin, Stage, base_rules, conntrack_rules
+from apps.acl.compile import NET_STAGE, PORT_STAGE, ListCompiler, Origin, Stage, base_rules, conntrack_rules
 from apps.acl.plan import AclList, AclPlan, plan_of
 from apps.base import AppContext, Segments
 from controller.config.model import Model
@@ -26,9 +26,9 @@ class AclFirewall:
     def __init__(self, ctx: AppContext) -> None:
         self.compiler = ListCompiler()
         self.hits: StatCounter[int] = StatCounter(ctx.metrics.acl_rule_hits)
-        self._plan: Optional[tuple[Model, AclPlan]] = None
-        self._origins: Optional[tuple[Model, Mapping[int, Origin]]] = None
-        self._model: Optional[Model] = None
+        self._plan: tuple[Model, AclPlan] | None = None
+        self._origins: tuple[Model, Mapping[int, Origin]] | None = None
+        self._model: Model | None = None
 
     def plan(self, model: Model) -> AclPlan:
         """The ACL plan of ``model`` (cached for the latest model)."""

@@ -30,19 +30,51 @@ bridges of one OVS host (one datapath, one conntrack table).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
-from typing import Iterable, Mapping, Optional, Union
 
 from apps.acl.plan import AclList, AclPlan
 from controller.config.model import Acl, AclMatch, AclRule, Model
-from controller.flows.pipeline import (ACL_TOP_RULE_PRIORITY, APP_ACL, CT_MARK_SKIP_ACL, MAX_ACL_LIST_RULES,
-                                       METADATA_NET_LIST, METADATA_NET_SHIFT, METADATA_PORT_LIST,
-                                       METADATA_STATEFUL, T_ACL_COMMIT, T_ACL_NET, T_ACL_PORT, T_LB, T_LEARN)
-from controller.packets import (ETH_ARP, ETH_IPV4, ETH_IPV6, ICMPV6_NA, ICMPV6_NS, IP_PROTO_ICMPV6, IP_PROTO_TCP,
-                                IP_PROTO_UDP)
-from controller.flows.rules import (CT_DNAT, CT_EST, CT_INV, CT_RPL, CT_TRK, OFPVID_PRESENT, Ct, MatchValue,
-                              Nat, Rule, ct_state, make_match)
+from controller.flows.pipeline import (
+    ACL_TOP_RULE_PRIORITY,
+    APP_ACL,
+    CT_MARK_SKIP_ACL,
+    MAX_ACL_LIST_RULES,
+    METADATA_NET_LIST,
+    METADATA_NET_SHIFT,
+    METADATA_PORT_LIST,
+    METADATA_STATEFUL,
+    T_ACL_COMMIT,
+    T_ACL_NET,
+    T_ACL_PORT,
+    T_LB,
+    T_LEARN,
+)
+from controller.flows.rules import (
+    CT_DNAT,
+    CT_EST,
+    CT_INV,
+    CT_RPL,
+    CT_TRK,
+    OFPVID_PRESENT,
+    Ct,
+    MatchValue,
+    Nat,
+    Rule,
+    ct_state,
+    make_match,
+)
+from controller.packets import (
+    ETH_ARP,
+    ETH_IPV4,
+    ETH_IPV6,
+    ICMPV6_NA,
+    ICMPV6_NS,
+    IP_PROTO_ICMPV6,
+    IP_PROTO_TCP,
+    IP_PROTO_UDP,
+)
 
 PRIO_CT_TRACK = 65000
 PRIO_CT_STATE = 64900
@@ -56,9 +88,9 @@ ND_ALLOW = "nd-allow"
 ND_TYPES = (ICMPV6_NS, ICMPV6_NA)
 """ICMPv6 neighbour solicitation and advertisement: allowed unless a rule of the list names one."""
 IP_PROTO_DCCP, IP_PROTO_SCTP, IP_PROTO_UDPLITE = 33, 132, 136
-INVALID_IPV6: tuple[dict[str, int], ...] = (
-    tuple({"ip_proto": p} for p in (IP_PROTO_TCP, IP_PROTO_UDP, IP_PROTO_DCCP, IP_PROTO_SCTP, IP_PROTO_UDPLITE))
-    + tuple({"ip_proto": IP_PROTO_ICMPV6, "icmpv6_type": t} for t in (1, 2, 3, 4, 128, 129)))
+INVALID_IPV6: tuple[dict[str, int], ...] = tuple(
+    {"ip_proto": p} for p in (IP_PROTO_TCP, IP_PROTO_UDP, IP_PROTO_DCCP, IP_PROTO_SCTP, IP_PROTO_UDPLITE)
+) + tuple({"ip_proto": IP_PROTO_ICMPV6, "icmpv6_type": t} for t in (1, 2, 3, 4, 128, 129))
 """The IPv6 packets whose ``+inv`` drops: protocols conntrack follows, ICMPv6 errors and echo.
 
 Conntrack cannot track neighbour discovery, MLD or router solicitation and
@@ -83,7 +115,7 @@ Origin = tuple[str, str]
 """(ACL name, rule label) a flow stands for: the rule index, or a pseudo-rule name."""
 
 
-def _cidr(net: Optional[Union[IPv4Network, IPv6Network]]) -> Optional[MatchValue]:
+def _cidr(net: IPv4Network | IPv6Network | None) -> MatchValue | None:
     """An address (a host prefix) or ``(address, mask)``; None for a prefix that matches everything."""
     if net is None or net.prefixlen == 0:
         return None
@@ -92,12 +124,24 @@ def _cidr(net: Optional[Union[IPv4Network, IPv6Network]]) -> Optional[MatchValue
     return (str(net.network_address), str(net.netmask))
 
 
-def acl_match(m: AclMatch) -> dict[str, Optional[MatchValue]]:
+def acl_match(m: AclMatch) -> dict[str, MatchValue | None]:
     """OXM match fields of one ACL rule's ``match`` (prerequisites guaranteed by the loader)."""
-    return dict(eth_type=m.eth_type, eth_src=m.eth_src, eth_dst=m.eth_dst, ip_proto=m.ip_proto,
-                ipv4_src=_cidr(m.ipv4_src), ipv4_dst=_cidr(m.ipv4_dst), tcp_src=m.tcp_src,
-                tcp_dst=m.tcp_dst, udp_src=m.udp_src, udp_dst=m.udp_dst, icmpv4_type=m.icmp_type,
-                ipv6_src=_cidr(m.ipv6_src), ipv6_dst=_cidr(m.ipv6_dst), icmpv6_type=m.icmpv6_type)
+    return dict(
+        eth_type=m.eth_type,
+        eth_src=m.eth_src,
+        eth_dst=m.eth_dst,
+        ip_proto=m.ip_proto,
+        ipv4_src=_cidr(m.ipv4_src),
+        ipv4_dst=_cidr(m.ipv4_dst),
+        tcp_src=m.tcp_src,
+        tcp_dst=m.tcp_dst,
+        udp_src=m.udp_src,
+        udp_dst=m.udp_dst,
+        icmpv4_type=m.icmp_type,
+        ipv6_src=_cidr(m.ipv6_src),
+        ipv6_dst=_cidr(m.ipv6_dst),
+        icmpv6_type=m.icmpv6_type,
+    )
 
 
 def compile_list(stage: Stage, list_id: int, acls: tuple[Acl, ...]) -> tuple[tuple[Rule, Origin], ...]:
@@ -107,22 +151,34 @@ def compile_list(stage: Stage, list_id: int, acls: tuple[Acl, ...]) -> tuple[tup
     """
     entries = [(acl.name, i, rule) for acl in acls for i, rule in enumerate(acl.rules)]
     if len(entries) > MAX_ACL_LIST_RULES:
-        raise ValueError(f"ACL list {[a.name for a in acls]} has {len(entries)} rules; "
-                         f"at most {MAX_ACL_LIST_RULES}")
+        raise ValueError(f"ACL list {[a.name for a in acls]} has {len(entries)} rules; at most {MAX_ACL_LIST_RULES}")
     meta = (list_id << stage.shift, stage.bits)
     label = ",".join(a.name for a in acls)
     out: list[tuple[Rule, Origin]] = []
     if not any(r.match.eth_type == ETH_ARP for _, _, r in entries):
-        out.append((Rule(APP_ACL, stage.table, PRIO_ARP, make_match(metadata=meta, eth_type=ETH_ARP),
-                         goto=stage.allow_to), (label, ARP_ALLOW)))
+        out.append(
+            (
+                Rule(APP_ACL, stage.table, PRIO_ARP, make_match(metadata=meta, eth_type=ETH_ARP), goto=stage.allow_to),
+                (label, ARP_ALLOW),
+            )
+        )
     if not any(r.match.icmpv6_type in ND_TYPES for _, _, r in entries):
-        out += [(Rule(APP_ACL, stage.table, PRIO_ARP,
-                      make_match(metadata=meta, eth_type=ETH_IPV6, ip_proto=IP_PROTO_ICMPV6, icmpv6_type=t),
-                      goto=stage.allow_to), (label, ND_ALLOW)) for t in ND_TYPES]
+        out += [
+            (
+                Rule(
+                    APP_ACL,
+                    stage.table,
+                    PRIO_ARP,
+                    make_match(metadata=meta, eth_type=ETH_IPV6, ip_proto=IP_PROTO_ICMPV6, icmpv6_type=t),
+                    goto=stage.allow_to,
+                ),
+                (label, ND_ALLOW),
+            )
+            for t in ND_TYPES
+        ]
     for k, (name, index, rule) in enumerate(entries):
         out.append((_rule(stage, meta, PRIO_TOP_RULE - k, rule), (name, str(index))))
-    out.append((Rule(APP_ACL, stage.table, PRIO_DEFAULT_DENY, make_match(metadata=meta)),
-                (label, IMPLICIT_DENY)))
+    out.append((Rule(APP_ACL, stage.table, PRIO_DEFAULT_DENY, make_match(metadata=meta)), (label, IMPLICIT_DENY)))
     return tuple(out)
 
 
@@ -135,8 +191,9 @@ def _rule(stage: Stage, meta: tuple[int, int], priority: int, rule: AclRule) -> 
 
 
 def _lists(plan: AclPlan) -> list[tuple[Stage, AclList, int]]:
-    return ([(PORT_STAGE, names, i) for names, i in sorted(plan.port_ids.items())]
-            + [(NET_STAGE, names, i) for names, i in sorted(plan.net_ids.items())])
+    return [(PORT_STAGE, names, i) for names, i in sorted(plan.port_ids.items())] + [
+        (NET_STAGE, names, i) for names, i in sorted(plan.net_ids.items())
+    ]
 
 
 Compiled = tuple[tuple[Rule, Origin], ...]
@@ -181,27 +238,58 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
         return []
     invalid = ct_state(CT_TRK | CT_INV)
     rules = [Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE, make_match(ct_state=invalid, eth_type=ETH_IPV4))]
-    rules += [Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE, make_match(ct_state=invalid, eth_type=ETH_IPV6, **fields))
-              for fields in INVALID_IPV6]
     rules += [
-        Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE,
-             make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_RPL, CT_INV), ct_mark=CT_MARK_SKIP_ACL),
-             goto=T_LEARN),
-        Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE,
-             make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_DNAT, CT_INV | CT_RPL)), goto=T_LB),
+        Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE, make_match(ct_state=invalid, eth_type=ETH_IPV6, **fields))
+        for fields in INVALID_IPV6
+    ]
+    rules += [
+        Rule(
+            APP_ACL,
+            T_ACL_PORT,
+            PRIO_CT_STATE,
+            make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_RPL, CT_INV), ct_mark=CT_MARK_SKIP_ACL),
+            goto=T_LEARN,
+        ),
+        Rule(
+            APP_ACL,
+            T_ACL_PORT,
+            PRIO_CT_STATE,
+            make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_DNAT, CT_INV | CT_RPL)),
+            goto=T_LB,
+        ),
     ]
     for vlan in vlans:
         vid = OFPVID_PRESENT | vlan
         for eth_type in (ETH_IPV4, ETH_IPV6):
-            rules.append(Rule(APP_ACL, T_ACL_PORT, PRIO_CT_TRACK,
-                              make_match(vlan_vid=vid, eth_type=eth_type, ct_state=ct_state(0, CT_TRK)),
-                              (Ct(zone=vlan, recirc_table=T_ACL_PORT, nat=Nat()),)))
-            rules.append(Rule(APP_ACL, T_ACL_COMMIT, PRIO_DEFAULT_DENY,
-                              make_match(vlan_vid=vid, eth_type=eth_type,
-                                         metadata=(METADATA_STATEFUL, METADATA_STATEFUL)),
-                              (Ct(zone=vlan, commit=True, mark=CT_MARK_SKIP_ACL),), goto=T_LEARN))
-            rules.append(Rule(APP_ACL, T_ACL_COMMIT, PRIO_NO_LIST, make_match(vlan_vid=vid, eth_type=eth_type),
-                              (Ct(zone=vlan, commit=True),), goto=T_LEARN))
+            rules.append(
+                Rule(
+                    APP_ACL,
+                    T_ACL_PORT,
+                    PRIO_CT_TRACK,
+                    make_match(vlan_vid=vid, eth_type=eth_type, ct_state=ct_state(0, CT_TRK)),
+                    (Ct(zone=vlan, recirc_table=T_ACL_PORT, nat=Nat()),),
+                )
+            )
+            rules.append(
+                Rule(
+                    APP_ACL,
+                    T_ACL_COMMIT,
+                    PRIO_DEFAULT_DENY,
+                    make_match(vlan_vid=vid, eth_type=eth_type, metadata=(METADATA_STATEFUL, METADATA_STATEFUL)),
+                    (Ct(zone=vlan, commit=True, mark=CT_MARK_SKIP_ACL),),
+                    goto=T_LEARN,
+                )
+            )
+            rules.append(
+                Rule(
+                    APP_ACL,
+                    T_ACL_COMMIT,
+                    PRIO_NO_LIST,
+                    make_match(vlan_vid=vid, eth_type=eth_type),
+                    (Ct(zone=vlan, commit=True),),
+                    goto=T_LEARN,
+                )
+            )
     return rules
 
 

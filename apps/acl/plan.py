@@ -20,12 +20,11 @@ network's list id, bit 63 "a stateful rule allowed this packet". Id 0 means
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Optional
 
 from controller.config.model import Model, Network, Vm
 from controller.flows.pipeline import METADATA_NET_SHIFT
-
 
 AclList = tuple[str, ...]
 
@@ -56,7 +55,7 @@ class AclPlan:
     net_ids: Mapping[AclList, int]
     tracked_vlans: frozenset[int]
 
-    def metadata(self, vm: Optional[Vm], net: Network) -> Optional[int]:
+    def metadata(self, vm: Vm | None, net: Network) -> int | None:
         """The metadata ingress writes for a port of ``net`` (``vm`` if declared).
 
         ``None`` when the port's traffic needs no ACL table at all: no list
@@ -73,9 +72,7 @@ def plan_of(model: Model) -> AclPlan:
     """The :class:`AclPlan` of a validated model."""
     port_lists = {vm.acl_in for vm in model.vms if vm.acl_in}
     net_lists = {net.acl_in for net in model.networks if net.acl_in}
-    stateful = {
-        acl.name for acl in model.acls if any(r.stateful and r.action == "allow" for r in acl.rules)
-    }
+    stateful = {acl.name for acl in model.acls if any(r.stateful and r.action == "allow" for r in acl.rules)}
     tracked = {lb_vlan for lb_vlan in (model.network_by_name[lb.network].vlan for lb in model.load_balancers)}
     for net in model.networks:
         lists = [net.acl_in] + [vm.acl_in for vm in model.vms if vm.network == net.name]

@@ -7,19 +7,18 @@ which source MACs are learned.
 from __future__ import annotations
 
 import logging
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from apps.base import NOTHING, AppContext, FlowRemoved, PacketIn, Reaction, SegKey, Segments, per_switch
 from apps.l2.hosts import HostTable
 from apps.l2.learning import learn_decision
-from apps.l2.rules import (PRIO_HOST, backup_group, host_key, host_rules, port_full_key, port_full_rules,
-                           static_rules)
+from apps.l2.rules import PRIO_HOST, backup_group, host_key, host_rules, port_full_key, port_full_rules, static_rules
 from controller.config.model import Model
 from controller.effects import DumpedFlow
-from controller.packets import parse_eth
 from controller.fabric.view import FabricView, Host
 from controller.flows.pipeline import APP_L2, T_LEARN
 from controller.flows.rules import GroupEntry, Rule
+from controller.packets import parse_eth
 
 LOG = logging.getLogger("vmn.l2")
 
@@ -52,8 +51,9 @@ class L2Switch:
 
     def groups(self, view: FabricView) -> dict[int, frozenset[GroupEntry]]:
         """The backup groups wanted on each switch (whether or not a host uses them yet)."""
-        return {dpid: frozenset(backup_group(k, gid) for k, gid in view.backup_groups(dpid).items())
-                for dpid in view.dpids}
+        return {
+            dpid: frozenset(backup_group(k, gid) for k, gid in view.backup_groups(dpid).items()) for dpid in view.dpids
+        }
 
     def refresh(self, view: FabricView) -> None:
         """Forget hosts whose port went away: down, deleted, its switch disconnected, or no longer
@@ -65,8 +65,14 @@ class L2Switch:
             edge = view.edge_ports(host.dpid).get(host.port)
             if port is None or not port.up or edge is None or edge[0].vlan != host.vlan:
                 self.hosts.remove(*key)
-                LOG.info("host %s forgotten on vlan %d: %016x port %d is %s", host.mac, host.vlan, host.dpid,
-                         host.port, "gone" if port is None else "down" if not port.up else "no longer its edge")
+                LOG.info(
+                    "host %s forgotten on vlan %d: %016x port %d is %s",
+                    host.mac,
+                    host.vlan,
+                    host.dpid,
+                    host.port,
+                    "gone" if port is None else "down" if not port.up else "no longer its edge",
+                )
         self._full = {k for k in self._full if self.hosts.on_port(*k) >= self.model.controller.max_hosts_per_port}
         self._update_host_gauge()
 
@@ -88,7 +94,9 @@ class L2Switch:
         self.metrics.host_events.labels(event=what).inc()
         self._update_host_gauge()
         LOG.info("host %s %s on vlan %d at %016x port %d", host.mac, what, host.vlan, host.dpid, host.port)
-        segments: dict[SegKey, Mapping[int, frozenset[Rule]]] = {host_key(host): host_rules(view, host, self.after_learn)}
+        segments: dict[SegKey, Mapping[int, frozenset[Rule]]] = {
+            host_key(host): host_rules(view, host, self.after_learn)
+        }
         if old is not None:
             segments.update(self._port_cap(old.dpid, old.port))
         segments.update(self._port_cap(host.dpid, host.port))

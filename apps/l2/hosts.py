@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterator, Mapping, Optional
+from collections.abc import Iterator, Mapping
 
 from controller.fabric.view import Host
 
@@ -28,7 +28,7 @@ class HostTable(Mapping[tuple[int, str], Host]):
     def on_port(self, dpid: int, port: int) -> int:
         return self._per_port[(dpid, port)]
 
-    def put(self, host: Host) -> Optional[Host]:
+    def put(self, host: Host) -> Host | None:
         """Insert or move ``host``; return the entry it replaced."""
         old = self.remove(host.vlan, host.mac)
         self._hosts[(host.vlan, host.mac)] = host
@@ -36,7 +36,7 @@ class HostTable(Mapping[tuple[int, str], Host]):
         self._per_vlan[host.vlan] += 1
         return old
 
-    def remove(self, vlan: int, mac: str) -> Optional[Host]:
+    def remove(self, vlan: int, mac: str) -> Host | None:
         old = self._hosts.pop((vlan, mac), None)
         if old is not None:
             self._per_vlan[old.vlan] -= 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 from apps.l2.hosts import HostTable
 from controller.fabric.view import FabricView, Host
@@ -14,12 +14,11 @@ class LearnDecision:
     """What a packet-in means for the host table."""
 
     kind: Literal["new", "move", "known", "ignore"]
-    host: Optional[Host] = None
+    host: Host | None = None
     reason: str = ""
 
 
-def learn_decision(view: FabricView, hosts: HostTable, dpid: int, in_port: int,
-           vlan: int, mac: str) -> LearnDecision:
+def learn_decision(view: FabricView, hosts: HostTable, dpid: int, in_port: int, vlan: int, mac: str) -> LearnDecision:
     """Decide whether a source MAC seen at ``dpid``/``in_port`` on ``vlan`` is learned.
 
     Ignores group (multicast/broadcast) and zero source MACs, frames from

@@ -19,11 +19,21 @@ from __future__ import annotations
 
 from apps.base import SegKey
 from controller.fabric.crossing import to_edges, to_trunks
+from controller.fabric.protection import BackupKey, Hop
 from controller.fabric.view import FabricView, Host
 from controller.flows.pipeline import APP_L2, METER_PACKET_IN, PCP_DETOUR, T_FLOOD, T_FORWARD, T_LEARN
-from controller.fabric.protection import BackupKey, Hop
-from controller.flows.rules import (FLAG_SEND_FLOW_REM, OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT, Group,
-                              GroupEntry, Output, Rule, SetField, make_match)
+from controller.flows.rules import (
+    FLAG_SEND_FLOW_REM,
+    OFPP_CONTROLLER,
+    OFPP_IN_PORT,
+    OFPVID_PRESENT,
+    Group,
+    GroupEntry,
+    Output,
+    Rule,
+    SetField,
+    make_match,
+)
 
 PRIO_HOST = 10
 PRIO_RETURN = 11
@@ -40,11 +50,22 @@ def static_rules(view: FabricView, dpid: int, after_learn: int) -> list[Rule]:
     ``after_learn`` is the table after ``learn`` in the pipeline (``forward``
     unless an app inserted one between them).
     """
-    rules = [Rule(APP_L2, T_LEARN, 0, (), (Output(OFPP_CONTROLLER, PACKET_IN_MAX_LEN),),
-                  goto=after_learn, meter=METER_PACKET_IN),
-             Rule(APP_L2, T_FORWARD, 0, goto=T_FLOOD)]
-    rules += [Rule(APP_L2, T_LEARN, PRIO_TRUNK, make_match(in_port=p), goto=after_learn)
-              for p in sorted(view.trunk_ports(dpid))]
+    rules = [
+        Rule(
+            APP_L2,
+            T_LEARN,
+            0,
+            (),
+            (Output(OFPP_CONTROLLER, PACKET_IN_MAX_LEN),),
+            goto=after_learn,
+            meter=METER_PACKET_IN,
+        ),
+        Rule(APP_L2, T_FORWARD, 0, goto=T_FLOOD),
+    ]
+    rules += [
+        Rule(APP_L2, T_LEARN, PRIO_TRUNK, make_match(in_port=p), goto=after_learn)
+        for p in sorted(view.trunk_ports(dpid))
+    ]
     return rules
 
 
@@ -59,11 +80,20 @@ def host_rules(view: FabricView, host: Host, after_learn: int) -> dict[int, froz
     out: dict[int, frozenset[Rule]] = {}
     if host.dpid not in view.ports:
         return out
-    out[host.dpid] = frozenset({
-        Rule(APP_L2, T_LEARN, PRIO_HOST, make_match(in_port=host.port, vlan_vid=vid, eth_src=host.mac),
-             goto=after_learn, idle_timeout=timeout, flags=FLAG_SEND_FLOW_REM),
-        Rule(APP_L2, T_FORWARD, PRIO_HOST, make_match(vlan_vid=vid, eth_dst=host.mac), to_edges([host.port])),
-    })
+    out[host.dpid] = frozenset(
+        {
+            Rule(
+                APP_L2,
+                T_LEARN,
+                PRIO_HOST,
+                make_match(in_port=host.port, vlan_vid=vid, eth_src=host.mac),
+                goto=after_learn,
+                idle_timeout=timeout,
+                flags=FLAG_SEND_FLOW_REM,
+            ),
+            Rule(APP_L2, T_FORWARD, PRIO_HOST, make_match(vlan_vid=vid, eth_dst=host.mac), to_edges([host.port])),
+        }
+    )
     for dpid, hop in sorted(view.routes(host.vlan, host.dpid).items()):
         if dpid != host.dpid:
             out[dpid] = frozenset(forward_rules(view, dpid, hop, vid, host.mac))
@@ -87,16 +117,36 @@ def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str) -> 
     if hop.alt is None:
         return [Rule(APP_L2, T_FORWARD, PRIO_HOST, match, to_trunks([hop.port]))]
     groups = view.backup_groups(dpid)
-    rules = [Rule(APP_L2, T_FORWARD, PRIO_HOST, match, (Group(groups[("ff", hop.port, hop.alt)]),)),
-             Rule(APP_L2, T_FORWARD, PRIO_MARKED, make_match(vlan_vid=vid, eth_dst=mac, vlan_pcp=PCP_DETOUR),
-                  to_trunks([hop.port]))]
+    rules = [
+        Rule(APP_L2, T_FORWARD, PRIO_HOST, match, (Group(groups[("ff", hop.port, hop.alt)]),)),
+        Rule(
+            APP_L2,
+            T_FORWARD,
+            PRIO_MARKED,
+            make_match(vlan_vid=vid, eth_dst=mac, vlan_pcp=PCP_DETOUR),
+            to_trunks([hop.port]),
+        ),
+    ]
     if hop.bounce:
-        rules.append(Rule(APP_L2, T_FORWARD, PRIO_BOUNCE,
-                          make_match(in_port=hop.port, vlan_vid=vid, eth_dst=mac, vlan_pcp=PCP_DETOUR),
-                          to_trunks([hop.alt])))
+        rules.append(
+            Rule(
+                APP_L2,
+                T_FORWARD,
+                PRIO_BOUNCE,
+                make_match(in_port=hop.port, vlan_vid=vid, eth_dst=mac, vlan_pcp=PCP_DETOUR),
+                to_trunks([hop.alt]),
+            )
+        )
     if hop.uturn:
-        rules.append(Rule(APP_L2, T_FORWARD, PRIO_RETURN, make_match(in_port=hop.alt, vlan_vid=vid, eth_dst=mac),
-                          (Group(groups[("back", hop.port, hop.alt)]),)))
+        rules.append(
+            Rule(
+                APP_L2,
+                T_FORWARD,
+                PRIO_RETURN,
+                make_match(in_port=hop.alt, vlan_vid=vid, eth_dst=mac),
+                (Group(groups[("back", hop.port, hop.alt)]),),
+            )
+        )
     return rules
 
 
@@ -104,8 +154,12 @@ def backup_group(key: BackupKey, group_id: int) -> GroupEntry:
     """The fast-failover group of ``key``: the primary port while it is live, else the backup, marked."""
     kind, primary, backup = key
     fallback = Output(OFPP_IN_PORT) if kind == "back" else Output(backup)
-    return GroupEntry(APP_L2, group_id, "ff", ((0, primary, (Output(primary),)),
-                                               (0, backup, (SetField("vlan_pcp", PCP_DETOUR), fallback))))
+    return GroupEntry(
+        APP_L2,
+        group_id,
+        "ff",
+        ((0, primary, (Output(primary),)), (0, backup, (SetField("vlan_pcp", PCP_DETOUR), fallback))),
+    )
 
 
 def port_full_key(dpid: int, port: int) -> SegKey:
@@ -121,5 +175,4 @@ def port_full_rules(dpid: int, port: int, after_learn: int) -> dict[int, frozens
     learned there keep being forwarded to; their learn rules idle out, and
     learning resumes once the port is below its cap again.
     """
-    return {dpid: frozenset({Rule(APP_L2, T_LEARN, PRIO_PORT_FULL, make_match(in_port=port),
-                                  goto=after_learn)})}
+    return {dpid: frozenset({Rule(APP_L2, T_LEARN, PRIO_PORT_FULL, make_match(in_port=port), goto=after_learn)})}

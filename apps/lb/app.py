@@ -8,7 +8,7 @@ state machine) driven by :mod:`apps.lb.runtime`; probe frames:
 from __future__ import annotations
 
 import ipaddress
-from typing import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from apps.base import AppContext, PacketIn, Reaction, Segments
 from apps.lb.rules import bucket_backends, lb_group, lb_rules
@@ -52,8 +52,10 @@ class LoadBalancerApp:
 
     def groups(self, view: FabricView) -> dict[int, frozenset[GroupEntry]]:
         """The select group of each balancer on each switch of its network."""
-        return {dpid: frozenset(lb_group(lb, vlan, self.runtime) for lb, vlan in self._members(view, dpid))
-                for dpid in view.dpids}
+        return {
+            dpid: frozenset(lb_group(lb, vlan, self.runtime) for lb, vlan in self._members(view, dpid))
+            for dpid in view.dpids
+        }
 
     def refresh(self, view: FabricView) -> None:
         """Locate backends whose VM declares a MAC (they move only with ports or the model)."""
@@ -69,8 +71,7 @@ class LoadBalancerApp:
         """A trapped health-probe reply, or an ARP reply to a VIP."""
         return _reaction(self.runtime.packet_in(now, event.dpid, event.in_port, event.data))
 
-    def group_stats(self, dpid: int, groups: Mapping[int, GroupEntry],
-                    buckets: Mapping[int, Sequence[int]]) -> None:
+    def group_stats(self, dpid: int, groups: Mapping[int, GroupEntry], buckets: Mapping[int, Sequence[int]]) -> None:
         """Bucket counts -> ``vmn_lb_backend_connections_total`` (each new connection meets its group once)."""
         counts = bucket_backends(self.runtime.model.load_balancers, groups, buckets)
         self.connections.update(dpid, counts, {key: key for key in counts})

@@ -36,8 +36,9 @@ hashed from (lb, backend) and a per-backend counter (see
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Literal
 
 from apps.lb import probe as lbprobe
 from apps.lb.probe import ProbeReply
@@ -96,10 +97,10 @@ class ProbeRequest:
     def frame(self, backend_mac: str) -> bytes:
         """The untagged probe frame addressed to ``backend_mac``; raises ValueError on a bad MAC."""
         if self.kind == "icmp":
-            return lbprobe.build_icmp_echo(self.vip_mac, backend_mac, self.vip, self.backend,
-                                           self.ident, self.seq)
-        return lbprobe.build_tcp_syn(self.vip_mac, backend_mac, self.vip, self.backend,
-                                     self.src_port, self.port, self.seq)
+            return lbprobe.build_icmp_echo(self.vip_mac, backend_mac, self.vip, self.backend, self.ident, self.seq)
+        return lbprobe.build_tcp_syn(
+            self.vip_mac, backend_mac, self.vip, self.backend, self.src_port, self.port, self.seq
+        )
 
     @property
     def key(self) -> _ProbeKey:
@@ -132,9 +133,9 @@ class CheckResult:
     passed: bool
     detail: str
     """``syn-ack``, ``rst``, ``echo-reply`` or ``timeout`` (an answer after the deadline)."""
-    latency: Optional[float] = None
-    transition: Optional[Transition] = None
-    reset: Optional[bytes] = None
+    latency: float | None = None
+    transition: Transition | None = None
+    reset: bytes | None = None
 
 
 @dataclass
@@ -146,8 +147,8 @@ class _Slot:
     health: BackendHealth
     next_due: float
     counter: int = 0
-    last_sent: Optional[float] = None
-    probe: Optional[ProbeRequest] = None
+    last_sent: float | None = None
+    probe: ProbeRequest | None = None
 
 
 class HealthChecker:
@@ -158,8 +159,7 @@ class HealthChecker:
     empty or outside 1-65535.
     """
 
-    def __init__(self, lbs: Sequence[LoadBalancer], clock_start: float,
-                 ports: range = lbprobe.DEFAULT_PORTS) -> None:
+    def __init__(self, lbs: Sequence[LoadBalancer], clock_start: float, ports: range = lbprobe.DEFAULT_PORTS) -> None:
         if not ports or min(ports) < 1 or max(ports) > 65535:
             raise ValueError(f"probe ports must be a non-empty range within 1-65535, got {ports}")
         self.ports = ports
@@ -214,17 +214,24 @@ class HealthChecker:
                     out.append(probe)
         return out
 
-    def _new_probe(self, slot: _Slot, now: float) -> Optional[ProbeRequest]:
+    def _new_probe(self, slot: _Slot, now: float) -> ProbeRequest | None:
         lb, check = slot.lb, slot.lb.health_check
         tcp = check.type == "tcp"
         for counter in range(slot.counter, slot.counter + len(self.ports)):
             probe = ProbeRequest(
-                lb.name, lb.network, slot.ip, check.type, lb.vip, lbprobe.vip_mac(str(lb.vip)),
+                lb.name,
+                lb.network,
+                slot.ip,
+                check.type,
+                lb.vip,
+                lbprobe.vip_mac(str(lb.vip)),
                 port=lb.port if tcp else 0,
                 src_port=lbprobe.probe_port(lb.name, slot.ip, counter, self.ports) if tcp else 0,
                 ident=0 if tcp else lbprobe.probe_ident(lb.name, slot.ip),
                 seq=lbprobe.probe_isn(lb.name, slot.ip, counter) if tcp else counter & 0xFFFF,
-                sent=now, deadline=now + check.timeout)
+                sent=now,
+                deadline=now + check.timeout,
+            )
             if probe.key not in self._outstanding:
                 slot.counter, slot.last_sent, slot.probe = counter + 1, now, probe
                 slot.next_due = now + check.interval
@@ -255,7 +262,7 @@ class HealthChecker:
                     out.append(transition)
         return out
 
-    def reply(self, now: float, reply: ProbeReply) -> Optional[CheckResult]:
+    def reply(self, now: float, reply: ProbeReply) -> CheckResult | None:
         """Count ``reply`` against the probe it answers; None if it answers no outstanding probe."""
         self._now = max(self._now, now)
         slot = self._match(reply)
@@ -266,12 +273,17 @@ class HealthChecker:
         in_time = now < probe.deadline
         passed = in_time and reply.kind != "rst"
         detail = reply.kind if in_time else "timeout"
-        return CheckResult(probe.lb, probe.backend, passed, detail,
-                           latency=now - probe.sent if passed else None,
-                           transition=self._record(slot, passed, detail),
-                           reset=lbprobe.reset_for(reply))
+        return CheckResult(
+            probe.lb,
+            probe.backend,
+            passed,
+            detail,
+            latency=now - probe.sent if passed else None,
+            transition=self._record(slot, passed, detail),
+            reset=lbprobe.reset_for(reply),
+        )
 
-    def _match(self, reply: ProbeReply) -> Optional[_Slot]:
+    def _match(self, reply: ProbeReply) -> _Slot | None:
         if reply.kind in ("syn-ack", "rst"):
             key: _ProbeKey = ("tcp", reply.dst_ip, reply.src_ip, reply.src_port, reply.dst_port)
         elif reply.kind == "echo-reply":
@@ -292,7 +304,7 @@ class HealthChecker:
             slot.probe = None
 
     @staticmethod
-    def _record(slot: _Slot, passed: bool, detail: str) -> Optional[Transition]:
+    def _record(slot: _Slot, passed: bool, detail: str) -> Transition | None:
         check, before = slot.lb.health_check, slot.health
         slot.health = before.record(passed, check.fall, check.rise)
         if slot.health.up == before.up:
@@ -308,14 +320,14 @@ class HealthChecker:
         """The backend ips of ``lb_name`` that may receive new connections; KeyError if unknown."""
         if lb_name not in self._lbs:
             raise KeyError(lb_name)
-        return frozenset(ip for (name, ip), slot in self._slots.items()
-                         if name == lb_name and slot.health.up)
+        return frozenset(ip for (name, ip), slot in self._slots.items() if name == lb_name and slot.health.up)
 
     def health(self) -> dict[tuple[str, Ip], BackendHealth]:
         """Every backend's health, keyed and ordered by (lb name, backend ip)."""
         return {key: slot.health for key, slot in self._slots.items()}
 
-    def next_wakeup(self) -> Optional[float]:
+    def next_wakeup(self) -> float | None:
         """The earliest time :meth:`due` or :meth:`expire` has work; None without backends."""
-        return min((s.probe.deadline if s.probe is not None else s.next_due
-                    for s in self._slots.values()), default=None)
+        return min(
+            (s.probe.deadline if s.probe is not None else s.next_due for s in self._slots.values()), default=None
+        )

@@ -37,13 +37,13 @@ import hashlib
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Optional, Protocol, Union, cast
+from typing import Literal, NamedTuple, Protocol, cast
 
 from os_ken.lib.packet import arp, ethernet, icmp, ipv4, packet, tcp, vlan
 
 from controller.packets import ETH_VLAN, mac_str
 
-IPv4Like = Union[ipaddress.IPv4Address, str]
+IPv4Like = ipaddress.IPv4Address | str
 ReplyKind = Literal["syn-ack", "rst", "echo-reply", "arp-reply"]
 
 ETH_IPV4, ETH_ARP = 0x0800, 0x0806
@@ -83,7 +83,7 @@ class ProbeReply:
     dst_mac: str
     src_ip: ipaddress.IPv4Address
     dst_ip: ipaddress.IPv4Address
-    vlan: Optional[int] = None
+    vlan: int | None = None
     src_port: int = 0
     dst_port: int = 0
     ack: int = 0
@@ -96,7 +96,7 @@ class _Addresses(NamedTuple):
     dst_mac: str
     src_ip: ipaddress.IPv4Address
     dst_ip: ipaddress.IPv4Address
-    vlan: Optional[int]
+    vlan: int | None
 
 
 # -- the attributes of os-ken's (untyped) decoded layers that this module reads --
@@ -158,7 +158,7 @@ class _Link(NamedTuple):
 
     src_mac: str
     dst_mac: str
-    vlan: Optional[int]
+    vlan: int | None
     ethertype: int  # of the payload, after the tag if any
 
 
@@ -239,31 +239,39 @@ def _ipv4(src_ip: IPv4Like, dst_ip: IPv4Like, proto: int) -> object:
     return ipv4.ipv4(flags=_IP_DF, ttl=_TTL, proto=proto, src=_ip(src_ip), dst=_ip(dst_ip))
 
 
-def _tcp_frame(src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Like,
-               ports: tuple[int, int], seq: int, bits: int, window: int) -> bytes:
+def _tcp_frame(
+    src_mac: str,
+    dst_mac: str,
+    src_ip: IPv4Like,
+    dst_ip: IPv4Like,
+    ports: tuple[int, int],
+    seq: int,
+    bits: int,
+    window: int,
+) -> bytes:
     """A frame carrying a TCP segment without options or payload (ACK number 0).
 
     os-ken computes the data offset and the checksum (over the RFC 793
     pseudo-header). ``seq`` is taken modulo 2**32.
     """
-    segment = tcp.tcp(src_port=ports[0], dst_port=ports[1], seq=seq & 0xFFFFFFFF, ack=0,
-                      bits=bits, window_size=window)
+    segment = tcp.tcp(src_port=ports[0], dst_port=ports[1], seq=seq & 0xFFFFFFFF, ack=0, bits=bits, window_size=window)
     return _serialise(dst_mac, src_mac, ETH_IPV4, _ipv4(src_ip, dst_ip, PROTO_TCP), segment)
 
 
-def build_tcp_syn(src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Like,
-                  src_port: int, dst_port: int, seq: int) -> bytes:
+def build_tcp_syn(
+    src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Like, src_port: int, dst_port: int, seq: int
+) -> bytes:
     """A TCP SYN (no options) from ``src_ip:src_port`` to ``dst_ip:dst_port`` with ISN ``seq``.
 
     Raises ValueError for a malformed MAC or IP and struct.error for a port
     outside 0-65535.
     """
-    return _tcp_frame(src_mac, dst_mac, src_ip, dst_ip, (src_port, dst_port), seq, TCP_SYN,
-                      _WINDOW)
+    return _tcp_frame(src_mac, dst_mac, src_ip, dst_ip, (src_port, dst_port), seq, TCP_SYN, _WINDOW)
 
 
-def build_tcp_rst(src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Like,
-                  src_port: int, dst_port: int, seq: int) -> bytes:
+def build_tcp_rst(
+    src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Like, src_port: int, dst_port: int, seq: int
+) -> bytes:
     """A bare TCP RST with sequence number ``seq`` (a SYN-ACK's ack number).
 
     Raises as :func:`build_tcp_syn`.
@@ -271,7 +279,7 @@ def build_tcp_rst(src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Like
     return _tcp_frame(src_mac, dst_mac, src_ip, dst_ip, (src_port, dst_port), seq, TCP_RST, 0)
 
 
-def reset_for(reply: ProbeReply) -> Optional[bytes]:
+def reset_for(reply: ProbeReply) -> bytes | None:
     """The RST that closes the half-open connection a ``syn-ack`` answers; None for other kinds.
 
     It goes back the way the SYN-ACK came: from its destination (the VIP) to
@@ -279,12 +287,12 @@ def reset_for(reply: ProbeReply) -> Optional[bytes]:
     """
     if reply.kind != "syn-ack":
         return None
-    return build_tcp_rst(reply.dst_mac, reply.src_mac, reply.dst_ip, reply.src_ip,
-                         reply.dst_port, reply.src_port, reply.ack)
+    return build_tcp_rst(
+        reply.dst_mac, reply.src_mac, reply.dst_ip, reply.src_ip, reply.dst_port, reply.src_port, reply.ack
+    )
 
 
-def build_icmp_echo(src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Like,
-                    ident: int, seq: int) -> bytes:
+def build_icmp_echo(src_mac: str, dst_mac: str, src_ip: IPv4Like, dst_ip: IPv4Like, ident: int, seq: int) -> bytes:
     """An ICMP echo request with identifier ``ident`` and sequence ``seq`` (both 16-bit).
 
     The payload is ``b"vmn-probe"``. Raises ValueError for a malformed MAC or
@@ -299,8 +307,9 @@ def build_arp_request(src_mac: str, src_ip: IPv4Like, target_ip: IPv4Like) -> by
 
     Raises ValueError for a malformed MAC or IP.
     """
-    request = arp.arp(_ARP_HTYPE_ETHERNET, ETH_IPV4, 6, 4, _ARP_REQUEST, _mac(src_mac),
-                      _ip(src_ip), _NO_MAC, _ip(target_ip))
+    request = arp.arp(
+        _ARP_HTYPE_ETHERNET, ETH_IPV4, 6, 4, _ARP_REQUEST, _mac(src_mac), _ip(src_ip), _NO_MAC, _ip(target_ip)
+    )
     return _serialise(BROADCAST, src_mac, ETH_ARP, request)
 
 
@@ -308,8 +317,7 @@ def build_arp_request(src_mac: str, src_ip: IPv4Like, target_ip: IPv4Like) -> by
 class _LayerParser(Protocol):
     """An os-ken protocol class: ``parser(buf)`` gives ``(layer, next class, rest of buf)``."""
 
-    def parser(self, buf: bytes) -> tuple[object, object, bytes]:
-        ...
+    def parser(self, buf: bytes) -> tuple[object, object, bytes]: ...
 
 
 def _decode(kind: _LayerParser, buf: bytes) -> object:
@@ -326,7 +334,7 @@ def _decode(kind: _LayerParser, buf: bytes) -> object:
         return None
 
 
-def _link(data: bytes) -> Optional[tuple[_Link, bytes]]:
+def _link(data: bytes) -> tuple[_Link, bytes] | None:
     """The Ethernet header and at most one 802.1Q tag of ``data``, and the bytes after them."""
     eth = _decode(ethernet.ethernet, data)
     if eth is None:
@@ -338,10 +346,10 @@ def _link(data: bytes) -> Optional[tuple[_Link, bytes]]:
     if tag is None:
         return None
     vid, ethertype = cast(_VlanLayer, tag).vid, cast(_VlanLayer, tag).ethertype
-    return _Link(header.src, header.dst, vid, ethertype), data[_ETH_HEADER + _VLAN_TAG:]
+    return _Link(header.src, header.dst, vid, ethertype), data[_ETH_HEADER + _VLAN_TAG :]
 
 
-def parse_probe_reply(data: bytes) -> Optional[ProbeReply]:
+def parse_probe_reply(data: bytes) -> ProbeReply | None:
     """The probe answer ``data`` carries, or None for anything else.
 
     Recognises a TCP SYN-ACK, a TCP RST (with or without ACK), an ICMP echo
@@ -360,7 +368,7 @@ def parse_probe_reply(data: bytes) -> Optional[ProbeReply]:
     return None
 
 
-def _parse_ipv4(packet_bytes: bytes, link: _Link) -> Optional[ProbeReply]:
+def _parse_ipv4(packet_bytes: bytes, link: _Link) -> ProbeReply | None:
     """A TCP or ICMP answer in the IPv4 datagram at the start of ``packet_bytes`` (RFC 791).
 
     os-ken decodes a datagram whose total length runs past the frame, a
@@ -376,9 +384,10 @@ def _parse_ipv4(packet_bytes: bytes, link: _Link) -> Optional[ProbeReply]:
         return None
     if ip.flags & _IP_MF or ip.offset:  # a fragment, not a whole answer
         return None
-    addresses = _Addresses(link.src_mac, link.dst_mac, ipaddress.IPv4Address(ip.src),
-                           ipaddress.IPv4Address(ip.dst), link.vlan)
-    l4 = packet_bytes[header:ip.total_length]
+    addresses = _Addresses(
+        link.src_mac, link.dst_mac, ipaddress.IPv4Address(ip.src), ipaddress.IPv4Address(ip.dst), link.vlan
+    )
+    l4 = packet_bytes[header : ip.total_length]
     if ip.proto == PROTO_TCP:
         return _parse_tcp(l4, addresses)
     if ip.proto == PROTO_ICMP:
@@ -386,7 +395,7 @@ def _parse_ipv4(packet_bytes: bytes, link: _Link) -> Optional[ProbeReply]:
     return None
 
 
-def _parse_tcp(segment: bytes, addresses: _Addresses) -> Optional[ProbeReply]:
+def _parse_tcp(segment: bytes, addresses: _Addresses) -> ProbeReply | None:
     """A ``syn-ack`` or ``rst`` from the TCP ``segment`` (RFC 793 flags); options are not read.
 
     os-ken sees only the 20 fixed header bytes: its option parser loops
@@ -405,11 +414,12 @@ def _parse_tcp(segment: bytes, addresses: _Addresses) -> Optional[ProbeReply]:
         kind = "syn-ack"
     else:
         return None
-    return ProbeReply(kind, *addresses, src_port=header.src_port, dst_port=header.dst_port,
-                      ack=header.ack if flags & TCP_ACK else 0)
+    return ProbeReply(
+        kind, *addresses, src_port=header.src_port, dst_port=header.dst_port, ack=header.ack if flags & TCP_ACK else 0
+    )
 
 
-def _parse_icmp(message: bytes, addresses: _Addresses) -> Optional[ProbeReply]:
+def _parse_icmp(message: bytes, addresses: _Addresses) -> ProbeReply | None:
     """An ``echo-reply`` (RFC 792 type 0, code 0) with its identifier and sequence number."""
     layer = _decode(icmp.icmp, message)
     if layer is None:
@@ -423,7 +433,7 @@ def _parse_icmp(message: bytes, addresses: _Addresses) -> Optional[ProbeReply]:
     return ProbeReply("echo-reply", *addresses, ident=echo.id, seq=echo.seq)
 
 
-def _parse_arp(body: bytes, vlan_id: Optional[int]) -> Optional[ProbeReply]:
+def _parse_arp(body: bytes, vlan_id: int | None) -> ProbeReply | None:
     """An ``arp-reply`` (RFC 826, Ethernet/IPv4, op 2) naming its sender and target."""
     layer = _decode(arp.arp, body)
     if layer is None:
@@ -432,6 +442,11 @@ def _parse_arp(body: bytes, vlan_id: Optional[int]) -> Optional[ProbeReply]:
     shape = (message.hwtype, message.proto, message.hlen, message.plen, message.opcode)
     if shape != (_ARP_HTYPE_ETHERNET, ETH_IPV4, 6, 4, _ARP_REPLY):
         return None  # os-ken reads 6- and 4-byte addresses whatever hlen/plen say
-    return ProbeReply("arp-reply", message.src_mac, message.dst_mac,
-                      ipaddress.IPv4Address(message.src_ip),
-                      ipaddress.IPv4Address(message.dst_ip), vlan_id)
+    return ProbeReply(
+        "arp-reply",
+        message.src_mac,
+        message.dst_mac,
+        ipaddress.IPv4Address(message.src_ip),
+        ipaddress.IPv4Address(message.dst_ip),
+        vlan_id,
+    )

@@ -25,17 +25,42 @@ Health and backend locations come from :class:`controller.lbruntime.LbRuntime`.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from apps.lb.probe import vip_mac
 from apps.lb.runtime import PROBE_PORT_BASE, PROBE_PORT_MASK, LbRuntime, Location
 from controller.config.model import LoadBalancer
-from controller.flows.pipeline import (APP_LB, CT_MARK_SKIP_ACL, CT_ZONE_HAIRPIN, METER_PACKET_IN, T_ACL_PORT, T_LB,
-                                       T_LEARN)
+from controller.flows.pipeline import (
+    APP_LB,
+    CT_MARK_SKIP_ACL,
+    CT_ZONE_HAIRPIN,
+    METER_PACKET_IN,
+    T_ACL_PORT,
+    T_LB,
+    T_LEARN,
+)
+from controller.flows.rules import (
+    CT_DNAT,
+    CT_EST,
+    CT_NEW,
+    CT_RPL,
+    CT_TRK,
+    OFPP_CONTROLLER,
+    OFPP_IN_PORT,
+    OFPVID_PRESENT,
+    Ct,
+    Group,
+    GroupEntry,
+    Move,
+    Nat,
+    Output,
+    PopVlan,
+    Rule,
+    SetField,
+    ct_state,
+    make_match,
+)
 from controller.packets import ETH_ARP, ETH_IPV4, IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP
-from controller.flows.rules import (CT_DNAT, CT_EST, CT_NEW, CT_RPL, CT_TRK, OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT,
-                              Ct, Group, GroupEntry, Move, Nat, Output, PopVlan, Rule, SetField, ct_state,
-                              make_match)
 
 PRIO_HAIRPIN_UNSNAT = 65150
 PRIO_TRAP = 65100
@@ -60,11 +85,23 @@ def group_id(lb: LoadBalancer) -> int:
 def arp_responder(vlan: int, vip: str) -> Rule:
     """Turn an ARP request for ``vip`` into the reply and send it back where it came from."""
     mac = vip_mac(vip)
-    return Rule(APP_LB, T_LB, PRIO_ARP,
-                make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_ARP, arp_op=1, arp_tpa=vip),
-                (Move("eth_src", "eth_dst"), SetField("eth_src", mac), SetField("arp_op", 2),
-                 Move("arp_sha", "arp_tha"), SetField("arp_sha", mac), Move("arp_spa", "arp_tpa"),
-                 SetField("arp_spa", vip), PopVlan(), Output(OFPP_IN_PORT)))
+    return Rule(
+        APP_LB,
+        T_LB,
+        PRIO_ARP,
+        make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_ARP, arp_op=1, arp_tpa=vip),
+        (
+            Move("eth_src", "eth_dst"),
+            SetField("eth_src", mac),
+            SetField("arp_op", 2),
+            Move("arp_sha", "arp_tha"),
+            SetField("arp_sha", mac),
+            Move("arp_spa", "arp_tpa"),
+            SetField("arp_spa", vip),
+            PopVlan(),
+            Output(OFPP_IN_PORT),
+        ),
+    )
 
 
 def probe_traps(vlan: int, vip: str) -> list[Rule]:
@@ -72,8 +109,13 @@ def probe_traps(vlan: int, vip: str) -> list[Rule]:
     vid = OFPVID_PRESENT | vlan
     to_ctl = (Output(OFPP_CONTROLLER, TRAP_LEN),)
     matches = [
-        make_match(vlan_vid=vid, eth_type=ETH_IPV4, ip_proto=IP_PROTO_TCP, ipv4_dst=vip,
-                   tcp_dst=(PROBE_PORT_BASE, PROBE_PORT_MASK)),
+        make_match(
+            vlan_vid=vid,
+            eth_type=ETH_IPV4,
+            ip_proto=IP_PROTO_TCP,
+            ipv4_dst=vip,
+            tcp_dst=(PROBE_PORT_BASE, PROBE_PORT_MASK),
+        ),
         make_match(vlan_vid=vid, eth_type=ETH_IPV4, ip_proto=IP_PROTO_ICMP, ipv4_dst=vip, icmpv4_type=0),
         make_match(vlan_vid=vid, eth_type=ETH_ARP, arp_op=2, arp_tpa=vip),
     ]
@@ -96,20 +138,46 @@ def hairpin_rules(lb: LoadBalancer, vlan: int, backend: str, where: Location) ->
     zone = CT_ZONE_HAIRPIN + vlan
     here = dict(in_port=where.port, vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4)
     back = (SetField("eth_src", vip_mac(vip)), SetField("eth_dst", where.mac), PopVlan(), Output(OFPP_IN_PORT))
-    reply = make_match(**here, ip_proto=PROTOS[lb.protocol], ipv4_src=backend, ipv4_dst=vip,
-                       ct_state=ct_state(0, CT_TRK), **{f"{lb.protocol}_src": lb.port})
+    reply = make_match(
+        **here,
+        ip_proto=PROTOS[lb.protocol],
+        ipv4_src=backend,
+        ipv4_dst=vip,
+        ct_state=ct_state(0, CT_TRK),
+        **{f"{lb.protocol}_src": lb.port},
+    )
     return [
         Rule(APP_LB, T_ACL_PORT, PRIO_HAIRPIN_UNSNAT, reply, (Ct(zone=zone, recirc_table=T_ACL_PORT, nat=Nat()),)),
-        Rule(APP_LB, T_ACL_PORT, PRIO_HAIRPIN, make_match(**here, ct_zone=zone, ct_state=ct_state(CT_TRK)),
-             (Ct(zone=vlan, recirc_table=T_ACL_PORT, nat=Nat()),)),
-        Rule(APP_LB, T_ACL_PORT, PRIO_HAIRPIN,
-             make_match(**here, ipv4_src=vip, ipv4_dst=backend, ct_zone=vlan,
-                        ct_state=ct_state(CT_TRK | CT_EST | CT_RPL)), back),
-        Rule(APP_LB, T_LB, PRIO_HAIRPIN_SNAT,
-             make_match(**here, ipv4_src=backend, ipv4_dst=backend, ct_state=ct_state(CT_TRK | CT_DNAT, CT_RPL)),
-             (Ct(zone=zone, commit=True, recirc_table=T_LB, nat=Nat(src=vip)),)),
-        Rule(APP_LB, T_LB, PRIO_HAIRPIN_OUT,
-             make_match(**here, ipv4_src=vip, ipv4_dst=backend, ct_zone=zone, ct_state=ct_state(CT_TRK)), back),
+        Rule(
+            APP_LB,
+            T_ACL_PORT,
+            PRIO_HAIRPIN,
+            make_match(**here, ct_zone=zone, ct_state=ct_state(CT_TRK)),
+            (Ct(zone=vlan, recirc_table=T_ACL_PORT, nat=Nat()),),
+        ),
+        Rule(
+            APP_LB,
+            T_ACL_PORT,
+            PRIO_HAIRPIN,
+            make_match(
+                **here, ipv4_src=vip, ipv4_dst=backend, ct_zone=vlan, ct_state=ct_state(CT_TRK | CT_EST | CT_RPL)
+            ),
+            back,
+        ),
+        Rule(
+            APP_LB,
+            T_LB,
+            PRIO_HAIRPIN_SNAT,
+            make_match(**here, ipv4_src=backend, ipv4_dst=backend, ct_state=ct_state(CT_TRK | CT_DNAT, CT_RPL)),
+            (Ct(zone=zone, commit=True, recirc_table=T_LB, nat=Nat(src=vip)),),
+        ),
+        Rule(
+            APP_LB,
+            T_LB,
+            PRIO_HAIRPIN_OUT,
+            make_match(**here, ipv4_src=vip, ipv4_dst=backend, ct_zone=zone, ct_state=ct_state(CT_TRK)),
+            back,
+        ),
     ]
 
 
@@ -117,19 +185,38 @@ def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int) -> list
     """The rules of one balancer on switch ``dpid`` of its network."""
     vip = str(lb.vip)
     proto = PROTOS[lb.protocol]
-    new = make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4, ip_proto=proto, ipv4_dst=vip,
-                     ct_state=ct_state(CT_TRK | CT_NEW), **{f"{lb.protocol}_dst": lb.port})
-    rules = [arp_responder(vlan, vip), *probe_traps(vlan, vip),
-             Rule(APP_LB, T_LB, PRIO_VIP_NEW, new, (Group(group_id(lb)),)),
-             Rule(APP_LB, T_LB, PRIO_VIP_OTHER,
-                  make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4, ipv4_dst=vip))]
+    new = make_match(
+        vlan_vid=OFPVID_PRESENT | vlan,
+        eth_type=ETH_IPV4,
+        ip_proto=proto,
+        ipv4_dst=vip,
+        ct_state=ct_state(CT_TRK | CT_NEW),
+        **{f"{lb.protocol}_dst": lb.port},
+    )
+    rules = [
+        arp_responder(vlan, vip),
+        *probe_traps(vlan, vip),
+        Rule(APP_LB, T_LB, PRIO_VIP_NEW, new, (Group(group_id(lb)),)),
+        Rule(APP_LB, T_LB, PRIO_VIP_OTHER, make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4, ipv4_dst=vip)),
+    ]
     for backend in lb.backends:
         where = runtime.located.get(backend.ip)
         if where is not None:
-            rules.append(Rule(APP_LB, T_LB, PRIO_NATED,
-                              make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4,
-                                         ipv4_dst=str(backend.ip), ct_state=ct_state(CT_TRK | CT_DNAT, CT_RPL)),
-                              (SetField("eth_dst", where.mac),), goto=T_LEARN))
+            rules.append(
+                Rule(
+                    APP_LB,
+                    T_LB,
+                    PRIO_NATED,
+                    make_match(
+                        vlan_vid=OFPVID_PRESENT | vlan,
+                        eth_type=ETH_IPV4,
+                        ipv4_dst=str(backend.ip),
+                        ct_state=ct_state(CT_TRK | CT_DNAT, CT_RPL),
+                    ),
+                    (SetField("eth_dst", where.mac),),
+                    goto=T_LEARN,
+                )
+            )
             if where.dpid == dpid:
                 rules += hairpin_rules(lb, vlan, str(backend.ip), where)
     return rules
@@ -139,14 +226,20 @@ def lb_group(lb: LoadBalancer, vlan: int, runtime: LbRuntime) -> GroupEntry:
     """The select group of ``lb``: one weighted bucket per healthy, located backend."""
     up = runtime.up_backends(lb.name)
     buckets = tuple(
-        (b.weight, OFPP_ANY, (Ct(zone=vlan, commit=True, recirc_table=T_LB, mark=CT_MARK_SKIP_ACL,
-                                 nat=Nat(str(b.ip), lb.port)),))
-        for b in lb.backends if b.ip in up and b.ip in runtime.located)
+        (
+            b.weight,
+            OFPP_ANY,
+            (Ct(zone=vlan, commit=True, recirc_table=T_LB, mark=CT_MARK_SKIP_ACL, nat=Nat(str(b.ip), lb.port)),),
+        )
+        for b in lb.backends
+        if b.ip in up and b.ip in runtime.located
+    )
     return GroupEntry(APP_LB, group_id(lb), "select", buckets)
 
 
-def bucket_backends(lbs: Iterable[LoadBalancer], groups: Mapping[int, GroupEntry],
-                    buckets: Mapping[int, Sequence[int]]) -> dict[tuple[str, str], int]:
+def bucket_backends(
+    lbs: Iterable[LoadBalancer], groups: Mapping[int, GroupEntry], buckets: Mapping[int, Sequence[int]]
+) -> dict[tuple[str, str], int]:
     """Per-bucket counts of a switch's groups as (lb name, backend ip) -> count.
 
     ``groups`` are the groups installed there, ``buckets`` the switch's
@@ -159,7 +252,7 @@ def bucket_backends(lbs: Iterable[LoadBalancer], groups: Mapping[int, GroupEntry
         group = groups.get(gid)
         if group is None or gid not in names:
             continue
-        for (_, _, actions), count in zip(group.buckets, counts):
+        for (_, _, actions), count in zip(group.buckets, counts, strict=False):
             nat = next((a.nat for a in actions if isinstance(a, Ct) and a.nat is not None), None)
             if nat is not None and nat.dst is not None:
                 out[(names[gid], nat.dst)] = count

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Collection, Optional
 
-from controller.fabric.view import FabricView
-from controller.effects import Frame
 from apps.lb.health import HealthChecker, Transition
 from apps.lb.probe import build_arp_request, parse_probe_reply, vip_mac
-from controller.metrics import Metrics
 from controller.config.model import LoadBalancer, Model, Vm
+from controller.effects import Frame
+from controller.fabric.view import FabricView
+from controller.metrics import Metrics
 
 LOG = logging.getLogger("vmn.lb")
 PROBE_PORT_BASE = 0xA000
@@ -46,7 +46,7 @@ class LbUpdate:
     frames: list[Frame] = field(default_factory=list)
     changed: bool = False
 
-    def merge(self, other: "LbUpdate") -> "LbUpdate":
+    def merge(self, other: LbUpdate) -> LbUpdate:
         self.frames += other.frames
         self.changed |= other.changed
         return self
@@ -102,9 +102,8 @@ class LbRuntime:
                     changed = True
         return changed
 
-    def _vm_of(self, lb: LoadBalancer, ip: Ip) -> Optional[Vm]:
-        return next((v for v in self.model.vms if v.ip is not None and v.ip.ip == ip
-                     and v.network == lb.network), None)
+    def _vm_of(self, lb: LoadBalancer, ip: Ip) -> Vm | None:
+        return next((v for v in self.model.vms if v.ip is not None and v.ip.ip == ip and v.network == lb.network), None)
 
     def _arp_targets(self, view: FabricView, lb: LoadBalancer, ip: Ip, ready: Collection[int]) -> list[Frame]:
         frame = build_arp_request(vip_mac(str(lb.vip)), lb.vip, ip)

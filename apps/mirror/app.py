@@ -28,7 +28,13 @@ class MirrorApp:
     def compile(self, view: FabricView) -> Segments:
         found = taps(view)
         vms = mirrored(view, found)
-        return {("mirror", dpid): {dpid: frozenset([Rule(APP_MIRROR, T_MIRROR, 0, goto=self.after)]
-                                                   + vm_rules(view, vms, dpid, self.after)
-                                                   + tap_rules(view, found, dpid))}
-                for dpid in view.dpids}
+        return {
+            ("mirror", dpid): {
+                dpid: frozenset(
+                    [Rule(APP_MIRROR, T_MIRROR, 0, goto=self.after)]
+                    + vm_rules(view, vms, dpid, self.after)
+                    + tap_rules(view, found, dpid)
+                )
+            }
+            for dpid in view.dpids
+        }

@@ -19,15 +19,25 @@ frame from it drops in ``ingress``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 from controller.config.model import Model
 from controller.fabric.crossing import from_trunk
 from controller.fabric.view import FabricView
 from controller.flows.pipeline import APP_MIRROR, T_INGRESS, T_MIRROR
-from controller.flows.rules import (OFPP_IN_PORT, OFPVID_PRESENT, Action, Match, Output, PopVlan, PushVlan,
-                                    Rule, SetField, make_match)
+from controller.flows.rules import (
+    OFPP_IN_PORT,
+    OFPVID_PRESENT,
+    Action,
+    Match,
+    Output,
+    PopVlan,
+    PushVlan,
+    Rule,
+    SetField,
+    make_match,
+)
 
 PRIO_TAP_DROP = 1002
 PRIO_TRANSIT_IN = 200
@@ -59,7 +69,7 @@ class Mirrored:
     dpid: int
     port: int
     vlan: int
-    mac: Optional[str]
+    mac: str | None
     out: tuple[Tap, ...]
     into: tuple[Tap, ...]
 
@@ -114,7 +124,7 @@ def mirrored(view: FabricView, found: list[Tap]) -> list[Mirrored]:
     return result
 
 
-def copy_to(view: FabricView, dpid: int, vlan: int, tap: Tap, in_port: Optional[int] = None) -> tuple[Action, ...]:
+def copy_to(view: FabricView, dpid: int, vlan: int, tap: Tap, in_port: int | None = None) -> tuple[Action, ...]:
     """Actions copying a frame of network ``vlan`` (tagged, in the pipeline of ``dpid``) to ``tap``.
 
     They restore the frame's tag afterwards, so the original goes on
@@ -131,10 +141,19 @@ def copy_to(view: FabricView, dpid: int, vlan: int, tap: Tap, in_port: Optional[
     return (SetField("vlan_vid", OFPVID_PRESENT | tap.vlan), out, tag)
 
 
-def _copy_rule(view: FabricView, dpid: int, vlan: int, priority: int, match: Match,
-               targets: Iterable[Tap], after: int, in_port: Optional[int] = None) -> Rule:
-    actions = tuple(a for tap in sorted(set(targets), key=lambda t: t.name)
-                    for a in copy_to(view, dpid, vlan, tap, in_port))
+def _copy_rule(
+    view: FabricView,
+    dpid: int,
+    vlan: int,
+    priority: int,
+    match: Match,
+    targets: Iterable[Tap],
+    after: int,
+    in_port: int | None = None,
+) -> Rule:
+    actions = tuple(
+        a for tap in sorted(set(targets), key=lambda t: t.name) for a in copy_to(view, dpid, vlan, tap, in_port)
+    )
     return Rule(APP_MIRROR, T_MIRROR, priority, match, actions, goto=after)
 
 
@@ -146,36 +165,80 @@ def vm_rules(view: FabricView, vms: list[Mirrored], dpid: int, after: int) -> li
         vid = OFPVID_PRESENT | a.vlan
         others = [b for b in here if b is not a and b.vlan == a.vlan]
         group = a.out + tuple(t for b in others for t in b.into)
-        rules.append(_copy_rule(view, dpid, a.vlan, PRIO_FROM_VM_GROUP,
-                                make_match(in_port=a.port, vlan_vid=vid, eth_dst=GROUP_MAC), group, after))
+        rules.append(
+            _copy_rule(
+                view,
+                dpid,
+                a.vlan,
+                PRIO_FROM_VM_GROUP,
+                make_match(in_port=a.port, vlan_vid=vid, eth_dst=GROUP_MAC),
+                group,
+                after,
+            )
+        )
         if a.out:
-            rules.append(_copy_rule(view, dpid, a.vlan, PRIO_FROM_VM, make_match(in_port=a.port, vlan_vid=vid),
-                                    a.out, after))
-            rules += [_copy_rule(view, dpid, a.vlan, PRIO_PAIR,
-                                 make_match(in_port=a.port, vlan_vid=vid, eth_dst=b.mac), a.out + b.into, after)
-                      for b in others if b.into and b.mac]
+            rules.append(
+                _copy_rule(view, dpid, a.vlan, PRIO_FROM_VM, make_match(in_port=a.port, vlan_vid=vid), a.out, after)
+            )
+            rules += [
+                _copy_rule(
+                    view,
+                    dpid,
+                    a.vlan,
+                    PRIO_PAIR,
+                    make_match(in_port=a.port, vlan_vid=vid, eth_dst=b.mac),
+                    a.out + b.into,
+                    after,
+                )
+                for b in others
+                if b.into and b.mac
+            ]
     by_vlan: dict[int, list[Tap]] = {}
     for b in here:
         if b.into and b.mac:
             by_vlan.setdefault(b.vlan, []).extend(b.into)
-            rules += _to_vm(view, dpid, b.vlan, PRIO_TO_VM, make_match(vlan_vid=OFPVID_PRESENT | b.vlan,
-                                                                        eth_dst=b.mac), b.into, after)
+            rules += _to_vm(
+                view,
+                dpid,
+                b.vlan,
+                PRIO_TO_VM,
+                make_match(vlan_vid=OFPVID_PRESENT | b.vlan, eth_dst=b.mac),
+                b.into,
+                after,
+            )
     for vlan, group_taps in sorted(by_vlan.items()):
-        rules += _to_vm(view, dpid, vlan, PRIO_TO_GROUP,
-                        make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_dst=GROUP_MAC), group_taps, after)
+        rules += _to_vm(
+            view,
+            dpid,
+            vlan,
+            PRIO_TO_GROUP,
+            make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_dst=GROUP_MAC),
+            group_taps,
+            after,
+        )
     return rules
 
 
-def _to_vm(view: FabricView, dpid: int, vlan: int, priority: int, match: Match, targets: Iterable[Tap],
-           after: int) -> list[Rule]:
+def _to_vm(
+    view: FabricView, dpid: int, vlan: int, priority: int, match: Match, targets: Iterable[Tap], after: int
+) -> list[Rule]:
     """A copy rule for frames that may come from any port, plus variants for trunks toward a tap."""
     targets = list(targets)
     rules = [_copy_rule(view, dpid, vlan, priority, match, targets, after)]
-    toward = sorted({p for t in targets if t.dpid != dpid for p in [view.next_hop_port(dpid, t.dpid)]
-                     if p is not None})
+    toward = sorted({p for t in targets if t.dpid != dpid for p in [view.next_hop_port(dpid, t.dpid)] if p is not None})
     for port in toward:
-        rules.append(_copy_rule(view, dpid, vlan, priority + 1, tuple(sorted(match + (("in_port", port),))),
-                                targets, after, in_port=port))
+        rules.append(
+            _copy_rule(
+                view,
+                dpid,
+                vlan,
+                priority + 1,
+                tuple(sorted(match + (("in_port", port),))),
+                targets,
+                after,
+                in_port=port,
+            )
+        )
     return rules
 
 
@@ -192,8 +255,6 @@ def tap_rules(view: FabricView, found: list[Tap], dpid: int) -> list[Rule]:
             if port is None:
                 continue
             actions = (Output(port),)
-        rules += [Rule(APP_MIRROR, T_INGRESS, PRIO_TRANSIT_IN, from_trunk(p, tap.vlan), goto=T_MIRROR)
-                  for p in trunks]
+        rules += [Rule(APP_MIRROR, T_INGRESS, PRIO_TRANSIT_IN, from_trunk(p, tap.vlan), goto=T_MIRROR) for p in trunks]
         rules.append(Rule(APP_MIRROR, T_MIRROR, PRIO_TRANSIT, make_match(vlan_vid=vid), actions))
     return rules
-

@@ -64,9 +64,7 @@ class _Env:
     claims: _Claims = field(default_factory=_Claims)
 
 
-def parse_load_balancers(
-    ctx: Ctx, raw: dict[str, object], known: Known, vms: list[Vm]
-) -> list[LoadBalancer]:
+def parse_load_balancers(ctx: Ctx, raw: dict[str, object], known: Known, vms: list[Vm]) -> list[LoadBalancer]:
     """The load balancers that validated, in file order; ``vms`` are the valid VMs."""
     ordered = sorted(vms, key=lambda v: v.name)
     subnets: dict[str, set[ipaddress.IPv4Network]] = {}
@@ -97,9 +95,7 @@ def parse_load_balancers(
     return out
 
 
-def _load_balancer(
-    ctx: Ctx, name: str, value: object, env: _Env
-) -> LoadBalancer | None:
+def _load_balancer(ctx: Ctx, name: str, value: object, env: _Env) -> LoadBalancer | None:
     mark = ctx.mark()
     m = mapping(
         ctx,
@@ -118,13 +114,7 @@ def _load_balancer(
     backends = _backends(ctx.at("backends"), m.get("backends"), vip, network, env)
     if network is not None:
         _claim(env.claims, name, network, vip if vip_ok else None, backends or ())
-    if (
-        vip is None
-        or network is None
-        or protocol is None
-        or port is None
-        or backends is None
-    ):
+    if vip is None or network is None or protocol is None or port is None or backends is None:
         return None
     if ctx.failed_since(mark):
         return None
@@ -207,9 +197,7 @@ def _health_check(ctx: Ctx, value: object) -> HealthCheck | None:
     interval = optional(ctx, m, "interval", positive_number, d.interval)
     timeout = optional(ctx, m, "timeout", positive_number, d.timeout)
     if timeout > interval:
-        ctx.at("timeout").error(
-            f"must not exceed interval {interval:g}, got {timeout:g}"
-        )
+        ctx.at("timeout").error(f"must not exceed interval {interval:g}, got {timeout:g}")
     return HealthCheck(
         type="icmp" if kind == "icmp" else "tcp",
         interval=interval,
@@ -254,9 +242,7 @@ def _backends(
         elif problem is not None:
             ctx.at(i).error(f"{backend.ip} is {problem}")
         elif backend.ip in seen:
-            ctx.at(i).error(
-                f"{backend.ip} is already a backend (backends[{seen[backend.ip]}])"
-            )
+            ctx.at(i).error(f"{backend.ip} is already a backend (backends[{seen[backend.ip]}])")
         else:
             seen[backend.ip] = str(i)
             out.append(backend)
@@ -283,9 +269,7 @@ def _backend(ctx: Ctx, item: object, network: str | None, env: _Env) -> Backend 
             ip = _vm_ip(ctx, item, network, env)
             return None if ip is None else Backend(ip=ip, vm=str(item))
     if not isinstance(item, dict):
-        ctx.error(
-            f"expected a VM name, an IPv4 address or a mapping, got {describe(item)}"
-        )
+        ctx.error(f"expected a VM name, an IPv4 address or a mapping, got {describe(item)}")
         return None
     m = mapping(ctx, item, optional=("vm", "ip", "weight"))
     if m is None:
@@ -302,9 +286,7 @@ def _backend(ctx: Ctx, item: object, network: str | None, env: _Env) -> Backend 
     return None if ip is None else Backend(ip=ip, vm=vm, weight=weight)
 
 
-def _vm_ip(
-    ctx: Ctx, name: str, network: str | None, env: _Env
-) -> ipaddress.IPv4Address | None:
+def _vm_ip(ctx: Ctx, name: str, network: str | None, env: _Env) -> ipaddress.IPv4Address | None:
     """The ip of backend VM ``name``, which must exist, have an ip and be in ``network``."""
     if env.known.vms is not None and name not in env.known.vms:
         ctx.error(f"unknown VM {name!r}")

@@ -155,16 +155,12 @@ def named(ctx: Ctx, value: object) -> dict[str, object] | None:
     return out
 
 
-def required(
-    ctx: Ctx, known: Mapping[str, object], key: str, check: Check[T]
-) -> T | None:
+def required(ctx: Ctx, known: Mapping[str, object], key: str, check: Check[T]) -> T | None:
     """Check ``known[key]`` at ``ctx.key``; ``None`` if absent (already reported by :func:`mapping`)."""
     return check(ctx.at(key), known[key]) if key in known else None
 
 
-def optional(
-    ctx: Ctx, known: Mapping[str, object], key: str, check: Check[T], default: T
-) -> T:
+def optional(ctx: Ctx, known: Mapping[str, object], key: str, check: Check[T], default: T) -> T:
     """Check ``known[key]`` at ``ctx.key``; ``default`` if absent or invalid (the error is recorded)."""
     if key not in known:
         return default
@@ -307,9 +303,7 @@ def mac(ctx: Ctx, value: object) -> str | None:
     """A MAC address ``aa:bb:cc:dd:ee:ff`` (any case), returned lower-case."""
     if not isinstance(value, str):
         hint = " (quote MAC addresses in YAML)" if isinstance(value, int) else ""
-        ctx.error(
-            f"expected a MAC address like '02:00:00:00:00:01', got {describe(value)}{hint}"
-        )
+        ctx.error(f"expected a MAC address like '02:00:00:00:00:01', got {describe(value)}{hint}")
         return None
     if not _MAC_RE.match(value.lower()):
         ctx.error(f"invalid MAC address {value!r}")
@@ -320,9 +314,7 @@ def mac(ctx: Ctx, value: object) -> str | None:
 def unicast_mac(ctx: Ctx, value: object) -> str | None:
     """A MAC address a host may send from: not multicast, broadcast or all-zero."""
     address = mac(ctx, value)
-    if address is not None and (
-        int(address[:2], 16) & 1 or address == "00:00:00:00:00:00"
-    ):
+    if address is not None and (int(address[:2], 16) & 1 or address == "00:00:00:00:00:00"):
         ctx.error(f"must be a unicast MAC address, got {address!r}")
         return None
     return address
@@ -385,10 +377,7 @@ def ifname(ctx: Ctx, value: object) -> str | None:
     if name is None:
         return None
     if len(name) > _IFNAME_MAX or _IFNAME_BAD.search(name) or name in (".", ".."):
-        ctx.error(
-            f"invalid interface name {name!r} "
-            f"(at most {_IFNAME_MAX} characters, no '/', ':' or whitespace)"
-        )
+        ctx.error(f"invalid interface name {name!r} (at most {_IFNAME_MAX} characters, no '/', ':' or whitespace)")
         return None
     return name
 

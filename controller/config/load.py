@@ -98,9 +98,7 @@ class _StrictLoader(_BaseLoader):
     scalar stays a string.
     """
 
-    def construct_mapping(
-        self, node: yaml.MappingNode, deep: bool = False
-    ) -> dict[Hashable, Any]:
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen: set[object] = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
@@ -195,45 +193,30 @@ def parse_model(data: object) -> Model:
         With every validation error found, each prefixed by its YAML path.
     """
     ctx = Ctx()
-    top = mapping(
-        ctx, {} if data is None else data, required=("switches",), optional=_TOP_KEYS
-    )
+    top = mapping(ctx, {} if data is None else data, required=("switches",), optional=_TOP_KEYS)
     if top is None:
         raise ConfigError(ctx.errors)
     if "vms" in top and "networks" not in top:
         ctx.at("networks").error("required when vms are declared")
-    raw = {
-        key: named(ctx.at(key), top[key]) if key in top else {}
-        for key in _NAMED_SECTIONS
-    }
+    raw = {key: named(ctx.at(key), top[key]) if key in top else {} for key in _NAMED_SECTIONS}
     known = Known(
         switches=_names(raw["switches"]),
         networks=_names(raw["networks"]),
         vms=_names(raw["vms"]),
         acls=_names(raw["acls"]),
     )
-    settings = (
-        _controller(ctx.at("controller"), top["controller"])
-        if "controller" in top
-        else None
-    )
-    switches = (
-        topology.parse_switches(ctx.at("switches"), raw["switches"])
-        if "switches" in top
-        else []
-    )
-    links, link_ports = topology.parse_links(
-        ctx.at("links"), top.get("links", []), known
-    )
+    settings = _controller(ctx.at("controller"), top["controller"]) if "controller" in top else None
+    switches = topology.parse_switches(ctx.at("switches"), raw["switches"]) if "switches" in top else []
+    links, link_ports = topology.parse_links(ctx.at("links"), top.get("links", []), known)
     networks = topology.parse_networks(ctx.at("networks"), raw["networks"] or {}, known)
     vms = topology.parse_vms(ctx.at("vms"), raw["vms"] or {}, known, link_ports)
     acls = config_policy.parse_acls(ctx.at("acls"), raw["acls"] or {})
     config_policy.check_list_sizes(
-        ctx, acls, [(f"vms.{v.name}.acl_in", v.acl_in) for v in vms]
-        + [(f"networks.{n.name}.acl_in", n.acl_in) for n in networks])
-    balancers = parse_load_balancers(
-        ctx.at("load_balancers"), raw["load_balancers"] or {}, known, vms
+        ctx,
+        acls,
+        [(f"vms.{v.name}.acl_in", v.acl_in) for v in vms] + [(f"networks.{n.name}.acl_in", n.acl_in) for n in networks],
     )
+    balancers = parse_load_balancers(ctx.at("load_balancers"), raw["load_balancers"] or {}, known, vms)
     mirrors = parse_mirrors(ctx.at("mirrors"), raw["mirrors"] or {}, known, vms, link_ports)
     if ctx.errors:
         raise ConfigError(ctx.errors)
@@ -262,12 +245,8 @@ def _controller(ctx: Ctx, value: object) -> ControllerSettings | None:
         metrics_host=optional(ctx, m, "metrics_host", string, d.metrics_host),
         metrics_port=optional(ctx, m, "metrics_port", int_in(0, 65535), d.metrics_port),
         host_timeout=optional(ctx, m, "host_timeout", positive_number, d.host_timeout),
-        lldp_interval=optional(
-            ctx, m, "lldp_interval", positive_number, d.lldp_interval
-        ),
-        max_hosts_per_port=optional(
-            ctx, m, "max_hosts_per_port", int_in(1), d.max_hosts_per_port
-        ),
+        lldp_interval=optional(ctx, m, "lldp_interval", positive_number, d.lldp_interval),
+        max_hosts_per_port=optional(ctx, m, "max_hosts_per_port", int_in(1), d.max_hosts_per_port),
         packet_in_rate=optional(ctx, m, "packet_in_rate", int_in(1), d.packet_in_rate),
         stats_interval=optional(ctx, m, "stats_interval", positive_number, d.stats_interval),
         apps=optional(ctx, m, "apps", references(None, "app"), d.apps),

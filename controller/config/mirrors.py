@@ -11,8 +11,9 @@ from controller.config.topology import PortSlot
 DIRECTIONS = ("in", "out", "both")
 
 
-def parse_mirrors(ctx: Ctx, raw: dict[str, object], known: Known, vms: list[Vm],
-                  link_ports: dict[PortSlot, str]) -> list[Mirror]:
+def parse_mirrors(
+    ctx: Ctx, raw: dict[str, object], known: Known, vms: list[Vm], link_ports: dict[PortSlot, str]
+) -> list[Mirror]:
     """The valid mirrors, in file order.
 
     A mirror port may be neither a VM's nor a link's port, nor another
@@ -33,7 +34,8 @@ def parse_mirrors(ctx: Ctx, raw: dict[str, object], known: Known, vms: list[Vm],
                 if vm is not None and vm.mac is None:
                     ctx.at(name).at("vms").at(i).error(
                         f"VM {vm_name!r} has no mac: mirroring traffic delivered to it "
-                        f"(direction {mirror.direction!r}) needs one")
+                        f"(direction {mirror.direction!r}) needs one"
+                    )
         out.append(mirror)
     return out
 

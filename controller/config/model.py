@@ -9,11 +9,12 @@ and every consumer iterates in the same order.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal, Mapping, Optional, Union
+from typing import Literal
 
-PortRef = Union[int, str]
+PortRef = int | str
 """An OpenFlow port number, or an interface name resolved when the switch connects."""
 
 DEFAULT_NETWORK = "default"
@@ -34,7 +35,7 @@ class ControllerSettings:
     """Packet-ins per second per switch the controller accepts (datapath meter and shim)."""
     stats_interval: float = 10.0
     """Seconds between flow-statistics polls (ACL rule hit counters)."""
-    apps: Optional[tuple[str, ...]] = None
+    apps: tuple[str, ...] | None = None
     """Apps to enable, by name (built-in or ``vmn.apps`` entry point); None: every built-in app."""
 
 
@@ -83,11 +84,11 @@ class Vm:
     switch: str
     port: PortRef
     network: str
-    ip: Optional[ipaddress.IPv4Interface] = None
-    mac: Optional[str] = None
+    ip: ipaddress.IPv4Interface | None = None
+    mac: str | None = None
     """Lower-case ``aa:bb:cc:dd:ee:ff``."""
     acl_in: tuple[str, ...] = ()
-    ipv6: Optional[ipaddress.IPv6Interface] = None
+    ipv6: ipaddress.IPv6Interface | None = None
 
 
 @dataclass(frozen=True)
@@ -102,20 +103,20 @@ class AclMatch:
     host bits.
     """
 
-    eth_type: Optional[int] = None
-    eth_src: Optional[str] = None
-    eth_dst: Optional[str] = None
-    ip_proto: Optional[int] = None
-    ipv4_src: Optional[ipaddress.IPv4Network] = None
-    ipv4_dst: Optional[ipaddress.IPv4Network] = None
-    tcp_src: Optional[int] = None
-    tcp_dst: Optional[int] = None
-    udp_src: Optional[int] = None
-    udp_dst: Optional[int] = None
-    icmp_type: Optional[int] = None
-    ipv6_src: Optional[ipaddress.IPv6Network] = None
-    ipv6_dst: Optional[ipaddress.IPv6Network] = None
-    icmpv6_type: Optional[int] = None
+    eth_type: int | None = None
+    eth_src: str | None = None
+    eth_dst: str | None = None
+    ip_proto: int | None = None
+    ipv4_src: ipaddress.IPv4Network | None = None
+    ipv4_dst: ipaddress.IPv4Network | None = None
+    tcp_src: int | None = None
+    tcp_dst: int | None = None
+    udp_src: int | None = None
+    udp_dst: int | None = None
+    icmp_type: int | None = None
+    ipv6_src: ipaddress.IPv6Network | None = None
+    ipv6_dst: ipaddress.IPv6Network | None = None
+    icmpv6_type: int | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ class Backend:
     """A load-balancer backend; ``vm`` is set when it was named by VM."""
 
     ip: ipaddress.IPv4Address
-    vm: Optional[str] = None
+    vm: str | None = None
     weight: int = 1
 
 
@@ -196,7 +197,7 @@ class Model:
     zero_config: bool = False
 
     @staticmethod
-    def zero(settings: Optional[ControllerSettings] = None) -> "Model":
+    def zero(settings: ControllerSettings | None = None) -> Model:
         """The zero-config model: one default network on VLAN 1, no declared switches."""
         return Model(
             controller=settings or ControllerSettings(),

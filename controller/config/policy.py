@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from controller.flows.pipeline import MAX_ACL_LIST_RULES
 from controller.config.base import (
     Check,
     Ctx,
@@ -28,10 +27,9 @@ from controller.config.base import (
 )
 from controller.config.ipv6 import ipv6_network
 from controller.config.model import Acl, AclMatch, AclRule
+from controller.flows.pipeline import MAX_ACL_LIST_RULES
 
-ETH_TYPES: Mapping[str, int] = MappingProxyType(
-    {"arp": 0x0806, "ipv4": 0x0800, "ipv6": 0x86DD}
-)
+ETH_TYPES: Mapping[str, int] = MappingProxyType({"arp": 0x0806, "ipv4": 0x0800, "ipv6": 0x86DD})
 IP_PROTOS: Mapping[str, int] = MappingProxyType({"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58})
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
@@ -96,9 +94,7 @@ def _rule(ctx: Ctx, value: object) -> AclRule | None:
         ctx.at("stateful").error("only an allow rule can be stateful")
     if action is None or ctx.failed_since(mark):
         return None
-    return AclRule(
-        match=match, action="allow" if action == "allow" else "deny", stateful=stateful
-    )
+    return AclRule(match=match, action="allow" if action == "allow" else "deny", stateful=stateful)
 
 
 def _named_number(names: Mapping[str, int], lo: int, hi: int, width: int) -> Check[int]:
@@ -197,5 +193,6 @@ def check_list_sizes(ctx: Ctx, acls: list[Acl], users: list[tuple[str, tuple[str
     for path, names in users:
         total = sum(sizes.get(n, 0) for n in names)
         if total > MAX_LIST_RULES:
-            ctx.at(path).error(f"ACLs {', '.join(names)} have {total} rules in all; "
-                               f"more than {MAX_LIST_RULES} cannot keep their order")
+            ctx.at(path).error(
+                f"ACLs {', '.join(names)} have {total} rules in all; more than {MAX_LIST_RULES} cannot keep their order"
+            )

@@ -88,7 +88,7 @@ def leading_zero(text: str, hex_first: bool = False) -> str:
     '0806 has a leading zero: write 0x0806 for hex, or 806'
     """
     sign = text[0] if text[0] in "+-" else ""
-    body = text[len(sign):]
+    body = text[len(sign) :]
     rest = body.lstrip("0_")
     decimal = sign + (rest if rest[:1].isdigit() else "0" + rest)
     if hex_first and body.isdigit():

@@ -106,9 +106,7 @@ def parse_switches(ctx: Ctx, raw: dict[str, object] | None) -> list[Switch]:
             by_dpid[dpid] = name
         if bridge in by_bridge:
             where = c.at("bridge") if "bridge" in m else c
-            where.error(
-                f"bridge {bridge!r} is already used by switch {by_bridge[bridge]!r}"
-            )
+            where.error(f"bridge {bridge!r} is already used by switch {by_bridge[bridge]!r}")
         else:
             by_bridge[bridge] = name
         if dpid is not None and not c.failed_since(mark):
@@ -118,9 +116,7 @@ def parse_switches(ctx: Ctx, raw: dict[str, object] | None) -> list[Switch]:
 
 def _link_end(ctx: Ctx, value: object, known: Known) -> LinkEnd | None:
     """``"switch:port"`` -> LinkEnd; a port that looks like a number is read as one (``s1:0x10``)."""
-    switch_name, _, port_text = (
-        value.rpartition(":") if isinstance(value, str) else ("", "", "")
-    )
+    switch_name, _, port_text = value.rpartition(":") if isinstance(value, str) else ("", "", "")
     if not switch_name or not port_text:
         ctx.error(f"expected 'switch:port', got {describe(value)}")
         return None
@@ -144,9 +140,7 @@ def _show_end(end: LinkEnd) -> str:
     return f"{end.switch}:{end.port}"
 
 
-def parse_links(
-    ctx: Ctx, value: object, known: Known
-) -> tuple[list[Link], dict[PortSlot, str]]:
+def parse_links(ctx: Ctx, value: object, known: Known) -> tuple[list[Link], dict[PortSlot, str]]:
     """The declared links, each ordered ``a <= b``, and which link holds each port."""
     items = sequence(ctx, value)
     out: list[Link] = []
@@ -190,13 +184,9 @@ def parse_networks(ctx: Ctx, raw: dict[str, object], known: Known) -> list[Netwo
         if m is None:
             continue
         vlan = required(c, m, "vlan", int_in(1, 4094))
-        acl_in: tuple[str, ...] = optional(
-            c, m, "acl_in", references(known.acls, "ACL"), ()
-        )
+        acl_in: tuple[str, ...] = optional(c, m, "acl_in", references(known.acls, "ACL"), ())
         if vlan is not None and vlan in by_vlan:
-            c.at("vlan").error(
-                f"VLAN {vlan} is already used by network {by_vlan[vlan]!r}"
-            )
+            c.at("vlan").error(f"VLAN {vlan} is already used by network {by_vlan[vlan]!r}")
         elif vlan is not None:
             by_vlan[vlan] = name
         if vlan is not None and not c.failed_since(mark):
@@ -213,9 +203,7 @@ class _Claims:
     ips: dict[tuple[str, object], str] = field(default_factory=dict)
 
 
-def parse_vms(
-    ctx: Ctx, raw: dict[str, object], known: Known, link_ports: dict[PortSlot, str]
-) -> list[Vm]:
+def parse_vms(ctx: Ctx, raw: dict[str, object], known: Known, link_ports: dict[PortSlot, str]) -> list[Vm]:
     """The valid VMs, in file order.
 
     A VM may not take a port held by a link (``link_ports``) or another VM,
@@ -248,15 +236,11 @@ def _vm(ctx: Ctx, name: str, value: object, known: Known, claims: _Claims) -> Vm
     ip = optional(ctx, m, "ip", ipv4_interface, None)
     ipv6 = optional(ctx, m, "ipv6", ipv6_interface, None)
     address = optional(ctx, m, "mac", unicast_mac, None)
-    acl_in: tuple[str, ...] = optional(
-        ctx, m, "acl_in", references(known.acls, "ACL"), ()
-    )
+    acl_in: tuple[str, ...] = optional(ctx, m, "acl_in", references(known.acls, "ACL"), ())
     if switch is not None and port is not None:
         holder = claims.ports.setdefault((switch, port), f"VM {name!r}")
         if holder != f"VM {name!r}":
-            ctx.at("port").error(
-                f"port {port} on switch {switch!r} is already used by {holder}"
-            )
+            ctx.at("port").error(f"port {port} on switch {switch!r} is already used by {holder}")
     if address is not None:
         holder = claims.macs.setdefault(address, name)
         if holder != name:
@@ -265,9 +249,7 @@ def _vm(ctx: Ctx, name: str, value: object, known: Known, claims: _Claims) -> Vm
         if iface is not None and network is not None:
             holder = claims.ips.setdefault((network, iface.ip), name)
             if holder != name:
-                ctx.at(key).error(
-                    f"{iface.ip} is already used by VM {holder!r} in network {network!r}"
-                )
+                ctx.at(key).error(f"{iface.ip} is already used by VM {holder!r} in network {network!r}")
     if switch is None or port is None or network is None or ctx.failed_since(mark):
         return None
     return Vm(

@@ -27,8 +27,8 @@ in use.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional
 
 from controller.config.model import Model
 from controller.fabric.topology import MAX_PHYSICAL_PORT, LinkKey, PortInfo, resolve_port
@@ -47,7 +47,7 @@ class LinkPolicy:
     """
 
     zero_config: bool
-    declared: Optional[Mapping[LinkKey, str]]
+    declared: Mapping[LinkKey, str] | None
     """Declared links whose switches are connected and ports resolved -> their text in the file."""
     known: frozenset[int]
     """Dpids of the file's switches."""
@@ -60,7 +60,8 @@ class LinkPolicy:
     @staticmethod
     def of(model: Model, ports: Mapping[int, Mapping[int, PortInfo]]) -> LinkPolicy:
         """The policy of ``model`` on switches with ``ports`` (dpid -> port number -> port)."""
-        def end(switch: str, ref: int | str) -> Optional[End]:
+
+        def end(switch: str, ref: int | str) -> End | None:
             dpid = model.switch_by_name[switch].dpid
             if dpid not in ports:
                 return None
@@ -76,7 +77,7 @@ class LinkPolicy:
             at = end(mirror.switch, mirror.port)
             if at is not None:
                 reserved[at] = f"mirror {mirror.name}'s port"
-        declared: Optional[dict[LinkKey, str]] = None
+        declared: dict[LinkKey, str] | None = None
         ends: set[End] = set()
         if model.links:
             declared = {}
@@ -84,10 +85,15 @@ class LinkPolicy:
                 a, b = end(link.a.switch, link.a.port), end(link.b.switch, link.b.port)
                 ends.update(e for e in (a, b) if e is not None)
                 if a is not None and b is not None:
-                    declared[LinkKey.of(*a, *b)] = (f"{link.a.switch}:{link.a.port} <-> "
-                                                    f"{link.b.switch}:{link.b.port}")
-        return LinkPolicy(model.zero_config, declared, frozenset(model.switch_by_dpid), reserved,
-                          {s.dpid: s.name for s in model.switches}, frozenset(ends))
+                    declared[LinkKey.of(*a, *b)] = f"{link.a.switch}:{link.a.port} <-> {link.b.switch}:{link.b.port}"
+        return LinkPolicy(
+            model.zero_config,
+            declared,
+            frozenset(model.switch_by_dpid),
+            reserved,
+            {s.dpid: s.name for s in model.switches},
+            frozenset(ends),
+        )
 
     def may_be_trunk(self, dpid: int, port: int) -> bool:
         """Whether ``dpid``/``port`` may ever be a trunk (and so is probed)."""
@@ -99,7 +105,7 @@ class LinkPolicy:
             return (dpid, port) in self.declared_ends
         return dpid in self.known and (dpid, port) not in self.reserved
 
-    def refusal(self, link: LinkKey) -> Optional[str]:
+    def refusal(self, link: LinkKey) -> str | None:
         """Why discovered ``link`` may not be used, or None if it may."""
         if self.zero_config:
             return None
@@ -125,6 +131,8 @@ class LinkPolicy:
 
     def describe(self, link: LinkKey) -> str:
         """``s1:5 <-> s2:5`` (switch names where the file has them)."""
+
         def end(dpid: int, port: int) -> str:
             return f"{self.names.get(dpid, f'{dpid:016x}')}:{port}"
+
         return f"{end(link.a_dpid, link.a_port)} <-> {end(link.b_dpid, link.b_port)}"

@@ -10,7 +10,7 @@ without touching the apps.
 
 from __future__ import annotations
 
-from typing import Collection, Iterable
+from collections.abc import Collection, Iterable
 
 from controller.effects import DumpedFlow
 from controller.flows.pipeline import T_INGRESS
@@ -44,7 +44,12 @@ def trunk_ports_in_dump(dump: Collection[DumpedFlow]) -> frozenset[int]:
         if flow.table != T_INGRESS:
             continue
         port, vid = flow.match.get("in_port"), flow.match.get("vlan_vid")
-        if (isinstance(port, int) and isinstance(vid, int) and vid & OFPVID_PRESENT and vid & 0x0FFF
-                and "eth_src" not in flow.match):
+        if (
+            isinstance(port, int)
+            and isinstance(vid, int)
+            and vid & OFPVID_PRESENT
+            and vid & 0x0FFF
+            and "eth_src" not in flow.match
+        ):
             out.add(port)
     return frozenset(out)

@@ -20,7 +20,6 @@ nobody was listening, not because they are down.
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 from controller.effects import Frame
 from controller.fabric.lldp import build_probe, parse_probe
@@ -52,7 +51,7 @@ class LinkMonitor:
         self.refused: dict[LinkKey, str] = {}
         """Links heard recently that the network file does not allow -> why."""
         self._mismatches: set[str] = set()
-        self._last_tick: Optional[float] = None
+        self._last_tick: float | None = None
         self._next_probe = 0.0
 
     def probes(self, now: float, interval: float, view: FabricView) -> list[Frame]:
@@ -61,11 +60,14 @@ class LinkMonitor:
             return []
         self._next_probe = now + interval
         policy = view.link_policy
-        return [(dpid, port, build_probe(dpid, port, self.secret, now))
-                for dpid in view.dpids for port in sorted(self.topology.live_ports(dpid))
-                if policy.may_be_trunk(dpid, port)]
+        return [
+            (dpid, port, build_probe(dpid, port, self.secret, now))
+            for dpid in view.dpids
+            for port in sorted(self.topology.live_ports(dpid))
+            if policy.may_be_trunk(dpid, port)
+        ]
 
-    def heard(self, now: float, dpid: int, in_port: int, data: bytes, view: FabricView) -> Optional[LinkKey]:
+    def heard(self, now: float, dpid: int, in_port: int, data: bytes, view: FabricView) -> LinkKey | None:
         """An LLDP frame arrived on ``dpid``/``in_port``; the link it proves, if it is new and allowed.
 
         A refused link is recorded (and reported, when new or refused for a new reason) instead.
@@ -140,8 +142,9 @@ class LinkMonitor:
         self.metrics.links_up.set(len(self.topology.links))
         policy = view.link_policy
         now = {f"declared link not discovered: {text}" for text in policy.missing(self.topology.links)}
-        now |= {f"discovered link not used ({reason}): {policy.describe(link)}"
-                for link, reason in self.refused.items()}
+        now |= {
+            f"discovered link not used ({reason}): {policy.describe(link)}" for link, reason in self.refused.items()
+        }
         self.metrics.link_mismatches.set(len(now))
         for text in sorted(now - self._mismatches):
             LOG.warning(text)

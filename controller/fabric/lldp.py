@@ -28,7 +28,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from typing import NamedTuple, Optional, Protocol, Sequence, cast
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol, cast
 
 from os_ken.lib.packet import ethernet, lldp, packet
 
@@ -84,8 +85,9 @@ def _tag(secret: bytes, dpid: int, port: int, sent_at: bytes) -> bytes:
     return hmac.new(secret, signed, hashlib.sha256).digest()[:_TAG_LEN]
 
 
-def build_probe(dpid: int, port: int, secret: bytes = b"", sent_at: float = 0.0,
-                src_mac: bytes = bytes.fromhex("0e0000000001")) -> bytes:
+def build_probe(
+    dpid: int, port: int, secret: bytes = b"", sent_at: float = 0.0, src_mac: bytes = bytes.fromhex("0e0000000001")
+) -> bytes:
     """An LLDP frame announcing ``dpid``/``port`` at time ``sent_at``, authenticated with ``secret``.
 
     ``src_mac`` is the 6-byte Ethernet source; raises ValueError otherwise.
@@ -97,8 +99,7 @@ def build_probe(dpid: int, port: int, secret: bytes = b"", sent_at: float = 0.0,
         lldp.ChassisID(subtype=_LOCALLY_ASSIGNED, chassis_id=_PREFIX + f"{dpid:016x}".encode()),
         lldp.PortID(subtype=_LOCALLY_ASSIGNED, port_id=str(port).encode()),
         lldp.TTL(ttl=_TTL),
-        lldp.OrganizationallySpecific(oui=_OUI, subtype=_TAG_SUBTYPE,
-                                      info=when + _tag(secret, dpid, port, when)),
+        lldp.OrganizationallySpecific(oui=_OUI, subtype=_TAG_SUBTYPE, info=when + _tag(secret, dpid, port, when)),
         lldp.End(),
     ]
     frame = packet.Packet()
@@ -108,7 +109,7 @@ def build_probe(dpid: int, port: int, secret: bytes = b"", sent_at: float = 0.0,
     return bytes(frame.data)
 
 
-def parse_probe(frame: bytes, secret: bytes = b"") -> Optional[Probe]:
+def parse_probe(frame: bytes, secret: bytes = b"") -> Probe | None:
     """The :class:`Probe` of one of our probes signed with ``secret``; None for anything else.
 
     Never raises: a truncated, malformed, tagged or non-LLDP frame gives None.
@@ -127,13 +128,13 @@ def parse_probe(frame: bytes, secret: bytes = b"") -> Optional[Probe]:
     signed = _signed_of(tlvs)
     if len(signed) != _TIME.size + _TAG_LEN:
         return None
-    when, tag = signed[:_TIME.size], signed[_TIME.size:]
+    when, tag = signed[: _TIME.size], signed[_TIME.size :]
     if not hmac.compare_digest(tag, _tag(secret, dpid, port, when)):
         return None
     return Probe(dpid, port, _TIME.unpack(when)[0])
 
 
-def _tlvs(frame: bytes) -> Optional[Sequence[object]]:
+def _tlvs(frame: bytes) -> Sequence[object] | None:
     """The TLVs os-ken decodes from the untagged LLDPDU in ``frame``; None if there is none.
 
     os-ken's ``lldp.parser`` swallows every error of a malformed LLDPDU
@@ -151,14 +152,14 @@ def _tlvs(frame: bytes) -> Optional[Sequence[object]]:
     return None if pdu is None else cast(_LldpLayer, pdu).tlvs
 
 
-def _dpid(tlv: object) -> Optional[int]:
+def _dpid(tlv: object) -> int | None:
     """The datapath id in a Chassis ID TLV of ours (subtype 7, ``dpid:`` + 16 hex digits)."""
     if not isinstance(tlv, lldp.ChassisID):
         return None
     chassis = cast(_ChassisID, tlv)
     if chassis.subtype != _LOCALLY_ASSIGNED or not chassis.chassis_id.startswith(_PREFIX):
         return None
-    digits = bytes(chassis.chassis_id[len(_PREFIX):])
+    digits = bytes(chassis.chassis_id[len(_PREFIX) :])
     try:
         dpid = int(digits, 16)
     except ValueError:
@@ -166,7 +167,7 @@ def _dpid(tlv: object) -> Optional[int]:
     return dpid if f"{dpid:016x}".encode() == digits else None
 
 
-def _port(tlv: object) -> Optional[int]:
+def _port(tlv: object) -> int | None:
     """The OpenFlow port number in a Port ID TLV of ours (subtype 7, decimal)."""
     if not isinstance(tlv, lldp.PortID):
         return None

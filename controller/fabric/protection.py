@@ -35,8 +35,9 @@ network already uses, so its VLAN spreads to as few trunks as possible.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Mapping, Optional, Sequence
+from typing import Literal
 
 import networkx as nx
 
@@ -64,7 +65,7 @@ class Hop:
 
     port: int
     """The primary port (first link of the shortest path)."""
-    alt: Optional[int] = None
+    alt: int | None = None
     """The backup port a fast-failover group takes while ``port`` is down (None: unprotected)."""
     uturn: bool = False
     """``alt`` leads into a child that bounces: frames back from ``alt`` need ``IN_PORT``."""
@@ -107,8 +108,13 @@ class DestinationTree:
     (4, True, 3)
     """
 
-    def __init__(self, graph: nx.Graph, cables: Mapping[int, Sequence[tuple[LinkKey, int]]], dst: int,
-                 parents: Mapping[int, Optional[int]]) -> None:
+    def __init__(
+        self,
+        graph: nx.Graph,
+        cables: Mapping[int, Sequence[tuple[LinkKey, int]]],
+        dst: int,
+        parents: Mapping[int, int | None],
+    ) -> None:
         self.dst = dst
         self.parent = parents
         self._graph = graph
@@ -161,7 +167,7 @@ class DestinationTree:
         top = min((o.height, o.cost) for o in found)
         return tuple(sorted(o for o in found if (o.height, o.cost) == top))
 
-    def choose(self, node: int, prefer: frozenset[int]) -> Optional[Option]:
+    def choose(self, node: int, prefer: frozenset[int]) -> Option | None:
         """The backup of ``node``, preferring switches in ``prefer`` among equals; None if none."""
         options = self.options.get(node, ())
         if not options:
@@ -196,8 +202,9 @@ def cables_of(links: Iterable[LinkKey]) -> dict[int, list[tuple[LinkKey, int]]]:
     return out
 
 
-def routes_toward(tree: DestinationTree, starts: Iterable[int],
-                  prefer: frozenset[int]) -> tuple[dict[int, Hop], set[LinkKey]]:
+def routes_toward(
+    tree: DestinationTree, starts: Iterable[int], prefer: frozenset[int]
+) -> tuple[dict[int, Hop], set[LinkKey]]:
     """How each switch forwards one network's frames toward ``tree.dst``, and the links that takes.
 
     Switches in ``starts`` (those the network's traffic crosses) get a
@@ -205,7 +212,7 @@ def routes_toward(tree: DestinationTree, starts: Iterable[int],
     Switches that only carry detoured frames toward the destination (the
     tree path of an exit) forward on their primary port only.
     """
-    chosen: dict[int, Optional[Option]] = {}
+    chosen: dict[int, Option | None] = {}
     plain: set[int] = set()
     bounce: set[int] = set()
     work = [(n, True) for n in sorted(starts, reverse=True)]

@@ -7,8 +7,8 @@ topology always gives the same paths, whatever order events arrived in.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional
 
 import networkx as nx
 
@@ -35,7 +35,7 @@ class LinkKey:
     b_port: int
 
     @staticmethod
-    def of(dpid1: int, port1: int, dpid2: int, port2: int) -> "LinkKey":
+    def of(dpid1: int, port1: int, dpid2: int, port2: int) -> LinkKey:
         if (dpid1, port1) <= (dpid2, port2):
             return LinkKey(dpid1, port1, dpid2, port2)
         return LinkKey(dpid2, port2, dpid1, port1)
@@ -72,9 +72,11 @@ class Topology:
         return self.remove_links_at(dpid, port_no)
 
     def remove_links_at(self, dpid: int, port_no: int) -> set[LinkKey]:
-        gone = {link for link in self.links
-                if (link.a_dpid, link.a_port) == (dpid, port_no)
-                or (link.b_dpid, link.b_port) == (dpid, port_no)}
+        gone = {
+            link
+            for link in self.links
+            if (link.a_dpid, link.a_port) == (dpid, port_no) or (link.b_dpid, link.b_port) == (dpid, port_no)
+        }
         self.links -= gone
         return gone
 
@@ -93,8 +95,7 @@ class Topology:
         return {n: p for n, p in self.ports.get(dpid, {}).items() if p.up}
 
     def trunk_ports(self, dpid: int) -> frozenset[int]:
-        return frozenset(link.port_on(dpid) for link in self.links
-                         if dpid in (link.a_dpid, link.b_dpid))
+        return frozenset(link.port_on(dpid) for link in self.links if dpid in (link.a_dpid, link.b_dpid))
 
     def graph(self) -> nx.Graph:
         """Switch graph; parallel links collapse to the one with the lowest ports."""
@@ -106,7 +107,7 @@ class Topology:
         return g
 
 
-def resolve_port(ports: Mapping[int, PortInfo], ref: int | str) -> Optional[int]:
+def resolve_port(ports: Mapping[int, PortInfo], ref: int | str) -> int | None:
     """The OpenFlow number of a declared port (a number, or an interface name among ``ports``)."""
     if isinstance(ref, int):
         return ref
@@ -116,7 +117,7 @@ def resolve_port(ports: Mapping[int, PortInfo], ref: int | str) -> Optional[int]
     return None
 
 
-def bfs_parents(graph: nx.Graph, root: int) -> dict[int, Optional[int]]:
+def bfs_parents(graph: nx.Graph, root: int) -> dict[int, int | None]:
     """Parent of every node reachable from ``root`` in a BFS visiting neighbours in dpid order.
 
     The path from any node to ``root`` follows parents, so paths toward one
@@ -126,7 +127,7 @@ def bfs_parents(graph: nx.Graph, root: int) -> dict[int, Optional[int]]:
     >>> bfs_parents(g, 1)
     {1: None, 2: 1, 4: 1, 3: 2}
     """
-    parents: dict[int, Optional[int]] = {root: None}
+    parents: dict[int, int | None] = {root: None}
     frontier = [root]
     while frontier:
         nxt: list[int] = []

@@ -8,18 +8,25 @@ computed once per snapshot and are deterministic.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Mapping, Optional
 
 import networkx as nx
 
 from controller.config.model import Model, Network, Vm
-from controller.flows.pipeline import APP_L2
-from controller.fabric.protection import (BackupKey, DestinationTree, Hop, assign_group_ids, backup_keys, cables_of,
-                                   routes_toward)
 from controller.fabric.admission import LinkPolicy
+from controller.fabric.protection import (
+    BackupKey,
+    DestinationTree,
+    Hop,
+    assign_group_ids,
+    backup_keys,
+    cables_of,
+    routes_toward,
+)
 from controller.fabric.topology import MAX_PHYSICAL_PORT, LinkKey, Topology, bfs_parents, edge_link, resolve_port
+from controller.flows.pipeline import APP_L2
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,7 @@ class NetworkFabric:
 class FabricView:
     """Snapshot of the model and the live topology (copy taken at construction)."""
 
-    def __init__(self, model: Model, topology: Topology,
-                 probation: frozenset[tuple[int, int]] = frozenset()) -> None:
+    def __init__(self, model: Model, topology: Topology, probation: frozenset[tuple[int, int]] = frozenset()) -> None:
         self.model = model
         self.probation = probation
         """(dpid, port) of zero-config ports not yet flooded to: LLDP may still find a link there."""
@@ -83,7 +89,7 @@ class FabricView:
             out.setdefault(link.b_dpid, set()).add(link.b_port)
         return {d: frozenset(p) for d, p in out.items()}
 
-    def port_number(self, dpid: int, port: int | str) -> Optional[int]:
+    def port_number(self, dpid: int, port: int | str) -> int | None:
         """Resolve a declared port (number or interface name) on ``dpid``."""
         return resolve_port(self.ports.get(dpid, {}), port)
 
@@ -93,18 +99,19 @@ class FabricView:
         return LinkPolicy.of(self.model, self.ports)
 
     @cached_property
-    def _edges(self) -> Mapping[int, Mapping[int, tuple[Network, Optional[Vm]]]]:
-        out: dict[int, dict[int, tuple[Network, Optional[Vm]]]] = {}
+    def _edges(self) -> Mapping[int, Mapping[int, tuple[Network, Vm | None]]]:
+        out: dict[int, dict[int, tuple[Network, Vm | None]]] = {}
         if self.model.zero_config:
             net = self.model.networks[0]
             for dpid in self.dpids:
                 trunks = self.trunk_ports(dpid)
-                out[dpid] = {p: (net, None) for p in sorted(self.ports[dpid])
-                             if p < MAX_PHYSICAL_PORT and p not in trunks}
+                out[dpid] = {
+                    p: (net, None) for p in sorted(self.ports[dpid]) if p < MAX_PHYSICAL_PORT and p not in trunks
+                }
             return out
         for dpid in self.dpids:
             switch = self.model.switch_by_dpid[dpid]
-            ports: dict[int, tuple[Network, Optional[Vm]]] = {}
+            ports: dict[int, tuple[Network, Vm | None]] = {}
             for vm in self.model.vms_on(switch.name):
                 number = self.port_number(dpid, vm.port)
                 if number is not None and number not in self.trunk_ports(dpid):
@@ -112,15 +119,19 @@ class FabricView:
             out[dpid] = dict(sorted(ports.items()))
         return out
 
-    def edge_ports(self, dpid: int) -> Mapping[int, tuple[Network, Optional[Vm]]]:
+    def edge_ports(self, dpid: int) -> Mapping[int, tuple[Network, Vm | None]]:
         """Edge port -> (network, declared VM or None), sorted by port."""
         return self._edges.get(dpid, {})
 
     @cached_property
     def declared_macs(self) -> Mapping[str, tuple[int, int]]:
         """MAC of every declared VM with a ``mac`` -> its (dpid, port) on connected switches."""
-        return {vm.mac: (dpid, port) for dpid in self.dpids
-                for port, (_, vm) in self.edge_ports(dpid).items() if vm is not None and vm.mac}
+        return {
+            vm.mac: (dpid, port)
+            for dpid in self.dpids
+            for port, (_, vm) in self.edge_ports(dpid).items()
+            if vm is not None and vm.mac
+        }
 
     def network_ports(self, dpid: int, vlan: int) -> list[int]:
         return [p for p, (net, _) in self.edge_ports(dpid).items() if net.vlan == vlan]
@@ -142,10 +153,10 @@ class FabricView:
         return frozenset(tree)
 
     @cached_property
-    def _parents_toward(self) -> Mapping[int, Mapping[int, Optional[int]]]:
+    def _parents_toward(self) -> Mapping[int, Mapping[int, int | None]]:
         return {d: bfs_parents(self.graph, d) for d in self.graph.nodes}
 
-    def next_hop_port(self, src: int, dst: int) -> Optional[int]:
+    def next_hop_port(self, src: int, dst: int) -> int | None:
         """Port on ``src`` of the first link of the shortest path to ``dst``; None if none."""
         parent = self._parents_toward.get(dst, {}).get(src)
         if parent is None:
@@ -160,8 +171,9 @@ class FabricView:
         """The shortest-path tree toward ``dst`` with every switch's backup options (cached)."""
         tree = self._dest_trees.get(dst)
         if tree is None:
-            tree = self._dest_trees[dst] = DestinationTree(self.graph, self._cables, dst,
-                                                           self._parents_toward.get(dst, {dst: None}))
+            tree = self._dest_trees[dst] = DestinationTree(
+                self.graph, self._cables, dst, self._parents_toward.get(dst, {dst: None})
+            )
         return tree
 
     def routes(self, vlan: int, dst: int) -> Mapping[int, Hop]:
@@ -218,14 +230,15 @@ class FabricView:
 
     def trunk_vlans(self, dpid: int, port: int) -> list[int]:
         """VLANs a trunk port carries: networks whose paths, backup paths or flood tree use its link."""
-        return sorted(vlan for vlan, fab in self._fabrics.items()
-                      if any(link.port_on(dpid) == port and dpid in (link.a_dpid, link.b_dpid)
-                             for link in fab.links))
+        return sorted(
+            vlan
+            for vlan, fab in self._fabrics.items()
+            if any(link.port_on(dpid) == port and dpid in (link.a_dpid, link.b_dpid) for link in fab.links)
+        )
 
     def tree_ports(self, dpid: int, vlan: int) -> list[int]:
         """Trunk ports of ``dpid`` on the flood tree of network ``vlan``."""
-        return sorted(link.port_on(dpid) for link in self.fabric(vlan).tree
-                      if dpid in (link.a_dpid, link.b_dpid))
+        return sorted(link.port_on(dpid) for link in self.fabric(vlan).tree if dpid in (link.a_dpid, link.b_dpid))
 
 
 def _prune_tree(tree: frozenset[LinkKey], members: frozenset[int]) -> frozenset[LinkKey]:
@@ -240,4 +253,3 @@ def _prune_tree(tree: frozenset[LinkKey], members: frozenset[int]) -> frozenset[
         if not leaves:
             return frozenset(links)
         links = {link for link in links if link.a_dpid not in leaves and link.b_dpid not in leaves}
-

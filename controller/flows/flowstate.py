@@ -8,8 +8,8 @@ when the last stops wanting it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Hashable, Iterable, Mapping
 
 from controller.flows.rules import Rule
 

@@ -38,8 +38,8 @@ Which app handles the packet-ins of a table is declared here too
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional
 
 from controller.flows.rules import Ct, Rule
 
@@ -51,7 +51,11 @@ APP_L2 = 4
 APP_FLOOD = 5
 APP_MIRROR = 6
 BUILTIN_APPS: Mapping[str, int] = {
-    "ingress": APP_INGRESS, "acl": APP_ACL, "lb": APP_LB, "l2": APP_L2, "flood": APP_FLOOD,
+    "ingress": APP_INGRESS,
+    "acl": APP_ACL,
+    "lb": APP_LB,
+    "l2": APP_L2,
+    "flood": APP_FLOOD,
     "mirror": APP_MIRROR,
 }
 
@@ -114,22 +118,54 @@ class TableSpec:
     bands: Mapping[str, tuple[int, int]]
     match_fields: frozenset[str]
     next_tables: frozenset[str] = frozenset()
-    trap: Optional[Trap] = None
+    trap: Trap | None = None
 
 
 _L2 = frozenset({"in_port", "vlan_vid", "eth_src", "eth_dst", "eth_type"})
-_L3 = frozenset({"arp_spa", "arp_tpa", "arp_sha", "arp_op", "ip_proto", "ipv4_src", "ipv4_dst",
-                 "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code",
-                 "ipv6_src", "ipv6_dst", "icmpv6_type", "icmpv6_code", "ipv6_nd_target", "ipv6_nd_sll",
-                 "ipv6_nd_tll"})
+_L3 = frozenset(
+    {
+        "arp_spa",
+        "arp_tpa",
+        "arp_sha",
+        "arp_op",
+        "ip_proto",
+        "ipv4_src",
+        "ipv4_dst",
+        "tcp_src",
+        "tcp_dst",
+        "udp_src",
+        "udp_dst",
+        "icmpv4_type",
+        "icmpv4_code",
+        "ipv6_src",
+        "ipv6_dst",
+        "icmpv6_type",
+        "icmpv6_code",
+        "ipv6_nd_target",
+        "ipv6_nd_sll",
+        "ipv6_nd_tll",
+    }
+)
 _CT = frozenset({"ct_state", "ct_zone", "ct_mark", "metadata"})
 _ALL = (0, 65535)
 
 BUILTIN_TABLES: tuple[TableSpec, ...] = (
-    TableSpec(T_INGRESS, "ingress", {"ingress": (0, 1001), "mirror": (200, 1002)}, _L2 | _L3,
-              frozenset({"acl_port", "lb", "learn", "mirror"}), Trap(LINKS, "lldp")),
-    TableSpec(T_ACL_PORT, "acl_port", {"acl": (0, 65000), "lb": (65050, 65150)}, _L2 | _L3 | _CT,
-              frozenset({"acl_port", "acl_net", "lb", "learn"}), Trap("lb", "lb-probe")),
+    TableSpec(
+        T_INGRESS,
+        "ingress",
+        {"ingress": (0, 1001), "mirror": (200, 1002)},
+        _L2 | _L3,
+        frozenset({"acl_port", "lb", "learn", "mirror"}),
+        Trap(LINKS, "lldp"),
+    ),
+    TableSpec(
+        T_ACL_PORT,
+        "acl_port",
+        {"acl": (0, 65000), "lb": (65050, 65150)},
+        _L2 | _L3 | _CT,
+        frozenset({"acl_port", "acl_net", "lb", "learn"}),
+        Trap("lb", "lb-probe"),
+    ),
     TableSpec(T_ACL_NET, "acl_net", {"acl": _ALL}, _L2 | _L3 | _CT, frozenset({"lb"})),
     TableSpec(T_LB, "lb", {"lb": _ALL}, _L2 | _L3 | _CT, frozenset({"lb", "acl_commit", "learn"})),
     TableSpec(T_ACL_COMMIT, "acl_commit", {"acl": _ALL}, _L2 | _CT, frozenset({"learn"})),
@@ -172,24 +208,24 @@ class Pipeline:
         tables = [t for t in BUILTIN_TABLES if set(t.bands) & set(apps)] + list(extra)
         ids, names = [t.table_id for t in tables], [t.name for t in tables]
         if len(set(ids)) != len(ids) or len(set(names)) != len(names):
-            raise PipelineError(f"tables clash: {sorted(zip(ids, names))}")
+            raise PipelineError(f"tables clash: {sorted(zip(ids, names, strict=False))}")
         return Pipeline(tables, apps)
 
     def table(self, name: str) -> TableSpec:
         """The table called ``name``; raises KeyError if absent."""
         return self._by_name[name]
 
-    def spec(self, table_id: int) -> Optional[TableSpec]:
+    def spec(self, table_id: int) -> TableSpec | None:
         return self._by_id.get(table_id)
 
     def has(self, name: str) -> bool:
         return name in self._by_name
 
-    def next_table(self, table_id: int) -> Optional[int]:
+    def next_table(self, table_id: int) -> int | None:
         """The id of the first present table after ``table_id``; None after the last."""
         return next((t.table_id for t in self.tables if t.table_id > table_id), None)
 
-    def trap(self, table_id: int) -> Optional[Trap]:
+    def trap(self, table_id: int) -> Trap | None:
         spec = self.spec(table_id)
         return spec.trap if spec is not None else None
 
@@ -211,8 +247,9 @@ class Pipeline:
         if band is None:
             raise PipelineError(f"app {app} may not write table {spec.name}")
         if not band[0] <= rule.priority <= band[1]:
-            raise PipelineError(f"app {app} may not use priority {rule.priority} in table {spec.name} "
-                                f"(its band is {band[0]}-{band[1]})")
+            raise PipelineError(
+                f"app {app} may not use priority {rule.priority} in table {spec.name} (its band is {band[0]}-{band[1]})"
+            )
         bad = sorted(k for k, _ in rule.match if k not in spec.match_fields)
         if bad:
             raise PipelineError(f"table {spec.name} does not match on {', '.join(bad)}")

@@ -11,11 +11,12 @@ exact cookie removes exactly one rule.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal, Mapping, Optional, Union
+from typing import Literal
 
-MatchValue = Union[int, str, tuple[int, int], tuple[str, str]]
+MatchValue = int | str | tuple[int, int] | tuple[str, str]
 """An exact value, or ``(value, mask)`` for maskable fields (IPv4 as dotted strings)."""
 
 Match = tuple[tuple[str, MatchValue], ...]
@@ -30,7 +31,7 @@ FLAG_SEND_FLOW_REM = 1
 COOKIE_DIGEST_MASK = (1 << 56) - 1
 
 
-def make_match(**fields: Optional[MatchValue]) -> Match:
+def make_match(**fields: MatchValue | None) -> Match:
     """Build a canonical :data:`Match` from keyword fields; ``None`` values are left out.
 
     >>> make_match(in_port=1, eth_dst=None, vlan_vid=0)
@@ -62,7 +63,7 @@ class SetField:
     """Set an OXM field; ``vlan_vid`` values carry :data:`OFPVID_PRESENT`."""
 
     field: str
-    value: Union[int, str]
+    value: int | str
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,9 @@ class Nat:
     source-NAT it to ``src``; with nothing set, apply the NAT an established
     connection already has (and un-NAT its replies)."""
 
-    dst: Optional[str] = None
-    port: Optional[int] = None
-    src: Optional[str] = None
+    dst: str | None = None
+    port: int | None = None
+    src: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,9 @@ class Ct:
 
     zone: int
     commit: bool = False
-    recirc_table: Optional[int] = None
-    nat: Optional[Nat] = None
-    mark: Optional[int] = None
+    recirc_table: int | None = None
+    nat: Nat | None = None
+    mark: int | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class Move:
     dst: str
 
 
-Action = Union[Output, PushVlan, PopVlan, SetField, Group, Ct, Move]
+Action = Output | PushVlan | PopVlan | SetField | Group | Ct | Move
 
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK, CT_SNAT, CT_DNAT = (1 << i for i in range(8))
 """``ct_state`` bits, as OVS numbers them."""
@@ -136,11 +137,11 @@ class Rule:
     priority: int
     match: Match = ()
     actions: tuple[Action, ...] = ()
-    goto: Optional[int] = None
-    meter: Optional[int] = None
+    goto: int | None = None
+    meter: int | None = None
     idle_timeout: int = 0
     flags: int = 0
-    write_metadata: Optional[tuple[int, int]] = None
+    write_metadata: tuple[int, int] | None = None
     """``(value, mask)`` written to the metadata register before ``goto``."""
 
     @cached_property
@@ -150,8 +151,17 @@ class Rule:
         return (self.app << 56) | int.from_bytes(digest, "big")
 
     def _content(self) -> tuple[object, ...]:
-        content: tuple[object, ...] = (self.app, self.table, self.priority, self.match, self.actions,
-                                       self.goto, self.meter, self.idle_timeout, self.flags)
+        content: tuple[object, ...] = (
+            self.app,
+            self.table,
+            self.priority,
+            self.match,
+            self.actions,
+            self.goto,
+            self.meter,
+            self.idle_timeout,
+            self.flags,
+        )
         if self.write_metadata is not None:  # absent from older rules: their cookies stay
             content += (self.write_metadata,)
         return content

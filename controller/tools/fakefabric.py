@@ -12,7 +12,7 @@ desired state of every ready switch, or :class:`Diverged` is raised. So
 from __future__ import annotations
 
 import time
-from typing import Callable, Collection, Iterable, Optional
+from collections.abc import Callable, Collection, Iterable
 
 from controller.compose import build_core
 from controller.config.model import Model
@@ -27,6 +27,7 @@ from controller.tools.sim import SimConntrack, SimNetwork
 
 __all__ = ["FIRST_NAMED_PORT", "Diverged", "FakeFabric", "port_numbers"]
 
+
 class Diverged(AssertionError):
     """What a switch holds differs from what the core wants there."""
 
@@ -34,8 +35,7 @@ class Diverged(AssertionError):
 class FakeFabric:
     """A core plus the flow and group tables of its (fake) switches."""
 
-    def __init__(self, model: Model, clock: Callable[[], float] = time.monotonic,
-                 core: Optional[Core] = None) -> None:
+    def __init__(self, model: Model, clock: Callable[[], float] = time.monotonic, core: Core | None = None) -> None:
         self.core: Core = core or build_core(model, clock=clock, verify=True)
         self.flows: dict[int, dict[int, Rule]] = {}
         """dpid -> cookie -> rule, as installed."""
@@ -44,8 +44,7 @@ class FakeFabric:
         """Every frame the core asked to packet-out, in order."""
 
     @staticmethod
-    def from_model(model: Model, clock: Callable[[], float] = time.monotonic,
-                   core: Optional[Core] = None) -> FakeFabric:
+    def from_model(model: Model, clock: Callable[[], float] = time.monotonic, core: Core | None = None) -> FakeFabric:
         """Every declared switch up with the ports the file names, every declared link up.
 
         Ports are numbered as :func:`~controller.tools.portplan.port_numbers`
@@ -56,8 +55,11 @@ class FakeFabric:
         fabric = FakeFabric(model, clock, core)
         numbers = port_numbers(model)
         for switch in model.switches:
-            infos = [PortInfo(no, ref if isinstance(ref, str) else placeholder_name(no))
-                     for (name, ref), (_, no) in numbers.items() if name == switch.name]
+            infos = [
+                PortInfo(no, ref if isinstance(ref, str) else placeholder_name(no))
+                for (name, ref), (_, no) in numbers.items()
+                if name == switch.name
+            ]
             fabric.connect(switch.dpid, sorted(infos, key=lambda p: p.port_no))
         for link in model.links:
             a, b = numbers[(link.a.switch, link.a.port)], numbers[(link.b.switch, link.b.port)]
@@ -88,14 +90,17 @@ class FakeFabric:
             if installed.keys() != wanted.keys():
                 missing = [wanted[c] for c in sorted(wanted.keys() - installed.keys())]
                 extra = [installed[c] for c in sorted(installed.keys() - wanted.keys())]
-                raise Diverged(f"switch {dpid:x}: {len(missing)} wanted rules missing ({missing[:2]}), "
-                               f"{len(extra)} extra ({extra[:2]})")
+                raise Diverged(
+                    f"switch {dpid:x}: {len(missing)} wanted rules missing ({missing[:2]}), "
+                    f"{len(extra)} extra ({extra[:2]})"
+                )
             if self.groups.get(dpid, {}) != self.core.groups.get(dpid, {}):
                 raise Diverged(f"switch {dpid:x}: groups differ")
 
     # -- events --------------------------------------------------------------
-    def connect(self, dpid: int, ports: Iterable[PortInfo], held: Collection[Rule] = (),
-                foreign: Collection[int] = ()) -> Effects:
+    def connect(
+        self, dpid: int, ports: Iterable[PortInfo], held: Collection[Rule] = (), foreign: Collection[int] = ()
+    ) -> Effects:
         """A switch connects with ``ports``, holding ``held`` (and flows of unknown cookies ``foreign``)."""
         self.flows[dpid] = {}
         out = self.apply(self.core.switch_up(dpid, list(ports)))
@@ -146,14 +151,21 @@ class FakeFabric:
         return self.apply(self.core.reload(model))
 
     # -- packets -------------------------------------------------------------
-    def network(self, conntrack: Optional[SimConntrack] = None,
-                down: Collection[tuple[int, int]] = (), cables: Collection[LinkKey] = ()) -> SimNetwork:
+    def network(
+        self,
+        conntrack: SimConntrack | None = None,
+        down: Collection[tuple[int, int]] = (),
+        cables: Collection[LinkKey] = (),
+    ) -> SimNetwork:
         """The simulated network of the installed tables, over the topology's links.
 
         ``cables`` are wires the topology does not use (a relaying host between
         two ports); frames output there cross them like any link.
         """
-        return SimNetwork({d: frozenset(r.values()) for d, r in self.flows.items()},
-                          set(self.core.topology.links) | set(cables),
-                          conntrack=conntrack or SimConntrack(),
-                          groups={d: list(g.values()) for d, g in self.groups.items()}, down=down)
+        return SimNetwork(
+            {d: frozenset(r.values()) for d, r in self.flows.items()},
+            set(self.core.topology.links) | set(cables),
+            conntrack=conntrack or SimConntrack(),
+            groups={d: list(g.values()) for d, g in self.groups.items()},
+            down=down,
+        )

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
-
-import warnings
 
 with warnings.catch_warnings():  # python-ovs imports eventlet only to detect it
     warnings.simplefilter("ignore")
@@ -85,7 +84,9 @@ def _rows(idl: ovs.db.idl.Idl, table: str) -> list[Any]:
 def _bridge_changes(row: Any, switch: Switch, plan: Plan) -> dict[str, Any]:
     """Columns of an existing bridge row that differ from what the plan wants."""
     want: dict[str, Any] = {
-        "protocols": ["OpenFlow13"], "fail_mode": ["secure"], "datapath_type": plan.datapath_type,
+        "protocols": ["OpenFlow13"],
+        "fail_mode": ["secure"],
+        "datapath_type": plan.datapath_type,
     }
     diff = {k: v for k, v in want.items() if getattr(row, k) != v}
     dpid = f"{switch.dpid:016x}"
@@ -108,9 +109,12 @@ def _ensure_bridge(idl: ovs.db.idl.Idl, txn: Any, switch: Switch, plan: Plan) ->
         root = _rows(idl, "Open_vSwitch")[0]
         root.addvalue("bridges", bridge)
         changes.append(f"bridge {switch.bridge}: created")
-        fields = {"protocols": ["OpenFlow13"], "fail_mode": ["secure"],
-                  "datapath_type": plan.datapath_type,
-                  "other_config": {"datapath-id": f"{switch.dpid:016x}"}}
+        fields = {
+            "protocols": ["OpenFlow13"],
+            "fail_mode": ["secure"],
+            "datapath_type": plan.datapath_type,
+            "other_config": {"datapath-id": f"{switch.dpid:016x}"},
+        }
     else:
         fields = _bridge_changes(bridge, switch, plan)
         changes += [f"bridge {switch.bridge}: {k} updated" for k in sorted(fields)]
@@ -195,4 +199,3 @@ def describe(changes: list[str]) -> str:
     """Changes one per line; ``note:`` lines are not changes (``nothing to change`` if only those)."""
     real = [c for c in changes if not c.startswith("note: ")]
     return "\n".join(changes + ([] if real else ["nothing to change"]))
-

@@ -30,14 +30,33 @@ from __future__ import annotations
 import ipaddress
 import re
 import zlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Optional
 
-from controller.flows.rules import (CT_DNAT, CT_EST, CT_INV, CT_NEW, CT_RPL, CT_SNAT, CT_TRK, OFPP_CONTROLLER,
-                                    OFPP_IN_PORT,
-                              OFPVID_PRESENT, Action, Ct, Group, GroupEntry, MatchValue, Move, Output,
-                              PopVlan, PushVlan, Rule, SetField)
 from controller.fabric.topology import LinkKey
+from controller.flows.rules import (
+    CT_DNAT,
+    CT_EST,
+    CT_INV,
+    CT_NEW,
+    CT_RPL,
+    CT_SNAT,
+    CT_TRK,
+    OFPP_CONTROLLER,
+    OFPP_IN_PORT,
+    OFPVID_PRESENT,
+    Action,
+    Ct,
+    Group,
+    GroupEntry,
+    MatchValue,
+    Move,
+    Output,
+    PopVlan,
+    PushVlan,
+    Rule,
+    SetField,
+)
 
 Packet = dict[str, object]
 MAX_HOPS = 64
@@ -45,8 +64,11 @@ MAX_HOPS = 64
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
 _ND_TYPES = (135, 136)
-_ND_ABSENT: Mapping[str, str] = {"ipv6_nd_target": "::", "ipv6_nd_sll": "00:00:00:00:00:00",
-                                 "ipv6_nd_tll": "00:00:00:00:00:00"}
+_ND_ABSENT: Mapping[str, str] = {
+    "ipv6_nd_target": "::",
+    "ipv6_nd_sll": "00:00:00:00:00:00",
+    "ipv6_nd_tll": "00:00:00:00:00:00",
+}
 _ICMPV6_TRACKED = frozenset({1, 2, 3, 4, 128, 129})
 """ICMPv6 types conntrack knows: errors and echo (anything else is ``+inv``)."""
 
@@ -230,9 +252,14 @@ def _bucket_index(group: GroupEntry, pkt: Mapping[str, object], live: Callable[[
 class SimSwitch:
     """One switch's flow table and groups."""
 
-    def __init__(self, dpid: int, rules: Iterable[Rule], groups: Iterable[GroupEntry] = (),
-                 conntrack: Optional[SimConntrack] = None,
-                 live: Callable[[int], bool] = lambda port: True) -> None:
+    def __init__(
+        self,
+        dpid: int,
+        rules: Iterable[Rule],
+        groups: Iterable[GroupEntry] = (),
+        conntrack: SimConntrack | None = None,
+        live: Callable[[int], bool] = lambda port: True,
+    ) -> None:
         self.dpid = dpid
         self.tables: dict[int, list[Rule]] = {}
         self.groups = {g.group_id: g for g in groups}
@@ -243,7 +270,7 @@ class SimSwitch:
         for rules_ in self.tables.values():
             rules_.sort(key=lambda r: -r.priority)
 
-    def lookup(self, table: int, packet: Mapping[str, object]) -> Optional[Rule]:
+    def lookup(self, table: int, packet: Mapping[str, object]) -> Rule | None:
         for rule in self.tables.get(table, []):
             if rule_matches(rule, packet):
                 return rule
@@ -258,8 +285,7 @@ class SimSwitch:
         self._run(pkt, 0, trace, outs, 0)
         return outs
 
-    def _run(self, pkt: Packet, table: Optional[int], trace: Trace, outs: list[tuple[int, Packet]],
-             depth: int) -> None:
+    def _run(self, pkt: Packet, table: int | None, trace: Trace, outs: list[tuple[int, Packet]], depth: int) -> None:
         while table is not None:
             if depth > MAX_HOPS:
                 trace.loop = True
@@ -275,8 +301,9 @@ class SimSwitch:
             table = recirc if recirc is not None else rule.goto
             depth += 1
 
-    def _apply_all(self, actions: Iterable[Action], pkt: Packet, trace: Trace,
-                   outs: list[tuple[int, Packet]], depth: int) -> Optional[int]:
+    def _apply_all(
+        self, actions: Iterable[Action], pkt: Packet, trace: Trace, outs: list[tuple[int, Packet]], depth: int
+    ) -> int | None:
         """Apply ``actions`` to ``pkt``; the table a conntrack action recirculates to, if any."""
         recirc = None
         for action in actions:
@@ -320,16 +347,21 @@ class SimSwitch:
 class SimNetwork:
     """Switches joined by links; inject a packet at an edge port and trace it."""
 
-    def __init__(self, rules: Mapping[int, Iterable[Rule]], links: Iterable[LinkKey] = (),
-                 groups: Optional[Mapping[int, Iterable[GroupEntry]]] = None,
-                 conntrack: Optional[SimConntrack] = None,
-                 down: Iterable[tuple[int, int]] = ()) -> None:
+    def __init__(
+        self,
+        rules: Mapping[int, Iterable[Rule]],
+        links: Iterable[LinkKey] = (),
+        groups: Mapping[int, Iterable[GroupEntry]] | None = None,
+        conntrack: SimConntrack | None = None,
+        down: Iterable[tuple[int, int]] = (),
+    ) -> None:
         self.conntrack = conntrack or SimConntrack()
         dead = frozenset(down)
         groups = groups or {}
-        self.switches = {d: SimSwitch(d, r, groups.get(d, ()), self.conntrack,
-                                      lambda port, d=d: (d, port) not in dead)  # type: ignore[misc]
-                         for d, r in rules.items()}
+        self.switches = {
+            d: SimSwitch(d, r, groups.get(d, ()), self.conntrack, lambda port, d=d: (d, port) not in dead)  # type: ignore[misc]
+            for d, r in rules.items()
+        }
         self.peer: dict[tuple[int, int], tuple[int, int, LinkKey]] = {}
         for link in links:
             self.peer[(link.a_dpid, link.a_port)] = (link.b_dpid, link.b_port, link)

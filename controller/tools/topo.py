@@ -106,8 +106,9 @@ TENANTS = (NetworkSpec("tenant-a", 100, "a"), NetworkSpec("tenant-b", 200, "b"))
 class _Draft:
     """Collects one network file; :meth:`done` validates and returns it."""
 
-    def __init__(self, networks: Sequence[NetworkSpec], bridges: Sequence[str] | None,
-                 subnet: str | None, mac_prefix: str | None) -> None:
+    def __init__(
+        self, networks: Sequence[NetworkSpec], bridges: Sequence[str] | None, subnet: str | None, mac_prefix: str | None
+    ) -> None:
         if not 1 <= len(networks) < TRUNK_PORT:
             raise ValueError(f"need 1 to {TRUNK_PORT - 1} networks, got {len(networks)}")
         self.networks = tuple(networks)
@@ -137,8 +138,7 @@ class _Draft:
             for number in numbers:
                 if number not in switches:
                     raise ValueError(f"network {spec.name}: no switch number {number} for a VM")
-                self.vm(f"{spec.vm_prefix}{number}", switches[number], 1 + k, spec.name,
-                        k * stride + number, number)
+                self.vm(f"{spec.vm_prefix}{number}", switches[number], 1 + k, spec.name, k * stride + number, number)
 
     def vm(self, name: str, switch: str, port: int, network: str, host: int, number: int) -> None:
         entry: VmEntry = {"switch": switch, "port": port, "network": network}
@@ -152,8 +152,7 @@ class _Draft:
 
     def done(self) -> NetworkFile:
         if self.bridges is not None and len(self.bridges) != len(self.net["switches"]):
-            raise ValueError(f"{len(self.bridges)} bridge names for "
-                             f"{len(self.net['switches'])} switches")
+            raise ValueError(f"{len(self.bridges)} bridge names for {len(self.net['switches'])} switches")
         try:
             parse_model(self.net)
         except ConfigError as err:
@@ -161,9 +160,15 @@ class _Draft:
         return self.net
 
 
-def ring(n: int, *, networks: Sequence[NetworkSpec] = TENANTS, dpid_base: int = 0,
-         bridges: Sequence[str] | None = None, subnet: str | None = None,
-         mac_prefix: str | None = None) -> NetworkFile:
+def ring(
+    n: int,
+    *,
+    networks: Sequence[NetworkSpec] = TENANTS,
+    dpid_base: int = 0,
+    bridges: Sequence[str] | None = None,
+    subnet: str | None = None,
+    mac_prefix: str | None = None,
+) -> NetworkFile:
     """``n`` switches ``s1``..``sn`` in a ring: ``s<i>`` port 10 to ``s<i+1>`` port 11.
 
     The last switch's port 10 goes back to ``s1`` port 11. VMs default to
@@ -181,9 +186,15 @@ def ring(n: int, *, networks: Sequence[NetworkSpec] = TENANTS, dpid_base: int = 
     return _chain(n, True, _Draft(networks, bridges, subnet, mac_prefix), dpid_base)
 
 
-def linear(n: int, *, networks: Sequence[NetworkSpec] = TENANTS, dpid_base: int = 0,
-           bridges: Sequence[str] | None = None, subnet: str | None = None,
-           mac_prefix: str | None = None) -> NetworkFile:
+def linear(
+    n: int,
+    *,
+    networks: Sequence[NetworkSpec] = TENANTS,
+    dpid_base: int = 0,
+    bridges: Sequence[str] | None = None,
+    subnet: str | None = None,
+    mac_prefix: str | None = None,
+) -> NetworkFile:
     """A :func:`ring` of ``n`` switches without the link from ``sn`` back to ``s1``.
 
     Raises
@@ -206,10 +217,17 @@ def _chain(n: int, closed: bool, draft: _Draft, dpid_base: int) -> NetworkFile:
     return draft.done()
 
 
-def leaf_spine(spines: int, leaves: int, *, networks: Sequence[NetworkSpec] = TENANTS,
-               dpid_base: int = 0, spine_dpid_base: int = 100,
-               bridges: Sequence[str] | None = None, subnet: str | None = None,
-               mac_prefix: str | None = None) -> NetworkFile:
+def leaf_spine(
+    spines: int,
+    leaves: int,
+    *,
+    networks: Sequence[NetworkSpec] = TENANTS,
+    dpid_base: int = 0,
+    spine_dpid_base: int = 100,
+    bridges: Sequence[str] | None = None,
+    subnet: str | None = None,
+    mac_prefix: str | None = None,
+) -> NetworkFile:
     """Spines ``sp1``.. and leaves ``l1``..; every leaf cabled to every spine.
 
     Leaf ``l<i>`` port ``10 + s`` goes to spine ``sp<s>`` port ``i``. Spine
@@ -237,9 +255,16 @@ def leaf_spine(spines: int, leaves: int, *, networks: Sequence[NetworkSpec] = TE
     return draft.done()
 
 
-def tree(depth: int, fanout: int | Sequence[int], *, networks: Sequence[NetworkSpec] = TENANTS,
-         dpid_base: int = 0, bridges: Sequence[str] | None = None, subnet: str | None = None,
-         mac_prefix: str | None = None) -> NetworkFile:
+def tree(
+    depth: int,
+    fanout: int | Sequence[int],
+    *,
+    networks: Sequence[NetworkSpec] = TENANTS,
+    dpid_base: int = 0,
+    bridges: Sequence[str] | None = None,
+    subnet: str | None = None,
+    mac_prefix: str | None = None,
+) -> NetworkFile:
     """A tree of ``depth`` levels of switches, numbered breadth first from the root ``s1``.
 
     ``fanout`` is the number of children of each switch, or one number per
@@ -273,9 +298,15 @@ def tree(depth: int, fanout: int | Sequence[int], *, networks: Sequence[NetworkS
     return draft.done()
 
 
-def single(vms: int, *, networks: Sequence[NetworkSpec] = TENANTS, dpid_base: int = 0,
-           bridges: Sequence[str] | None = None, subnet: str | None = None,
-           mac_prefix: str | None = None) -> NetworkFile:
+def single(
+    vms: int,
+    *,
+    networks: Sequence[NetworkSpec] = TENANTS,
+    dpid_base: int = 0,
+    bridges: Sequence[str] | None = None,
+    subnet: str | None = None,
+    mac_prefix: str | None = None,
+) -> NetworkFile:
     """One switch ``s1`` with ``vms`` VMs of each network.
 
     VM ``j`` (from 1) of network ``k`` is ``vm_prefix + j`` on port
@@ -312,8 +343,7 @@ def to_yaml(net: NetworkFile) -> str:
     return text
 
 
-def without_addresses(net: NetworkFile,
-                      fields: Iterable[Literal["ip", "mac"]] = ("ip", "mac")) -> NetworkFile:
+def without_addresses(net: NetworkFile, fields: Iterable[Literal["ip", "mac"]] = ("ip", "mac")) -> NetworkFile:
     """A copy of ``net`` whose VMs declare none of ``fields``.
 
     For a controller that must not enforce addresses the lab hosts still

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Literal, Mapping, Optional
+from typing import Literal
 
 from apps.acl.app import AclFirewall
 from apps.acl.compile import Origin
@@ -62,7 +63,7 @@ class Fabric:
     def _declared(self) -> Mapping[tuple[int, int], tuple[str, PortRef]]:
         return {at: key for key, at in self.ports.items()}
 
-    def vm_at(self, dpid: int, port: int) -> Optional[Vm]:
+    def vm_at(self, dpid: int, port: int) -> Vm | None:
         """The VM on ``dpid``/``port`` (None: a link, a mirror tap or nothing declared)."""
         switch, ref = self._declared.get((dpid, port), ("", 0))
         return next((vm for vm in self.model.vms if (vm.switch, vm.port) == (switch, ref)), None)
@@ -83,7 +84,7 @@ class Fabric:
         return acl.origins(self.model) if isinstance(acl, AclFirewall) else {}
 
 
-def backend_vm(model: Model, lb: LoadBalancer, ip: IPv4Address) -> Optional[Vm]:
+def backend_vm(model: Model, lb: LoadBalancer, ip: IPv4Address) -> Vm | None:
     """The VM that answers for backend ``ip`` of ``lb``: the one of the balancer's network with that ip.
 
     The controller finds backends by ARP from the VIP, inside the balancer's
@@ -101,8 +102,12 @@ def build_fabric(model: Model) -> Fabric:
     for vm in model.vms:
         dpid, port = fabric.at(vm)
         vlan = model.network_by_name[vm.network].vlan
-        frame = (b"\xff" * 6 + bytes.fromhex(vm_mac(vm).replace(":", ""))
-                 + struct.pack("!HHH", 0x8100, vlan, 0x0806) + bytes(46))
+        frame = (
+            b"\xff" * 6
+            + bytes.fromhex(vm_mac(vm).replace(":", ""))
+            + struct.pack("!HHH", 0x8100, vlan, 0x0806)
+            + bytes(46)
+        )
         fake.packet_in(dpid, T_LEARN, port, frame)
     balancer = {a.name: a for a in fake.core.apps}.get("lb")
     if isinstance(balancer, LoadBalancerApp):
@@ -136,7 +141,7 @@ class Leg:
 @dataclass(frozen=True)
 class TraceResult:
     forward: Leg
-    reply: Optional[Leg]
+    reply: Leg | None
 
     @property
     def connects(self) -> bool:
@@ -144,9 +149,10 @@ class TraceResult:
         return self.forward.delivered and self.reply is not None and self.reply.delivered
 
     def render(self) -> str:
-        lines = [f"verdict: {self.forward.verdict}"
-                 + (f" (reply: {self.reply.verdict})" if self.reply is not None else ""),
-                 "path: " + " -> ".join(self.forward.path)]
+        lines = [
+            f"verdict: {self.forward.verdict}" + (f" (reply: {self.reply.verdict})" if self.reply is not None else ""),
+            "path: " + " -> ".join(self.forward.path),
+        ]
         lines += [f"decided by: {a}" for a in self.forward.acl] or ["decided by: no ACL applies"]
         if self.reply is not None:
             lines.append("reply path: " + " -> ".join(self.reply.path))
@@ -154,7 +160,7 @@ class TraceResult:
         return "\n".join(lines)
 
 
-def _packet(src: Vm, dst_mac: str, dst_ip: str, proto: Proto, port: Optional[int]) -> Packet:
+def _packet(src: Vm, dst_mac: str, dst_ip: str, proto: Proto, port: int | None) -> Packet:
     pkt: Packet = {"eth_src": vm_mac(src), "eth_dst": dst_mac, "vlan_vid": 0}
     if isinstance(ip_address(dst_ip), IPv6Address):
         pkt.update(eth_type=0x86DD, ipv6_src=str(src.ipv6.ip) if src.ipv6 else "::", ipv6_dst=dst_ip)
@@ -174,8 +180,14 @@ def _packet(src: Vm, dst_mac: str, dst_ip: str, proto: Proto, port: Optional[int
 def _reply(pkt: Packet) -> Packet:
     out = dict(pkt)
     fam = "ipv6" if "ipv6_src" in pkt else "ipv4"
-    out.update({"eth_src": pkt["eth_dst"], "eth_dst": pkt["eth_src"], f"{fam}_src": pkt[f"{fam}_dst"],
-                f"{fam}_dst": pkt[f"{fam}_src"]})
+    out.update(
+        {
+            "eth_src": pkt["eth_dst"],
+            "eth_dst": pkt["eth_src"],
+            f"{fam}_src": pkt[f"{fam}_dst"],
+            f"{fam}_dst": pkt[f"{fam}_src"],
+        }
+    )
     if pkt.get("ip_proto") == 1:
         out["icmpv4_type"] = 0
     elif pkt.get("ip_proto") == 58:
@@ -207,7 +219,7 @@ def _describe_acl(trace: Trace, origins: Mapping[int, Origin]) -> tuple[str, ...
     return tuple(out)
 
 
-def _leg(fabric: Fabric, trace: Trace, dst: Optional[tuple[int, int]], origins: Mapping[int, Origin]) -> Leg:
+def _leg(fabric: Fabric, trace: Trace, dst: tuple[int, int] | None, origins: Mapping[int, Origin]) -> Leg:
     path = [fabric.label(d, p) for d, p in trace.arrivals]
     left = sorted(trace.delivered())
     outputs = tuple(fabric.label(d, p) for d, p in left)
@@ -218,13 +230,13 @@ def _leg(fabric: Fabric, trace: Trace, dst: Optional[tuple[int, int]], origins: 
     return Leg(delivered, tuple(path), _describe_acl(trace, origins), outputs)
 
 
-def _address(vm: Vm, v6: bool) -> Optional[IPv4Address | IPv6Address]:
+def _address(vm: Vm, v6: bool) -> IPv4Address | IPv6Address | None:
     if v6:
         return vm.ipv6.ip if vm.ipv6 is not None else None
     return vm.ip.ip if vm.ip is not None else None
 
 
-def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: Optional[int] = None) -> TraceResult:
+def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: int | None = None) -> TraceResult:
     """Send ``proto`` (to ``port``) from VM ``src_vm`` to ``dst_ip`` (IPv4 or IPv6), then its reply.
 
     An IPv6 packet leaves from the VM's ``ipv6``; ``icmp`` is an ICMPv6 echo then.
@@ -242,8 +254,9 @@ def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: Optional
     if _address(src, v6) is None:
         raise ValueError(f"vm {src_vm!r} has no {'ipv6' if v6 else 'ip'} in the network file")
     vip = next((lb for lb in model.load_balancers if lb.vip == target and lb.network == src.network), None)
-    dst = next((v for v in model.vms if _address(v, v6) == target and v.network == src.network),
-               None) or next((v for v in model.vms if _address(v, v6) == target), None)
+    dst = next((v for v in model.vms if _address(v, v6) == target and v.network == src.network), None) or next(
+        (v for v in model.vms if _address(v, v6) == target), None
+    )
     dst_mac = vip_mac(dst_ip) if vip else vm_mac(dst) if dst else "02:ff:ff:ff:ff:fe"
     origins = fabric.origins()
     sim = fabric.fake.network(SimConntrack())

@@ -21,15 +21,24 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def table_rows(text: str) -> list[list[str]]:
     """Cells of each data row of the markdown table in ``text``."""
-    rows = [line.strip().strip("|").split(" | ") for line in text.splitlines()
-            if line.startswith("| ") and not line.startswith("| metric")]
+    rows = [
+        line.strip().strip("|").split(" | ")
+        for line in text.splitlines()
+        if line.startswith("| ") and not line.startswith("| metric")
+    ]
     return [[c.strip() for c in row] for row in rows]
 
 
 def test_quick_mode_reports_every_row(require_ovs: None, tmp_path: Path) -> None:
     out = tmp_path / "results.md"
-    proc = subprocess.run(["bash", "bench/run.sh", "--quick", "--out", str(out)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        ["bash", "bench/run.sh", "--quick", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     text = out.read_text()
     assert "| metric | ours | peer | ratio | goal |" in text

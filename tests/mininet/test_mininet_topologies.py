@@ -51,8 +51,15 @@ def run_script(args: list[str], deadline: float) -> subprocess.CompletedProcess[
     env = dict(os.environ)
     env["PATH"] = env.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin"
     cmd = [SYSTEM_PYTHON, str(SCRIPT), *args]
-    with subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+    with subprocess.Popen(
+        cmd,
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
         try:
             out, _ = proc.communicate(timeout=deadline)
         except subprocess.TimeoutExpired:
@@ -79,7 +86,8 @@ def leftovers(prefix: str) -> list[str]:
 
 @pytest.mark.parametrize("topology", TOPOLOGIES, ids=[t.stem for t in TOPOLOGIES])
 def test_topology_reachability_matches_the_file(
-    controller_factory: Callable[..., ControllerProcess], topology: Path,
+    controller_factory: Callable[..., ControllerProcess],
+    topology: Path,
 ) -> None:
     reason = mininet_unavailable_reason()
     if reason:
@@ -88,8 +96,16 @@ def test_topology_reachability_matches_the_file(
     prefix = unique_prefix()
 
     result = run_script(
-        [str(topology), "--check", "--controller-port", str(controller.port),
-         "--prefix", prefix, "--timeout", f"{CHECK_TIMEOUT:g}"],
+        [
+            str(topology),
+            "--check",
+            "--controller-port",
+            str(controller.port),
+            "--prefix",
+            prefix,
+            "--timeout",
+            f"{CHECK_TIMEOUT:g}",
+        ],
         RUN_DEADLINE,
     )
 

@@ -20,5 +20,6 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def total(port: int, name: str, **labels: str) -> float:
     """Sum of samples named ``name`` whose labels include ``labels``."""
-    return sum(v for (n, ls), v in scrape(port).items()
-               if n == name and all((k, val) in ls for k, val in labels.items()))
+    return sum(
+        v for (n, ls), v in scrape(port).items() if n == name and all((k, val) in ls for k, val in labels.items())
+    )

@@ -3,16 +3,15 @@ conntrack, hit counters on /metrics, and ``vmn trace`` agreeing with OVS."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import pytest
 
 from controller.config import load_model
-from controller.tools.trace import Fabric, Proto, build_fabric, trace
 from controller.tools.lab import ControllerProcess, Host, Lab, free_port, wait_until
+from controller.tools.trace import Fabric, Proto, build_fabric, trace
 from tests.ovs.metrics_client import total
 from tests.ovs.traffic import start_servers, tcp_connects, udp_answers
 
@@ -52,8 +51,13 @@ acls:
     - {action: allow}
 """
 PLACES = {"client": ("b1", 1), "web": ("b1", 2), "db": ("b2", 3), "ops": ("b2", 4), "guest": ("b2", 5)}
-SERVERS = {"client": ([7000], [7001]), "web": ([80, 23, 8080], [53, 54]), "db": ([5432, 80], [53]),
-           "ops": ([80, 23, 9000], [53, 54]), "guest": ([80], [])}
+SERVERS = {
+    "client": ([7000], [7001]),
+    "web": ([80, 23, 8080], [53, 54]),
+    "db": ([5432, 80], [53]),
+    "ops": ([80, 23, 9000], [53, 54]),
+    "guest": ([80], []),
+}
 
 
 @dataclass(frozen=True)
@@ -61,21 +65,37 @@ class Case:
     src: str
     dst: str
     proto: Proto
-    port: Optional[int] = None
+    port: int | None = None
 
     def __str__(self) -> str:
         return f"{self.src}->{self.dst} {self.proto}{'' if self.port is None else f'/{self.port}'}"
 
 
 CASES = [
-    Case("client", "web", "tcp", 80), Case("client", "web", "tcp", 8080), Case("client", "web", "tcp", 23),
-    Case("client", "web", "udp", 53), Case("client", "web", "udp", 54), Case("client", "web", "icmp"),
-    Case("client", "db", "tcp", 5432), Case("client", "db", "tcp", 80), Case("client", "db", "udp", 53),
-    Case("client", "db", "icmp"), Case("client", "ops", "tcp", 9000), Case("client", "ops", "tcp", 23),
-    Case("client", "ops", "udp", 54), Case("db", "client", "tcp", 7000), Case("db", "web", "icmp"),
-    Case("web", "client", "tcp", 7000), Case("web", "client", "icmp"), Case("web", "ops", "tcp", 23),
-    Case("web", "ops", "tcp", 80), Case("ops", "web", "tcp", 8080), Case("ops", "client", "udp", 7001),
-    Case("client", "guest", "icmp"), Case("web", "db", "tcp", 5432), Case("ops", "db", "udp", 53),
+    Case("client", "web", "tcp", 80),
+    Case("client", "web", "tcp", 8080),
+    Case("client", "web", "tcp", 23),
+    Case("client", "web", "udp", 53),
+    Case("client", "web", "udp", 54),
+    Case("client", "web", "icmp"),
+    Case("client", "db", "tcp", 5432),
+    Case("client", "db", "tcp", 80),
+    Case("client", "db", "udp", 53),
+    Case("client", "db", "icmp"),
+    Case("client", "ops", "tcp", 9000),
+    Case("client", "ops", "tcp", 23),
+    Case("client", "ops", "udp", 54),
+    Case("db", "client", "tcp", 7000),
+    Case("db", "web", "icmp"),
+    Case("web", "client", "tcp", 7000),
+    Case("web", "client", "icmp"),
+    Case("web", "ops", "tcp", 23),
+    Case("web", "ops", "tcp", 80),
+    Case("ops", "web", "tcp", 8080),
+    Case("ops", "client", "udp", 7001),
+    Case("client", "guest", "icmp"),
+    Case("web", "db", "tcp", 5432),
+    Case("ops", "db", "udp", 53),
 ]
 
 
@@ -110,8 +130,7 @@ def acl_lab(lab: Lab, controller_factory: Factory, tmp_path: Path) -> Iterator[A
     b2 = lab.add_bridge("b2", 0x72, ctl.port)
     lab.add_link("b1", 10, "b2", 10)
     model = load_model(cfg)
-    hosts = {vm.name: lab.add_host(vm.name, PLACES[vm.name][0], PLACES[vm.name][1], ip=str(vm.ip))
-             for vm in model.vms}
+    hosts = {vm.name: lab.add_host(vm.name, PLACES[vm.name][0], PLACES[vm.name][1], ip=str(vm.ip)) for vm in model.vms}
     for name, (tcp, udp) in SERVERS.items():
         start_servers(hosts[name], tcp, udp)
     ctl.wait_connected(b1, 20)
@@ -128,8 +147,7 @@ def acl_lab(lab: Lab, controller_factory: Factory, tmp_path: Path) -> Iterator[A
 
 
 def test_trace_agrees_with_ovs_on_every_case(acl_lab: AclLab) -> None:
-    expected = {c: trace(acl_lab.fabric, c.src, str(acl_lab.hosts[c.dst].ip), c.proto, c.port).connects
-                for c in CASES}
+    expected = {c: trace(acl_lab.fabric, c.src, str(acl_lab.hosts[c.dst].ip), c.proto, c.port).connects for c in CASES}
     assert sum(expected.values()) >= 8 and sum(not v for v in expected.values()) >= 8
     disagreements = []
     for case, allowed in expected.items():
@@ -138,17 +156,19 @@ def test_trace_agrees_with_ovs_on_every_case(acl_lab: AclLab) -> None:
         else:
             got = acl_lab.works(case, 0.5)
         if bool(got) != allowed:
-            disagreements.append(f"{case}: trace says {'allow' if allowed else 'deny'}, OVS {'passed' if got else 'dropped'}")
+            disagreements.append(
+                f"{case}: trace says {'allow' if allowed else 'deny'}, OVS {'passed' if got else 'dropped'}"
+            )
     assert not disagreements, "\n".join(disagreements)
 
 
 def test_stateful_rule_admits_replies_only(acl_lab: AclLab) -> None:
     client, db = acl_lab.hosts["client"], acl_lab.hosts["db"]
     assert wait_until(lambda: tcp_connects(client, "10.71.0.3", 5432), 6, message="stateful tcp")
-    assert not tcp_connects(client, "10.71.0.3", 80, 0.5)    # allowed out, reply denied: no handshake
-    assert not tcp_connects(db, "10.71.0.1", 7000, 0.5)      # same traffic initiated by db: denied
+    assert not tcp_connects(client, "10.71.0.3", 80, 0.5)  # allowed out, reply denied: no handshake
+    assert not tcp_connects(db, "10.71.0.1", 7000, 0.5)  # same traffic initiated by db: denied
     assert not db.ping(client, timeout=0.5)
-    assert client.ping(db)                                   # echo reply admitted by conntrack
+    assert client.ping(db)  # echo reply admitted by conntrack
 
 
 def test_denies_are_silent_and_counters_move(acl_lab: AclLab) -> None:
@@ -160,9 +180,15 @@ def test_denies_are_silent_and_counters_move(acl_lab: AclLab) -> None:
         assert not tcp_connects(client, "10.71.0.2", 8080, 0.3)
     assert total(port, "vmn_packet_in_total", reason="learn") == packet_ins
     assert acl_lab.ctl.log_text().count("\n") == log_lines
-    wait_until(lambda: total(port, "vmn_acl_rule_hits_total", acl="client-out", rule="6") >= 3,
-               10, message="hits of the explicit deny (rule 6) on /metrics")
+    wait_until(
+        lambda: total(port, "vmn_acl_rule_hits_total", acl="client-out", rule="6") >= 3,
+        10,
+        message="hits of the explicit deny (rule 6) on /metrics",
+    )
     before = total(port, "vmn_acl_rule_hits_total", acl="client-out", rule="0")
     assert tcp_connects(client, "10.71.0.2", 80)
-    wait_until(lambda: total(port, "vmn_acl_rule_hits_total", acl="client-out", rule="0") > before, 10,
-               message="rule 0 hits grow")
+    wait_until(
+        lambda: total(port, "vmn_acl_rule_hits_total", acl="client-out", rule="0") > before,
+        10,
+        message="rule 0 hits grow",
+    )

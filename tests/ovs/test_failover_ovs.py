@@ -14,8 +14,8 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -42,10 +42,12 @@ def _received(src: Host, dst: Host) -> int:
 
 
 def test_uturn_backups_carry_every_pair_across_a_cut_while_the_controller_is_stopped(
-        lab: Lab, controller_factory: Callable[..., ControllerProcess], tmp_path: Path) -> None:
+    lab: Lab, controller_factory: Callable[..., ControllerProcess], tmp_path: Path
+) -> None:
     metrics = free_port()
-    net = topo.ring(4, networks=RED, dpid_base=0x40, bridges=[f"{lab.prefix}b{i}" for i in (1, 2, 3, 4)],
-                    subnet="10.71.0.0/24")  # the hosts' ips; the controller is not told them
+    net = topo.ring(
+        4, networks=RED, dpid_base=0x40, bridges=[f"{lab.prefix}b{i}" for i in (1, 2, 3, 4)], subnet="10.71.0.0/24"
+    )  # the hosts' ips; the controller is not told them
     config = topo.without_addresses(net)
     config["controller"] = {"metrics_port": metrics, "lldp_interval": 0.5}
     cfg = tmp_path / "ring4.yaml"

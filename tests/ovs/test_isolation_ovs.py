@@ -13,9 +13,9 @@ import select
 import signal
 import struct
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 import pytest
 
@@ -32,10 +32,14 @@ ETH_IPV4, ETH_ARP, ETH_VLAN, ETH_QINQ, ETH_LLDP = 0x0800, 0x0806, 0x8100, 0x88A8
 ETH_TEST, ETH_SENTINEL = 0x88B5, 0x88B6
 BURST = 5
 
-SEND = ("import socket,sys; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind((sys.argv[1], 0)); "
-        "[s.send(bytes.fromhex(f)) for _ in range(int(sys.argv[2])) for f in sys.argv[3:]]")
-REPEAT = ("import socket,sys,time; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind((sys.argv[1], 0)); "
-          "f=bytes.fromhex(sys.argv[2])\nwhile True:\n    s.send(f); time.sleep(0.05)")
+SEND = (
+    "import socket,sys; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind((sys.argv[1], 0)); "
+    "[s.send(bytes.fromhex(f)) for _ in range(int(sys.argv[2])) for f in sys.argv[3:]]"
+)
+REPEAT = (
+    "import socket,sys,time; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind((sys.argv[1], 0)); "
+    "f=bytes.fromhex(sys.argv[2])\nwhile True:\n    s.send(f); time.sleep(0.05)"
+)
 
 
 # --- frames ------------------------------------------------------------------------
@@ -49,8 +53,7 @@ def _ip(text: str) -> bytes:
     return ipaddress.IPv4Address(text).packed
 
 
-def eth(dst: str, src: str, ethertype: int, payload: bytes = b"",
-        tag: Optional[tuple[int, int]] = None) -> bytes:
+def eth(dst: str, src: str, ethertype: int, payload: bytes = b"", tag: tuple[int, int] | None = None) -> bytes:
     """An Ethernet frame, with one ``(tpid, vid)`` tag if given, padded to 60 bytes."""
     head = _mac(dst) + _mac(src)
     if tag is not None:
@@ -74,10 +77,16 @@ def ipv4_udp(src: str, dst: str, payload: bytes) -> bytes:
 
 def lldp_probe(dpid: int, port: int) -> bytes:
     """The controller's own probe format (controller/fabric/lldp.py), as a VM would forge it."""
+
     def tlv(kind: int, value: bytes) -> bytes:
         return struct.pack("!H", (kind << 9) | len(value)) + value
-    return (tlv(1, b"\x07dpid:" + f"{dpid:016x}".encode()) + tlv(2, b"\x07" + str(port).encode())
-            + tlv(3, struct.pack("!H", 120)) + tlv(0, b""))
+
+    return (
+        tlv(1, b"\x07dpid:" + f"{dpid:016x}".encode())
+        + tlv(2, b"\x07" + str(port).encode())
+        + tlv(3, struct.pack("!H", 120))
+        + tlv(0, b"")
+    )
 
 
 @dataclass(frozen=True)
@@ -105,17 +114,22 @@ class Seen:
 
     @property
     def payload(self) -> bytes:
-        return self.raw[14 + 4 * len(self.tags):]
+        return self.raw[14 + 4 * len(self.tags) :]
 
-    def arp(self) -> Optional[tuple[int, str, str, str, str]]:
+    def arp(self) -> tuple[int, str, str, str, str] | None:
         """(op, sha, spa, tha, tpa) of an ARP frame, else None."""
         if self.ethertype != ETH_ARP or len(self.payload) < 28:
             return None
         p = self.payload
-        return (struct.unpack_from("!H", p, 6)[0], p[8:14].hex(":"), str(ipaddress.IPv4Address(p[14:18])),
-                p[18:24].hex(":"), str(ipaddress.IPv4Address(p[24:28])))
+        return (
+            struct.unpack_from("!H", p, 6)[0],
+            p[8:14].hex(":"),
+            str(ipaddress.IPv4Address(p[14:18])),
+            p[18:24].hex(":"),
+            str(ipaddress.IPv4Address(p[24:28])),
+        )
 
-    def ipv4_src(self) -> Optional[str]:
+    def ipv4_src(self) -> str | None:
         if self.ethertype != ETH_IPV4 or len(self.payload) < 20:
             return None
         return str(ipaddress.IPv4Address(self.payload[12:16]))
@@ -133,15 +147,14 @@ def read_pcap(path: Path) -> list[Seen]:
         incl = struct.unpack_from(endian + "I", data, offset + 8)[0]
         if offset + 16 + incl > len(data):
             break
-        frames.append(Seen(data[offset + 16: offset + 16 + incl]))
+        frames.append(Seen(data[offset + 16 : offset + 16 + incl]))
         offset += 16 + incl
     return frames
 
 
 def send(host: Host, frames: Iterable[bytes], count: int = 1) -> None:
     """Send raw frames from inside ``host`` (each ``count`` times) through an AF_PACKET socket."""
-    host.run(["/usr/bin/python3", "-c", SEND, host.iface, str(count), *(f.hex() for f in frames)],
-             check=True)
+    host.run(["/usr/bin/python3", "-c", SEND, host.iface, str(count), *(f.hex() for f in frames)], check=True)
 
 
 class Capture:
@@ -149,8 +162,9 @@ class Capture:
 
     def __init__(self, host: Host, path: Path) -> None:
         self.host, self.path = host, path
-        self.proc = host.popen(["tcpdump", "-i", host.iface, "-n", "-U", "--immediate-mode",
-                                "-Z", "root", "-w", str(path)])
+        self.proc = host.popen(
+            ["tcpdump", "-i", host.iface, "-n", "-U", "--immediate-mode", "-Z", "root", "-w", str(path)]
+        )
         err = self.proc.stderr
         assert err is not None
         lines: list[str] = []
@@ -167,8 +181,11 @@ class Capture:
         """Flush (a sentinel frame from the VM itself must show up), stop tcpdump by pid, read."""
         marker = b"VMN-SENTINEL-" + self.host.name.encode()
         send(self.host, [eth(self.host.mac, self.host.mac, ETH_SENTINEL, marker)])
-        wait_until(lambda: any(marker in f.payload for f in self.frames()), 10,
-                   message=f"sentinel in the capture of {self.host.name}")
+        wait_until(
+            lambda: any(marker in f.payload for f in self.frames()),
+            10,
+            message=f"sentinel in the capture of {self.host.name}",
+        )
         self.proc.send_signal(signal.SIGINT)
         self.proc.communicate(timeout=10)
         return self.frames()
@@ -183,14 +200,15 @@ def frames_from(frames: list[Seen], macs: Iterable[str]) -> list[Seen]:
     return [f for f in frames if f.src in wanted]
 
 
-def start_two_switches(lab: Lab, factory: Factory, tmp_path: Path, text: str,
-                       dpids: tuple[int, int]) -> tuple[ControllerProcess, str, str]:
+def start_two_switches(
+    lab: Lab, factory: Factory, tmp_path: Path, text: str, dpids: tuple[int, int]
+) -> tuple[ControllerProcess, str, str]:
     """Controller with the network file ``text``, two bridges, cabled port 10 to port 10."""
     bridges = (f"{lab.prefix}b1", f"{lab.prefix}b2")
     cfg = tmp_path / "net.yaml"
     cfg.write_text(text.format(b1=bridges[0], b2=bridges[1], d1=dpids[0], d2=dpids[1]))
     ctl = factory(cfg)
-    for br, dpid in zip(bridges, dpids):
+    for br, dpid in zip(bridges, dpids, strict=False):
         lab.add_bridge(br, dpid, ctl.port)
     lab.add_link(bridges[0], 10, bridges[1], 10)
     for br in bridges:
@@ -243,8 +261,9 @@ def test_networks_are_isolated_across_the_trunk(lab: Lab, controller_factory: Fa
     # u1 keeps forging the controller's LLDP probe, claiming to be s2's trunk port.
     forged = eth(LLDP_DST, u1.mac, ETH_LLDP, lldp_probe(d2, 10))
     forger = u1.popen(["/usr/bin/python3", "-c", REPEAT, u1.iface, forged.hex()])
-    wait_until(lambda: sum(f.raw == forged for f in captures["u1"].frames()) >= 10, 10,
-               message="u1 is forging LLDP probes")
+    wait_until(
+        lambda: sum(f.raw == forged for f in captures["u1"].frames()) >= 10, 10, message="u1 is forging LLDP probes"
+    )
 
     def leaks() -> list[str]:
         """Frames some capture holds from another network's VM (or any VM, for the stray)."""
@@ -264,8 +283,10 @@ def test_networks_are_isolated_across_the_trunk(lab: Lab, controller_factory: Fa
     assert not stray.ping(r1), "an undeclared port reaches a VM"
     for h in (*vms, stray):
         others = [o for o in vms if o is not h]
-        out = [eth(BCAST, h.mac, ETH_TEST, b"VMN-BCAST"),
-               eth(BCAST, h.mac, ETH_ARP, arp(1, h.mac, h.ip or "", ZERO_MAC, h.ip or ""))]
+        out = [
+            eth(BCAST, h.mac, ETH_TEST, b"VMN-BCAST"),
+            eth(BCAST, h.mac, ETH_ARP, arp(1, h.mac, h.ip or "", ZERO_MAC, h.ip or "")),
+        ]
         out += [eth(o.mac, h.mac, ETH_TEST, b"VMN-UNICAST") for o in others]
         for vid in VLAN.values():  # its own network's id and the other's, as 802.1Q and 802.1ad
             for dst in [BCAST, *(o.mac for o in others)]:
@@ -273,8 +294,11 @@ def test_networks_are_isolated_across_the_trunk(lab: Lab, controller_factory: Fa
                 out.append(eth(dst, h.mac, ETH_TEST, b"VMN-TAGGED", tag=(ETH_QINQ, vid)))
         send(h, out, BURST)
     pairs = ((r1, r2), (r2, r1), (u1, u2), (u2, u1))
-    wait_until(lambda: leaks() or all(delivered(a, b) for a, b in pairs), 10,
-               message="every VM receives its own network's broadcasts")
+    wait_until(
+        lambda: leaks() or all(delivered(a, b) for a, b in pairs),
+        10,
+        message="every VM receives its own network's broadcasts",
+    )
     found = leaks()
     assert not found, "\n".join(found[:20])
     all_reach(nets["red"])  # still, with u1 forging all along
@@ -292,8 +316,9 @@ def test_networks_are_isolated_across_the_trunk(lab: Lab, controller_factory: Fa
             assert delivered(peer, me), f"{name} did not receive {peer.name}'s broadcasts"
             assert any(f.arp() for f in frames_from(frames, [peer.mac])), f"{name} saw no ARP from {peer.name}"
         tagged = [f for f in frames if b"VMN-TAGGED" in f.payload]
-        assert len(tagged) >= 2 * BURST * len(VLAN) and all(f.tags for f in tagged), \
+        assert len(tagged) >= 2 * BURST * len(VLAN) and all(f.tags for f in tagged), (
             f"{name} did not send its tagged frames"
+        )
     assert f"{d1:016x}:2 <->" not in ctl.log_text(), "the forged LLDP made u1's port a link"
 
 
@@ -322,7 +347,8 @@ def neighbour_mac(host: Host, ip: str) -> str:
 
 
 def test_spoofing_vm_is_cut_off_and_works_again_on_its_own_addresses(
-        lab: Lab, controller_factory: Factory, tmp_path: Path) -> None:
+    lab: Lab, controller_factory: Factory, tmp_path: Path
+) -> None:
     _, b1, b2 = start_two_switches(lab, controller_factory, tmp_path, DECLARED, (0x6C, 0x6D))
     r1 = lab.add_host("r1", b1, 1, ip="10.82.0.1", mac="02:82:00:00:00:01")
     r3 = lab.add_host("r3", b1, 2, ip="10.82.0.3", mac="02:82:00:00:00:03")
@@ -343,23 +369,30 @@ def test_spoofing_vm_is_cut_off_and_works_again_on_its_own_addresses(
         eth(BCAST, r1.mac, ETH_ARP, arp(1, own_mac, own_ip, SPOOF_MARK, own_ip)),
     ]
     send(r1, new_mac_frames, BURST)
-    wait_until(lambda: port_stats(b1)[1].rx_packets - rx >= len(new_mac_frames) * BURST, 10,
-               message="the switch receives r1's frames")
+    wait_until(
+        lambda: port_stats(b1)[1].rx_packets - rx >= len(new_mac_frames) * BURST,
+        10,
+        message="the switch receives r1's frames",
+    )
     r1.set_mac(own_mac)
     wait_until(lambda: r1.ping(r2) and r1.ping(r3), 20, message="r1 back on its MAC reaches r2 and r3")
 
     # 2. ARP claiming r2's IP: gratuitous, as a reply to r3, with r2's MAC inside, and from r2's MAC.
-    wait_until(lambda: r3.ping(r2) and neighbour_mac(r3, victim_ip) == r2.mac, 10,
-               message="r3 knows r2's address")
-    spoofs = [eth(BCAST, own_mac, ETH_ARP, arp(1, own_mac, victim_ip, SPOOF_MARK, victim_ip)),
-              eth(r3.mac, own_mac, ETH_ARP, arp(2, own_mac, victim_ip, SPOOF_MARK, r3.ip or "")),
-              eth(BCAST, own_mac, ETH_ARP, arp(2, r2.mac, victim_ip, SPOOF_MARK, victim_ip)),
-              eth(r3.mac, r2.mac, ETH_ARP, arp(2, own_mac, victim_ip, SPOOF_MARK, r3.ip or ""))]
+    wait_until(lambda: r3.ping(r2) and neighbour_mac(r3, victim_ip) == r2.mac, 10, message="r3 knows r2's address")
+    spoofs = [
+        eth(BCAST, own_mac, ETH_ARP, arp(1, own_mac, victim_ip, SPOOF_MARK, victim_ip)),
+        eth(r3.mac, own_mac, ETH_ARP, arp(2, own_mac, victim_ip, SPOOF_MARK, r3.ip or "")),
+        eth(BCAST, own_mac, ETH_ARP, arp(2, r2.mac, victim_ip, SPOOF_MARK, victim_ip)),
+        eth(r3.mac, r2.mac, ETH_ARP, arp(2, own_mac, victim_ip, SPOOF_MARK, r3.ip or "")),
+    ]
     send(r1, spoofs, BURST)
     send(r1, [eth(BCAST, own_mac, ETH_ARP, arp(1, own_mac, own_ip, GOOD_MARK, own_ip))])
     for cap in captures.values():  # the honest ARP sent after the spoofs arrives
-        wait_until(lambda: any((a := f.arp()) and a[3] == GOOD_MARK for f in cap.frames()), 10,
-                   message=f"{cap.host.name} receives r1's own gratuitous ARP")
+        wait_until(
+            lambda: any((a := f.arp()) and a[3] == GOOD_MARK for f in cap.frames()),
+            10,
+            message=f"{cap.host.name} receives r1's own gratuitous ARP",
+        )
     assert neighbour_mac(r3, victim_ip) == r2.mac, "r3's ARP entry for r2 was poisoned"
     assert r1.ping(r2, count=2), "r1 on its own addresses is cut off after spoofing"
 
@@ -379,7 +412,10 @@ def test_spoofing_vm_is_cut_off_and_works_again_on_its_own_addresses(
         assert not frames_from(frames, ["02:82:00:00:00:99"]), f"{name} got frames from r1's new MAC"
         arps = [a for f in frames if (a := f.arp())]
         assert not [a for a in arps if a[3] == SPOOF_MARK], f"{name} received a spoofed ARP"
-        claims = [f for f in frames if f.src == own_mac
-                  and ((a := f.arp()) and a[2] == victim_ip or f.ipv4_src() == victim_ip)]
+        claims = [
+            f
+            for f in frames
+            if f.src == own_mac and ((a := f.arp()) and a[2] == victim_ip or f.ipv4_src() == victim_ip)
+        ]
         assert not claims, f"{name} received r1's frames claiming r2's IP"
         assert any(a[1] == own_mac and a[2] == own_ip for a in arps), f"{name} never heard r1's honest ARP"

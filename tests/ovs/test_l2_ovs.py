@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -24,7 +24,8 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_zero_config_hosts_reach_each_other_and_learned_pings_skip_controller(
-        lab: Lab, controller_factory: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab: Lab, controller_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     metrics = free_port()
     monkeypatch.setenv("VMN_METRICS_PORT", str(metrics))
     ctl = controller_factory()
@@ -35,16 +36,20 @@ def test_zero_config_hosts_reach_each_other_and_learned_pings_skip_controller(
         for b in hosts:
             if a is not b:
                 wait_until(lambda: a.ping(b), 15, message=f"{a.name} -> {b.name}")
-    wait_until(lambda: len(re.findall(r"dl_src=", "\n".join(dump_flows(br)))) >= 3, 10,
-               message="learn flows for all three hosts")
+    wait_until(
+        lambda: len(re.findall(r"dl_src=", "\n".join(dump_flows(br)))) >= 3,
+        10,
+        message="learn flows for all three hosts",
+    )
     before = total(metrics, "vmn_packet_in_total", reason="learn")
     assert hosts[0].ping(hosts[1], count=10, timeout=1)
     assert total(metrics, "vmn_packet_in_total", reason="learn") == before
 
 
-def test_network_file_isolates_and_drops_undeclared_port(
-        lab: Lab, controller_factory: Factory, tmp_path: Path) -> None:
-    cfg = write(tmp_path, """
+def test_network_file_isolates_and_drops_undeclared_port(lab: Lab, controller_factory: Factory, tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path,
+        """
 controller: {metrics_port: 0}
 switches: {s1: {dpid: 0x12}}
 networks: {red: {vlan: 100}, blue: {vlan: 200}}
@@ -52,7 +57,8 @@ vms:
   r1: {switch: s1, port: 1, network: red}
   r2: {switch: s1, port: 2, network: red}
   b1: {switch: s1, port: 3, network: blue}
-""")
+""",
+    )
     ctl = controller_factory(cfg)
     br = lab.add_bridge("b1", 0x12, ctl.port)
     r1 = lab.add_host("r1", "b1", 1, ip="10.61.0.1")
@@ -69,7 +75,9 @@ vms:
 
 
 def test_host_move_and_expiry(lab: Lab, controller_factory: Factory, tmp_path: Path) -> None:
-    cfg = write(tmp_path, """
+    cfg = write(
+        tmp_path,
+        """
 controller: {metrics_port: 0, host_timeout: 3}
 switches: {s1: {dpid: 0x13}}
 networks: {red: {vlan: 100}}
@@ -77,7 +85,8 @@ vms:
   a: {switch: s1, port: 1, network: red}
   b: {switch: s1, port: 2, network: red}
   c: {switch: s1, port: 3, network: red}
-""")
+""",
+    )
     ctl = controller_factory(cfg)
     br = lab.add_bridge("b1", 0x13, ctl.port)
     a = lab.add_host("a", "b1", 1, ip="10.62.0.1", mac="02:62:00:00:00:01")
@@ -85,7 +94,10 @@ vms:
     c = lab.add_host("c", "b1", 3)
     ctl.wait_connected(br, 20)
     wait_until(lambda: a.ping(b), 15, message="a -> b")
-    learn = lambda port: [l for l in dump_flows(br) if "dl_src=02:62:00:00:00:01" in l and f"in_port={port}" in l]
+
+    def learn(port):
+        return [l for l in dump_flows(br) if "dl_src=02:62:00:00:00:01" in l and f"in_port={port}" in l]
+
     assert learn(1)
     # The VM moves: its address shows up on port 3 and port 1 falls silent.
     sh(["ip", "netns", "exec", a.netns, "ip", "link", "set", a.iface, "down"])
@@ -95,22 +107,30 @@ vms:
     assert learn(3) and not learn(1)
     wait_until(lambda: b.ping("10.62.0.1"), 10, message="b reaches the moved host")
     # Silence: both hosts' learn flows expire after host_timeout.
-    wait_until(lambda: not any("dl_src=" in l for l in dump_flows(br)), 20,
-               message="learned hosts expire after host_timeout")
+    wait_until(
+        lambda: not any("dl_src=" in l for l in dump_flows(br)), 20, message="learned hosts expire after host_timeout"
+    )
     ctl.wait_for_log("expired", 5)
     wait_until(lambda: c.ping(b), 15, message="expired hosts are learned again")
 
 
-def test_reconnect_keeps_right_flows_and_removes_wrong_ones(
-        lab: Lab, controller_factory: Factory) -> None:
+def test_reconnect_keeps_right_flows_and_removes_wrong_ones(lab: Lab, controller_factory: Factory) -> None:
     ctl = controller_factory()
     br = lab.add_bridge("b1", 0x14, ctl.port)
     h1 = lab.add_host("h1", "b1", 1, ip="10.63.0.1")
     h2 = lab.add_host("h2", "b1", 2, ip="10.63.0.2")
     ctl.wait_connected(br, 20)
     wait_until(lambda: h1.ping(h2), 15, message="h1 -> h2")
-    sh(["ovs-ofctl", "-O", "OpenFlow13", "add-flow", br,
-        "cookie=0x99,table=4,priority=50,dl_dst=02:99:99:99:99:99,actions=drop"])
+    sh(
+        [
+            "ovs-ofctl",
+            "-O",
+            "OpenFlow13",
+            "add-flow",
+            br,
+            "cookie=0x99,table=4,priority=50,dl_dst=02:99:99:99:99:99,actions=drop",
+        ]
+    )
     before = flow_durations(br)
     # Point the switch at a dead port and back: it disconnects and reconnects.
     # (Removing the controller entirely would make OVS flush its flows itself.)
@@ -119,31 +139,39 @@ def test_reconnect_keeps_right_flows_and_removes_wrong_ones(
     time.sleep(1.5)  # let ages grow so a re-added flow would show a smaller duration
     sh(["ovs-vsctl", "set-controller", br, f"tcp:127.0.0.1:{ctl.port}"])
     ctl.wait_connected(br, 20)
-    wait_until(lambda: not any("cookie=0x99" in l for l in dump_flows(br)), 10,
-               message="the wrong flow is removed on reconcile")
+    wait_until(
+        lambda: not any("cookie=0x99" in l for l in dump_flows(br)),
+        10,
+        message="the wrong flow is removed on reconcile",
+    )
     after = flow_durations(br)
     kept = [k for k in before if "0x99" not in k]
     assert kept and all(k in after and after[k] >= before[k] + 1.0 for k in kept), (before, after)
     assert h1.ping(h2)
 
 
-def test_port_down_forgets_its_hosts_within_a_second(
-        lab: Lab, controller_factory: Factory, tmp_path: Path) -> None:
-    cfg = write(tmp_path, """
+def test_port_down_forgets_its_hosts_within_a_second(lab: Lab, controller_factory: Factory, tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path,
+        """
 controller: {metrics_port: 0, host_timeout: 300}
 switches: {s1: {dpid: 0x15}}
 networks: {red: {vlan: 100}}
 vms:
   a: {switch: s1, port: 1, network: red}
   b: {switch: s1, port: 2, network: red}
-""")
+""",
+    )
     ctl = controller_factory(cfg)
     br = lab.add_bridge("b1", 0x15, ctl.port)
     a = lab.add_host("a", "b1", 1, ip="10.64.0.1", mac="02:64:00:00:00:01")
     b = lab.add_host("b", "b1", 2, ip="10.64.0.2")
     ctl.wait_connected(br, 20)
     wait_until(lambda: a.ping(b), 15, message="a -> b")
-    rules_of_a = lambda: [l for l in dump_flows(br) if "02:64:00:00:00:01" in l]
+
+    def rules_of_a():
+        return [l for l in dump_flows(br) if "02:64:00:00:00:01" in l]
+
     assert rules_of_a()
     lab.set_port_down(a.port)
     down = time.monotonic()

@@ -54,12 +54,9 @@ print(conn.recv(100).decode())
 
 def _objects() -> tuple[set[str], set[str], set[str]]:
     """(bridges, namespaces, links) that exist right now."""
-    bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True,
-                             check=True).stdout.split()
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
-                           check=True).stdout.split()
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
-                           check=True).stdout
+    bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True, check=True).stdout.split()
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
     names = {line.split(":")[1].strip().split("@")[0] for line in links.splitlines()}
     return set(bridges), set(netns), names
 
@@ -89,8 +86,9 @@ def test_two_hosts_ping_and_cleanup(require_ovs: None) -> None:
         assert br in bridges
         assert {h1.netns, h2.netns} <= netns
         assert {h1.port, h2.port} <= links
-        dpid = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "show", br],
-                              capture_output=True, text=True, check=True).stdout
+        dpid = subprocess.run(
+            ["ovs-ofctl", "-O", "OpenFlow13", "show", br], capture_output=True, text=True, check=True
+        ).stdout
         assert "dpid:0000000000001234" in dpid
 
         wait_until(lambda: h1.ping(h2), timeout=10, message="h1 pings h2")
@@ -106,8 +104,7 @@ def test_tcp_between_namespaces(lab: Lab) -> None:
     _, h1, h2 = _two_hosts(lab)
     server = h2.popen(["/usr/bin/python3", "-c", TCP_SERVER, "10.0.0.2", "5001"])
     wait_until(lambda: ":5001" in h2.run(["ss", "-ltnH"]).stdout, timeout=10, message="server listening")
-    client = h1.run(["/usr/bin/python3", "-c", TCP_CLIENT, "10.0.0.2", "5001", str(PAYLOAD_BYTES)],
-                    timeout=30)
+    client = h1.run(["/usr/bin/python3", "-c", TCP_CLIENT, "10.0.0.2", "5001", str(PAYLOAD_BYTES)], timeout=30)
     assert client.returncode == 0, client.stderr
     assert client.stdout.strip() == str(PAYLOAD_BYTES)
     assert server.wait(timeout=10) == 0
@@ -155,18 +152,17 @@ def test_named_ports_take_their_name_and_the_number_ovs_chooses(lab: Lab) -> Non
     links = {(b1, link.port_a): (b2, link.port_b), (b2, link.port_b): (b1, link.port_a)}
     arp = Packet("arp", (("dl_src", h1.mac), ("dl_dst", "ff:ff:ff:ff:ff:ff"), ("arp_op", "1")))
     traced = follow(b1, arp, 2, links)
-    assert {(o.bridge, o.iface) for o in traced.outputs} == {
-        (b1, h2.port), (b2, h3.port), (b1, b1), (b2, b2)}, traced.texts
+    assert {(o.bridge, o.iface) for o in traced.outputs} == {(b1, h2.port), (b2, h3.port), (b1, b1), (b2, b2)}, (
+        traced.texts
+    )
 
 
 def test_wire_builds_a_network_file(lab: Lab) -> None:
-    net = topo.linear(2, networks=(NetworkSpec("red", 100, "r"),), subnet="10.0.0.0/24",
-                      mac_prefix="02:00:00:00")
+    net = topo.linear(2, networks=(NetworkSpec("red", 100, "r"),), subnet="10.0.0.0/24", mac_prefix="02:00:00:00")
     wired = wire(lab, net, controller_port=None, fail_mode="standalone")
     assert wired.bridges == {"s1": f"{lab.prefix}s1", "s2": f"{lab.prefix}s2"}
     [link] = wired.links
-    assert (link.bridge_a, link.port_a, link.bridge_b, link.port_b) == (
-        f"{lab.prefix}s1", 10, f"{lab.prefix}s2", 11)
+    assert (link.bridge_a, link.port_a, link.bridge_b, link.port_b) == (f"{lab.prefix}s1", 10, f"{lab.prefix}s2", 11)
     r1, r2 = wired.hosts["r1"], wired.hosts["r2"]
     assert (r1.bridge, r1.ofport, r1.ip, r1.mac) == (f"{lab.prefix}s1", 1, "10.0.0.1", "02:00:00:00:01:01")
     wait_until(lambda: r1.ping(r2), timeout=10, message="r1 pings r2 across the link")
@@ -199,14 +195,12 @@ def test_wire_checks_the_file_before_creating_anything(lab: Lab) -> None:
 def test_flow_inspection(lab: Lab) -> None:
     br = lab.add_bridge("b1", dpid=1, controller_port=None, fail_mode="secure")
     add = ["ovs-ofctl", "-O", "OpenFlow13", "add-flow", br]
-    subprocess.run([*add, "cookie=0x5,table=1,priority=10,ip,nw_dst=10.0.0.1,actions=output:1"],
-                   check=True)
+    subprocess.run([*add, "cookie=0x5,table=1,priority=10,ip,nw_dst=10.0.0.1,actions=output:1"], check=True)
     subprocess.run([*add, "table=0,actions=goto_table:1"], check=True)
     lines = dump_flows(br)
     assert len(lines) == 2
     durations = flow_durations(br)
-    assert set(durations) == {"cookie=0x5,table=1,priority=10,ip,nw_dst=10.0.0.1",
-                              "cookie=0x0,table=0,priority=32768"}
+    assert set(durations) == {"cookie=0x5,table=1,priority=10,ip,nw_dst=10.0.0.1", "cookie=0x0,table=0,priority=32768"}
     assert all(d >= 0 for d in durations.values())
 
 
@@ -223,12 +217,15 @@ def test_set_controller_keeps_flows_and_fast_backoff(lab: Lab) -> None:
 
 
 def test_parse_flow_formats() -> None:
-    flow = parse_flow(" cookie=0xa, duration=1.5s, table=3, n_packets=7, n_bytes=420, "
-                      "hard_timeout=100, send_flow_rem reset_counts in_port=1 actions=drop")
+    flow = parse_flow(
+        " cookie=0xa, duration=1.5s, table=3, n_packets=7, n_bytes=420, "
+        "hard_timeout=100, send_flow_rem reset_counts in_port=1 actions=drop"
+    )
     assert (flow.cookie, flow.table, flow.priority, flow.match) == (0xA, 3, 32768, "in_port=1")
     assert (flow.duration, flow.n_packets, flow.n_bytes, flow.actions) == (1.5, 7, 420, "drop")
-    flow = parse_flow("cookie=0x0, duration=0.1s, table=0, n_packets=0, n_bytes=0, "
-                      "idle_timeout=30, priority=5,ip actions=output:1")
+    flow = parse_flow(
+        "cookie=0x0, duration=0.1s, table=0, n_packets=0, n_bytes=0, idle_timeout=30, priority=5,ip actions=output:1"
+    )
     assert (flow.priority, flow.match) == (5, "ip")
     with pytest.raises(ValueError):
         parse_flow("OFPST_FLOW reply (OF1.3) (xid=0x2):")

@@ -8,10 +8,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -80,8 +79,7 @@ def lb_lab(lab: Lab, controller_factory: Factory, tmp_path: Path) -> Iterator[Lb
     ctl.wait_connected(b2, 20)
     lb = LbLab(lab, ctl, hosts, servers, metrics)
     wait_until(lambda: hosts["client"].ping("10.81.0.13"), 20, message="client reaches web3 (link up)")
-    wait_until(lambda: all(lb.backend_up(n) == 1 for n in ("web1", "web2", "web3")), 15,
-               message="all backends up")
+    wait_until(lambda: all(lb.backend_up(n) == 1 for n in ("web1", "web2", "web3")), 15, message="all backends up")
     yield lb
 
 
@@ -124,8 +122,12 @@ for line in sys.stdin:
     s.sendall(line.encode())
     print(s.recv(64).decode().strip(), flush=True)
 """
-    long_lived = subprocess.Popen(["ip", "netns", "exec", client.netns, sys.executable, "-c", script, VIP, str(PORT)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    long_lived = subprocess.Popen(
+        ["ip", "netns", "exec", client.netns, sys.executable, "-c", script, VIP, str(PORT)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert long_lived.stdout is not None and long_lived.stdin is not None
         backend = long_lived.stdout.readline().strip()

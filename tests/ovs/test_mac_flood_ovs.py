@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -18,11 +18,13 @@ MAC_FLOOD = (
     "end=time.time()+float(sys.argv[2]); n=0\n"
     "while time.time()<end:\n"
     " f=b'\\xff'*6+b'\\x02'+os.urandom(5)+b'\\x88\\xb5'+bytes(46); s.send(f); n+=1\n"
-    "print(n)")
+    "print(n)"
+)
 
 
 def test_mac_flood_from_one_vm_does_not_stop_others(
-        lab: Lab, controller_factory: Callable[..., ControllerProcess], tmp_path: Path) -> None:
+    lab: Lab, controller_factory: Callable[..., ControllerProcess], tmp_path: Path
+) -> None:
     metrics = free_port()
     cfg = tmp_path / "net.yaml"
     cfg.write_text(f"""
@@ -40,8 +42,11 @@ vms:
     h2 = lab.add_host("h2", "b1", 2, ip="10.64.0.2")
     h3 = lab.add_host("h3", "b1", 3, ip="10.64.0.3")
     ctl.wait_connected(br, 20)
-    wait_until(lambda: "meter=1" in sh(["ovs-ofctl", "-O", "OpenFlow13", "dump-meters", br]).stdout, 10,
-               message="packet-in meter installed")
+    wait_until(
+        lambda: "meter=1" in sh(["ovs-ofctl", "-O", "OpenFlow13", "dump-meters", br]).stdout,
+        10,
+        message="packet-in meter installed",
+    )
     flood = bad.popen(["/usr/bin/python3", "-c", MAC_FLOOD, bad.iface, str(FLOOD_SECONDS)])
     try:
         ctl.wait_for_log("learning stopped there", 5)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -58,11 +58,17 @@ def test_every_operations_metric_has_real_values(lab: Lab, controller_factory: F
     wait_until(lambda: total(port, "vmn_lb_backend_up", lb="web") == 2, 15, message="both backends up")
     assert set(fan_out(client, "10.101.0.100", 8080, 23000, 6)) <= {"web1", "web2"}
     os.kill(ctl.pid, signal.SIGHUP)
-    wait_until(lambda: total(port, "vmn_acl_rule_hits_total", acl="client-out", rule="0") >= 6, 10,
-               message="ACL hits for the 6 connections")
+    wait_until(
+        lambda: total(port, "vmn_acl_rule_hits_total", acl="client-out", rule="0") >= 6,
+        10,
+        message="ACL hits for the 6 connections",
+    )
     wait_until(lambda: total(port, "vmn_config_reloads_total", result="ok") == 1, 10, message="reload counted")
-    wait_until(lambda: total(port, "vmn_lb_backend_connections_total", lb="web") == 6, 10,
-               message="6 connections counted over the backends")
+    wait_until(
+        lambda: total(port, "vmn_lb_backend_connections_total", lb="web") == 6,
+        10,
+        message="6 connections counted over the backends",
+    )
 
     samples = scrape(port)
 
@@ -83,6 +89,14 @@ def test_every_operations_metric_has_real_values(lab: Lab, controller_factory: F
     assert value("vmn_acl_rule_hits_total", acl="client-out", rule="arp-allow") >= 1
     assert value("vmn_reconcile_seconds_count") == 2
     names = {name for name, _ in samples}
-    assert {"vmn_switches_connected", "vmn_packet_in_total", "vmn_flow_mods_total", "vmn_flows_installed",
-            "vmn_hosts_learned", "vmn_links_up", "vmn_config_reloads_total", "vmn_lb_backend_up",
-            "vmn_acl_rule_hits_total"} <= names
+    assert {
+        "vmn_switches_connected",
+        "vmn_packet_in_total",
+        "vmn_flow_mods_total",
+        "vmn_flows_installed",
+        "vmn_hosts_learned",
+        "vmn_links_up",
+        "vmn_config_reloads_total",
+        "vmn_lb_backend_up",
+        "vmn_acl_rule_hits_total",
+    } <= names

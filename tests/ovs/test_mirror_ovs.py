@@ -8,14 +8,23 @@ and nothing of web2. Frames the tap sends reach nobody.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from controller.tools.lab import ControllerProcess, Lab, wait_until
-from tests.ovs.test_isolation_ovs import (BCAST, ETH_IPV4, ETH_TEST, Capture, Seen, eth, ipv4_udp, send,
-                                          start_two_switches)
+from tests.ovs.test_isolation_ovs import (
+    BCAST,
+    ETH_IPV4,
+    ETH_TEST,
+    Capture,
+    Seen,
+    eth,
+    ipv4_udp,
+    send,
+    start_two_switches,
+)
 
 pytestmark = pytest.mark.ovs
 
@@ -48,7 +57,8 @@ def icmp_echo(frame: Seen) -> tuple[str, str, int] | None:
 
 
 def test_tap_sees_the_vms_requests_and_replies_and_cannot_send(
-        lab: Lab, controller_factory: Factory, tmp_path: Path) -> None:
+    lab: Lab, controller_factory: Factory, tmp_path: Path
+) -> None:
     ctl, b1, b2 = start_two_switches(lab, controller_factory, tmp_path, NET, (0x71, 0x72))
     web1 = lab.add_host("web1", b1, 1, ip="10.71.0.1", mac=WEB1)
     web2 = lab.add_host("web2", b1, 2, ip="10.71.0.2", mac=WEB2)
@@ -65,8 +75,11 @@ def test_tap_sees_the_vms_requests_and_replies_and_cannot_send(
     # A sentinel web1 sends (as itself: port security) is copied to the tap: it flushes the tap's capture.
     sentinel = b"VMN-SENTINEL-web1"
     send(web1, [eth(DB, WEB1, ETH_IPV4, ipv4_udp("10.71.0.1", "10.71.0.3", sentinel))])
-    wait_until(lambda: any(sentinel in f.payload for f in tap_capture.frames()), 10,
-               message="web1's sentinel copied to the tap")
+    wait_until(
+        lambda: any(sentinel in f.payload for f in tap_capture.frames()),
+        10,
+        message="web1's sentinel copied to the tap",
+    )
     tap_capture.proc.terminate()
     tap_capture.proc.communicate(timeout=10)
     frames = tap_capture.frames()

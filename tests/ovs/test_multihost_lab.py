@@ -51,7 +51,8 @@ def assert_removed(lab: MultiHostLab, netns: list[str], pids: list[int]) -> None
 
 
 def test_vms_on_two_hypervisors_reach_each_other_over_a_cable(
-        multihost: MultiHostLab, controller_factory: Factory, tmp_path: Path) -> None:
+    multihost: MultiHostLab, controller_factory: Factory, tmp_path: Path
+) -> None:
     metrics = free_port()
     cfg = tmp_path / "net.yaml"
     cfg.write_text(NET.format(metrics=metrics))

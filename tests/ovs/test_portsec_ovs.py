@@ -86,16 +86,32 @@ def _checksum(data: bytes) -> int:
 
 def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
-                       ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
+    head = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(udp),
+        0,
+        0,
+        64,
+        17,
+        0,
+        ipaddress.IPv4Address(src).packed,
+        ipaddress.IPv4Address(dst).packed,
+    )
     return head[:10] + struct.pack("!H", _checksum(head)) + head[12:] + udp
 
 
 def dhcp_discover(mac: str, marker: bytes) -> bytes:
     """A BOOTP request (DHCPDISCOVER) from 0.0.0.0:68 to 255.255.255.255:67, ``marker`` in its server name."""
-    bootp = (struct.pack("!BBBBIHH4s4s4s4s", 1, 1, 6, 0, 0x5EED, 0, 0x8000, bytes(4), bytes(4), bytes(4), bytes(4))
-             + bytes.fromhex(mac.replace(":", "")).ljust(16, b"\0") + marker.ljust(64, b"\0") + bytes(128)
-             + bytes.fromhex("63825363") + bytes([53, 1, 1, 255]))
+    bootp = (
+        struct.pack("!BBBBIHH4s4s4s4s", 1, 1, 6, 0, 0x5EED, 0, 0x8000, bytes(4), bytes(4), bytes(4), bytes(4))
+        + bytes.fromhex(mac.replace(":", "")).ljust(16, b"\0")
+        + marker.ljust(64, b"\0")
+        + bytes(128)
+        + bytes.fromhex("63825363")
+        + bytes([53, 1, 1, 255])
+    )
     return ipv4_udp("0.0.0.0", "255.255.255.255", 68, 67, bootp)
 
 
@@ -159,8 +175,9 @@ def tci_of(raw: bytes) -> int | None:
 # --- set-up ------------------------------------------------------------------------
 
 
-def start(lab: Lab, factory: Factory, tmp_path: Path, text: str, hosts: Mapping[str, HostSpec],
-          dpids: tuple[int, int]) -> tuple[dict[str, Host], list[str], str]:
+def start(
+    lab: Lab, factory: Factory, tmp_path: Path, text: str, hosts: Mapping[str, HostSpec], dpids: tuple[int, int]
+) -> tuple[dict[str, Host], list[str], str]:
     """Controller, two bridges cabled 10-10, the hosts; returns them, the bridges and b1's trunk interface."""
     bridges = [f"{lab.prefix}b1", f"{lab.prefix}b2"]
     cfg = tmp_path / "net.yaml"
@@ -172,8 +189,10 @@ def start(lab: Lab, factory: Factory, tmp_path: Path, text: str, hosts: Mapping[
     for br in bridges:
         ctl.wait_connected(br, 20)
     ctl.wait_for_log("link up", 20)
-    made = {name: lab.add_host(name, bridges[b], port, ip=ip, mac=mac, ipv6=v6)
-            for name, (b, port, mac, ip, v6) in hosts.items()}
+    made = {
+        name: lab.add_host(name, bridges[b], port, ip=ip, mac=mac, ipv6=v6)
+        for name, (b, port, mac, ip, v6) in hosts.items()
+    }
     return made, bridges, link.iface_a
 
 
@@ -182,8 +201,12 @@ class TrunkCapture:
 
     def __init__(self, iface: str, path: Path) -> None:
         self.path = path
-        self.proc = subprocess.Popen(["tcpdump", "-i", iface, "-n", "-U", "--immediate-mode", "-Z", "root",
-                                      "-w", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            ["tcpdump", "-i", iface, "-n", "-U", "--immediate-mode", "-Z", "root", "-w", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         err = self.proc.stderr
         assert err is not None
         lines: list[str] = []
@@ -206,7 +229,8 @@ class TrunkCapture:
 
 
 def test_dhcp_discover_and_arp_probe_from_0_0_0_0_reach_the_network(
-        lab: Lab, controller_factory: Factory, tmp_path: Path) -> None:
+    lab: Lab, controller_factory: Factory, tmp_path: Path
+) -> None:
     hosts, _, _ = start(lab, controller_factory, tmp_path, NETWORK, HOSTS, (0x6E, 0x6F))
     r1, r2, r3, u1 = (hosts[n] for n in ("r1", "r2", "r3", "u1"))
     wait_until(lambda: r1.ping(r2) and r1.ping(r3), 20, message="r1 reaches r2 and r3")
@@ -214,13 +238,13 @@ def test_dhcp_discover_and_arp_probe_from_0_0_0_0_reach_the_network(
     own_ip, other_ip = r1.ip or "", r2.ip or ""
     good = {  # marker -> frame
         b"VMN-DHCP": eth(BCAST, r1.mac, ETH_IPV4, dhcp_discover(r1.mac, b"VMN-DHCP")),
-        b"VMN-DHCP-TAGGED": eth(BCAST, r1.mac, ETH_IPV4, dhcp_discover(r1.mac, b"VMN-DHCP-TAGGED"),
-                                tag=priority_tag(5)),
+        b"VMN-DHCP-TAGGED": eth(
+            BCAST, r1.mac, ETH_IPV4, dhcp_discover(r1.mac, b"VMN-DHCP-TAGGED"), tag=priority_tag(5)
+        ),
     }
     probes = {  # ARP target MAC marks which: (op, sha, spa, tpa) -> admitted?
         1: (eth(BCAST, r1.mac, ETH_ARP, arp(1, r1.mac, "0.0.0.0", MARK.format(1), own_ip)), True),
-        2: (eth(BCAST, r1.mac, ETH_ARP, arp(1, r1.mac, "0.0.0.0", MARK.format(2), own_ip), tag=priority_tag(1)),
-            True),
+        2: (eth(BCAST, r1.mac, ETH_ARP, arp(1, r1.mac, "0.0.0.0", MARK.format(2), own_ip), tag=priority_tag(1)), True),
         3: (eth(BCAST, r1.mac, ETH_ARP, arp(1, r1.mac, own_ip, MARK.format(3), own_ip)), True),  # announcement
         4: (eth(BCAST, r1.mac, ETH_ARP, arp(1, r2.mac, "0.0.0.0", MARK.format(4), own_ip)), False),
         5: (eth(BCAST, r1.mac, ETH_ARP, arp(1, r1.mac, "0.0.0.0", MARK.format(5), other_ip)), False),
@@ -228,13 +252,21 @@ def test_dhcp_discover_and_arp_probe_from_0_0_0_0_reach_the_network(
     }
     bad = {
         b"VMN-DHCP-OTHER-MAC": eth(BCAST, r3.mac, ETH_IPV4, dhcp_discover(r3.mac, b"VMN-DHCP-OTHER-MAC")),
-        b"VMN-ANY-NOT-DHCP": eth(BCAST, r1.mac, ETH_IPV4, ipv4_udp("0.0.0.0", "255.255.255.255", 68, 68,
-                                                                   b"VMN-ANY-NOT-DHCP")),
-        b"VMN-DHCP-UNICAST": eth(r2.mac, r1.mac, ETH_IPV4, ipv4_udp("0.0.0.0", other_ip, 68, 67,
-                                                                    b"VMN-DHCP-UNICAST")),
+        b"VMN-ANY-NOT-DHCP": eth(
+            BCAST, r1.mac, ETH_IPV4, ipv4_udp("0.0.0.0", "255.255.255.255", 68, 68, b"VMN-ANY-NOT-DHCP")
+        ),
+        b"VMN-DHCP-UNICAST": eth(r2.mac, r1.mac, ETH_IPV4, ipv4_udp("0.0.0.0", other_ip, 68, 67, b"VMN-DHCP-UNICAST")),
     }
-    send(r1, [*bad.values(), *(f for f, ok in probes.values() if not ok), *good.values(),
-              *(f for f, ok in probes.values() if ok)], 3)
+    send(
+        r1,
+        [
+            *bad.values(),
+            *(f for f, ok in probes.values() if not ok),
+            *good.values(),
+            *(f for f, ok in probes.values() if ok),
+        ],
+        3,
+    )
     for name in ("r2", "r3"):  # the admitted frames sent last arrive: the earlier ones had their chance
         cap = captures[name]
         wait_heard(cap, lambda f: b"VMN-DHCP-TAGGED" in f.payload, f"{name} hears r1's DHCP discover")
@@ -264,13 +296,17 @@ def ping6(host: Host, address: str, count: int = 1) -> bool:
 
 
 def test_ping6_between_dual_stack_vms_and_forged_ipv6_reaches_nobody(
-        lab: Lab, controller_factory: Factory, tmp_path: Path) -> None:
+    lab: Lab, controller_factory: Factory, tmp_path: Path
+) -> None:
     hosts, _, _ = start(lab, controller_factory, tmp_path, NETWORK, HOSTS, (0x70, 0x71))
     r1, r2, r3, u1 = (hosts[n] for n in ("r1", "r2", "r3", "u1"))
     ll = {n: str(link_local(h.mac)) for n, h in hosts.items()}
     assert r1.ipv6 and r2.ipv6 and r3.ipv6
-    wait_until(lambda: ping6(r1, r2.ipv6 or "") and ping6(r2, r1.ipv6 or ""), 30,
-               message="r1 and r2 ping each other over IPv6 (DAD, neighbour discovery)")
+    wait_until(
+        lambda: ping6(r1, r2.ipv6 or "") and ping6(r2, r1.ipv6 or ""),
+        30,
+        message="r1 and r2 ping each other over IPv6 (DAD, neighbour discovery)",
+    )
     wait_until(lambda: ping6(r1, ll["r2"]) and ping6(r3, ll["r2"]), 20, message="link-local ping6")
     assert r1.ping(r2), "IPv4 next to IPv6"
     assert neighbour_mac(r2, r1.ipv6) == r1.mac
@@ -284,20 +320,22 @@ def test_ping6_between_dual_stack_vms_and_forged_ipv6_reaches_nobody(
         echo6("fe80::99", "ff02::1", b"VMN-V6-FOREIGN-LL"),
         echo6(ll["r3"], "ff02::1", b"VMN-V6-ANOTHER-LL"),
         echo6("::", "ff02::1", b"VMN-V6-UNSPECIFIED"),
-        na6(r1.ipv6, "ff02::1", r2.ipv6, r1.mac),          # claims r2's address
-        na6(ll["r1"], "ff02::1", ll["r2"], r1.mac),         # claims r2's link-local address
-        na6(r1.ipv6, "ff02::1", r1.ipv6, r3.mac),           # points its own address at r3
+        na6(r1.ipv6, "ff02::1", r2.ipv6, r1.mac),  # claims r2's address
+        na6(ll["r1"], "ff02::1", ll["r2"], r1.mac),  # claims r2's link-local address
+        na6(r1.ipv6, "ff02::1", r1.ipv6, r3.mac),  # points its own address at r3
         ns6(ll["r1"], str(solicited_node(ipaddress.IPv6Address(r2.ipv6))), r2.ipv6, r3.mac),
         ns6(ll["r1"], str(solicited_node(ipaddress.IPv6Address(r2.ipv6))), r2.ipv6, r3.mac, r1.mac),  # read: r3's
         ns6("::", str(solicited_node(ipaddress.IPv6Address(r2.ipv6))), r2.ipv6),  # DAD against r2
-        icmp6(ll["r1"], "ff02::1", 134, bytes(12)),         # router advertisement
+        icmp6(ll["r1"], "ff02::1", 134, bytes(12)),  # router advertisement
     ]
     frames = [eth(multicast_mac(ipv6_of_dst(p)), r1.mac, ETH_IPV6, p) for p in forged]
-    frames += [eth("33:33:00:00:00:01", r1.mac, ETH_IPV6, echo6(r2.ipv6, "ff02::1", b"VMN-V6-TAGGED"),
-                   tag=priority_tag(3))]
+    frames += [
+        eth("33:33:00:00:00:01", r1.mac, ETH_IPV6, echo6(r2.ipv6, "ff02::1", b"VMN-V6-TAGGED"), tag=priority_tag(3))
+    ]
     send(r1, frames, 3)
-    honest = eth("33:33:00:00:00:01", r1.mac, ETH_IPV6, echo6(r1.ipv6, "ff02::1", b"VMN-V6-HONEST"),
-                 tag=priority_tag(6))
+    honest = eth(
+        "33:33:00:00:00:01", r1.mac, ETH_IPV6, echo6(r1.ipv6, "ff02::1", b"VMN-V6-HONEST"), tag=priority_tag(6)
+    )
     send(r1, [honest])
     for name in ("r2", "r3"):
         cap = captures[name]
@@ -309,8 +347,9 @@ def test_ping6_between_dual_stack_vms_and_forged_ipv6_reaches_nobody(
     own = {r1.ipv6, ll["r1"], "::"}
     for name, got in seen.items():
         from_r1 = [(f, v6) for f in got if f.src == r1.mac and (v6 := ipv6_of(f))]
-        assert not [f for f in got if b"VMN-V6-" in f.payload and b"HONEST" not in f.payload], \
+        assert not [f for f in got if b"VMN-V6-" in f.payload and b"HONEST" not in f.payload], (
             f"{name} received a forged IPv6 frame"
+        )
         assert not [v6 for _, v6 in from_r1 if v6[0] not in own], f"{name} received IPv6 from a forged source"
         for _, (_, _, body) in from_r1:
             assert body[0] != 134, f"{name} received r1's router advertisement"
@@ -319,7 +358,7 @@ def test_ping6_between_dual_stack_vms_and_forged_ipv6_reaches_nobody(
                 options = body[24:]
                 assert body[0] == 135 or target in own, f"{name}: NA for {target}"
                 mine = bytes.fromhex(r1.mac.replace(":", ""))
-                assert all(options[i + 2:i + 8] == mine for i in range(0, len(options), 8)), f"{name}: ND option"
+                assert all(options[i + 2 : i + 8] == mine for i in range(0, len(options), 8)), f"{name}: ND option"
     assert [f for f in seen["r2"] if b"VMN-V6-HONEST" in f.payload and not f.tags]
     assert not [f for f in seen["u1"] if f.src != u1.mac], "blue heard red's frames"
 
@@ -332,7 +371,8 @@ def ipv6_of_dst(packet: bytes) -> str:
 
 
 def test_priority_tagged_frame_is_delivered_untagged_and_a_vid_100_frame_is_not(
-        lab: Lab, controller_factory: Factory, tmp_path: Path) -> None:
+    lab: Lab, controller_factory: Factory, tmp_path: Path
+) -> None:
     hosts, _, trunk = start(lab, controller_factory, tmp_path, NETWORK, HOSTS, (0x72, 0x73))
     r1, r2, r3, r4, u1 = (hosts[n] for n in ("r1", "r2", "r3", "r4", "u1"))
     wait_until(lambda: r1.ping(r2) and r1.ping(r3) and r4.ping(r2), 20, message="red reaches itself")
@@ -359,21 +399,47 @@ def test_priority_tagged_frame_is_delivered_untagged_and_a_vid_100_frame_is_not(
             out.append(eth(BCAST, r4.mac, ETH_TEST, marker, tag=tag))
         # a second tag behind a priority tag, from a port-secured VM and from one without port security
         double = struct.pack("!HH", ETH_VLAN, 100)
-        out.append(eth(BCAST, r1.mac, ETH_VLAN, double + struct.pack("!H", ETH_ARP)
-                       + arp(1, r1.mac, own_ip, MARK.format(0x7F), own_ip), tag=priority_tag(0)))
+        out.append(
+            eth(
+                BCAST,
+                r1.mac,
+                ETH_VLAN,
+                double + struct.pack("!H", ETH_ARP) + arp(1, r1.mac, own_ip, MARK.format(0x7F), own_ip),
+                tag=priority_tag(0),
+            )
+        )
         send(r1, [f for f in out if f[6:12] == bytes.fromhex(r1.mac.replace(":", ""))], 3)
         send(r4, [f for f in out if f[6:12] == bytes.fromhex(r4.mac.replace(":", ""))], 3)
-        send(r4, [eth(BCAST, r4.mac, ETH_VLAN, double + struct.pack("!H", ETH_TEST) + b"VMN-TAG-double",
-                      tag=priority_tag(2)),
-                  eth(BCAST, r4.mac, ETH_QINQ, double + struct.pack("!H", ETH_TEST) + b"VMN-TAG-double-ad",
-                      tag=priority_tag(2))], 3)
+        send(
+            r4,
+            [
+                eth(
+                    BCAST,
+                    r4.mac,
+                    ETH_VLAN,
+                    double + struct.pack("!H", ETH_TEST) + b"VMN-TAG-double",
+                    tag=priority_tag(2),
+                ),
+                eth(
+                    BCAST,
+                    r4.mac,
+                    ETH_QINQ,
+                    double + struct.pack("!H", ETH_TEST) + b"VMN-TAG-double-ad",
+                    tag=priority_tag(2),
+                ),
+            ],
+            3,
+        )
         send(r4, [eth(BCAST, r4.mac, ETH_TEST, b"VMN-TAG-last", tag=priority_tag(7))])
         for name in ("r1", "r2", "r3"):
             cap = captures[name]
             wait_heard(cap, lambda f: b"VMN-TAG-last" in f.payload, f"{name} receives r4's last frame")
         seen = stop_all(captures)
-        wait_until(lambda: any(b"VMN-TAG-last" in f.raw for f in on_trunk.frames()), 10,
-                   message="the trunk capture holds r4's last frame")
+        wait_until(
+            lambda: any(b"VMN-TAG-last" in f.raw for f in on_trunk.frames()),
+            10,
+            message="the trunk capture holds r4's last frame",
+        )
     finally:
         on_trunk.stop()
     for i, (kind, (_, delivered)) in enumerate(sorted(tags.items())):
@@ -421,8 +487,10 @@ acls:
   deny-all:
     - {{action: deny}}
 """
-ACL_HOSTS: dict[str, HostSpec] = {"a": (0, 1, "02:84:00:00:00:01", "10.84.0.1", "2001:db8:84::1"),
-             "b": (1, 1, "02:84:00:00:00:02", "10.84.0.2", "2001:db8:84::2")}
+ACL_HOSTS: dict[str, HostSpec] = {
+    "a": (0, 1, "02:84:00:00:00:01", "10.84.0.1", "2001:db8:84::1"),
+    "b": (1, 1, "02:84:00:00:00:02", "10.84.0.2", "2001:db8:84::2"),
+}
 TCP6_SERVER = r"""
 import selectors, socket, sys
 sel = selectors.DefaultSelector()
@@ -453,12 +521,17 @@ def serve_tcp6(host: Host, *ports: int) -> None:
 
 
 def tcp6_connects(host: Host, address: str, port: int, timeout: float = 1.0) -> bool:
-    return host.run([sys.executable, "-c", TCP6_CLIENT, address, str(port), str(timeout)],
-                    timeout=timeout * 3 + 10).returncode == 0
+    return (
+        host.run(
+            [sys.executable, "-c", TCP6_CLIENT, address, str(port), str(timeout)], timeout=timeout * 3 + 10
+        ).returncode
+        == 0
+    )
 
 
 def test_stateful_ipv6_rules_admit_replies_and_neighbour_discovery_works_through_conntrack(
-        lab: Lab, controller_factory: Factory, tmp_path: Path) -> None:
+    lab: Lab, controller_factory: Factory, tmp_path: Path
+) -> None:
     hosts, _, _ = start(lab, controller_factory, tmp_path, ACL_NETWORK, ACL_HOSTS, (0x74, 0x75))
     a, b = hosts["a"], hosts["b"]
     a6, b6 = a.ipv6 or "", b.ipv6 or ""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -29,8 +29,12 @@ def names(require_ovs: None) -> Iterator[dict[str, str]]:
 
 
 def provision(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(VMN), "provision", str(path), "--datapath-type", "netdev", *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(VMN), "provision", str(path), "--datapath-type", "netdev", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def vsctl_get(*args: str) -> str:
@@ -41,12 +45,12 @@ def test_provision_creates_is_idempotent_and_updates(names: dict[str, str], tmp_
     cfg = tmp_path / "net.yaml"
     text = f"""
 switches:
-  s1: {{dpid: 0x61, bridge: {names['br1']}}}
-  s2: {{dpid: 0x62, bridge: {names['br2']}}}
+  s1: {{dpid: 0x61, bridge: {names["br1"]}}}
+  s2: {{dpid: 0x62, bridge: {names["br2"]}}}
 networks: {{red: {{vlan: 100}}}}
 vms:
-  a: {{switch: s1, port: {names['tap']}, network: red}}
-  b: {{switch: s2, port: {names['missing']}, network: red}}
+  a: {{switch: s1, port: {names["tap"]}, network: red}}
+  b: {{switch: s2, port: {names["missing"]}, network: red}}
   c: {{switch: s1, port: 1000, network: red}}
 """
     cfg.write_text(text)
@@ -58,7 +62,7 @@ vms:
     assert f"interface {names['missing']} not present" in first.stdout
     assert vsctl_get("bridge", names["br1"], "other_config:datapath-id") == '"0000000000000061"'
     assert vsctl_get("bridge", names["br1"], "fail_mode") == "secure"
-    assert vsctl_get("bridge", names["br1"], "protocols") == '[OpenFlow13]'
+    assert vsctl_get("bridge", names["br1"], "protocols") == "[OpenFlow13]"
     assert vsctl_get("bridge", names["br1"], "datapath_type") == "netdev"
     assert vsctl_get("controller", names["br2"], "target") == '"tcp:127.0.0.1:16001"'
     assert names["tap"] in sh(["ovs-vsctl", "list-ports", names["br1"]]).stdout.split()

@@ -48,12 +48,12 @@ BURST = 20
 
 def tenant_frames(frames: list[Seen], macs: set[str]) -> list[Seen]:
     """Frames with a tenant VLAN tag, or from or to a VM's MAC."""
-    return [f for f in frames
-            if any(vid in VLANS for _, vid in f.tags) or f.src in macs or f.raw[:6].hex(":") in macs]
+    return [f for f in frames if any(vid in VLANS for _, vid in f.tags) or f.src in macs or f.raw[:6].hex(":") in macs]
 
 
 def test_a_relay_between_switch_ports_carries_no_tenant_traffic(
-        lab: Lab, controller_factory: Factory, tmp_path: Path) -> None:
+    lab: Lab, controller_factory: Factory, tmp_path: Path
+) -> None:
     d1, d2 = 0x7A, 0x7B
     metrics = free_port()
     b1, b2 = f"{lab.prefix}b1", f"{lab.prefix}b2"
@@ -63,10 +63,12 @@ def test_a_relay_between_switch_ports_carries_no_tenant_traffic(
     for br, dpid in ((b1, d1), (b2, d2)):
         lab.add_bridge(br, dpid, ctl.port)
     lab.add_link(b1, 10, b2, 10)
-    vms = [lab.add_host("r1", b1, 1, ip="10.83.0.1", mac="02:83:00:00:01:01"),
-           lab.add_host("u1", b1, 2, ip="10.83.0.11", mac="02:83:00:00:02:01"),
-           lab.add_host("r2", b2, 1, ip="10.83.0.2", mac="02:83:00:00:01:02"),
-           lab.add_host("u2", b2, 2, ip="10.83.0.12", mac="02:83:00:00:02:02")]
+    vms = [
+        lab.add_host("r1", b1, 1, ip="10.83.0.1", mac="02:83:00:00:01:01"),
+        lab.add_host("u1", b1, 2, ip="10.83.0.11", mac="02:83:00:00:02:01"),
+        lab.add_host("r2", b2, 1, ip="10.83.0.2", mac="02:83:00:00:01:02"),
+        lab.add_host("u2", b2, 2, ip="10.83.0.12", mac="02:83:00:00:02:02"),
+    ]
     r1, u1, r2, u2 = vms
     legs = lab.add_relay("y", [(b1, 5), (b2, 5), (b2, 11)])
     captures = {leg.name: Capture(leg, tmp_path / f"{leg.name}.pcap") for leg in legs}
@@ -75,12 +77,17 @@ def test_a_relay_between_switch_ports_carries_no_tenant_traffic(
     ctl.wait_for_log("link up", 20)
 
     # The relay does relay: s2:11's probes come out of its other legs into s1:5 and s2:5 ...
-    wait_until(lambda: all(any(f.ethertype == ETH_LLDP for f in captures[f"y{i}"].frames()) for i in (0, 1)),
-               10, message="the relay forwards the controller's probes")
+    wait_until(
+        lambda: all(any(f.ethertype == ETH_LLDP for f in captures[f"y{i}"].frames()) for i in (0, 1)),
+        10,
+        message="the relay forwards the controller's probes",
+    )
     # ... and the controller hears them there, reports them and uses none of them.
-    for text in ("discovered link not used (not declared in links): s1:5 <-> s2:11",
-                 "discovered link not used (both ends on switch s2): s2:5 <-> s2:11",
-                 "declared link not discovered: s1:11 <-> s2:11"):
+    for text in (
+        "discovered link not used (not declared in links): s1:5 <-> s2:11",
+        "discovered link not used (both ends on switch s2): s2:5 <-> s2:11",
+        "declared link not discovered: s1:11 <-> s2:11",
+    ):
         ctl.wait_for_log(text, 10)
     wait_until(lambda: total(metrics, "vmn_link_mismatches") == 3, 10, message="three mismatches counted")
     assert total(metrics, "vmn_links_up") == 1
@@ -91,8 +98,11 @@ def test_a_relay_between_switch_ports_carries_no_tenant_traffic(
         wait_until(lambda a=a, b=b: b.ping(a), 20, message=f"{b.name} -> {a.name}")
     assert not r1.ping(u2, count=2)
     for h in vms:  # broadcasts and unknown unicast, the frames a flood would put on any trunk
-        send(h, [eth(BCAST, h.mac, ETH_TEST, b"VMN-RELAY"), eth("02:83:ff:ff:ff:ff", h.mac, ETH_TEST, b"VMN-RELAY")],
-             BURST)
+        send(
+            h,
+            [eth(BCAST, h.mac, ETH_TEST, b"VMN-RELAY"), eth("02:83:ff:ff:ff:ff", h.mac, ETH_TEST, b"VMN-RELAY")],
+            BURST,
+        )
     for a, b in ((r1, r2), (u1, u2)):
         assert a.ping(b, count=3), f"{a.name} -> {b.name} with the relay in place"
     assert port_stats(b1)[10].tx_packets - trunk_before >= 2 * BURST, "the declared cable carries the traffic"

@@ -9,10 +9,9 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -108,5 +107,8 @@ def test_invalid_file_is_rejected_with_its_path_and_keeps_everything(reload_lab:
     assert "reload rejected" in rl.ctl.log_text()
     assert _lost(ping) == 0
     assert rl.h3_reaches(80) and rl.hosts["h1"].ping(rl.hosts["h2"])
-    wait_until(lambda: total(rl.metrics, "vmn_config_reloads_total", result="invalid") >= 1, 5,
-               message="invalid reload counted")
+    wait_until(
+        lambda: total(rl.metrics, "vmn_config_reloads_total", result="invalid") >= 1,
+        5,
+        message="invalid reload counted",
+    )

@@ -131,8 +131,9 @@ def settled(bridges: list[str], quiet: float = 1.5) -> dict[str, dict[str, float
     return {br: flow_durations(br) for br in bridges}
 
 
-def age_report(before: dict[str, float], after: dict[str, float], elapsed: float,
-               t_restart: float) -> tuple[list[str], list[str], list[str]]:
+def age_report(
+    before: dict[str, float], after: dict[str, float], elapsed: float, t_restart: float
+) -> tuple[list[str], list[str], list[str]]:
     """Kept-with-age flows, flows deleted or re-added (with when), and flows that are new."""
     kept, broken = [], []
     for ident, age in sorted(before.items()):
@@ -140,8 +141,10 @@ def age_report(before: dict[str, float], after: dict[str, float], elapsed: float
             broken.append(f"DELETED {ident}")
         elif after[ident] < age + elapsed - AGE_SLACK:
             readded_at = elapsed - after[ident] - t_restart
-            broken.append(f"RE-ADDED {readded_at:+.2f}s after the restart "
-                          f"(age {age:.2f}s -> {after[ident]:.2f}s, expected >= {age + elapsed:.2f}s) {ident}")
+            broken.append(
+                f"RE-ADDED {readded_at:+.2f}s after the restart "
+                f"(age {age:.2f}s -> {after[ident]:.2f}s, expected >= {age + elapsed:.2f}s) {ident}"
+            )
         else:
             kept.append(ident)
     new = [f"NEW {ident} (age {after[ident]:.2f}s)" for ident in sorted(set(after) - set(before))]
@@ -149,11 +152,13 @@ def age_report(before: dict[str, float], after: dict[str, float], elapsed: float
 
 
 def test_controller_kill9_and_restart_keeps_traffic_and_flow_ages(
-        lab: Lab, controller_factory: Factory, tmp_path: Path) -> None:
+    lab: Lab, controller_factory: Factory, tmp_path: Path
+) -> None:
     br_a, br_b = f"{lab.prefix}ba", f"{lab.prefix}bb"
     cfg = tmp_path / "net.yaml"
-    cfg.write_text(NETWORK.format(dpid_a=DPID_A, dpid_b=DPID_B, br_a=br_a, br_b=br_b,
-                                  trunk=TRUNK, mac_a=MAC_A, mac_b=MAC_B))
+    cfg.write_text(
+        NETWORK.format(dpid_a=DPID_A, dpid_b=DPID_B, br_a=br_a, br_b=br_b, trunk=TRUNK, mac_a=MAC_A, mac_b=MAC_B)
+    )
     first = controller_factory(cfg)
     lab.add_bridge(br_a, DPID_A, first.port)
     lab.add_bridge(br_b, DPID_B, first.port)
@@ -164,15 +169,21 @@ def test_controller_kill9_and_restart_keeps_traffic_and_flow_ages(
     first.wait_connected(br_b, 20)
     wait_until(lambda: va.ping(vb), 20, message="va -> vb across the link")
     wait_until(lambda: vb.ping(va), 10, message="vb -> va across the link")
-    wait_until(lambda: forward_rule(br_a, MAC_B) and forward_rule(br_b, MAC_A)
-               and forward_rule(br_a, MAC_A) and forward_rule(br_b, MAC_B), 10,
-               message="both hosts learned: forward rules for each on both bridges")
+    wait_until(
+        lambda: (
+            forward_rule(br_a, MAC_B)
+            and forward_rule(br_b, MAC_A)
+            and forward_rule(br_a, MAC_A)
+            and forward_rule(br_b, MAC_B)
+        ),
+        10,
+        message="both hosts learned: forward rules for each on both bridges",
+    )
     before = settled([br_a, br_b])
     t_before = time.monotonic()
     remote = {br_a: forward_rule(br_a, MAC_B), br_b: forward_rule(br_b, MAC_A)}
 
-    ping = va.popen(["ping", "-n", "-i", str(PING_INTERVAL), "-c", str(PING_COUNT), "-W", "1",
-                     vb.ip or ""])
+    ping = va.popen(["ping", "-n", "-i", str(PING_INTERVAL), "-c", str(PING_COUNT), "-W", "1", vb.ip or ""])
     watch = FlowWatch([br_a, br_b])
     watch.start(t_before)
     try:
@@ -182,12 +193,15 @@ def test_controller_kill9_and_restart_keeps_traffic_and_flow_ages(
         second = controller_factory(cfg, port=first.port)
         second.wait_connected(br_a, 20)
         second.wait_connected(br_b, 20)
-        wait_until(lambda: second.log_text().count("reconciled") >= 2, 10,
-                   message="both switches reconciled by the new controller")
+        wait_until(
+            lambda: second.log_text().count("reconciled") >= 2,
+            10,
+            message="both switches reconciled by the new controller",
+        )
         t_reconciled = time.monotonic() - t_before
         assert ping.poll() is None, (
-            f"the ping run ended before both switches were reconciled ({t_reconciled:.1f}s): "
-            "raise PING_COUNT")
+            f"the ping run ended before both switches were reconciled ({t_reconciled:.1f}s): raise PING_COUNT"
+        )
         out, err = ping.communicate(timeout=PING_COUNT * PING_INTERVAL + 30)
     finally:
         watch.stop()
@@ -195,9 +209,13 @@ def test_controller_kill9_and_restart_keeps_traffic_and_flow_ages(
     elapsed = time.monotonic() - t_before
     result = parse_ping(out + err)
 
-    lines = [(f"restart at {t_restart:.2f}s, both reconciled at {t_reconciled:.2f}s, "
-              f"ping: {result.lost} of {result.sent} lost, seqs {result.lost_seqs} "
-              f"(seq n was sent at ~{PING_INTERVAL:g}*n s)")]
+    lines = [
+        (
+            f"restart at {t_restart:.2f}s, both reconciled at {t_reconciled:.2f}s, "
+            f"ping: {result.lost} of {result.sent} lost, seqs {result.lost_seqs} "
+            f"(seq n was sent at ~{PING_INTERVAL:g}*n s)"
+        )
+    ]
     kept_all: dict[str, list[str]] = {}
     broken_all: list[str] = []
     for br in (br_a, br_b):
@@ -207,15 +225,18 @@ def test_controller_kill9_and_restart_keeps_traffic_and_flow_ages(
         lines.append(f"--- {br}: {len(kept)} of {len(before[br])} flows kept their age")
         lines += broken + new
         lines += [f"  seen while restarting: {e}" for e in watch.events[br]]
-    lines += ["--- new controller log:", *[l for l in second.log_text().splitlines()
-                                           if "reconciled" in l or "link" in l or "adopted" in l]]
+    lines += [
+        "--- new controller log:",
+        *[l for l in second.log_text().splitlines() if "reconciled" in l or "link" in l or "adopted" in l],
+    ]
     report = "\n".join(lines)
     print(report)
 
     assert result.lost <= MAX_LOST, report
     for br in (br_a, br_b):
         assert remote[br] and all(k in kept_all[br] for k in remote[br]), (
-            f"{br}: the forward rule for the VM behind the other bridge lost its age\n{report}")
+            f"{br}: the forward rule for the VM behind the other bridge lost its age\n{report}"
+        )
     assert not broken_all, report
     assert all(after[br].keys() == before[br].keys() for br in after), report
     assert va.ping(vb) and vb.ping(va), "traffic after the restart"

@@ -11,9 +11,9 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -50,7 +50,8 @@ BURST = 200
 SEND_BROADCASTS = (
     "import socket,sys; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind((sys.argv[1], 0)); "
     "f=bytes.fromhex('ffffffffffff'+sys.argv[2].replace(':','')+'88b5')+bytes(46); "
-    f"[s.send(f) for _ in range({BURST})]")
+    f"[s.send(f) for _ in range({BURST})]"
+)
 
 
 class Ring:
@@ -99,9 +100,13 @@ def test_ring_connects_each_network_and_a_broadcast_burst_does_not_storm(ring: t
     tx_before = r.trunk_tx()
     src = r.red[0]
     src.run(["/usr/bin/python3", "-c", SEND_BROADCASTS, src.iface, src.mac], check=True)
-    wait_until(lambda: all(port_stats(h.bridge)[1].tx_packets - b >= BURST
-                           for h, b in zip(r.red[1:], rx_before)), 10,
-               message="every red VM receives the burst")
+    wait_until(
+        lambda: all(
+            port_stats(h.bridge)[1].tx_packets - b >= BURST for h, b in zip(r.red[1:], rx_before, strict=False)
+        ),
+        10,
+        message="every red VM receives the burst",
+    )
     crossings = r.trunk_tx() - tx_before
     # A loop-free tree of 2 links: each frame crosses each tree link once (plus LLDP probes).
     assert 2 * BURST <= crossings <= 2 * BURST + 60, crossings
@@ -116,6 +121,7 @@ def test_cut_link_traffic_moves_to_the_other_way_round(ring: tuple[Ring, int], l
     proc = a.popen(["ping", "-n", "-i", "0.01", "-c", "400", "-W", "1", b.ip or ""])
     wait_until(lambda: True, 1)
     import time
+
     time.sleep(1.0)
     lab.set_port_down(r.links[0].iface_a)  # cut s1 <-> s2
     out, _ = proc.communicate(timeout=30)
@@ -172,15 +178,20 @@ def test_backup_path_carries_traffic_while_the_controller_is_stopped(ring: tuple
     during = [t for t in stamps if cut_at <= t <= resumed_at]
     window = [cut_at] + during + [resumed_at]
     gap_ms = max(y - x for x, y in pairwise(window)) * 1000
-    print(f"failover gap with the controller stopped: {gap_ms:.0f} ms "
-          f"({sent - got} of {sent} pings lost, {len(during)} replies while stopped)")
+    print(
+        f"failover gap with the controller stopped: {gap_ms:.0f} ms "
+        f"({sent - got} of {sent} pings lost, {len(during)} replies while stopped)"
+    )
     assert sent - got <= MAX_LOST_STOPPED, out[-600:]
     # ping manages 60-100 a second on a busy 2-core machine; without backups none come back
     assert len(during) >= STOPPED_FOR * 100 / 3, f"{len(during)} replies while stopped: {out[-600:]}"
     # Running again, the controller sees the cut and recomputes: the ring is now a line, no backups.
     wait_until(lambda: total(metrics, "vmn_links_up") == 2, 20, message="the cut link dropped")
-    wait_until(lambda: not any("type=ff" in g for g in dump_groups(r.bridges[0])), 10,
-               message="backup groups removed once the ring is a line")
+    wait_until(
+        lambda: not any("type=ff" in g for g in dump_groups(r.bridges[0])),
+        10,
+        message="backup groups removed once the ring is a line",
+    )
     wait_until(lambda: a.ping(b) and b.ping(a), 10, message="r1 <-> r2 after the recompute")
     lab.set_port_up(r.links[0].iface_a)
     wait_until(lambda: total(metrics, "vmn_links_up") == 3, 20, message="link back")

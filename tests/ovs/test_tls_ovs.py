@@ -50,8 +50,9 @@ SSL_LOCK = Path(tempfile.gettempdir()) / "vmn-ovs-ssl.lock"
 SSL_COLUMNS = ("private_key", "certificate", "ca_cert", "bootstrap_ca_cert")
 VSWITCHD_PIDFILE = Path("/var/run/openvswitch/ovs-vswitchd.pid")
 REFUSE_WINDOW = 5.0  # seconds a refused switch is watched for not getting in
-LEAF_EXTENSIONS = ("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-                   "extendedKeyUsage=serverAuth,clientAuth\n")
+LEAF_EXTENSIONS = (
+    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n"
+)
 
 NETWORK = """
 controller: {{metrics_port: 0}}
@@ -87,17 +88,28 @@ def _openssl(*args: str) -> None:
 
 
 def _new_key_args(key: Path) -> list[str]:
-    return ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", str(key)]
+    return ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key)]
 
 
 def make_ca(directory: Path, name: str) -> KeyPair:
     """A self-signed CA certificate, valid for two days."""
     pair = KeyPair(directory / f"{name}.key", directory / f"{name}.pem")
-    _openssl("req", "-x509", "-new", *_new_key_args(pair.key), "-days", "2",
-             "-subj", f"/CN=VMN test {name}", "-out", str(pair.cert),
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    _openssl(
+        "req",
+        "-x509",
+        "-new",
+        *_new_key_args(pair.key),
+        "-days",
+        "2",
+        "-subj",
+        f"/CN=VMN test {name}",
+        "-out",
+        str(pair.cert),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
     return pair
 
 
@@ -107,9 +119,24 @@ def make_leaf(directory: Path, name: str, ca: KeyPair) -> KeyPair:
     csr, ext = directory / f"{name}.csr", directory / f"{name}.ext"
     ext.write_text(LEAF_EXTENSIONS)
     _openssl("req", "-new", *_new_key_args(pair.key), "-subj", f"/CN={name}", "-out", str(csr))
-    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca.cert), "-CAkey", str(ca.key),
-             "-set_serial", str(secrets.randbits(63)), "-days", "2", "-extfile", str(ext),
-             "-out", str(pair.cert))
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca.cert),
+        "-CAkey",
+        str(ca.key),
+        "-set_serial",
+        str(secrets.randbits(63)),
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(pair.cert),
+    )
     return pair
 
 
@@ -118,8 +145,12 @@ def pki(tmp_path: Path) -> Pki:
     directory = tmp_path / "pki"
     directory.mkdir()
     ca, other_ca = make_ca(directory, "ca"), make_ca(directory, "other-ca")
-    return Pki(ca, make_leaf(directory, "controller", ca), make_leaf(directory, "switch", ca),
-               make_leaf(directory, "rogue-switch", other_ca))
+    return Pki(
+        ca,
+        make_leaf(directory, "controller", ca),
+        make_leaf(directory, "switch", ca),
+        make_leaf(directory, "rogue-switch", other_ca),
+    )
 
 
 # ----------------------------------------------------- OVS's SSL record --
@@ -150,15 +181,24 @@ def ovs_ssl(require_ovs: None) -> Iterator[SslSetter]:
                 time.sleep(0.2)
         try:
             uuid = _ssl_record()
-            saved = {c: sh([*VSCTL, "get", "SSL", uuid, c]).stdout.strip()
-                     for c in SSL_COLUMNS} if uuid else {}
+            saved = {c: sh([*VSCTL, "get", "SSL", uuid, c]).stdout.strip() for c in SSL_COLUMNS} if uuid else {}
 
             def set_ssl(key: Path, cert: Path, ca_cert: Path) -> None:
                 if uuid is None:
                     sh([*VSCTL, "set-ssl", str(key), str(cert), str(ca_cert)])
                 else:
-                    sh([*VSCTL, "set", "SSL", uuid, f'private_key="{key}"', f'certificate="{cert}"',
-                        f'ca_cert="{ca_cert}"', "bootstrap_ca_cert=false"])
+                    sh(
+                        [
+                            *VSCTL,
+                            "set",
+                            "SSL",
+                            uuid,
+                            f'private_key="{key}"',
+                            f'certificate="{cert}"',
+                            f'ca_cert="{ca_cert}"',
+                            "bootstrap_ca_cert=false",
+                        ]
+                    )
 
             yield set_ssl
         finally:
@@ -178,8 +218,7 @@ def ssl_target(port: int) -> str:
 
 def point_at(bridge: str, port: int) -> None:
     """Give ``bridge`` the TLS controller target (1 s reconnect backoff, as the lab does)."""
-    sh([*VSCTL, "set-controller", bridge, ssl_target(port), "--",
-        "set", "controller", bridge, "max_backoff=1000"])
+    sh([*VSCTL, "set-controller", bridge, ssl_target(port), "--", "set", "controller", bridge, "max_backoff=1000"])
 
 
 def controller_state(bridge: str, port: int) -> dict[str, Any]:
@@ -187,8 +226,9 @@ def controller_state(bridge: str, port: int) -> dict[str, Any]:
     uuids = sh([*VSCTL, "get", "bridge", bridge, "controller"]).stdout.strip("[] \n")
     if not uuids:
         return {}
-    out = sh([*VSCTL, "--format=json", "--columns=target,is_connected,status", "list",
-              "controller", *uuids.split(", ")]).stdout
+    out = sh(
+        [*VSCTL, "--format=json", "--columns=target,is_connected,status", "list", "controller", *uuids.split(", ")]
+    ).stdout
     for target, connected, (_, status) in json.loads(out)["data"]:
         if target == ssl_target(port):
             return {"is_connected": connected, "status": dict(status)}
@@ -216,10 +256,22 @@ def vswitchd_log() -> Path | None:
 def tls_controller(factory: Factory, config: Path, pki: Pki) -> ControllerProcess:
     """A controller that listens on TLS only and accepts switch certificates from ``pki.ca``."""
     port = free_port()
-    return factory(config, port=port, args=[
-        "--ofp-listen-host", "127.0.0.1", "--ofp-ssl-listen-port", str(port),
-        "--ctl-privkey", str(pki.controller.key), "--ctl-cert", str(pki.controller.cert),
-        "--ca-certs", str(pki.ca.cert)])
+    return factory(
+        config,
+        port=port,
+        args=[
+            "--ofp-listen-host",
+            "127.0.0.1",
+            "--ofp-ssl-listen-port",
+            str(port),
+            "--ctl-privkey",
+            str(pki.controller.key),
+            "--ctl-cert",
+            str(pki.controller.cert),
+            "--ca-certs",
+            str(pki.ca.cert),
+        ],
+    )
 
 
 def write_network(tmp_path: Path, dpid: int) -> Path:
@@ -232,7 +284,8 @@ def write_network(tmp_path: Path, dpid: int) -> Path:
 
 
 def test_switch_with_a_certificate_from_our_ca_is_admitted(
-        ovs_ssl: SslSetter, lab: Lab, controller_factory: Factory, tmp_path: Path, pki: Pki) -> None:
+    ovs_ssl: SslSetter, lab: Lab, controller_factory: Factory, tmp_path: Path, pki: Pki
+) -> None:
     dpid = 0x7C1
     ctl = tls_controller(controller_factory, write_network(tmp_path, dpid), pki)
     ovs_ssl(pki.switch.key, pki.switch.cert, pki.ca.cert)
@@ -247,7 +300,8 @@ def test_switch_with_a_certificate_from_our_ca_is_admitted(
 
 
 def test_switch_with_a_certificate_from_another_ca_is_refused(
-        ovs_ssl: SslSetter, lab: Lab, controller_factory: Factory, tmp_path: Path, pki: Pki) -> None:
+    ovs_ssl: SslSetter, lab: Lab, controller_factory: Factory, tmp_path: Path, pki: Pki
+) -> None:
     dpid = 0x7C2
     connected_line = f"switch {dpid:016x} connected"
     ctl = tls_controller(controller_factory, write_network(tmp_path, dpid), pki)
@@ -267,8 +321,11 @@ def test_switch_with_a_certificate_from_another_ca_is_refused(
     assert not dump_flows(br), "no flow may reach a refused switch"
 
     # OVS saw its TLS sessions torn down by the controller (not refused at TCP level).
-    error = wait_until(lambda: controller_state(br, ctl.port).get("status", {}).get("last_error"), 15,
-                       message=f"{br}: a last_error in the controller status")
+    error = wait_until(
+        lambda: controller_state(br, ctl.port).get("status", {}).get("last_error"),
+        15,
+        message=f"{br}: a last_error in the controller status",
+    )
     assert error != "Connection refused", error
     if log is not None and log.exists():
         with open(log, errors="replace") as f:
@@ -276,7 +333,8 @@ def test_switch_with_a_certificate_from_another_ca_is_refused(
             new_lines = f.read().splitlines()
         dropped = re.compile(rf"{re.escape(br)}<->{re.escape(ssl_target(ctl.port))}: connection (dropped|failed)")
         assert any(dropped.search(line) for line in new_lines), "\n".join(
-            l for l in new_lines if br in l or "stream_ssl" in l)
+            l for l in new_lines if br in l or "stream_ssl" in l
+        )
 
     # Same switch, same controller, a certificate from our CA: now it gets in.
     ovs_ssl(pki.switch.key, pki.switch.cert, pki.ca.cert)

@@ -78,8 +78,16 @@ class Example:
         return f"seed{self.seed}-{self.switches}sw-{self.named}"
 
 
-EXAMPLES = [Example(91, 2, "ovs"), Example(92, 2, "provision"), Example(93, 1, "ovs"), Example(94, 2, "ovs"),
-            Example(95, 1, "provision"), Example(96, 2, "ovs"), Example(106, 2, "ovs"), Example(122, 2, "provision")]
+EXAMPLES = [
+    Example(91, 2, "ovs"),
+    Example(92, 2, "provision"),
+    Example(93, 1, "ovs"),
+    Example(94, 2, "ovs"),
+    Example(95, 1, "provision"),
+    Example(96, 2, "ovs"),
+    Example(106, 2, "ovs"),
+    Example(122, 2, "provision"),
+]
 """Seeds picked so that, together, they have: named and numbered link ends, VMs on 1000-1002 beside named
 ones, VMs without ip or mac, VM and network ACLs with and without conntrack, mirror taps numbered and named,
 on the mirrored VM's switch and across the link."""
@@ -87,15 +95,20 @@ on the mirrored VM's switch and across the link."""
 
 # -- the generator -------------------------------------------------------------
 
+
 def _acls(rng: random.Random, ips: list[str]) -> dict[str, list[dict[str, Any]]]:
     target = rng.choice(ips)
     return {
         "no-web": [{"match": {"ip_proto": "tcp", "tcp_dst": 80}, "action": "deny"}, {"action": "allow"}],
-        "icmp-dns": [{"match": {"ip_proto": "icmp"}, "action": "allow"},
-                     {"match": {"ip_proto": "udp", "udp_dst": 53, "ipv4_dst": target}, "action": "allow"},
-                     {"action": "deny"}],
-        "ping-back": [{"match": {"ip_proto": "icmp"}, "action": "allow", "stateful": True},
-                      {"match": {"ip_proto": "tcp"}, "action": "allow"}],
+        "icmp-dns": [
+            {"match": {"ip_proto": "icmp"}, "action": "allow"},
+            {"match": {"ip_proto": "udp", "udp_dst": 53, "ipv4_dst": target}, "action": "allow"},
+            {"action": "deny"},
+        ],
+        "ping-back": [
+            {"match": {"ip_proto": "icmp"}, "action": "allow", "stateful": True},
+            {"match": {"ip_proto": "tcp"}, "action": "allow"},
+        ],
     }
 
 
@@ -127,8 +140,11 @@ def generate(rng: random.Random, prefix: str, switches: int, metrics_port: int) 
     ips = [f"10.77.0.{i + 1}" for i in range(count)]
     for i in range(count):
         switch = names[i % switches]
-        vm: dict[str, Any] = {"switch": switch, "port": take(switch, rng.random() < 0.5),
-                              "network": "red" if i % 2 == 0 or rng.random() < 0.3 else "blue"}
+        vm: dict[str, Any] = {
+            "switch": switch,
+            "port": take(switch, rng.random() < 0.5),
+            "network": "red" if i % 2 == 0 or rng.random() < 0.3 else "blue",
+        }
         if i < 3 or rng.random() < 0.8:  # the first three always have an address
             vm["ip"] = ips[i] + "/24"
         if rng.random() < 0.5:
@@ -144,12 +160,19 @@ def generate(rng: random.Random, prefix: str, switches: int, metrics_port: int) 
     with_mac = [n for n, vm in net["vms"].items() if "mac" in vm]
     if rng.random() < 0.6 and with_mac:
         tap_switch = rng.choice(names)
-        net["mirrors"] = {"tap": {"switch": tap_switch, "port": take(tap_switch, rng.random() < 0.5),
-                                  "vms": [rng.choice(with_mac)], "direction": rng.choice(["in", "out", "both"])}}
+        net["mirrors"] = {
+            "tap": {
+                "switch": tap_switch,
+                "port": take(tap_switch, rng.random() < 0.5),
+                "vms": [rng.choice(with_mac)],
+                "direction": rng.choice(["in", "out", "both"]),
+            }
+        }
     return net
 
 
 # -- the lab ---------------------------------------------------------------------
+
 
 @dataclass
 class Built:
@@ -185,7 +208,8 @@ def build(lab: Lab, net: dict[str, Any], model: Model, ctl: ControllerProcess, n
     links: dict[tuple[str, int], tuple[str, int]] = {}
     labels: dict[tuple[str, int], str] = {}
     places: list[tuple[str, str, PortRef, dict[str, Any]]] = [
-        (vm.name, vm.switch, vm.port, net["vms"][vm.name]) for vm in model.vms]
+        (vm.name, vm.switch, vm.port, net["vms"][vm.name]) for vm in model.vms
+    ]
     places += [(m.name, m.switch, m.port, {}) for m in model.mirrors]
     numbered = [p for p in places if isinstance(p[2], int)]
     named_ports = sorted((p for p in places if isinstance(p[2], str)), key=lambda p: p[2][-1])  # not name order
@@ -193,8 +217,7 @@ def build(lab: Lab, net: dict[str, Any], model: Model, ctl: ControllerProcess, n
 
     def add(name: str, switch: str, port: PortRef, entry: dict[str, Any]) -> None:
         attach = named == "ovs" or isinstance(port, int) or name not in model.vm_by_name
-        hosts[name] = lab.add_host(name, bridges[switch], port, ip=entry.get("ip"), mac=entry.get("mac"),
-                                   attach=attach)
+        hosts[name] = lab.add_host(name, bridges[switch], port, ip=entry.get("ip"), mac=entry.get("mac"), attach=attach)
 
     for place in numbered:  # first: OVS gives a named port the lowest free number, maybe a declared one
         add(*place)
@@ -213,8 +236,9 @@ def build(lab: Lab, net: dict[str, Any], model: Model, ctl: ControllerProcess, n
         for name, switch, port, _ in named_ports:
             if hosts[name].ofport is None:
                 hosts[name].ofport = _ofport(hosts[name].port)
-                assert hosts[name].ofport == numbers[(switch, port)][1], \
+                assert hosts[name].ofport == numbers[(switch, port)][1], (
                     f"{name}: provision attached {port} as {hosts[name].ofport}, trace says {numbers[(switch, port)]}"
+                )
     for name, switch, port, _ in places:
         labels[(bridges[switch], built_port(hosts[name]))] = f"{switch}:{port}"
     return Built(model, build_fabric(model), hosts, bridges, links, labels)
@@ -231,8 +255,9 @@ def learn(built: Built, ctl: ControllerProcess, metrics: int) -> None:
             host = built.hosts[vm.name]
             spa = str(vm.ip.ip) if vm.ip is not None else "0.0.0.0"
             host.run([sys.executable, "-c", SEND_ARP, host.iface, host.mac, spa, "10.77.0.254"], check=True)
-        return (total(metrics, "vmn_hosts_learned") >= len(vms)
-                and total(metrics, "vmn_links_up") >= len(built.model.links))
+        return total(metrics, "vmn_hosts_learned") >= len(vms) and total(metrics, "vmn_links_up") >= len(
+            built.model.links
+        )
 
     wait_until(learned, 30, interval=0.5, message="every VM learned and every link up")
     last: list[list[str]] = []
@@ -248,8 +273,7 @@ def learn(built: Built, ctl: ControllerProcess, metrics: int) -> None:
 
 
 @pytest.fixture(params=EXAMPLES, ids=str)
-def built(request: pytest.FixtureRequest, lab: Lab, controller_factory: Factory,
-          tmp_path: Path) -> Iterator[Built]:
+def built(request: pytest.FixtureRequest, lab: Lab, controller_factory: Factory, tmp_path: Path) -> Iterator[Built]:
     example: Example = request.param
     metrics = free_port()
     net = generate(random.Random(example.seed), lab.prefix, example.switches, metrics)
@@ -264,6 +288,7 @@ def built(request: pytest.FixtureRequest, lab: Lab, controller_factory: Factory,
 
 
 # -- the comparison ----------------------------------------------------------------
+
 
 def _conntrack_networks(model: Model) -> set[str]:
     """Networks whose IPv4 goes through conntrack: a stateful rule applies in them."""
@@ -317,8 +342,11 @@ def cases(model: Model, rng: random.Random) -> list[Case]:
     for src in addressed:
         for dst in addressed:
             if src != dst:
-                out += [Case(src, dst, "icmp", None), Case(src, dst, "tcp", rng.choice([22, 80])),
-                        Case(src, dst, "udp", rng.choice([53, 5353]))]
+                out += [
+                    Case(src, dst, "icmp", None),
+                    Case(src, dst, "tcp", rng.choice([22, 80])),
+                    Case(src, dst, "udp", rng.choice([53, 5353])),
+                ]
     return out
 
 
@@ -332,14 +360,18 @@ def compare_ip(built: Built, case: Case, conntrack: set[str]) -> list[str]:
     got, text = _ovs(built, case.src, pkt)
     problems = []
     if set(result.forward.outputs) != got:
-        problems.append(f"{case}: vmn trace leaves by {sorted(result.forward.outputs)}, OVS by {sorted(got)}"
-                        f"\n{result.render()}\n{text}")
+        problems.append(
+            f"{case}: vmn trace leaves by {sorted(result.forward.outputs)}, OVS by {sorted(got)}"
+            f"\n{result.render()}\n{text}"
+        )
     if result.reply is None or src.network in conntrack:
         return problems
     got, text = _ovs(built, case.dst, _reply(pkt))
     if set(result.reply.outputs) != got:
-        problems.append(f"{case} reply: vmn trace leaves by {sorted(result.reply.outputs)}, OVS by {sorted(got)}"
-                        f"\n{result.render()}\n{text}")
+        problems.append(
+            f"{case} reply: vmn trace leaves by {sorted(result.reply.outputs)}, OVS by {sorted(got)}"
+            f"\n{result.render()}\n{text}"
+        )
     return problems
 
 
@@ -348,12 +380,31 @@ def compare_arp(built: Built, name: str) -> list[str]:
     vm = built.model.vm_by_name[name]
     host = built.hosts[name]
     spa = str(vm.ip.ip) if vm.ip is not None else "0.0.0.0"
-    sim = built.fabric.fake.network(SimConntrack()).send(*built.fabric.at(vm), {
-        "eth_src": vm_mac(vm), "eth_dst": "ff:ff:ff:ff:ff:ff", "eth_type": 0x0806, "vlan_vid": 0,
-        "arp_op": 1, "arp_spa": spa, "arp_tpa": "10.77.0.254", "arp_sha": vm_mac(vm)})
+    sim = built.fabric.fake.network(SimConntrack()).send(
+        *built.fabric.at(vm),
+        {
+            "eth_src": vm_mac(vm),
+            "eth_dst": "ff:ff:ff:ff:ff:ff",
+            "eth_type": 0x0806,
+            "vlan_vid": 0,
+            "arp_op": 1,
+            "arp_spa": spa,
+            "arp_tpa": "10.77.0.254",
+            "arp_sha": vm_mac(vm),
+        },
+    )
     want = {built.fabric.label(d, p) for d, p in sim.delivered()}
-    pkt = Packet("arp", (("dl_src", host.mac), ("dl_dst", "ff:ff:ff:ff:ff:ff"), ("arp_op", "1"),
-                         ("arp_spa", spa), ("arp_tpa", "10.77.0.254"), ("arp_sha", host.mac)))
+    pkt = Packet(
+        "arp",
+        (
+            ("dl_src", host.mac),
+            ("dl_dst", "ff:ff:ff:ff:ff:ff"),
+            ("arp_op", "1"),
+            ("arp_spa", spa),
+            ("arp_tpa", "10.77.0.254"),
+            ("arp_sha", host.mac),
+        ),
+    )
     got, text = _ovs(built, name, pkt)
     return [] if want == got else [f"{name} ARP broadcast: vmn trace reaches {sorted(want)}, OVS {sorted(got)}\n{text}"]
 
@@ -368,8 +419,12 @@ def test_trace_agrees_with_ofproto_trace(built: Built) -> None:
         problems += compare_ip(built, case, conntrack)
     for vm in model.vms:
         problems += compare_arp(built, vm.name)
-    delivered = sum(trace(built.fabric, c.src, str(model.vm_by_name[c.dst].ip.ip), c.proto, c.port)  # type: ignore[union-attr]
-                    .forward.delivered for c in todo)
-    print(f"{len(todo)} IP cases ({delivered} delivered), {len(model.vms)} ARP broadcasts, "
-          f"conntrack in {sorted(conntrack) or 'no network'}, {time.monotonic() - started:.1f}s")
+    delivered = sum(
+        trace(built.fabric, c.src, str(model.vm_by_name[c.dst].ip.ip), c.proto, c.port).forward.delivered  # type: ignore[union-attr]
+        for c in todo
+    )
+    print(
+        f"{len(todo)} IP cases ({delivered} delivered), {len(model.vms)} ARP broadcasts, "
+        f"conntrack in {sorted(conntrack) or 'no network'}, {time.monotonic() - started:.1f}s"
+    )
     assert not problems, f"{len(problems)} disagreements:\n" + "\n\n".join(problems)

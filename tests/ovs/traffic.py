@@ -67,20 +67,26 @@ def start_servers(host: Host, tcp: Iterable[int] = (), udp: Iterable[int] = ()) 
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if line.strip() != "ready":
-        raise RuntimeError(f"servers in {host.name} did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+        raise RuntimeError(
+            f"servers in {host.name} did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}"
+        )
     return proc
 
 
 def tcp_connects(host: Host, ip: str, port: int, timeout: float = 1.0) -> bool:
     """Whether ``host`` completes a TCP connection to ``ip:port`` and reads the answer."""
-    return host.run([sys.executable, "-c", TCP_CLIENT, ip, str(port), str(timeout)],
-                    timeout=timeout * 3 + 10).returncode == 0
+    return (
+        host.run([sys.executable, "-c", TCP_CLIENT, ip, str(port), str(timeout)], timeout=timeout * 3 + 10).returncode
+        == 0
+    )
 
 
 def udp_answers(host: Host, ip: str, port: int, timeout: float = 1.0) -> bool:
     """Whether a datagram from ``host`` to ``ip:port`` is echoed back (two tries)."""
-    return host.run([sys.executable, "-c", UDP_CLIENT, ip, str(port), str(timeout)],
-                    timeout=timeout * 3 + 10).returncode == 0
+    return (
+        host.run([sys.executable, "-c", UDP_CLIENT, ip, str(port), str(timeout)], timeout=timeout * 3 + 10).returncode
+        == 0
+    )
 
 
 NAMED_SERVER = r"""
@@ -131,6 +137,8 @@ def start_named_server(host: Host, port: int, name: str) -> subprocess.Popen[str
 
 def fan_out(host: Host, ip: str, port: int, first_sport: int, count: int, timeout: float = 2.0) -> list[str]:
     """Open ``count`` connections from source ports ``first_sport``...; each one's greeting, or ``-``."""
-    out = host.run([sys.executable, "-c", FAN_OUT, ip, str(port), str(first_sport), str(count), str(timeout)],
-                   timeout=count * timeout + 20)
+    out = host.run(
+        [sys.executable, "-c", FAN_OUT, ip, str(port), str(first_sport), str(count), str(timeout)],
+        timeout=count * timeout + 20,
+    )
     return out.stdout.split()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import struct
-from typing import Any, Collection, Iterable, Mapping, Optional
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
 from apps.l2.app import L2Switch
 from apps.l2.hosts import HostTable
@@ -26,20 +27,24 @@ class FakeClock:
 
 def tagged_frame(src: str, dst: str, vlan: int, ethertype: int = 0x0800) -> bytes:
     """Raw bytes of a frame as the learn table copies it to the controller (tagged)."""
-    return (bytes.fromhex(dst.replace(":", "")) + bytes.fromhex(src.replace(":", ""))
-            + struct.pack("!HHH", 0x8100, vlan, ethertype) + b"\x00" * 46)
+    return (
+        bytes.fromhex(dst.replace(":", ""))
+        + bytes.fromhex(src.replace(":", ""))
+        + struct.pack("!HHH", 0x8100, vlan, ethertype)
+        + b"\x00" * 46
+    )
 
 
 class Harness(FakeFabric):
     """A fake fabric with explicit ports and links; packet-ins from the sim are fed back to the core."""
 
-    def __init__(self, model: Model, ports: Mapping[int, Iterable[int | tuple[int, str]]],
-                 links: Iterable[LinkKey] = ()) -> None:
+    def __init__(
+        self, model: Model, ports: Mapping[int, Iterable[int | tuple[int, str]]], links: Iterable[LinkKey] = ()
+    ) -> None:
         self.clock = FakeClock()
         super().__init__(model, clock=self.clock)
         for dpid, plist in sorted(ports.items()):
-            self.connect(dpid, [PortInfo(p, f"p{p}") if isinstance(p, int) else PortInfo(p[0], p[1])
-                                for p in plist])
+            self.connect(dpid, [PortInfo(p, f"p{p}") if isinstance(p, int) else PortInfo(p[0], p[1]) for p in plist])
         for link in links:
             self.link_up(link)
         self.packet_ins = 0
@@ -55,8 +60,16 @@ class Harness(FakeFabric):
     def sim(self, down: Collection[tuple[int, int]] = (), cables: Collection[LinkKey] = ()) -> SimNetwork:
         return self.network(self.conntrack, down, cables)
 
-    def send(self, dpid: int, port: int, src: str, dst: str, learn: bool = True,
-             cables: Collection[LinkKey] = (), **fields: Any) -> Trace:
+    def send(
+        self,
+        dpid: int,
+        port: int,
+        src: str,
+        dst: str,
+        learn: bool = True,
+        cables: Collection[LinkKey] = (),
+        **fields: Any,
+    ) -> Trace:
         """Inject a frame; feed the resulting learn packet-ins to the core when ``learn``.
 
         ``cables``: wires besides the topology's links (see :meth:`FakeFabric.network`).
@@ -66,8 +79,9 @@ class Harness(FakeFabric):
             for d, pkt in trace.to_controller:
                 self.packet_ins += 1
                 vid = int(str(pkt["vlan_vid"])) & 0xFFF
-                self.packet_in(d, T_LEARN, int(str(pkt["in_port"])),
-                               tagged_frame(str(pkt["eth_src"]), str(pkt["eth_dst"]), vid))
+                self.packet_in(
+                    d, T_LEARN, int(str(pkt["in_port"])), tagged_frame(str(pkt["eth_src"]), str(pkt["eth_dst"]), vid)
+                )
         return trace
 
 
@@ -104,5 +118,5 @@ def mac(i: int, net: int = 1) -> str:
     return f"02:00:00:00:{net:02x}:{i:02x}"
 
 
-def outputs(trace: Trace, dpid: Optional[int] = None) -> set[tuple[int, int]]:
+def outputs(trace: Trace, dpid: int | None = None) -> set[tuple[int, int]]:
     return {(d, p) for d, p in trace.delivered() if dpid is None or d == dpid}

@@ -44,19 +44,41 @@ LL = {vm: str(link_local(m)) for vm, m in MAC.items()}
 def harness(web: str = "", db: str = "", old: str = "", net: str = "") -> Harness:
     def acl(names: str) -> str:
         return f", acl_in: [{names}]" if names else ""
+
     text = NET % {"web_acl": acl(web), "db_acl": acl(db), "old_acl": acl(old), "net_acl": acl(net)}
     h = Harness(model_from(text), {1: [1, 10], 2: [2, 3, 10]}, [LinkKey.of(1, 10, 2, 10)])
     for vm, at in AT.items():  # every VM announces its link-local address (an unsolicited NA)
-        h.send(*at, MAC[vm], "33:33:00:00:00:01", eth_type=0x86DD, ipv6_src=LL[vm], ipv6_dst="ff02::1",
-               ip_proto=58, icmpv6_type=136, icmpv6_code=0, ipv6_nd_target=LL[vm], ipv6_nd_tll=MAC[vm])
+        h.send(
+            *at,
+            MAC[vm],
+            "33:33:00:00:00:01",
+            eth_type=0x86DD,
+            ipv6_src=LL[vm],
+            ipv6_dst="ff02::1",
+            ip_proto=58,
+            icmpv6_type=136,
+            icmpv6_code=0,
+            ipv6_nd_target=LL[vm],
+            ipv6_nd_tll=MAC[vm],
+        )
     assert len(h.hosts) == 3
     return h
 
 
-def v6(h: Harness, src: str, dst: str, proto: int, sport: int = 0, dport: int = 0, src_ip: str = "",
-       dst_ip: str = "", **extra: Any) -> Trace:
-    fields: dict[str, Any] = dict(eth_type=0x86DD, ipv6_src=src_ip or V6[src], ipv6_dst=dst_ip or V6[dst],
-                                  ip_proto=proto, **extra)
+def v6(
+    h: Harness,
+    src: str,
+    dst: str,
+    proto: int,
+    sport: int = 0,
+    dport: int = 0,
+    src_ip: str = "",
+    dst_ip: str = "",
+    **extra: Any,
+) -> Trace:
+    fields: dict[str, Any] = dict(
+        eth_type=0x86DD, ipv6_src=src_ip or V6[src], ipv6_dst=dst_ip or V6[dst], ip_proto=proto, **extra
+    )
     if proto in (6, 17):
         kind = "tcp" if proto == 6 else "udp"
         fields.update({f"{kind}_src": sport, f"{kind}_dst": dport})
@@ -69,14 +91,14 @@ def reaches(trace: Trace, vm: str) -> bool:
 
 def test_ipv6_rules_match_addresses_prefixes_ports_and_icmpv6_types() -> None:
     h = harness(web="v6-web")
-    assert reaches(v6(h, "web", "db", 6, 40000, 80), "db")                 # eth_type ipv6 + tcp_dst
-    assert not reaches(v6(h, "web", "db", 6, 40000, 22), "db")             # implicit deny
-    assert reaches(v6(h, "web", "db", 6, 40000, 5432), "db")               # ipv6_dst exact
+    assert reaches(v6(h, "web", "db", 6, 40000, 80), "db")  # eth_type ipv6 + tcp_dst
+    assert not reaches(v6(h, "web", "db", 6, 40000, 22), "db")  # implicit deny
+    assert reaches(v6(h, "web", "db", 6, 40000, 5432), "db")  # ipv6_dst exact
     assert reaches(v6(h, "web", "db", 17, 1, 9, src_ip=LL["web"], dst_ip=LL["db"]), "db")  # ipv6_dst prefix
     assert not reaches(v6(h, "web", "db", 17, 1, 9), "db")
     assert reaches(v6(h, "web", "db", 58, icmpv6_type=128, icmpv6_code=0), "db")
     assert not reaches(v6(h, "web", "db", 58, icmpv6_type=129, icmpv6_code=0), "db")
-    assert reaches(v6(h, "web", "db", 17, 1, 53), "db")                    # ipv6_src prefix
+    assert reaches(v6(h, "web", "db", 17, 1, 53), "db")  # ipv6_src prefix
 
 
 def test_an_ipv4_rule_does_not_admit_ipv6_nor_an_ipv6_rule_ipv4() -> None:
@@ -90,17 +112,34 @@ def test_an_ipv4_rule_does_not_admit_ipv6_nor_an_ipv6_rule_ipv4() -> None:
 
 
 def ndp(h: Harness, vm: str, kind: int, src: str, dst_mac: str, dst: str, **fields: Any) -> Trace:
-    return h.send(*AT[vm], MAC[vm], dst_mac, learn=False, eth_type=0x86DD, ipv6_src=src, ipv6_dst=dst,
-                  ip_proto=58, icmpv6_type=kind, icmpv6_code=0, **fields)
+    return h.send(
+        *AT[vm],
+        MAC[vm],
+        dst_mac,
+        learn=False,
+        eth_type=0x86DD,
+        ipv6_src=src,
+        ipv6_dst=dst,
+        ip_proto=58,
+        icmpv6_type=kind,
+        icmpv6_code=0,
+        **fields,
+    )
 
 
 def neighbour_discovery(h: Harness, vm: str, peer: str) -> tuple[Trace, Trace, Trace]:
     """``vm``'s DAD probe, its solicitation for ``peer``'s global address and ``peer``'s answer."""
     group = "ff02::1:ff00:" + V6[peer].rsplit(":", 1)[1]
-    dad = ndp(h, vm, 135, "::", "33:33:ff:00:00:0" + V6[vm][-1], "ff02::1:ff00:" + V6[vm].rsplit(":", 1)[1],
-              ipv6_nd_target=V6[vm])
-    ns = ndp(h, vm, 135, V6[vm], "33:33:ff:00:00:0" + V6[peer][-1], group, ipv6_nd_target=V6[peer],
-             ipv6_nd_sll=MAC[vm])
+    dad = ndp(
+        h,
+        vm,
+        135,
+        "::",
+        "33:33:ff:00:00:0" + V6[vm][-1],
+        "ff02::1:ff00:" + V6[vm].rsplit(":", 1)[1],
+        ipv6_nd_target=V6[vm],
+    )
+    ns = ndp(h, vm, 135, V6[vm], "33:33:ff:00:00:0" + V6[peer][-1], group, ipv6_nd_target=V6[peer], ipv6_nd_sll=MAC[vm])
     na = ndp(h, peer, 136, V6[peer], MAC[vm], V6[vm], ipv6_nd_target=V6[peer], ipv6_nd_tll=MAC[peer])
     return dad, ns, na
 
@@ -120,11 +159,11 @@ def test_neighbour_discovery_is_allowed_unless_a_rule_names_it() -> None:
 def test_stateful_ipv6_rules_admit_replies_and_nothing_else() -> None:
     h = harness(web="v6-web", db="deny-all")
     assert reaches(v6(h, "web", "db", 6, 40000, 5432), "db")
-    assert reaches(v6(h, "db", "web", 6, 5432, 40000), "web")       # reply of an allowed connection
-    assert not reaches(v6(h, "db", "web", 6, 5432, 40001), "web")   # not a reply
-    assert not reaches(v6(h, "db", "web", 6, 40000, 5432), "web")   # db initiating
-    assert reaches(v6(h, "web", "db", 6, 40000, 80), "db")          # stateless allow ...
-    assert not reaches(v6(h, "db", "web", 6, 80, 40000), "web")     # ... admits no reply
+    assert reaches(v6(h, "db", "web", 6, 5432, 40000), "web")  # reply of an allowed connection
+    assert not reaches(v6(h, "db", "web", 6, 5432, 40001), "web")  # not a reply
+    assert not reaches(v6(h, "db", "web", 6, 40000, 5432), "web")  # db initiating
+    assert reaches(v6(h, "web", "db", 6, 40000, 80), "db")  # stateless allow ...
+    assert not reaches(v6(h, "db", "web", 6, 80, 40000), "web")  # ... admits no reply
     assert reaches(v6(h, "web", "db", 58, icmpv6_type=128, icmpv6_code=0), "db")
     assert reaches(v6(h, "db", "web", 58, icmpv6_type=129, icmpv6_code=0), "web")
 

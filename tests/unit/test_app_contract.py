@@ -13,8 +13,7 @@ from controller.compose import build_core
 from controller.config.model import Model
 from controller.core import Core
 from controller.fabric.view import FabricView
-from controller.flows.pipeline import (BUILTIN_TABLES, T_FORWARD, T_LEARN, T_MIRROR, Pipeline, TableSpec,
-                                       PipelineError)
+from controller.flows.pipeline import BUILTIN_TABLES, T_FORWARD, T_LEARN, T_MIRROR, Pipeline, PipelineError, TableSpec
 from controller.flows.rules import Rule
 from controller.metrics import Metrics
 from controller.tools.fakefabric import FakeFabric
@@ -65,8 +64,7 @@ def test_inserting_a_table_renumbers_nothing_and_changes_no_unrelated_cookie() -
     builtin = [apps._load(target) for target in apps.BUILTIN.values()]
     before = FakeFabric.from_model(model)
     after = FakeFabric.from_model(model, core=_core(model, builtin + [Probe]))
-    assert [t.table_id for t in after.core.pipeline.tables] == sorted(
-        [t.table_id for t in BUILTIN_TABLES] + [57])
+    assert [t.table_id for t in after.core.pipeline.tables] == sorted([t.table_id for t in BUILTIN_TABLES] + [57])
     for dpid in (1, 2):
         old = {r.cookie: r for r in before.core.flows.rules(dpid)}
         new = {r.cookie: r for r in after.core.flows.rules(dpid)}
@@ -87,7 +85,7 @@ def test_pipeline_rejects_clashing_tables_and_out_of_band_rules() -> None:
 
 
 def apps_ids() -> dict[str, int]:
-    return {name: int(getattr(apps._load(target), "app_id")) for name, target in apps.BUILTIN.items()}
+    return {name: int(apps._load(target).app_id) for name, target in apps.BUILTIN.items()}
 
 
 def test_apps_are_enabled_by_name_and_unknown_names_are_clear_errors() -> None:
@@ -103,9 +101,11 @@ def test_apps_are_enabled_by_name_and_unknown_names_are_clear_errors() -> None:
 
 
 def test_a_switch_with_only_the_required_apps_still_switches() -> None:
-    model = model_from("controller: {apps: [ingress, l2, flood]}\n"
-                       "switches: {s1: {dpid: 1}}\nnetworks: {red: {vlan: 100}}\n"
-                       "vms: {a: {switch: s1, port: 1, network: red}, b: {switch: s1, port: 2, network: red}}\n")
+    model = model_from(
+        "controller: {apps: [ingress, l2, flood]}\n"
+        "switches: {s1: {dpid: 1}}\nnetworks: {red: {vlan: 100}}\n"
+        "vms: {a: {switch: s1, port: 1, network: red}, b: {switch: s1, port: 2, network: red}}\n"
+    )
     h = Harness(model, {1: [1, 2]})
     h.send(1, 2, mac(2), BCAST)
     assert outputs(h.send(1, 1, mac(1), mac(2))) == {(1, 2)}
@@ -129,8 +129,11 @@ def test_core_and_shim_import_no_app_module_but_the_contract() -> None:
 
 
 def test_no_module_of_controller_or_apps_is_over_500_lines() -> None:
-    sizes = {p.relative_to(ROOT): len(p.read_text().splitlines())
-             for top in ("controller", "apps") for p in (ROOT / top).rglob("*.py")}
+    sizes = {
+        p.relative_to(ROOT): len(p.read_text().splitlines())
+        for top in ("controller", "apps")
+        for p in (ROOT / top).rglob("*.py")
+    }
     assert {p: n for p, n in sizes.items() if n > 500} == {}
 
 
@@ -142,4 +145,5 @@ def test_vmn_check_names_an_unknown_app(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["check", str(path)]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err == (
-        "controller.apps: unknown app 'nat' (available: acl, flood, ingress, l2, lb, mirror)\n")
+        "controller.apps: unknown app 'nat' (available: acl, flood, ingress, l2, lb, mirror)\n"
+    )

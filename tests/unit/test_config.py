@@ -336,9 +336,7 @@ MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "dpid-too-big",
         edited(("switches/s1/dpid", 2**64)),
-        [
-            "switches.s1.dpid: must be between 0x1 and 0xffffffffffffffff, got 0x10000000000000000"
-        ],
+        ["switches.s1.dpid: must be between 0x1 and 0xffffffffffffffff, got 0x10000000000000000"],
     ),
     (
         "duplicate-bridge",
@@ -403,9 +401,7 @@ MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "acl-cidr-host-bits",
         edited(("acls/web-in/0/match/ipv4_src", "10.0.0.1/24")),
-        [
-            "acls.web-in[0].match.ipv4_src: 10.0.0.1/24 has host bits set (did you mean 10.0.0.0/24?)"
-        ],
+        ["acls.web-in[0].match.ipv4_src: 10.0.0.1/24 has host bits set (did you mean 10.0.0.0/24?)"],
     ),
     (
         "acl-port-out-of-range",
@@ -435,9 +431,7 @@ MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
                 {"eth_type": "ipv6", "ip_proto": 6, "ipv4_src": "10.0.0.0/8"},
             )
         ),
-        [
-            "acls.web-in[0].match.eth_type: must be ipv4 when ipv4_src is given, got string 'ipv6'"
-        ],
+        ["acls.web-in[0].match.eth_type: must be ipv4 when ipv4_src is given, got string 'ipv6'"],
     ),
     (
         "bad-eth-type-and-ip-proto",
@@ -499,9 +493,7 @@ MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "lb-vip-outside-subnet",
         edited(("load_balancers/web/vip", "10.9.0.100")),
-        [
-            "load_balancers.web.vip: 10.9.0.100 is outside network 'tenant-a' (10.0.0.0/24)"
-        ],
+        ["load_balancers.web.vip: 10.9.0.100 is outside network 'tenant-a' (10.0.0.0/24)"],
     ),
     (
         "lb-bad-backends",
@@ -582,9 +574,7 @@ MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     (
         "empty-switches",
-        edited(
-            ("switches", {}), ("links", DELETE), ("vms", {}), ("load_balancers", DELETE)
-        ),
+        edited(("switches", {}), ("links", DELETE), ("vms", {}), ("load_balancers", DELETE)),
         ["switches: must declare at least one switch"],
     ),
     (
@@ -608,12 +598,8 @@ MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    "data,expected", [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES]
-)
-def test_mistake_is_reported_with_its_path(
-    data: dict[str, Any], expected: list[str]
-) -> None:
+@pytest.mark.parametrize("data,expected", [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES])
+def test_mistake_is_reported_with_its_path(data: dict[str, Any], expected: list[str]) -> None:
     assert errors_of(data) == expected
 
 
@@ -698,9 +684,7 @@ def test_duplicate_yaml_key_is_an_error() -> None:
     text = "switches:\n  s1: {dpid: 1}\n  s1: {dpid: 2}\n"
     with pytest.raises(ConfigError) as info:
         loads_model(text, source="dup.yaml")
-    assert info.value.errors == (
-        "dup.yaml:3:3: invalid YAML: while constructing a mapping: found duplicate key 's1'",
-    )
+    assert info.value.errors == ("dup.yaml:3:3: invalid YAML: while constructing a mapping: found duplicate key 's1'",)
 
 
 def test_yaml_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:

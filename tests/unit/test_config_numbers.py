@@ -24,8 +24,14 @@ SENTINEL = "@@value@@"
 def full() -> dict[str, Any]:
     """test_config's base file plus every other numeric key: controller, mirror, weights, checks, ACL fields."""
     data = base()
-    data["controller"] = {"metrics_port": 9302, "host_timeout": 300, "lldp_interval": 1.0,
-                          "stats_interval": 10, "max_hosts_per_port": 64, "packet_in_rate": 1000}
+    data["controller"] = {
+        "metrics_port": 9302,
+        "host_timeout": 300,
+        "lldp_interval": 1.0,
+        "stats_interval": 10,
+        "max_hosts_per_port": 64,
+        "packet_in_rate": 1000,
+    }
     data["mirrors"] = {"tap": {"switch": "s1", "port": 20, "vms": ["web1"], "direction": "out"}}
     lb = data["load_balancers"]["web"]
     lb["backends"] = ["web1", {"vm": "web2", "weight": 2}]
@@ -82,7 +88,9 @@ INTEGERS: dict[str, tuple[str, Get]] = {
     "mirrors/tap/port": ("an integer", lambda m: m.mirrors[0].port),
     "load_balancers/web/port": ("an integer", lambda m: m.load_balancers[0].port),
     "load_balancers/web/backends/1/weight": (
-        "an integer", lambda m: {b.vm: b.weight for b in m.load_balancers[0].backends}["web2"]),
+        "an integer",
+        lambda m: {b.vm: b.weight for b in m.load_balancers[0].backends}["web2"],
+    ),
     "load_balancers/web/health_check/fall": ("an integer", lambda m: m.load_balancers[0].health_check.fall),
     "load_balancers/web/health_check/rise": ("an integer", lambda m: m.load_balancers[0].health_check.rise),
     "acls/web-in/0/match/tcp_src": ("an integer", _rule(0, "tcp_src")),
@@ -110,7 +118,24 @@ PORT_NAMES = ("vms/web1/port", "mirrors/tap/port")
 def test_the_full_file_is_valid() -> None:
     model = loads_model(yaml.safe_dump(full()))
     assert [INTEGERS[p][1](model) for p in INTEGERS] == [
-        100, 1, 20, 80, 2, 3, 2, 1024, 80, 53, 53, 8, 0x0806, 47, 9302, 64, 1000]
+        100,
+        1,
+        20,
+        80,
+        2,
+        3,
+        2,
+        1024,
+        80,
+        53,
+        53,
+        8,
+        0x0806,
+        47,
+        9302,
+        64,
+        1000,
+    ]
 
 
 def _int_cases() -> list[tuple[str, str, str]]:
@@ -118,8 +143,12 @@ def _int_cases() -> list[tuple[str, str, str]]:
     for path, (expected, _) in INTEGERS.items():
         hexy = path.endswith("eth_type")
         cases += [
-            (path, "0100", "0100 has a leading zero: "
-             + ("write 0x0100 for hex, or 100" if hexy else "write 100, or 0o100 for octal")),
+            (
+                path,
+                "0100",
+                "0100 has a leading zero: "
+                + ("write 0x0100 for hex, or 100" if hexy else "write 100, or 0o100 for octal"),
+            ),
             (path, "0180", "0180 has a leading zero: " + ("write 0x0180 for hex, or 180" if hexy else "write 180")),
             (path, "00", "00 has a leading zero: " + ("write 0x00 for hex, or 0" if hexy else "write 0")),
             (path, "1:20", "1:20 reads as 80 in YAML 1.1 (base 60): write 80"),
@@ -170,11 +199,18 @@ def _int_values() -> list[tuple[str, str, int]]:
     cases = []
     for path in INTEGERS:
         if path.endswith("eth_type"):
-            cases += [(path, "0o4006", 0x806), (path, "0X806", 0x806), (path, "0x86dd", 0x86DD),
-                      (path, "2_054", 0x806)]
+            cases += [(path, "0o4006", 0x806), (path, "0X806", 0x806), (path, "0x86dd", 0x86DD), (path, "2_054", 0x806)]
         else:
-            cases += [(path, "0o20", 16), (path, "0O20", 16), (path, "0X10", 16), (path, "0x10", 16),
-                      (path, "0b10000", 16), (path, "1_6", 16), (path, "+16", 16), (path, "16", 16)]
+            cases += [
+                (path, "0o20", 16),
+                (path, "0O20", 16),
+                (path, "0X10", 16),
+                (path, "0x10", 16),
+                (path, "0b10000", 16),
+                (path, "1_6", 16),
+                (path, "+16", 16),
+                (path, "16", 16),
+            ]
     return cases
 
 
@@ -185,8 +221,20 @@ def test_an_integer_is_read_as_written(path: str, raw: str, value: int) -> None:
 
 
 @pytest.mark.parametrize("path", NUMBERS)
-@pytest.mark.parametrize("raw,value", [("1e0", 1.0), ("5E-1", 0.5), (".5", 0.5), ("0.5", 0.5), ("1", 1.0),
-                                       ("0x1", 1.0), ("0o1", 1.0), ("1.", 1.0), ("2.5e-1", 0.25)])
+@pytest.mark.parametrize(
+    "raw,value",
+    [
+        ("1e0", 1.0),
+        ("5E-1", 0.5),
+        (".5", 0.5),
+        ("0.5", 0.5),
+        ("1", 1.0),
+        ("0x1", 1.0),
+        ("0o1", 1.0),
+        ("1.", 1.0),
+        ("2.5e-1", 0.25),
+    ],
+)
 def test_a_number_is_read_as_written(path: str, raw: str, value: float) -> None:
     model = loads_model(text_with(path, raw))
     assert NUMBERS[path](model) == value
@@ -206,11 +254,14 @@ def test_a_link_port_is_read_like_a_plain_scalar(end: str, port: int | str) -> N
     assert [(e.switch, e.port) for link in model.links for e in (link.a, link.b)] == [("s1", port), ("s2", 10)]
 
 
-@pytest.mark.parametrize("end,message", [
-    ("s1:1e3", "expected an integer, got 1e3 (write 1000)"),
-    ("s1:1.5", "expected an integer, got 1.5"),
-    ("s1:0180", "0180 has a leading zero: write 180"),
-])
+@pytest.mark.parametrize(
+    "end,message",
+    [
+        ("s1:1e3", "expected an integer, got 1e3 (write 1000)"),
+        ("s1:1.5", "expected an integer, got 1.5"),
+        ("s1:0180", "0180 has a leading zero: write 180"),
+    ],
+)
 def test_a_link_port_that_looks_like_a_bad_number_is_rejected(end: str, message: str) -> None:
     assert errors_of_text(text_with("links/0/0", end)) == [f"links[0][0]: {message}"]
 
@@ -222,47 +273,67 @@ def test_a_port_written_as_a_yaml_11_boolean_is_an_interface_name(path: str, wor
     assert INTEGERS[path][1](model) == word
 
 
-@pytest.mark.parametrize("raw,dpid", [
-    ("0000000000000010", 0x10),  # as ovs-vsctl prints it (YAML 1.1: octal 8)
-    ("0000000000000089", 0x89),
-    ("1000000000000010", 0x1000000000000010),  # 16 digits: hex (YAML 1.1: decimal)
-    ("00000000000000ab", 0xAB),
-    ("00000000000000AB", 0xAB),
-    ("0000000000000e10", 0xE10),
-    ('"0000000000000010"', 0x10),
-    ("'00000000000000ab'", 0xAB),
-    ('"10"', 0x10),
-    ('"0x10"', 0x10),
-    ("0x10", 0x10),
-    ("0x0000000000000010", 0x10),
-    ("16", 16),
-    ("0o20", 16),
-    ("0b10000", 16),
-    ("ffffffffffffffff", 2**64 - 1),
-])
+@pytest.mark.parametrize(
+    "raw,dpid",
+    [
+        ("0000000000000010", 0x10),  # as ovs-vsctl prints it (YAML 1.1: octal 8)
+        ("0000000000000089", 0x89),
+        ("1000000000000010", 0x1000000000000010),  # 16 digits: hex (YAML 1.1: decimal)
+        ("00000000000000ab", 0xAB),
+        ("00000000000000AB", 0xAB),
+        ("0000000000000e10", 0xE10),
+        ('"0000000000000010"', 0x10),
+        ("'00000000000000ab'", 0xAB),
+        ('"10"', 0x10),
+        ('"0x10"', 0x10),
+        ("0x10", 0x10),
+        ("0x0000000000000010", 0x10),
+        ("16", 16),
+        ("0o20", 16),
+        ("0b10000", 16),
+        ("ffffffffffffffff", 2**64 - 1),
+    ],
+)
 def test_a_dpid_is_read_as_written(raw: str, dpid: int) -> None:
     model = loads_model(text_with("switches/s1/dpid", raw))
     assert model.switch_by_name["s1"].dpid == dpid
 
 
-@pytest.mark.parametrize("raw,message", [
-    ("000000000000010", "000000000000010 has a leading zero and 15 digits: write the dpid as 16 hex digits "
-     "(as ovs-vsctl prints it) or as 0x10"),
-    ("00000000000000010", "00000000000000010 has a leading zero and 17 digits: write the dpid as 16 hex digits "
-     "(as ovs-vsctl prints it) or as 0x10"),
-    ("010", "010 has a leading zero and 3 digits: write the dpid as 16 hex digits (as ovs-vsctl prints it) "
-     "or as 0x10"),
-    ("00", "00 has a leading zero and 2 digits: write the dpid as 16 hex digits (as ovs-vsctl prints it) or as 0x0"),
-    ("1:20", "1:20 reads as 80 in YAML 1.1 (base 60): write 80"),
-    ("1e5", "expected an integer or a hex string like '0x1', got 1e5 (write 100000)"),
-    ("1.0", "expected an integer or a hex string like '0x1', got 1.0 (write 1)"),
-    (".inf", "expected an integer or a hex string like '0x1', got .inf"),
-    ("yes", "expected an integer or a hex string like '0x1', got yes"),
-    ("on", "expected an integer or a hex string like '0x1', got on"),
-    ("00000000000000000", "00000000000000000 has a leading zero and 17 digits: write the dpid as 16 hex digits "
-     "(as ovs-vsctl prints it) or as 0x0"),
-    ("0000000000000000", "must be between 0x1 and 0xffffffffffffffff, got 0x0"),
-])
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        (
+            "000000000000010",
+            "000000000000010 has a leading zero and 15 digits: write the dpid as 16 hex digits "
+            "(as ovs-vsctl prints it) or as 0x10",
+        ),
+        (
+            "00000000000000010",
+            "00000000000000010 has a leading zero and 17 digits: write the dpid as 16 hex digits "
+            "(as ovs-vsctl prints it) or as 0x10",
+        ),
+        (
+            "010",
+            "010 has a leading zero and 3 digits: write the dpid as 16 hex digits (as ovs-vsctl prints it) or as 0x10",
+        ),
+        (
+            "00",
+            "00 has a leading zero and 2 digits: write the dpid as 16 hex digits (as ovs-vsctl prints it) or as 0x0",
+        ),
+        ("1:20", "1:20 reads as 80 in YAML 1.1 (base 60): write 80"),
+        ("1e5", "expected an integer or a hex string like '0x1', got 1e5 (write 100000)"),
+        ("1.0", "expected an integer or a hex string like '0x1', got 1.0 (write 1)"),
+        (".inf", "expected an integer or a hex string like '0x1', got .inf"),
+        ("yes", "expected an integer or a hex string like '0x1', got yes"),
+        ("on", "expected an integer or a hex string like '0x1', got on"),
+        (
+            "00000000000000000",
+            "00000000000000000 has a leading zero and 17 digits: write the dpid as 16 hex digits "
+            "(as ovs-vsctl prints it) or as 0x0",
+        ),
+        ("0000000000000000", "must be between 0x1 and 0xffffffffffffffff, got 0x0"),
+    ],
+)
 def test_an_ambiguous_dpid_is_rejected(raw: str, message: str) -> None:
     assert errors_of_text(text_with("switches/s1/dpid", raw)) == [f"switches.s1.dpid: {message}"]
 
@@ -273,8 +344,9 @@ def test_two_dpids_that_yaml_11_reads_alike_are_told_apart() -> None:
     assert [s.dpid for s in loads_model(text).switches] == [0x10, 8]
 
 
-@pytest.mark.parametrize("raw,value", [("true", True), ("True", True), ("TRUE", True), ("false", False),
-                                       ("False", False), ("FALSE", False)])
+@pytest.mark.parametrize(
+    "raw,value", [("true", True), ("True", True), ("TRUE", True), ("false", False), ("False", False), ("FALSE", False)]
+)
 def test_a_boolean_is_true_or_false(raw: str, value: bool) -> None:
     model = loads_model(text_with("acls/web-in/0/stateful", raw))
     assert model.acl_by_name["web-in"].rules[0].stateful is value
@@ -284,7 +356,8 @@ def test_a_boolean_is_true_or_false(raw: str, value: bool) -> None:
 def test_yes_no_on_off_are_not_booleans(raw: str) -> None:
     shown = "string 'true'" if raw == '"true"' else ("string 'y'" if raw == "y" else raw)
     assert errors_of_text(text_with("acls/web-in/0/stateful", raw)) == [
-        f"acls.web-in[0].stateful: expected true or false, got {shown}"]
+        f"acls.web-in[0].stateful: expected true or false, got {shown}"
+    ]
 
 
 NAMES = """
@@ -320,7 +393,11 @@ def test_a_name_is_the_text_as_written() -> None:
     assert [(link.a.switch, link.b.switch) for link in model.links] == [("1", "yes")]
     assert [n.name for n in model.networks] == ["100", "1:20", "no"]
     assert [(v.name, v.network, v.switch) for v in model.vms] == [
-        ("0100", "no", "1"), ("1e3", "100", "1"), ("2024-01-01", "1:20", "1"), ("on", "no", "yes")]
+        ("0100", "no", "1"),
+        ("1e3", "100", "1"),
+        ("2024-01-01", "1:20", "1"),
+        ("on", "no", "yes"),
+    ]
     assert model.vm_by_name["on"].mac == "10:00:00:00:00:01"
     assert model.vm_by_name["on"].acl_in == ("off",)
     assert model.acls[0].name == "off"
@@ -341,13 +418,13 @@ def test_names_that_yaml_11_reads_alike_are_different_names() -> None:
 def test_a_name_written_plain_and_quoted_is_one_key() -> None:
     with pytest.raises(ConfigError) as info:
         loads_model('switches: {s1: {dpid: 1}}\nnetworks: {100: {vlan: 1}, "100": {vlan: 2}}\n', "n.yaml")
-    assert info.value.errors == (
-        "n.yaml:2:28: invalid YAML: while constructing a mapping: found duplicate key '100'",)
+    assert info.value.errors == ("n.yaml:2:28: invalid YAML: while constructing a mapping: found duplicate key '100'",)
 
 
 def test_a_mac_that_yaml_11_reads_as_base_60_is_a_mac() -> None:
     text = text_with("vms/web1/mac", "10:00:00:00:00:01").replace(
-        "tcp_dst: 80", "tcp_dst: 80\n      eth_dst: 52:00:00:00:00:01")
+        "tcp_dst: 80", "tcp_dst: 80\n      eth_dst: 52:00:00:00:00:01"
+    )
     model = loads_model(text)
     assert model.vm_by_name["web1"].mac == "10:00:00:00:00:01"
     assert model.acl_by_name["web-in"].rules[0].match.eth_dst == "52:00:00:00:00:01"
@@ -360,4 +437,5 @@ def test_python_values_are_read_as_before() -> None:
 
     assert parse_model(edited(("networks/tenant-a/vlan", 0o100))).network_by_name["tenant-a"].vlan == 64
     assert errors_of(edited(("acls/web-in/0/stateful", "yes"))) == [
-        "acls.web-in[0].stateful: expected true or false, got string 'yes'"]
+        "acls.web-in[0].stateful: expected true or false, got string 'yes'"
+    ]

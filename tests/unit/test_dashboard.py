@@ -56,8 +56,9 @@ def expressions(dashboard: dict[str, Any]) -> list[str]:
 
 def exported_series() -> dict[str, set[str]]:
     """Family name -> names of the series it exposes, from a fresh controller registry."""
-    return {family.name: {family.name + s for s in SERIES_SUFFIXES[family.type]}
-            for family in Metrics().registry.collect()}
+    return {
+        family.name: {family.name + s for s in SERIES_SUFFIXES[family.type]} for family in Metrics().registry.collect()
+    }
 
 
 def test_series_suffixes_match_prometheus_client() -> None:
@@ -104,6 +105,5 @@ def test_dashboard_is_importable_with_a_prometheus_input(dashboard: dict[str, An
 
 def test_variables_used_in_queries_are_defined(dashboard: dict[str, Any]) -> None:
     defined = {v["name"] for v in dashboard.get("templating", {}).get("list", [])}
-    used = {name for expr in expressions(dashboard) for name in VARIABLE.findall(expr)
-            if not name.startswith("__")}
+    used = {name for expr in expressions(dashboard) for name in VARIABLE.findall(expr) if not name.startswith("__")}
     assert used <= defined, f"undefined variables: {sorted(used - defined)}"

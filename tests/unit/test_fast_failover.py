@@ -9,19 +9,19 @@ output to a dead port shows up as an output on that trunk port, so
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import combinations
-from typing import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.config import parse_model
+from controller.fabric.topology import LinkKey, PortInfo
 from controller.flows.rules import Group, Output
 from controller.tools import topo
 from controller.tools.sim import SimNetwork, Trace, ethernet
 from controller.tools.topo import NetworkSpec
-from controller.fabric.topology import LinkKey, PortInfo
 from tests.unit.fabric_helpers import BCAST, Harness, harness_of, mac
 from tests.unit.test_multi_switch import leaf_spine, ring
 
@@ -31,9 +31,13 @@ RED = 1  # the red VM's port on every switch
 def cut_network(h: Harness, cut: set[LinkKey]) -> SimNetwork:
     """The installed rules and groups with the ``cut`` links gone (their ends dead)."""
     dead = {(l.a_dpid, l.a_port) for l in cut} | {(l.b_dpid, l.b_port) for l in cut}
-    return SimNetwork({d: frozenset(r.values()) for d, r in h.flows.items()},
-                      [l for l in h.core.topology.links if l not in cut], conntrack=h.conntrack,
-                      groups={d: list(g.values()) for d, g in h.groups.items()}, down=dead)
+    return SimNetwork(
+        {d: frozenset(r.values()) for d, r in h.flows.items()},
+        [l for l in h.core.topology.links if l not in cut],
+        conntrack=h.conntrack,
+        groups={d: list(g.values()) for d, g in h.groups.items()},
+        down=dead,
+    )
 
 
 def unicast(net: SimNetwork, src: tuple[int, int], dst: tuple[int, int], net_id: int = 1) -> Trace:
@@ -41,8 +45,9 @@ def unicast(net: SimNetwork, src: tuple[int, int], dst: tuple[int, int], net_id:
 
 
 def red_vms(h: Harness) -> list[tuple[int, int]]:
-    return sorted((d, p) for d in h.core.view().dpids for p, (net, _) in h.core.view().edge_ports(d).items()
-                  if net.vlan == 100)
+    return sorted(
+        (d, p) for d in h.core.view().dpids for p, (net, _) in h.core.view().edge_ports(d).items() if net.vlan == 100
+    )
 
 
 def learn_all(h: Harness, vms: list[tuple[int, int]]) -> None:
@@ -74,7 +79,11 @@ def cut(h: Harness, link: LinkKey) -> None:
 
 
 TOPOLOGIES: dict[str, Callable[[], Harness]] = {
-    "ring3": lambda: ring(3), "ring4": lambda: ring(4), "ring5": lambda: ring(5), "leaf-spine": leaf_spine}
+    "ring3": lambda: ring(3),
+    "ring4": lambda: ring(4),
+    "ring5": lambda: ring(5),
+    "leaf-spine": leaf_spine,
+}
 
 
 @pytest.mark.parametrize("name", sorted(TOPOLOGIES))
@@ -121,8 +130,11 @@ def test_two_links_cut_never_loop_and_never_duplicate(name: str) -> None:
 
 def _forward(h: Harness, dpid: int, dst: str) -> list[tuple[int, object, object, str]]:
     """(priority, in_port, vlan_pcp, first action's type) of ``dpid``'s forward rules for ``dst``."""
-    return sorted((r.priority, r.match_dict.get("in_port"), r.match_dict.get("vlan_pcp"), type(r.actions[0]).__name__)
-                  for r in h.core.flows.rules(dpid) if r.match_dict.get("eth_dst") == dst)
+    return sorted(
+        (r.priority, r.match_dict.get("in_port"), r.match_dict.get("vlan_pcp"), type(r.actions[0]).__name__)
+        for r in h.core.flows.rules(dpid)
+        if r.match_dict.get("eth_dst") == dst
+    )
 
 
 def test_ring_backups_are_fast_failover_groups_and_uturns_only_where_needed() -> None:
@@ -187,7 +199,8 @@ def meshes(draw: st.DrawFn) -> tuple[dict[str, object], list[LinkKey], dict[int,
     data: dict[str, object] = {
         "controller": {"metrics_port": 0},
         "switches": {f"s{i + 1}": {"dpid": i + 1} for i in range(n)},
-        "links": declared, "networks": {"red": {"vlan": 100}},
+        "links": declared,
+        "networks": {"red": {"vlan": 100}},
         "vms": {f"r{i + 1}": {"switch": f"s{i + 1}", "port": RED, "network": "red"} for i in range(n)},
     }
     return data, links, {i + 1: [RED, *range(10, trunk[i])] for i in range(n)}
@@ -208,7 +221,8 @@ def _connected(links: list[LinkKey], a: int, b: int) -> bool:
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(meshes())
 def test_any_single_cut_in_a_mesh_is_bypassed_and_two_never_loop(
-        mesh: tuple[dict[str, object], list[LinkKey], dict[int, list[int]]]) -> None:
+    mesh: tuple[dict[str, object], list[LinkKey], dict[int, list[int]]],
+) -> None:
     data, links, ports = mesh
     h = Harness(parse_model(data), ports, links)
     vms = [(d, RED) for d in sorted(ports)]

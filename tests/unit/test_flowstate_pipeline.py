@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.flows.flowstate import FlowState
-from controller.flows.pipeline import APP_ACL, APP_FLOOD, APP_L2, T_ACL_PORT, T_FORWARD, PIPELINE, PipelineError
+from controller.flows.pipeline import APP_ACL, APP_FLOOD, APP_L2, PIPELINE, T_ACL_PORT, T_FORWARD, PipelineError
 from controller.flows.rules import Ct, Output, Rule, make_match
 
 A = Rule(APP_L2, T_FORWARD, 10, make_match(eth_dst="02:00:00:00:00:01"), (Output(1),))

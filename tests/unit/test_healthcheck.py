@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable, Optional
 
 import pytest
 from os_ken.lib.packet import ethernet, ipv4, packet, tcp
@@ -26,23 +26,32 @@ BACKEND_MAC = "02:00:00:00:01:01"
 STEP = 0.05
 DEFAULT_CHECK = HealthCheck()
 
-Answer = Optional[str]
+Answer = str | None
 """A scripted backend's answer to a probe: ``syn-ack``, ``rst``, ``echo-reply`` or None."""
 
 
-def make_lb(name: str = "web", ips: tuple[ipaddress.IPv4Address, ...] = (IP1, IP2),
-            check: HealthCheck = DEFAULT_CHECK, port: int = 80,
-            vip: ipaddress.IPv4Address = VIP) -> LoadBalancer:
+def make_lb(
+    name: str = "web",
+    ips: tuple[ipaddress.IPv4Address, ...] = (IP1, IP2),
+    check: HealthCheck = DEFAULT_CHECK,
+    port: int = 80,
+    vip: ipaddress.IPv4Address = VIP,
+) -> LoadBalancer:
     return LoadBalancer(name, vip, "tenant-a", "tcp", port, tuple(Backend(ip) for ip in ips), check)
 
 
-def answer(probe: ProbeRequest, kind: str, ack: Optional[int] = None) -> ProbeReply:
+def answer(probe: ProbeRequest, kind: str, ack: int | None = None) -> ProbeReply:
     """The reply a backend sends to ``probe`` (``ack`` overrides the TCP acknowledgement)."""
     addresses = (BACKEND_MAC, probe.vip_mac, probe.backend, probe.vip)
     if kind == "echo-reply":
         return ProbeReply("echo-reply", *addresses, ident=probe.ident, seq=probe.seq)
-    return ProbeReply("rst" if kind == "rst" else "syn-ack", *addresses, src_port=probe.port,
-                      dst_port=probe.src_port, ack=(probe.seq + 1) if ack is None else ack)
+    return ProbeReply(
+        "rst" if kind == "rst" else "syn-ack",
+        *addresses,
+        src_port=probe.port,
+        dst_port=probe.src_port,
+        ack=(probe.seq + 1) if ack is None else ack,
+    )
 
 
 @dataclass
@@ -91,25 +100,21 @@ def test_backends_start_up_and_a_dead_one_goes_down_at_its_first_timeout() -> No
 
 
 def test_goes_down_after_exactly_fall_consecutive_failures() -> None:
-    sim = Sim(HealthChecker([make_lb(ips=(IP1,))], 0.0),
-              lambda now, ip: None if now >= 3 else "syn-ack")
+    sim = Sim(HealthChecker([make_lb(ips=(IP1,))], 0.0), lambda now, ip: None if now >= 3 else "syn-ack")
     sim.run_until(5.45)
     assert sim.transitions == [] and sim.checker.health()[("web", IP1)].streak == 2
     sim.run_until(5.5)  # probes sent at 3, 4, 5 (fall=3) each time out 0.5 s later
-    assert sim.transitions == [(5.5, Transition("web", IP1, False,
-                                                "3 consecutive failed checks (last: timeout)"))]
+    assert sim.transitions == [(5.5, Transition("web", IP1, False, "3 consecutive failed checks (last: timeout)"))]
 
 
 def test_comes_back_after_exactly_rise_consecutive_successes() -> None:
-    sim = Sim(HealthChecker([make_lb(ips=(IP1,))], 0.0),
-              lambda now, ip: "syn-ack" if now >= 10 else None)
+    sim = Sim(HealthChecker([make_lb(ips=(IP1,))], 0.0), lambda now, ip: "syn-ack" if now >= 10 else None)
     sim.run_until(10.05)
     assert [t.up for _, t in sim.transitions] == [False]
     sim.run_until(11.05)  # answers to the probes of 10 and 11 arrive at 10.1 and 11.1 (rise=2)
     assert len(sim.transitions) == 1 and sim.checker.up_backends("web") == frozenset()
     sim.run_until(11.1)
-    assert sim.transitions[-1] == (11.1, Transition("web", IP1, True,
-                                                    "2 consecutive passed checks (last: syn-ack)"))
+    assert sim.transitions[-1] == (11.1, Transition("web", IP1, True, "2 consecutive passed checks (last: syn-ack)"))
 
 
 def test_counts_must_be_consecutive() -> None:
@@ -119,20 +124,23 @@ def test_counts_must_be_consecutive() -> None:
     assert sim.transitions == []
     check = HealthCheck(fall=1, rise=3)
     health = BackendHealth(up=False, streak=0, checked=True)
-    for passed, up in [(True, False), (True, False), (False, False), (True, False),
-                       (True, False), (True, True)]:
+    for passed, up in [(True, False), (True, False), (False, False), (True, False), (True, False), (True, True)]:
         health = health.record(passed, check.fall, check.rise)
         assert health.up == up
 
 
 def test_rst_is_a_failure_without_latency() -> None:
-    sim = Sim(HealthChecker([make_lb(ips=(IP1,), check=HealthCheck(fall=2))], 0.0),
-              lambda now, ip: "syn-ack" if now < 1 else "rst")
+    sim = Sim(
+        HealthChecker([make_lb(ips=(IP1,), check=HealthCheck(fall=2))], 0.0),
+        lambda now, ip: "syn-ack" if now < 1 else "rst",
+    )
     sim.run_until(2.1)
     assert [(r.passed, r.detail, r.latency) for r in sim.results] == [
-        (True, "syn-ack", pytest.approx(0.1)), (False, "rst", None), (False, "rst", None)]
-    assert sim.transitions == [(2.1, Transition("web", IP1, False,
-                                                "2 consecutive failed checks (last: rst)"))]
+        (True, "syn-ack", pytest.approx(0.1)),
+        (False, "rst", None),
+        (False, "rst", None),
+    ]
+    assert sim.transitions == [(2.1, Transition("web", IP1, False, "2 consecutive failed checks (last: rst)"))]
     assert sim.results[0].reset is not None and sim.results[1].reset is None
 
 
@@ -144,8 +152,7 @@ def test_a_late_reply_does_not_count() -> None:
     (probe,) = checker.due(1.0)
     late = checker.reply(1.5, answer(probe, "syn-ack"))  # at the deadline, before expire()
     assert late is not None and (late.passed, late.detail, late.latency) == (False, "timeout", None)
-    assert late.transition == Transition("web", IP1, False,
-                                         "1 consecutive failed checks (last: timeout)")
+    assert late.transition == Transition("web", IP1, False, "1 consecutive failed checks (last: timeout)")
     (probe,) = checker.due(2.0)
     assert checker.expire(2.5) == []  # already down
     assert checker.reply(2.6, answer(probe, "syn-ack")) is None  # expired: matches nothing
@@ -156,10 +163,15 @@ def test_replies_that_do_not_answer_the_probe_are_ignored() -> None:
     checker = HealthChecker([make_lb(ips=(IP1,))], 0.0)
     (probe,) = checker.due(0.0)
     good = answer(probe, "syn-ack")
-    for wrong in [answer(probe, "syn-ack", ack=probe.seq),
-                  replace(good, dst_port=probe.src_port + 1),
-                  replace(good, src_ip=IP2), replace(good, dst_ip=IP3), replace(good, src_port=81),
-                  replace(good, kind="arp-reply"), answer(probe, "echo-reply")]:
+    for wrong in [
+        answer(probe, "syn-ack", ack=probe.seq),
+        replace(good, dst_port=probe.src_port + 1),
+        replace(good, src_ip=IP2),
+        replace(good, dst_ip=IP3),
+        replace(good, src_port=81),
+        replace(good, kind="arp-reply"),
+        answer(probe, "echo-reply"),
+    ]:
         assert checker.reply(0.1, wrong) is None
     result = checker.reply(0.2, good)
     assert result is not None and result.passed and result.latency == pytest.approx(0.2)
@@ -185,11 +197,11 @@ def test_interval_is_respected_and_one_probe_is_outstanding() -> None:
 
 def test_icmp_check_passes_on_echo_reply() -> None:
     check = HealthCheck(type="icmp", fall=1, rise=1)
-    sim = Sim(HealthChecker([make_lb(check=check)], 0.0),
-              lambda now, ip: "echo-reply" if ip == IP1 or now >= 3 else None)
+    sim = Sim(
+        HealthChecker([make_lb(check=check)], 0.0), lambda now, ip: "echo-reply" if ip == IP1 or now >= 3 else None
+    )
     sim.run_until(3.1)
-    assert [(at, t.backend, t.up) for at, t in sim.transitions] == [
-        (0.5, IP2, False), (3.1, IP2, True)]
+    assert [(at, t.backend, t.up) for at, t in sim.transitions] == [(0.5, IP2, False), (3.1, IP2, True)]
     probes = [p for p in sim.sent if p.backend == IP1]
     assert {(p.kind, p.port, p.src_port) for p in probes} == {("icmp", 0, 0)}
     assert len({p.ident for p in probes}) == 1 and [p.seq for p in probes] == [0, 1, 2, 3]
@@ -203,8 +215,10 @@ def test_reconfigure_keeps_surviving_backends_and_their_probes() -> None:
     kept = {p.backend: p for p in checker.due(1.0)}[IP1]
     checker.reconfigure([make_lb(ips=(IP1, IP3)), make_lb("api", ips=(IP2,))])
     assert checker.health() == {
-        ("api", IP2): BackendHealth(), ("web", IP1): BackendHealth(True, 0, True),
-        ("web", IP3): BackendHealth()}
+        ("api", IP2): BackendHealth(),
+        ("web", IP1): BackendHealth(True, 0, True),
+        ("web", IP3): BackendHealth(),
+    }
     assert checker.up_backends("web") == {IP1, IP3} and checker.up_backends("api") == {IP2}
     result = checker.reply(1.1, answer(kept, "syn-ack"))  # the outstanding probe survived
     assert result is not None and result.passed
@@ -244,8 +258,7 @@ def test_output_is_deterministic_and_ordered() -> None:
     assert first == run()
     sent = first[0]
     assert isinstance(sent, list)
-    assert [(p.lb, p.backend) for p in sent[:4]] == [("api", IP1), ("api", IP2), ("web", IP1),
-                                                     ("web", IP3)]
+    assert [(p.lb, p.backend) for p in sent[:4]] == [("api", IP1), ("api", IP2), ("web", IP1), ("web", IP3)]
     keys = [p.key for p in sent]
     assert len(keys) == len(set(keys))
 
@@ -254,7 +267,7 @@ def test_load_balancers_sharing_vip_and_backend_get_distinct_probes() -> None:
     ports = range(50000, 50001)
     lbs = [make_lb("a", ips=(IP1,)), make_lb("b", ips=(IP1,))]
     checker = HealthChecker(lbs, 0.0, ports=ports)
-    first, = checker.due(0.0)  # one source port: the second probe must wait
+    (first,) = checker.due(0.0)  # one source port: the second probe must wait
     assert first.lb == "a" and first.src_port == 50000
     result = checker.reply(0.1, answer(first, "syn-ack"))
     assert result is not None and result.lb == "a"
@@ -270,14 +283,12 @@ def test_probe_frames_round_trip_through_a_backend_built_by_os_ken() -> None:
     syn = packet.Packet(probe.frame(BACKEND_MAC))
     eth, ip = syn.get_protocol(ethernet.ethernet), syn.get_protocol(ipv4.ipv4)
     seg = syn.get_protocol(tcp.tcp)
-    assert (eth.src, eth.dst, ip.src, ip.dst) == (
-        lbprobe.vip_mac(str(VIP)), BACKEND_MAC, str(VIP), str(IP1))
+    assert (eth.src, eth.dst, ip.src, ip.dst) == (lbprobe.vip_mac(str(VIP)), BACKEND_MAC, str(VIP), str(IP1))
     reply = packet.Packet()  # what the backend's kernel answers
     reply.add_protocol(ethernet.ethernet(eth.src, eth.dst, 0x0800))
     reply.add_protocol(ipv4.ipv4(src=ip.dst, dst=ip.src, proto=6))
     ack = (seg.seq + 1) & 0xFFFFFFFF
-    reply.add_protocol(tcp.tcp(seg.dst_port, seg.src_port, 12345, ack,
-                               bits=tcp.TCP_SYN | tcp.TCP_ACK))
+    reply.add_protocol(tcp.tcp(seg.dst_port, seg.src_port, 12345, ack, bits=tcp.TCP_SYN | tcp.TCP_ACK))
     reply.serialize()
     parsed = lbprobe.parse_probe_reply(bytes(reply.data))
     assert parsed is not None

@@ -26,8 +26,13 @@ def harness() -> Harness:
 
 def forward_rules_for(h: Harness, address: str) -> list[int]:
     """Connected switches holding a forward rule toward ``address``."""
-    return sorted(d for d, rules in h.flows.items() if d in h.core.ready
-                  for r in rules.values() if ("eth_dst", address) in r.match)
+    return sorted(
+        d
+        for d, rules in h.flows.items()
+        if d in h.core.ready
+        for r in rules.values()
+        if ("eth_dst", address) in r.match
+    )
 
 
 def test_port_down_forgets_its_hosts_everywhere_at_once() -> None:

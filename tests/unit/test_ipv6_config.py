@@ -15,8 +15,13 @@ ETH_IPV4, ETH_IPV6, TCP, UDP, ICMPV6 = 0x0800, 0x86DD, 6, 17, 58
 
 
 def test_vm_ipv6_with_prefix_bare_and_unique_local() -> None:
-    model = parse_model(edited(("vms/web1/ipv6", "2001:db8:0:1::11/64"), ("vms/web2/ipv6", "2001:DB8:0:1::12"),
-                               ("vms/db1/ipv6", "fd00:1::5/64")))
+    model = parse_model(
+        edited(
+            ("vms/web1/ipv6", "2001:db8:0:1::11/64"),
+            ("vms/web2/ipv6", "2001:DB8:0:1::12"),
+            ("vms/db1/ipv6", "fd00:1::5/64"),
+        )
+    )
     vms = model.vm_by_name
     assert vms["web1"].ipv6 == IPv6Interface("2001:db8:0:1::11/64")
     assert vms["web2"].ipv6 == IPv6Interface("2001:db8:0:1::12/128")
@@ -52,19 +57,31 @@ VM_MISTAKES: list[tuple[str, Any, str]] = [
     ("ipv4", "10.0.0.1/24", "vms.web1.ipv6: invalid IPv6 address '10.0.0.1/24'"),
     ("prefix-too-long", "2001:db8::11/129", "vms.web1.ipv6: invalid IPv6 address '2001:db8::11/129'"),
     ("zone", "2001:db8::11%eth0", "vms.web1.ipv6: invalid IPv6 address '2001:db8::11%eth0'"),
-    ("sexagesimal", 2895057742028,
-     "vms.web1.ipv6: expected an IPv6 address like '2001:db8::11/64', got integer 2895057742028 "
-     "(quote IPv6 addresses in YAML)"),
+    (
+        "sexagesimal",
+        2895057742028,
+        "vms.web1.ipv6: expected an IPv6 address like '2001:db8::11/64', got integer 2895057742028 "
+        "(quote IPv6 addresses in YAML)",
+    ),
     ("list", ["2001:db8::11/64"], "vms.web1.ipv6: expected an IPv6 address like '2001:db8::11/64', got a list"),
-    ("link-local", "fe80::ff:fe00:101/64",
-     "vms.web1.ipv6: fe80::ff:fe00:101/64 is link-local (a VM's link-local address is derived from its mac)"),
+    (
+        "link-local",
+        "fe80::ff:fe00:101/64",
+        "vms.web1.ipv6: fe80::ff:fe00:101/64 is link-local (a VM's link-local address is derived from its mac)",
+    ),
     ("multicast", "ff02::1", "vms.web1.ipv6: ff02::1 is a multicast address"),
     ("unspecified", "::/64", "vms.web1.ipv6: ::/64 is not an address a VM can hold"),
     ("loopback", "::1", "vms.web1.ipv6: ::1 is not an address a VM can hold"),
-    ("v4-mapped", "::ffff:10.0.0.1",
-     "vms.web1.ipv6: ::ffff:10.0.0.1 is an IPv4-mapped address (declare IPv4 addresses as ip)"),
-    ("subnet-router-anycast", "2001:db8:0:1::/64",
-     "vms.web1.ipv6: 2001:db8:0:1::/64 is the subnet-router anycast address of 2001:db8:0:1::/64"),
+    (
+        "v4-mapped",
+        "::ffff:10.0.0.1",
+        "vms.web1.ipv6: ::ffff:10.0.0.1 is an IPv4-mapped address (declare IPv4 addresses as ip)",
+    ),
+    (
+        "subnet-router-anycast",
+        "2001:db8:0:1::/64",
+        "vms.web1.ipv6: 2001:db8:0:1::/64 is the subnet-router anycast address of 2001:db8:0:1::/64",
+    ),
 ]
 
 
@@ -74,8 +91,11 @@ def test_bad_vm_ipv6_is_named_by_path(value: Any, message: str) -> None:
 
 
 def test_ipv6_is_unique_per_network_like_ip() -> None:
-    data = edited(("vms/web1/ipv6", "2001:db8::11/64"), ("vms/web2/ipv6", "2001:db8::11/64"),
-                  ("vms/bare/ipv6", "2001:db8:0:0::11/128"))
+    data = edited(
+        ("vms/web1/ipv6", "2001:db8::11/64"),
+        ("vms/web2/ipv6", "2001:db8::11/64"),
+        ("vms/bare/ipv6", "2001:db8:0:0::11/128"),
+    )
     assert errors_of(data) == [
         "vms.web2.ipv6: 2001:db8::11 is already used by VM 'web1' in network 'tenant-a'",
         "vms.bare.ipv6: 2001:db8::11 is already used by VM 'web1' in network 'tenant-a'",
@@ -89,51 +109,98 @@ def acl_match(match: dict[str, Any]) -> AclMatch:
 def test_acl_ipv6_matches_imply_eth_type_ipv6() -> None:
     assert acl_match({"eth_type": "ipv6"}) == AclMatch(eth_type=ETH_IPV6)
     assert acl_match({"ipv6_dst": "2001:db8:0:1::/64", "ip_proto": "udp", "udp_dst": 53}) == AclMatch(
-        eth_type=ETH_IPV6, ip_proto=UDP, udp_dst=53, ipv6_dst=IPv6Network("2001:db8:0:1::/64"))
+        eth_type=ETH_IPV6, ip_proto=UDP, udp_dst=53, ipv6_dst=IPv6Network("2001:db8:0:1::/64")
+    )
     assert acl_match({"ip_proto": "icmpv6", "icmpv6_type": 128}) == AclMatch(
-        eth_type=ETH_IPV6, ip_proto=ICMPV6, icmpv6_type=128)
+        eth_type=ETH_IPV6, ip_proto=ICMPV6, icmpv6_type=128
+    )
     assert acl_match({"ip_proto": 58}) == AclMatch(eth_type=ETH_IPV6, ip_proto=ICMPV6)
     assert acl_match({"eth_type": "ipv6", "ip_proto": "tcp", "tcp_src": 22}) == AclMatch(
-        eth_type=ETH_IPV6, ip_proto=TCP, tcp_src=22)
+        eth_type=ETH_IPV6, ip_proto=TCP, tcp_src=22
+    )
     assert acl_match({"ipv6_src": "2001:db8::1"}) == AclMatch(
-        eth_type=ETH_IPV6, ipv6_src=IPv6Network("2001:db8::1/128"))
+        eth_type=ETH_IPV6, ipv6_src=IPv6Network("2001:db8::1/128")
+    )
     # ip_proto alone still means IPv4 (the contract), and so does icmp
     assert acl_match({"ip_proto": "tcp", "tcp_dst": 80}) == AclMatch(eth_type=ETH_IPV4, ip_proto=TCP, tcp_dst=80)
     assert acl_match({"ip_proto": "icmp"}) == AclMatch(eth_type=ETH_IPV4, ip_proto=1)
 
 
 ACL_MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
-    ("host-bits", {"ipv6_src": "2001:db8::1/64"},
-     ["acls.web-in[0].match.ipv6_src: 2001:db8::1/64 has host bits set (did you mean 2001:db8::/64?)"]),
-    ("garbage", {"ipv6_dst": "2001:db8::/200"},
-     ["acls.web-in[0].match.ipv6_dst: invalid IPv6 address or CIDR '2001:db8::/200'"]),
-    ("ipv4-as-ipv6", {"ipv6_dst": "10.0.0.0/8"},
-     ["acls.web-in[0].match.ipv6_dst: invalid IPv6 address or CIDR '10.0.0.0/8'"]),
-    ("not-a-string", {"ipv6_dst": 7},
-     ["acls.web-in[0].match.ipv6_dst: expected an IPv6 address or CIDR, got integer 7 "
-      "(quote IPv6 addresses in YAML)"]),
-    ("mixed-families", {"ipv4_src": "10.0.0.0/8", "ipv6_dst": "2001:db8::/32"},
-     ["acls.web-in[0].match: mixes IPv4 (ipv4_src) and IPv6 (ipv6_dst) fields"]),
-    ("icmp-with-ipv6-address", {"ip_proto": "icmp", "ipv6_src": "2001:db8::/32"},
-     ["acls.web-in[0].match: mixes IPv4 (ip_proto: icmp) and IPv6 (ipv6_src) fields"]),
-    ("icmpv6-with-ipv4-address", {"ip_proto": "icmpv6", "ipv4_dst": "10.0.0.1"},
-     ["acls.web-in[0].match: mixes IPv4 (ipv4_dst) and IPv6 (ip_proto: icmpv6) fields"]),
-    ("ipv4-eth-type-with-ipv6-field", {"eth_type": "ipv4", "ipv6_src": "2001:db8::/32"},
-     ["acls.web-in[0].match.eth_type: must be ipv6 when ipv6_src is given, got string 'ipv4'"]),
-    ("arp-eth-type-with-icmpv6", {"eth_type": "arp", "ip_proto": "icmpv6"},
-     ["acls.web-in[0].match.eth_type: must be ipv6 when ip_proto: icmpv6 is given, got string 'arp'"]),
-    ("ipv6-eth-type-with-icmp", {"eth_type": "ipv6", "ip_proto": "icmp"},
-     ["acls.web-in[0].match.eth_type: must be ipv4 when ip_proto: icmp is given, got string 'ipv6'"]),
-    ("arp-eth-type-with-ip-proto", {"eth_type": "arp", "ip_proto": "tcp"},
-     ["acls.web-in[0].match.eth_type: must be ipv4 or ipv6 when ip_proto is given, got string 'arp'"]),
-    ("icmpv6-type-without-proto", {"icmpv6_type": 135},
-     ["acls.web-in[0].match.icmpv6_type: needs ip_proto: icmpv6"]),
-    ("icmpv6-type-with-icmp", {"ip_proto": "icmp", "icmpv6_type": 135},
-     ["acls.web-in[0].match.icmpv6_type: needs ip_proto: icmpv6"]),
-    ("icmp-type-with-icmpv6", {"ip_proto": "icmpv6", "icmp_type": 8},
-     ["acls.web-in[0].match.icmp_type: needs ip_proto: icmp"]),
-    ("icmpv6-type-out-of-range", {"ip_proto": "icmpv6", "icmpv6_type": 256},
-     ["acls.web-in[0].match.icmpv6_type: must be between 0 and 255, got 256"]),
+    (
+        "host-bits",
+        {"ipv6_src": "2001:db8::1/64"},
+        ["acls.web-in[0].match.ipv6_src: 2001:db8::1/64 has host bits set (did you mean 2001:db8::/64?)"],
+    ),
+    (
+        "garbage",
+        {"ipv6_dst": "2001:db8::/200"},
+        ["acls.web-in[0].match.ipv6_dst: invalid IPv6 address or CIDR '2001:db8::/200'"],
+    ),
+    (
+        "ipv4-as-ipv6",
+        {"ipv6_dst": "10.0.0.0/8"},
+        ["acls.web-in[0].match.ipv6_dst: invalid IPv6 address or CIDR '10.0.0.0/8'"],
+    ),
+    (
+        "not-a-string",
+        {"ipv6_dst": 7},
+        [
+            "acls.web-in[0].match.ipv6_dst: expected an IPv6 address or CIDR, got integer 7 "
+            "(quote IPv6 addresses in YAML)"
+        ],
+    ),
+    (
+        "mixed-families",
+        {"ipv4_src": "10.0.0.0/8", "ipv6_dst": "2001:db8::/32"},
+        ["acls.web-in[0].match: mixes IPv4 (ipv4_src) and IPv6 (ipv6_dst) fields"],
+    ),
+    (
+        "icmp-with-ipv6-address",
+        {"ip_proto": "icmp", "ipv6_src": "2001:db8::/32"},
+        ["acls.web-in[0].match: mixes IPv4 (ip_proto: icmp) and IPv6 (ipv6_src) fields"],
+    ),
+    (
+        "icmpv6-with-ipv4-address",
+        {"ip_proto": "icmpv6", "ipv4_dst": "10.0.0.1"},
+        ["acls.web-in[0].match: mixes IPv4 (ipv4_dst) and IPv6 (ip_proto: icmpv6) fields"],
+    ),
+    (
+        "ipv4-eth-type-with-ipv6-field",
+        {"eth_type": "ipv4", "ipv6_src": "2001:db8::/32"},
+        ["acls.web-in[0].match.eth_type: must be ipv6 when ipv6_src is given, got string 'ipv4'"],
+    ),
+    (
+        "arp-eth-type-with-icmpv6",
+        {"eth_type": "arp", "ip_proto": "icmpv6"},
+        ["acls.web-in[0].match.eth_type: must be ipv6 when ip_proto: icmpv6 is given, got string 'arp'"],
+    ),
+    (
+        "ipv6-eth-type-with-icmp",
+        {"eth_type": "ipv6", "ip_proto": "icmp"},
+        ["acls.web-in[0].match.eth_type: must be ipv4 when ip_proto: icmp is given, got string 'ipv6'"],
+    ),
+    (
+        "arp-eth-type-with-ip-proto",
+        {"eth_type": "arp", "ip_proto": "tcp"},
+        ["acls.web-in[0].match.eth_type: must be ipv4 or ipv6 when ip_proto is given, got string 'arp'"],
+    ),
+    ("icmpv6-type-without-proto", {"icmpv6_type": 135}, ["acls.web-in[0].match.icmpv6_type: needs ip_proto: icmpv6"]),
+    (
+        "icmpv6-type-with-icmp",
+        {"ip_proto": "icmp", "icmpv6_type": 135},
+        ["acls.web-in[0].match.icmpv6_type: needs ip_proto: icmpv6"],
+    ),
+    (
+        "icmp-type-with-icmpv6",
+        {"ip_proto": "icmpv6", "icmp_type": 8},
+        ["acls.web-in[0].match.icmp_type: needs ip_proto: icmp"],
+    ),
+    (
+        "icmpv6-type-out-of-range",
+        {"ip_proto": "icmpv6", "icmpv6_type": 256},
+        ["acls.web-in[0].match.icmpv6_type: must be between 0 and 255, got 256"],
+    ),
 ]
 
 

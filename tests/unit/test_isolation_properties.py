@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -42,8 +42,9 @@ from controller.tools.sim import Trace
 from tests.unit.fabric_helpers import BCAST, Harness
 
 EXAMPLES = 200
-PROPERTY = settings(max_examples=EXAMPLES, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 ETH_IPV4, ETH_ARP, ETH_IPV6, ETH_LLDP, ETH_EXPERIMENTAL = 0x0800, 0x0806, 0x86DD, 0x88CC, 0x88B5
 ETH_VLAN, ETH_QINQ = 0x8100, 0x88A8
 PRIORITY_TAG = OFPVID_PRESENT  # an 802.1Q tag with VLAN id 0: only a priority
@@ -149,13 +150,21 @@ def fabrics(draw: st.DrawFn) -> Fabric:
             per_network[network] += 1
             index = len(vms) + 1
             # IPs restart in every network, so networks share addresses (allowed, and a trap).
-            vm = VmSpec(f"vm{index}", dpid, p, network, f"02:00:00:00:{index // 256:02x}:{index % 256:02x}",
-                        f"10.0.0.{per_network[network]}", draw(st.booleans()), draw(st.booleans()),
-                        f"2001:db8::{per_network[network]:x}", draw(st.booleans()))
+            vm = VmSpec(
+                f"vm{index}",
+                dpid,
+                p,
+                network,
+                f"02:00:00:00:{index // 256:02x}:{index % 256:02x}",
+                f"10.0.0.{per_network[network]}",
+                draw(st.booleans()),
+                draw(st.booleans()),
+                f"2001:db8::{per_network[network]:x}",
+                draw(st.booleans()),
+            )
             named_port = draw(st.booleans())
             ports[dpid].append((p, f"tap{p}") if named_port else p)
-            entry: dict[str, object] = {"switch": names[s], "port": f"tap{p}" if named_port else p,
-                                        "network": network}
+            entry: dict[str, object] = {"switch": names[s], "port": f"tap{p}" if named_port else p, "network": network}
             if vm.declares_mac:
                 entry["mac"] = vm.mac
             if vm.declares_ip:
@@ -183,17 +192,37 @@ def frame(vm: VmSpec, dst: str, **fields: object) -> dict[str, object]:
     """What ``vm`` legitimately sends to ``dst`` from its addresses: ARP for a broadcast, else IPv4
     (IPv6 UDP instead for a VM that may not use IPv4)."""
     if not vm.speaks_ipv4:
-        return {"eth_type": ETH_IPV6, "ipv6_src": vm.ipv6, "ipv6_dst": "ff02::1" if dst == BCAST else "2001:db8::fe",
-                "ip_proto": 17, "udp_src": 5, "udp_dst": 5, **fields}
+        return {
+            "eth_type": ETH_IPV6,
+            "ipv6_src": vm.ipv6,
+            "ipv6_dst": "ff02::1" if dst == BCAST else "2001:db8::fe",
+            "ip_proto": 17,
+            "udp_src": 5,
+            "udp_dst": 5,
+            **fields,
+        }
     if dst == BCAST:
-        return {"eth_type": ETH_ARP, "arp_op": 1, "arp_sha": vm.mac, "arp_spa": vm.ip,
-                "arp_tpa": "10.0.0.254", **fields}
+        return {
+            "eth_type": ETH_ARP,
+            "arp_op": 1,
+            "arp_sha": vm.mac,
+            "arp_spa": vm.ip,
+            "arp_tpa": "10.0.0.254",
+            **fields,
+        }
     return {"eth_type": ETH_IPV4, "ipv4_src": vm.ip, "ipv4_dst": "10.0.0.254", "ip_proto": 17, **fields}
 
 
 def icmp6(src: str, dst: str, kind: int, **fields: object) -> dict[str, object]:
-    return {"eth_type": ETH_IPV6, "ipv6_src": src, "ipv6_dst": dst, "ip_proto": 58, "icmpv6_type": kind,
-            "icmpv6_code": 0, **fields}
+    return {
+        "eth_type": ETH_IPV6,
+        "ipv6_src": src,
+        "ipv6_dst": dst,
+        "ip_proto": 58,
+        "icmpv6_type": kind,
+        "icmpv6_code": 0,
+        **fields,
+    }
 
 
 def dad(target: str, **fields: object) -> dict[str, object]:
@@ -208,14 +237,20 @@ def acquisition(vm: VmSpec) -> dict[str, dict[str, object]]:
         "DAD for its link-local address": dad(vm.link_local),
         "router solicitation from ::": icmp6("::", "ff02::2", 133),
         "MLDv2 report from ::": icmp6("::", "ff02::16", 143),
-        "unsolicited NA for its link-local address": icmp6(vm.link_local, "ff02::1", 136,
-                                                           ipv6_nd_target=vm.link_local, ipv6_nd_tll=vm.mac),
+        "unsolicited NA for its link-local address": icmp6(
+            vm.link_local, "ff02::1", 136, ipv6_nd_target=vm.link_local, ipv6_nd_tll=vm.mac
+        ),
     }
     if vm.speaks_ipv4:
-        out["DHCP discover"] = {"eth_type": ETH_IPV4, "ipv4_src": "0.0.0.0", "ipv4_dst": "255.255.255.255",
-                                "ip_proto": 17, "udp_src": 68, "udp_dst": 67}
-        out["ARP probe"] = {"eth_type": ETH_ARP, "arp_op": 1, "arp_sha": vm.mac, "arp_spa": "0.0.0.0",
-                            "arp_tpa": vm.ip}
+        out["DHCP discover"] = {
+            "eth_type": ETH_IPV4,
+            "ipv4_src": "0.0.0.0",
+            "ipv4_dst": "255.255.255.255",
+            "ip_proto": 17,
+            "udp_src": 68,
+            "udp_dst": 67,
+        }
+        out["ARP probe"] = {"eth_type": ETH_ARP, "arp_op": 1, "arp_sha": vm.mac, "arp_spa": "0.0.0.0", "arp_tpa": vm.ip}
     if vm.speaks_global_ipv6:
         out["DAD for its global address"] = dad(vm.ipv6)
     return out
@@ -360,8 +395,9 @@ def test_every_pair_in_a_network_is_connected(fab: Fabric) -> None:
 # --- port security -----------------------------------------------------------------
 
 
-def spoofs(vm: VmSpec, foreign_mac: str, foreign_ip: str, foreign_v6: str,
-           foreign_ll: str) -> dict[str, tuple[str, str, dict[str, object]]]:
+def spoofs(
+    vm: VmSpec, foreign_mac: str, foreign_ip: str, foreign_v6: str, foreign_ll: str
+) -> dict[str, tuple[str, str, dict[str, object]]]:
     """Frames claiming another address: what -> (source MAC, destination MAC, fields)."""
     arp = {"eth_type": ETH_ARP, "arp_op": 1, "arp_sha": vm.mac, "arp_spa": vm.ip, "arp_tpa": "10.0.0.254"}
     own_v6 = vm.ipv6 if vm.speaks_global_ipv6 else vm.link_local
@@ -369,22 +405,46 @@ def spoofs(vm: VmSpec, foreign_mac: str, foreign_ip: str, foreign_v6: str,
         "source MAC": (foreign_mac, BCAST, dict(frame(vm, BCAST), arp_sha=foreign_mac)),
         "ARP sender MAC": (vm.mac, BCAST, dict(arp, arp_sha=foreign_mac)),
         "ARP sender IP": (vm.mac, BCAST, dict(arp, arp_spa=foreign_ip)),
-        "IPv4 source": (vm.mac, UNKNOWN_MAC, {"eth_type": ETH_IPV4, "ipv4_src": foreign_ip,
-                                              "ipv4_dst": "10.0.0.254", "ip_proto": 17}),
+        "IPv4 source": (
+            vm.mac,
+            UNKNOWN_MAC,
+            {"eth_type": ETH_IPV4, "ipv4_src": foreign_ip, "ipv4_dst": "10.0.0.254", "ip_proto": 17},
+        ),
         "ARP probe for another address": (vm.mac, BCAST, dict(arp, arp_spa="0.0.0.0", arp_tpa=foreign_ip)),
-        "ARP probe with another sender MAC": (vm.mac, BCAST, dict(arp, arp_sha=foreign_mac, arp_spa="0.0.0.0",
-                                                                  arp_tpa=vm.ip)),
-        "IPv4 from 0.0.0.0 that is not DHCP": (vm.mac, BCAST, {"eth_type": ETH_IPV4, "ipv4_src": "0.0.0.0",
-                                                               "ipv4_dst": "255.255.255.255", "ip_proto": 17,
-                                                               "udp_src": 68, "udp_dst": 68}),
+        "ARP probe with another sender MAC": (
+            vm.mac,
+            BCAST,
+            dict(arp, arp_sha=foreign_mac, arp_spa="0.0.0.0", arp_tpa=vm.ip),
+        ),
+        "IPv4 from 0.0.0.0 that is not DHCP": (
+            vm.mac,
+            BCAST,
+            {
+                "eth_type": ETH_IPV4,
+                "ipv4_src": "0.0.0.0",
+                "ipv4_dst": "255.255.255.255",
+                "ip_proto": 17,
+                "udp_src": 68,
+                "udp_dst": 68,
+            },
+        ),
         "IPv6 source": (vm.mac, UNKNOWN_MAC, icmp6(foreign_v6, "2001:db8::fe", 128)),
         "IPv6 link-local source": (vm.mac, UNKNOWN_MAC, icmp6(foreign_ll, "fe80::fe", 128)),
-        "NA for another address": (vm.mac, BCAST, icmp6(own_v6, "ff02::1", 136, ipv6_nd_target=foreign_v6,
-                                                        ipv6_nd_tll=vm.mac)),
-        "NA with another MAC": (vm.mac, BCAST, icmp6(own_v6, "ff02::1", 136, ipv6_nd_target=own_v6,
-                                                     ipv6_nd_tll=foreign_mac)),
-        "NS with another MAC": (vm.mac, BCAST, icmp6(own_v6, "ff02::1:ff00:fe", 135, ipv6_nd_target="2001:db8::fe",
-                                                     ipv6_nd_sll=foreign_mac)),
+        "NA for another address": (
+            vm.mac,
+            BCAST,
+            icmp6(own_v6, "ff02::1", 136, ipv6_nd_target=foreign_v6, ipv6_nd_tll=vm.mac),
+        ),
+        "NA with another MAC": (
+            vm.mac,
+            BCAST,
+            icmp6(own_v6, "ff02::1", 136, ipv6_nd_target=own_v6, ipv6_nd_tll=foreign_mac),
+        ),
+        "NS with another MAC": (
+            vm.mac,
+            BCAST,
+            icmp6(own_v6, "ff02::1:ff00:fe", 135, ipv6_nd_target="2001:db8::fe", ipv6_nd_sll=foreign_mac),
+        ),
         "DAD for another address": (vm.mac, BCAST, dad(foreign_v6)),
         "router advertisement": (vm.mac, BCAST, icmp6(vm.link_local, "ff02::1", 134)),
     }
@@ -400,11 +460,13 @@ def test_declared_addresses_are_the_only_ones_a_vm_may_send_from(fab: Fabric, da
         own = fab.ports_of(vm.network) - {vm.at}
         # A VM without a declared MAC may send from any MAC (no port security): give it a fresh
         # one, so it does not move a peer's learned address and upset the checks that follow.
-        foreign_mac = (data.draw(st.sampled_from([o.mac for o in peers] + [UNKNOWN_MAC])) if vm.declares_mac
-                       else "02:ff" + vm.mac[5:])
+        foreign_mac = (
+            data.draw(st.sampled_from([o.mac for o in peers] + [UNKNOWN_MAC]))
+            if vm.declares_mac
+            else "02:ff" + vm.mac[5:]
+        )
         foreign_ip = data.draw(st.sampled_from(sorted({o.ip for o in peers if o.ip != vm.ip} | {"10.0.0.250"})))
-        foreign_v6 = data.draw(st.sampled_from(sorted({o.ipv6 for o in peers if o.ipv6 != vm.ipv6}
-                                                      | {"2001:db8::fa"})))
+        foreign_v6 = data.draw(st.sampled_from(sorted({o.ipv6 for o in peers if o.ipv6 != vm.ipv6} | {"2001:db8::fa"})))
         foreign_ll = data.draw(st.sampled_from(sorted({o.link_local for o in peers} | {"fe80::fa"})))
         tag = data.draw(st.sampled_from([{}, {"vlan_vid": PRIORITY_TAG, "vlan_pcp": 1}]))
         for what, (src, dst, fields) in spoofs(vm, foreign_mac, foreign_ip, foreign_v6, foreign_ll).items():
@@ -430,18 +492,27 @@ def test_declared_addresses_are_the_only_ones_a_vm_may_send_from(fab: Fabric, da
 def test_forged_probe_from_a_vm_leaves_the_topology_alone() -> None:
     """Regression: table 0 sent LLDP from VM ports to the controller, which made them trunks."""
     fab = Fabric(
-        data={"controller": {"metrics_port": 0},
-              "switches": {"s1": {"dpid": 1}, "s2": {"dpid": 2}},
-              "links": [["s1:10", "s2:10"]],
-              "networks": {"red": {"vlan": 100}, "blue": {"vlan": 200}},
-              "vms": {"r1": {"switch": "s1", "port": 1, "network": "red"},
-                      "b1": {"switch": "s1", "port": 2, "network": "blue"},
-                      "r2": {"switch": "s2", "port": 1, "network": "red"}}},
-        ports={1: [1, 2, 10], 2: [1, 10]}, links=[LinkKey.of(1, 10, 2, 10)],
-        vms=[VmSpec("r1", 1, 1, "red", "02:00:00:00:00:01", "10.0.0.1", False, False),
-             VmSpec("b1", 1, 2, "blue", "02:00:00:00:00:02", "10.0.0.2", False, False),
-             VmSpec("r2", 2, 1, "red", "02:00:00:00:00:03", "10.0.0.3", False, False)],
-        strays=[], vlans={"red": 100, "blue": 200})
+        data={
+            "controller": {"metrics_port": 0},
+            "switches": {"s1": {"dpid": 1}, "s2": {"dpid": 2}},
+            "links": [["s1:10", "s2:10"]],
+            "networks": {"red": {"vlan": 100}, "blue": {"vlan": 200}},
+            "vms": {
+                "r1": {"switch": "s1", "port": 1, "network": "red"},
+                "b1": {"switch": "s1", "port": 2, "network": "blue"},
+                "r2": {"switch": "s2", "port": 1, "network": "red"},
+            },
+        },
+        ports={1: [1, 2, 10], 2: [1, 10]},
+        links=[LinkKey.of(1, 10, 2, 10)],
+        vms=[
+            VmSpec("r1", 1, 1, "red", "02:00:00:00:00:01", "10.0.0.1", False, False),
+            VmSpec("b1", 1, 2, "blue", "02:00:00:00:00:02", "10.0.0.2", False, False),
+            VmSpec("r2", 2, 1, "red", "02:00:00:00:00:03", "10.0.0.3", False, False),
+        ],
+        strays=[],
+        vlans={"red": 100, "blue": 200},
+    )
     h = fab.harness()
     forged = h.send(1, 2, "02:00:00:00:00:02", "01:80:c2:00:00:0e", eth_type=ETH_LLDP)
     for dpid, pkt in forged.to_controller:  # b1 claims to be s2 port 5
@@ -454,17 +525,24 @@ def test_forged_probe_from_a_vm_leaves_the_topology_alone() -> None:
 
 def test_same_ip_in_two_networks_does_not_confuse_arp() -> None:
     fab = Fabric(
-        data={"controller": {"metrics_port": 0},
-              "switches": {"s1": {"dpid": 1}},
-              "networks": {"red": {"vlan": 100}, "blue": {"vlan": 200}},
-              "vms": {"r1": {"switch": "s1", "port": 1, "network": "red", "mac": "02:00:00:00:00:01",
-                             "ip": "10.0.0.1/24"},
-                      "b1": {"switch": "s1", "port": 2, "network": "blue", "mac": "02:00:00:00:00:02",
-                             "ip": "10.0.0.1/24"}}},
-        ports={1: [1, 2]}, links=[],
-        vms=[VmSpec("r1", 1, 1, "red", "02:00:00:00:00:01", "10.0.0.1", True, True),
-             VmSpec("b1", 1, 2, "blue", "02:00:00:00:00:02", "10.0.0.1", True, True)],
-        strays=[], vlans={"red": 100, "blue": 200})
+        data={
+            "controller": {"metrics_port": 0},
+            "switches": {"s1": {"dpid": 1}},
+            "networks": {"red": {"vlan": 100}, "blue": {"vlan": 200}},
+            "vms": {
+                "r1": {"switch": "s1", "port": 1, "network": "red", "mac": "02:00:00:00:00:01", "ip": "10.0.0.1/24"},
+                "b1": {"switch": "s1", "port": 2, "network": "blue", "mac": "02:00:00:00:00:02", "ip": "10.0.0.1/24"},
+            },
+        },
+        ports={1: [1, 2]},
+        links=[],
+        vms=[
+            VmSpec("r1", 1, 1, "red", "02:00:00:00:00:01", "10.0.0.1", True, True),
+            VmSpec("b1", 1, 2, "blue", "02:00:00:00:00:02", "10.0.0.1", True, True),
+        ],
+        strays=[],
+        vlans={"red": 100, "blue": 200},
+    )
     h = fab.harness()
     for vm in fab.vms:
         trace = send(h, vm, BCAST)

@@ -161,8 +161,7 @@ def test_reload_changes_only_what_differs() -> None:
     h = harness()
     h.send(1, 1, mac(1), BCAST)
     before = h.core.flows.rules(1)
-    moved = ONE_SWITCH.replace("b1: {switch: s1, port: 4, network: blue}",
-                               "b1: {switch: s1, port: 4, network: red}")
+    moved = ONE_SWITCH.replace("b1: {switch: s1, port: 4, network: blue}", "b1: {switch: s1, port: 4, network: red}")
     batches = h.reload(model_from(moved)).batches
     (batch,) = batches
     assert 0 < len(batch.adds) <= 4 and 0 < len(batch.deletes) <= 4

@@ -7,8 +7,8 @@ from ipaddress import IPv4Address
 
 from apps.lb.health import BackendHealth
 from apps.lb.probe import vip_mac
-from controller.tools.sim import Trace
 from controller.fabric.topology import LinkKey
+from controller.tools.sim import Trace
 from tests.unit.fabric_helpers import Harness, model_from
 
 NET = """
@@ -36,24 +36,60 @@ MACS = {"10.0.0.11": "02:00:00:00:00:11", "10.0.0.12": "02:00:00:00:00:12"}
 def harness() -> Harness:
     h = Harness(model_from(NET), {1: [1, 2, 10], 2: [3, 10]}, [LinkKey.of(1, 10, 2, 10)])
     for mac, (dpid, port) in [(CLIENT, (1, 1))] + [(MACS[ip], WHERE[ip]) for ip in MACS]:
-        h.send(dpid, port, mac, "ff:ff:ff:ff:ff:ff", eth_type=0x0806, arp_op=1, arp_sha=mac,
-               arp_spa="10.0.0.%d" % int(mac[-2:]), arp_tpa="10.0.0.254")
+        h.send(
+            dpid,
+            port,
+            mac,
+            "ff:ff:ff:ff:ff:ff",
+            eth_type=0x0806,
+            arp_op=1,
+            arp_sha=mac,
+            arp_spa="10.0.0.%d" % int(mac[-2:]),
+            arp_tpa="10.0.0.254",
+        )
     return h
 
 
 def syn(h: Harness, sport: int) -> Trace:
-    return h.send(1, 1, CLIENT, vip_mac(VIP), learn=False, ipv4_src="10.0.0.1", ipv4_dst=VIP, ip_proto=6,
-                  tcp_src=sport, tcp_dst=80)
+    return h.send(
+        1,
+        1,
+        CLIENT,
+        vip_mac(VIP),
+        learn=False,
+        ipv4_src="10.0.0.1",
+        ipv4_dst=VIP,
+        ip_proto=6,
+        tcp_src=sport,
+        tcp_dst=80,
+    )
 
 
 def test_vip_arp_is_answered_by_the_switch() -> None:
     h = harness()
-    t = h.send(1, 1, CLIENT, "ff:ff:ff:ff:ff:ff", learn=False, eth_type=0x0806, arp_op=1, arp_sha=CLIENT,
-               arp_spa="10.0.0.1", arp_tpa=VIP)
+    t = h.send(
+        1,
+        1,
+        CLIENT,
+        "ff:ff:ff:ff:ff:ff",
+        learn=False,
+        eth_type=0x0806,
+        arp_op=1,
+        arp_sha=CLIENT,
+        arp_spa="10.0.0.1",
+        arp_tpa=VIP,
+    )
     assert [(d, p) for d, p, _ in t.outputs] == [(1, 1)] and not t.to_controller
     reply = t.outputs[0][2]
-    assert (reply["arp_op"], reply["arp_spa"], reply["arp_sha"], reply["arp_tpa"], reply["arp_tha"],
-            reply["eth_dst"], reply["eth_src"]) == (2, VIP, vip_mac(VIP), "10.0.0.1", CLIENT, CLIENT, vip_mac(VIP))
+    assert (
+        reply["arp_op"],
+        reply["arp_spa"],
+        reply["arp_sha"],
+        reply["arp_tpa"],
+        reply["arp_tha"],
+        reply["eth_dst"],
+        reply["eth_src"],
+    ) == (2, VIP, vip_mac(VIP), "10.0.0.1", CLIENT, CLIENT, vip_mac(VIP))
 
 
 def test_connections_go_to_backends_by_weight_and_replies_come_from_the_vip() -> None:
@@ -61,13 +97,14 @@ def test_connections_go_to_backends_by_weight_and_replies_come_from_the_vip() ->
     landed: Counter[str] = Counter()
     for sport in range(30000, 30200):
         t = syn(h, sport)
-        (d, p, pkt), = t.outputs
+        ((d, p, pkt),) = t.outputs
         ip = str(pkt["ipv4_dst"])
         assert (d, p) == WHERE[ip] and pkt["eth_dst"] == MACS[ip] and pkt["tcp_dst"] == 80
         landed[ip] += 1
-        back = h.send(d, p, MACS[ip], CLIENT, learn=False, ipv4_src=ip, ipv4_dst="10.0.0.1", ip_proto=6,
-                      tcp_src=80, tcp_dst=sport)
-        (bd, bp, bpkt), = back.outputs
+        back = h.send(
+            d, p, MACS[ip], CLIENT, learn=False, ipv4_src=ip, ipv4_dst="10.0.0.1", ip_proto=6, tcp_src=80, tcp_dst=sport
+        )
+        ((bd, bp, bpkt),) = back.outputs
         assert (bd, bp) == (1, 1) and bpkt["ipv4_src"] == VIP and bpkt["tcp_src"] == 80
     assert 0.6 < landed["10.0.0.12"] / 200 < 0.9, landed
 
@@ -89,23 +126,60 @@ def test_a_backend_reaches_its_own_vip_and_gets_the_reply_from_the_vip() -> None
     h = harness()
     me, (dpid, port) = MACS["10.0.0.12"], WHERE["10.0.0.12"]
     for sport in range(33000, 33100):  # a connection the group sends back to the backend itself
-        request = h.send(dpid, port, me, vip_mac(VIP), learn=False, ipv4_src="10.0.0.12", ipv4_dst=VIP,
-                         ip_proto=6, tcp_src=sport, tcp_dst=80)
+        request = h.send(
+            dpid,
+            port,
+            me,
+            vip_mac(VIP),
+            learn=False,
+            ipv4_src="10.0.0.12",
+            ipv4_dst=VIP,
+            ip_proto=6,
+            tcp_src=sport,
+            tcp_dst=80,
+        )
         assert len(request.outputs) == 1, request.outputs
-        (d, p, pkt), = request.outputs
+        ((d, p, pkt),) = request.outputs
         if pkt["ipv4_dst"] == "10.0.0.12":
             break
     else:
         raise AssertionError("the group never chose the connecting backend")
     assert (d, p) == (dpid, port)  # hairpin: back out of the port it came in on
     assert (pkt["ipv4_src"], pkt["tcp_src"], pkt["tcp_dst"], pkt["eth_src"], pkt["eth_dst"], pkt["vlan_vid"]) == (
-        VIP, sport, 80, vip_mac(VIP), me, 0)
-    reply = h.send(dpid, port, me, vip_mac(VIP), learn=False, ipv4_src="10.0.0.12", ipv4_dst=VIP, ip_proto=6,
-                   tcp_src=80, tcp_dst=sport)
-    (d, p, back), = reply.outputs
+        VIP,
+        sport,
+        80,
+        vip_mac(VIP),
+        me,
+        0,
+    )
+    reply = h.send(
+        dpid,
+        port,
+        me,
+        vip_mac(VIP),
+        learn=False,
+        ipv4_src="10.0.0.12",
+        ipv4_dst=VIP,
+        ip_proto=6,
+        tcp_src=80,
+        tcp_dst=sport,
+    )
+    ((d, p, back),) = reply.outputs
     assert (d, p) == (dpid, port)
     assert (back["ipv4_src"], back["tcp_src"], back["ipv4_dst"], back["tcp_dst"]) == (VIP, 80, "10.0.0.12", sport)
-    again = h.send(dpid, port, me, vip_mac(VIP), learn=False, ipv4_src="10.0.0.12", ipv4_dst=VIP,
-                   ip_proto=6, tcp_src=sport, tcp_dst=80)
+    again = h.send(
+        dpid,
+        port,
+        me,
+        vip_mac(VIP),
+        learn=False,
+        ipv4_src="10.0.0.12",
+        ipv4_dst=VIP,
+        ip_proto=6,
+        tcp_src=sport,
+        tcp_dst=80,
+    )
     assert [(o[0], o[1], o[2]["ipv4_src"], o[2]["ipv4_dst"]) for o in again.outputs] == [
-        (dpid, port, VIP, "10.0.0.12")]  # later packets of the connection take the same way
+        (dpid, port, VIP, "10.0.0.12")
+    ]  # later packets of the connection take the same way

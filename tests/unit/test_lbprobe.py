@@ -72,16 +72,26 @@ def _echo_reply(ident: int = 7, seq: int = 9, tag: int | None = None) -> bytes:
 
 
 def _arp_reply(tag: int | None = None) -> bytes:
-    return _answer(arp.arp(opcode=arp.ARP_REPLY, src_mac=BACKEND_MAC, src_ip=str(BACKEND),
-                           dst_mac=VIP_MAC, dst_ip=str(VIP)), tag=tag)
+    return _answer(
+        arp.arp(opcode=arp.ARP_REPLY, src_mac=BACKEND_MAC, src_ip=str(BACKEND), dst_mac=VIP_MAC, dst_ip=str(VIP)),
+        tag=tag,
+    )
 
 
 def _rst_ack(tag: int | None = None) -> bytes:
     return _answer(_ip(6), tcp.tcp(80, 40123, 0, 1001, bits=tcp.TCP_RST | tcp.TCP_ACK), tag=tag)
 
 
-VALID_ANSWERS = [_syn_ack(), _rst_ack(), _echo_reply(), _arp_reply(),
-                 _syn_ack(tag=100), _rst_ack(tag=100), _echo_reply(tag=100), _arp_reply(tag=100)]
+VALID_ANSWERS = [
+    _syn_ack(),
+    _rst_ack(),
+    _echo_reply(),
+    _arp_reply(),
+    _syn_ack(tag=100),
+    _rst_ack(tag=100),
+    _echo_reply(tag=100),
+    _arp_reply(tag=100),
+]
 
 
 def test_vip_mac_is_stable_locally_administered_unicast_and_per_name() -> None:
@@ -109,10 +119,8 @@ def test_tcp_syn_is_valid_and_checksums_match_os_ken() -> None:
     p = _protocols(frame)
     eth, ip, seg = p[ethernet.ethernet], p[ipv4.ipv4], p[tcp.tcp]
     assert (eth.src, eth.dst, eth.ethertype) == (VIP_MAC, BACKEND_MAC, 0x0800)
-    assert (ip.src, ip.dst, ip.proto, ip.ttl, ip.total_length, ip.flags) == (
-        str(VIP), str(BACKEND), 6, 64, 40, 2)  # DF
-    assert (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.bits) == (
-        40123, 80, 1000, 0, tcp.TCP_SYN)
+    assert (ip.src, ip.dst, ip.proto, ip.ttl, ip.total_length, ip.flags) == (str(VIP), str(BACKEND), 6, 64, 40, 2)  # DF
+    assert (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.bits) == (40123, 80, 1000, 0, tcp.TCP_SYN)
     assert len(frame) == 60 and _reserialised(frame) == frame
     assert packet_utils.checksum(frame[14:34]) == 0
 
@@ -122,8 +130,9 @@ def test_tcp_rst_is_valid_and_parses_back() -> None:
     seg = _protocols(frame)[tcp.tcp]
     assert (seg.seq, seg.bits, seg.window_size) == (2**32 - 1, tcp.TCP_RST, 0)
     assert _reserialised(frame) == frame
-    assert parse_probe_reply(frame) == ProbeReply("rst", VIP_MAC, BACKEND_MAC, VIP, BACKEND,
-                                                  src_port=40123, dst_port=80)
+    assert parse_probe_reply(frame) == ProbeReply(
+        "rst", VIP_MAC, BACKEND_MAC, VIP, BACKEND, src_port=40123, dst_port=80
+    )
 
 
 def test_icmp_echo_is_valid_and_checksums_match_os_ken() -> None:
@@ -141,8 +150,7 @@ def test_arp_request_is_a_broadcast_who_has() -> None:
     p = _protocols(frame)
     req = p[arp.arp]
     assert p[ethernet.ethernet].dst == "ff:ff:ff:ff:ff:ff" and len(frame) == 60
-    assert (req.opcode, req.src_mac, req.src_ip, req.dst_ip) == (arp.ARP_REQUEST, VIP_MAC,
-                                                                 str(VIP), str(BACKEND))
+    assert (req.opcode, req.src_mac, req.src_ip, req.dst_ip) == (arp.ARP_REQUEST, VIP_MAC, str(VIP), str(BACKEND))
     assert _reserialised(frame) == frame
     assert parse_probe_reply(frame) is None
 
@@ -158,11 +166,10 @@ def test_builders_reject_bad_addresses() -> None:
 def test_answers_built_by_os_ken_are_recognised(tag: int | None) -> None:
     addresses = (BACKEND_MAC, VIP_MAC, BACKEND, VIP, tag)
     assert parse_probe_reply(_syn_ack(tag=tag)) == ProbeReply(
-        "syn-ack", *addresses, src_port=80, dst_port=40123, ack=1001)
-    assert parse_probe_reply(_rst_ack(tag=tag)) == ProbeReply(
-        "rst", *addresses, src_port=80, dst_port=40123, ack=1001)
-    assert parse_probe_reply(_echo_reply(tag=tag)) == ProbeReply(
-        "echo-reply", *addresses, ident=7, seq=9)
+        "syn-ack", *addresses, src_port=80, dst_port=40123, ack=1001
+    )
+    assert parse_probe_reply(_rst_ack(tag=tag)) == ProbeReply("rst", *addresses, src_port=80, dst_port=40123, ack=1001)
+    assert parse_probe_reply(_echo_reply(tag=tag)) == ProbeReply("echo-reply", *addresses, ident=7, seq=9)
     assert parse_probe_reply(_arp_reply(tag=tag)) == ProbeReply("arp-reply", *addresses)
 
 
@@ -181,23 +188,27 @@ def test_reset_for_a_syn_ack_goes_back_from_the_vip() -> None:
 
 
 def test_ip_options_are_skipped() -> None:
-    frame = _answer(_ip(6, header_length=6, option=b"\x01\x01\x01\x00"),
-                    tcp.tcp(80, 40123, 0, 5, bits=tcp.TCP_SYN | tcp.TCP_ACK))
+    frame = _answer(
+        _ip(6, header_length=6, option=b"\x01\x01\x01\x00"), tcp.tcp(80, 40123, 0, 5, bits=tcp.TCP_SYN | tcp.TCP_ACK)
+    )
     reply = parse_probe_reply(frame)
     assert reply is not None and (reply.kind, reply.src_port, reply.ack) == ("syn-ack", 80, 5)
 
 
-@pytest.mark.parametrize("frame", [
-    _answer(_ip(6), tcp.tcp(80, 40123, 0, 0, bits=tcp.TCP_SYN)),                 # a SYN
-    _answer(_ip(6), tcp.tcp(80, 40123, 0, 1, bits=tcp.TCP_ACK)),                 # plain ACK
-    _answer(_ip(6), tcp.tcp(80, 40123, 0, 1, bits=tcp.TCP_SYN | tcp.TCP_ACK | tcp.TCP_FIN)),
-    _answer(_ip(6, flags=1), tcp.tcp(80, 40123, 0, 1, bits=tcp.TCP_SYN | tcp.TCP_ACK)),  # MF
-    _answer(_ip(17), b"\0" * 8),                                                  # UDP
-    _answer(_ip(1), icmp.icmp(icmp.ICMP_ECHO_REQUEST, 0, 0, icmp.echo(1, 1))),
-    _answer(_ip(1), icmp.icmp(icmp.ICMP_DEST_UNREACH, 3, 0, icmp.dest_unreach())),
-    _answer(arp.arp(opcode=arp.ARP_REQUEST)),
-], ids=["syn", "ack", "syn-ack-fin", "fragment", "udp", "echo-request", "unreachable",
-        "arp-request"])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        _answer(_ip(6), tcp.tcp(80, 40123, 0, 0, bits=tcp.TCP_SYN)),  # a SYN
+        _answer(_ip(6), tcp.tcp(80, 40123, 0, 1, bits=tcp.TCP_ACK)),  # plain ACK
+        _answer(_ip(6), tcp.tcp(80, 40123, 0, 1, bits=tcp.TCP_SYN | tcp.TCP_ACK | tcp.TCP_FIN)),
+        _answer(_ip(6, flags=1), tcp.tcp(80, 40123, 0, 1, bits=tcp.TCP_SYN | tcp.TCP_ACK)),  # MF
+        _answer(_ip(17), b"\0" * 8),  # UDP
+        _answer(_ip(1), icmp.icmp(icmp.ICMP_ECHO_REQUEST, 0, 0, icmp.echo(1, 1))),
+        _answer(_ip(1), icmp.icmp(icmp.ICMP_DEST_UNREACH, 3, 0, icmp.dest_unreach())),
+        _answer(arp.arp(opcode=arp.ARP_REQUEST)),
+    ],
+    ids=["syn", "ack", "syn-ack-fin", "fragment", "udp", "echo-request", "unreachable", "arp-request"],
+)
 def test_other_packets_are_not_answers(frame: bytes) -> None:
     assert parse_probe_reply(frame) is None
 
@@ -217,8 +228,11 @@ def test_random_bytes_never_raise(data: bytes) -> None:
 
 
 @settings(max_examples=3000, deadline=None)
-@given(st.sampled_from(VALID_ANSWERS), st.lists(st.tuples(st.integers(0, 127), st.integers(0, 255)),
-                                                 max_size=6), st.integers(0, 128))
+@given(
+    st.sampled_from(VALID_ANSWERS),
+    st.lists(st.tuples(st.integers(0, 127), st.integers(0, 255)), max_size=6),
+    st.integers(0, 128),
+)
 def test_mutated_answers_never_raise(frame: bytes, flips: list[tuple[int, int]], cut: int) -> None:
     data = bytearray(frame)
     for at, value in flips:
@@ -239,8 +253,10 @@ def _deadline(seconds: float) -> Iterator[None]:
     The alarm repeats every 0.1 s: os-ken has bare ``except:`` clauses
     (OpenFlow and LLDP parsers) that would swallow a single TimeoutError.
     """
+
     def expire(_signum: int, _frame: object) -> None:
         raise TimeoutError(f"still running after {seconds} s")
+
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds, 0.1)
     try:
@@ -253,15 +269,15 @@ def _deadline(seconds: float) -> Iterator[None]:
 def _with_ethertype(frame: bytes, ethertype: int) -> bytes:
     """``frame`` with the ethertype after its (optional) 802.1Q tag replaced."""
     at = 16 if frame[12:14] == b"\x81\x00" else 12
-    return frame[:at] + ethertype.to_bytes(2, "big") + frame[at + 2:]
+    return frame[:at] + ethertype.to_bytes(2, "big") + frame[at + 2 :]
 
 
 def _answer_size(frame: bytes) -> int:
     """Bytes of ``frame`` up to the end of its ARP message or IPv4 datagram (padding excluded)."""
     link = 18 if frame[12:14] == b"\x81\x00" else 14
-    if frame[link - 2:link] == b"\x08\x06":
+    if frame[link - 2 : link] == b"\x08\x06":
         return link + 28
-    return link + int.from_bytes(frame[link + 2:link + 4], "big")
+    return link + int.from_bytes(frame[link + 2 : link + 4], "big")
 
 
 @settings(max_examples=500, deadline=None)
@@ -300,12 +316,10 @@ def test_a_datagram_longer_than_the_frame_is_not_an_answer() -> None:
     assert parse_probe_reply(bytes(frame)) is None
 
 
-@pytest.mark.parametrize("option", [b"\x99\x00\x00\x00", b"\x05\x00\x00\x00"],
-                         ids=["unknown-kind", "sack"])
+@pytest.mark.parametrize("option", [b"\x99\x00\x00\x00", b"\x05\x00\x00\x00"], ids=["unknown-kind", "sack"])
 def test_a_tcp_option_of_length_zero_does_not_hang(option: bytes) -> None:
     """os-ken's TCP option parser never returns on these; the answer is still recognised."""
-    frame = _answer(_ip(6), tcp.tcp(80, 40123, 0, 5, bits=tcp.TCP_SYN | tcp.TCP_ACK,
-                                    option=option))
+    frame = _answer(_ip(6), tcp.tcp(80, 40123, 0, 5, bits=tcp.TCP_SYN | tcp.TCP_ACK, option=option))
     with _deadline(5):
         reply = parse_probe_reply(frame)
     assert reply is not None and (reply.kind, reply.ack) == ("syn-ack", 5)
@@ -328,11 +342,17 @@ PORTS = st.integers(0, 0xFFFF)
 
 @settings(max_examples=300, deadline=None)
 @given(MACS, MACS, IPS, IPS, PORTS, PORTS, st.integers(0, 2**32 - 1))
-def test_built_rst_parses_back_to_its_fields(src_mac: str, dst_mac: str,
-                                              src_ip: ipaddress.IPv4Address,
-                                              dst_ip: ipaddress.IPv4Address,
-                                              src_port: int, dst_port: int, seq: int) -> None:
+def test_built_rst_parses_back_to_its_fields(
+    src_mac: str,
+    dst_mac: str,
+    src_ip: ipaddress.IPv4Address,
+    dst_ip: ipaddress.IPv4Address,
+    src_port: int,
+    dst_port: int,
+    seq: int,
+) -> None:
     frame = lbprobe.build_tcp_rst(src_mac, dst_mac, src_ip, dst_ip, src_port, dst_port, seq)
     assert len(frame) == 60 and _reserialised(frame) == frame
-    assert parse_probe_reply(frame) == ProbeReply("rst", src_mac, dst_mac, src_ip, dst_ip,
-                                                  src_port=src_port, dst_port=dst_port)
+    assert parse_probe_reply(frame) == ProbeReply(
+        "rst", src_mac, dst_mac, src_ip, dst_ip, src_port=src_port, dst_port=dst_port
+    )

@@ -161,8 +161,10 @@ def test_links_on_vm_or_mirror_ports_are_refused_even_without_declared_links() -
     h = two_switches(links="", extra=TAP.replace("s1", "s2"), ports=(1, 2, 5, 10, 20))
     h.lldp_in(2, 1, h.probe(1, 5))  # as if LLDP from a VM's port reached the controller
     h.lldp_in(2, 20, h.probe(1, 5))
-    assert h.core.links.refused == {LinkKey.of(1, 5, 2, 1): "s2:1 is VM r2's port",
-                                    LinkKey.of(1, 5, 2, 20): "s2:20 is mirror tap's port"}
+    assert h.core.links.refused == {
+        LinkKey.of(1, 5, 2, 1): "s2:1 is VM r2's port",
+        LinkKey.of(1, 5, 2, 20): "s2:20 is mirror tap's port",
+    }
     assert h.core.topology.links == {TRUNK}
     for port in (1, 20):  # and the switch never sends them LLDP from there anyway
         trace = h.send(2, port, mac(9), "01:80:c2:00:00:0e", learn=False, eth_type=0x88CC)
@@ -262,5 +264,6 @@ def test_restart_does_not_keep_trunks_the_file_no_longer_allows() -> None:
 def is_trunk_rule(rule: Rule, port: int) -> bool:
     match = dict(rule.match)
     vid = match.get("vlan_vid")
-    return (rule.table == T_INGRESS and match.get("in_port") == port
-            and isinstance(vid, int) and bool(vid & OFPVID_PRESENT))
+    return (
+        rule.table == T_INGRESS and match.get("in_port") == port and isinstance(vid, int) and bool(vid & OFPVID_PRESENT)
+    )

@@ -27,10 +27,17 @@ def _lldp_frame(chassis: tuple[int, bytes], port: tuple[int, bytes], *extra: obj
     """An LLDP frame built by os-ken: Chassis ID and Port ID ``(subtype, id)``, TTL, ``extra``, End."""
     pkt = packet.Packet()
     pkt.add_protocol(ethernet.ethernet(LLDP_DST.hex(":"), "02:00:00:00:00:09", ETH_LLDP))
-    pkt.add_protocol(lldp.lldp([
-        lldp.ChassisID(subtype=chassis[0], chassis_id=chassis[1]),
-        lldp.PortID(subtype=port[0], port_id=port[1]),
-        lldp.TTL(ttl=120), *extra, lldp.End()]))
+    pkt.add_protocol(
+        lldp.lldp(
+            [
+                lldp.ChassisID(subtype=chassis[0], chassis_id=chassis[1]),
+                lldp.PortID(subtype=port[0], port_id=port[1]),
+                lldp.TTL(ttl=120),
+                *extra,
+                lldp.End(),
+            ]
+        )
+    )
     pkt.serialize()
     return bytes(pkt.data)
 
@@ -39,8 +46,7 @@ def _signed(chassis: tuple[int, bytes], port: tuple[int, bytes], signs: tuple[in
     """An LLDP frame with an org-specific TLV: send time 0 and a tag of ``signs`` (dpid, port) under SECRET."""
     when = struct.pack("!d", 0.0)
     tag = hmac.new(SECRET, struct.pack("!QI", *signs) + when, hashlib.sha256).digest()[:8]
-    return _lldp_frame(chassis, port, lldp.OrganizationallySpecific(oui=b"\x02\x56\x4d",
-                                                                    subtype=2, info=when + tag))
+    return _lldp_frame(chassis, port, lldp.OrganizationallySpecific(oui=b"\x02\x56\x4d", subtype=2, info=when + tag))
 
 
 def test_probe_decodes_with_os_ken_into_the_documented_tlvs() -> None:
@@ -73,24 +79,27 @@ def test_build_rejects_a_source_mac_that_is_not_six_bytes() -> None:
 
 
 def test_foreign_and_unsigned_lldp_give_none() -> None:
-    switch = _lldp_frame((lldp.ChassisID.SUB_MAC_ADDRESS, b"\x02\x00\x00\x00\x00\x09"),
-                         (lldp.PortID.SUB_INTERFACE_NAME, b"eth0"))
+    switch = _lldp_frame(
+        (lldp.ChassisID.SUB_MAC_ADDRESS, b"\x02\x00\x00\x00\x00\x09"), (lldp.PortID.SUB_INTERFACE_NAME, b"eth0")
+    )
     assert parse_probe(switch, SECRET) is None
     assert parse_probe(_lldp_frame((7, b"dpid:0000000000001234"), (7, b"7")), SECRET) is None
-    assert parse_probe(_signed((7, b"dpid:0000000000001234"), (7, b"7"), (0x1234, 7)),
-                       SECRET) == (0x1234, 7, 0.0)
+    assert parse_probe(_signed((7, b"dpid:0000000000001234"), (7, b"7"), (0x1234, 7)), SECRET) == (0x1234, 7, 0.0)
 
 
-@pytest.mark.parametrize("chassis, port", [
-    ((4, b"dpid:0000000000001234"), (7, b"7")),   # chassis id subtype not "locally assigned"
-    ((7, b"dpid:0000000000001234"), (5, b"7")),   # port id subtype not "locally assigned"
-    ((7, b"dpid:1234"), (7, b"7")),               # dpid not 16 digits
-    ((7, b"dpid:000000000000123A"), (7, b"7")),   # upper-case hex
-    ((7, b"dpid:0000000000001234"), (7, b"07")),  # port with a leading zero
-    ((7, b"dpid:0000000000001234"), (7, b" 7")),
-], ids=["chassis-subtype", "port-subtype", "short-dpid", "upper-hex", "port-zero", "port-space"])
-def test_signed_probes_not_in_our_form_give_none(chassis: tuple[int, bytes],
-                                                 port: tuple[int, bytes]) -> None:
+@pytest.mark.parametrize(
+    "chassis, port",
+    [
+        ((4, b"dpid:0000000000001234"), (7, b"7")),  # chassis id subtype not "locally assigned"
+        ((7, b"dpid:0000000000001234"), (5, b"7")),  # port id subtype not "locally assigned"
+        ((7, b"dpid:1234"), (7, b"7")),  # dpid not 16 digits
+        ((7, b"dpid:000000000000123A"), (7, b"7")),  # upper-case hex
+        ((7, b"dpid:0000000000001234"), (7, b"07")),  # port with a leading zero
+        ((7, b"dpid:0000000000001234"), (7, b" 7")),
+    ],
+    ids=["chassis-subtype", "port-subtype", "short-dpid", "upper-hex", "port-zero", "port-space"],
+)
+def test_signed_probes_not_in_our_form_give_none(chassis: tuple[int, bytes], port: tuple[int, bytes]) -> None:
     """Even with a valid tag over the values they name."""
     dpid = int(chassis[1][5:], 16)
     assert parse_probe(_signed(chassis, port, (dpid, int(port[1]))), SECRET) is None
@@ -125,8 +134,7 @@ def test_wrong_ethertype_gives_none(ethertype: int) -> None:
 
 
 @settings(max_examples=2000, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, len(PROBE) - 1), st.integers(0, 255)), min_size=1,
-                max_size=4))
+@given(st.lists(st.tuples(st.integers(0, len(PROBE) - 1), st.integers(0, 255)), min_size=1, max_size=4))
 def test_mutated_probes_never_raise_nor_name_another_origin(flips: list[tuple[int, int]]) -> None:
     data = bytearray(PROBE)
     for at, value in flips:

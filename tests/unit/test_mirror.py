@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from controller.config import ConfigError
-from tests.unit.fabric_helpers import BCAST, Harness, model_from, outputs
 from controller.fabric.topology import LinkKey
 from controller.tools.sim import Trace
+from tests.unit.fabric_helpers import BCAST, Harness, model_from, outputs
 
 WEB1, WEB2, DB = "02:00:00:00:01:01", "02:00:00:00:01:02", "02:00:00:00:01:03"
 
@@ -97,13 +97,19 @@ def test_the_tap_port_can_send_nothing(switch: str) -> None:
 
 def test_mirror_config_errors_name_the_path() -> None:
     with pytest.raises(ConfigError) as err:
-        model_from(NET.replace('web1: {switch: s1, port: 1, network: red, mac: "02:00:00:00:01:01"}',
-                               "web1: {switch: s1, port: 1, network: red}") % {"switch": "s1", "direction": "in"})
-    assert err.value.errors == ("mirrors.tap.vms[0]: VM 'web1' has no mac: mirroring traffic delivered "
-                                "to it (direction 'in') needs one",)
+        model_from(
+            NET.replace(
+                'web1: {switch: s1, port: 1, network: red, mac: "02:00:00:00:01:01"}',
+                "web1: {switch: s1, port: 1, network: red}",
+            )
+            % {"switch": "s1", "direction": "in"}
+        )
+    assert err.value.errors == (
+        "mirrors.tap.vms[0]: VM 'web1' has no mac: mirroring traffic delivered to it (direction 'in') needs one",
+    )
     with pytest.raises(ConfigError) as err:
         model_from((NET % {"switch": "s1", "direction": "both"}).replace("port: 20", "port: 2"))
     assert err.value.errors == ("mirrors.tap.port: port 2 on switch 's1' is already used by VM 'web2'",)
     with pytest.raises(ConfigError) as err:
-        model_from((NET % {"switch": "s1", "direction": "sideways"}))
+        model_from(NET % {"switch": "s1", "direction": "sideways"})
     assert len(err.value.errors) == 1 and err.value.errors[0].startswith("mirrors.tap.direction:")

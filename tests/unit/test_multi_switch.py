@@ -112,6 +112,7 @@ def test_learning_is_never_on_a_trunk() -> None:
 
 def test_lldp_discovers_links_and_declared_mismatch_is_counted() -> None:
     from controller.fabric.lldp import build_probe
+
     h = ring(3)
     h.core.topology.links.clear()
     h.recompute()
@@ -124,8 +125,9 @@ def test_lldp_discovers_links_and_declared_mismatch_is_counted() -> None:
 
 
 def test_zero_config_ring_never_storms_while_links_are_discovered() -> None:
-    from controller.fabric.lldp import build_probe
     from controller.config.model import Model
+    from controller.fabric.lldp import build_probe
+
     h = Harness(Model.zero(), {i: [1, 10, 11] for i in (1, 2, 3)})
     trace = h.send(1, 1, mac(1), BCAST)
     assert not trace.loop and outputs(trace) == set()
@@ -141,6 +143,7 @@ def test_zero_config_ring_never_storms_while_links_are_discovered() -> None:
 
 def test_restarted_zero_config_controller_keeps_flooding_where_it_did() -> None:
     from controller.config.model import Model
+
     h = Harness(Model.zero(), {1: [1, 2]})
     h.clock.now = 10.0
     h.tick()
@@ -152,6 +155,7 @@ def test_restarted_zero_config_controller_keeps_flooding_where_it_did() -> None:
 
 def test_forged_probe_without_the_controller_secret_makes_no_link() -> None:
     from controller.fabric.lldp import build_probe, parse_probe
+
     h = ring(3)
     h.core.topology.links.clear()
     h.recompute()

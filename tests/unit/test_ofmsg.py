@@ -52,8 +52,8 @@ def test_new_host_goes_as_plain_flow_mods_and_a_replacement_as_one_bundle() -> N
     rules = [Rule(4, 4, 10, make_match(eth_dst=f"02:00:00:00:00:0{i}"), (Output(i),)) for i in (1, 2)]
     small = ofmsg.batch_bytes(FakeDatapath(), 1, [], rules)
     first = _header(small)
-    assert first[1] == ofp.OFPT_FLOW_MOD and _header(small[first[2]:])[1] == ofp.OFPT_FLOW_MOD
-    assert len(small) == first[2] + _header(small[first[2]:])[2]
+    assert first[1] == ofp.OFPT_FLOW_MOD and _header(small[first[2] :])[1] == ofp.OFPT_FLOW_MOD
+    assert len(small) == first[2] + _header(small[first[2] :])[2]
     replacement = ofmsg.batch_bytes(FakeDatapath(), 1, [0x5], rules)
     assert _header(replacement)[1] == ofp.OFPT_EXPERIMENTER  # bundle open first
 
@@ -65,8 +65,9 @@ def test_nat_inside_ct_is_padded_so_messages_stay_8_byte_aligned() -> None:
         ofproto = ofmsg.ofp
         ofproto_parser = ofmsg.parser
 
-    group = GroupEntry(3, 7, "select", ((1, 0xFFFFFFFF, (Ct(5, commit=True, recirc_table=3, mark=1,
-                                                            nat=Nat("10.0.0.2", 80)),)),))
+    group = GroupEntry(
+        3, 7, "select", ((1, 0xFFFFFFFF, (Ct(5, commit=True, recirc_table=3, mark=1, nat=Nat("10.0.0.2", 80)),)),)
+    )
     for msg in ofmsg.group_set(Codec(), group):
         msg.set_xid(1)
         msg.serialize()
@@ -79,9 +80,17 @@ def test_ipv6_neighbour_discovery_and_priority_tag_matches_serialise() -> None:
     """IPv6 prefixes go as (address, mask); ND fields and a priority tag (VID 0 present) keep their values."""
     from controller.flows.rules import PushVlan, SetField
 
-    match = make_match(in_port=1, vlan_vid=0x1000, eth_type=0x86DD, ip_proto=58, icmpv6_type=136,
-                       ipv6_src=("2001:db8:0:1::", "ffff:ffff:ffff:ffff::"), ipv6_dst="ff02::1",
-                       ipv6_nd_target="fe80::ff:fe00:101", ipv6_nd_tll="02:00:00:00:01:01")
+    match = make_match(
+        in_port=1,
+        vlan_vid=0x1000,
+        eth_type=0x86DD,
+        ip_proto=58,
+        icmpv6_type=136,
+        ipv6_src=("2001:db8:0:1::", "ffff:ffff:ffff:ffff::"),
+        ipv6_dst="ff02::1",
+        ipv6_nd_target="fe80::ff:fe00:101",
+        ipv6_nd_tll="02:00:00:00:01:01",
+    )
     rule = Rule(1, 0, 120, match, (PopVlan(), PushVlan(), SetField("vlan_vid", 0x1064)), goto=10)
     buf = ofmsg.flow_add_bytes(rule)
     add = parser.msg_parser(FakeDatapath(), *_header(buf), buf)

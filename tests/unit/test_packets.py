@@ -11,8 +11,7 @@ from os_ken.lib.packet import ethernet, vlan
 
 from controller.packets import ETH_VLAN, EthHeader, mac_str, parse_eth
 
-TAGGED_64 = (bytes.fromhex("020000000002" "020000000001")
-             + struct.pack("!HHH", 0x8100, 0x2064, 0x0800) + bytes(46))
+TAGGED_64 = bytes.fromhex("020000000002020000000001") + struct.pack("!HHH", 0x8100, 0x2064, 0x0800) + bytes(46)
 """64 bytes: MACs, an 802.1Q tag (PCP 1, VLAN 100), IPv4 ethertype, a zero payload."""
 
 
@@ -43,7 +42,7 @@ def test_shorter_than_an_ethernet_header_gives_none(data: bytes) -> None:
 
 @pytest.mark.parametrize("extra", range(4))
 def test_truncated_tag_gives_none(extra: int) -> None:
-    assert parse_eth(TAGGED_64[:14 + extra]) is None
+    assert parse_eth(TAGGED_64[: 14 + extra]) is None
 
 
 @settings(max_examples=300, deadline=None)

@@ -76,13 +76,17 @@ def arp(vm: str, op: int = 1, sha: str = "", spa: str = "", tpa: str = "") -> di
 
 
 def dhcp(dst: str = "255.255.255.255", sport: int = 68, dport: int = 67) -> dict[str, Any]:
-    return dict(dst=BCAST, eth_type=IPV4, ipv4_src="0.0.0.0", ipv4_dst=dst, ip_proto=17, udp_src=sport,
-                udp_dst=dport)
+    return dict(dst=BCAST, eth_type=IPV4, ipv4_src="0.0.0.0", ipv4_dst=dst, ip_proto=17, udp_src=sport, udp_dst=dport)
 
 
 def ipv6(src: str, dst: str, eth_dst: str = "", **fields: Any) -> dict[str, Any]:
-    return dict(dst=eth_dst or (group_mac(dst) if IPv6Address(dst).is_multicast else MAC["c"]), eth_type=IPV6,
-                ipv6_src=src, ipv6_dst=dst, **fields)
+    return dict(
+        dst=eth_dst or (group_mac(dst) if IPv6Address(dst).is_multicast else MAC["c"]),
+        eth_type=IPV6,
+        ipv6_src=src,
+        ipv6_dst=dst,
+        **fields,
+    )
 
 
 def icmp6(src: str, dst: str, kind: int, **fields: Any) -> dict[str, Any]:
@@ -109,8 +113,7 @@ ADMITTED: list[tuple[str, str, dict[str, Any]]] = [
     ("arp-announcement", "a", arp("a", tpa=IP["a"])),
     ("gratuitous-arp-reply", "a", arp("a", op=2, tpa=IP["a"])),
     ("arp-request", "b", arp("b", tpa="10.0.0.1")),
-    ("ipv4", "a", dict(dst=C, eth_type=IPV4, ipv4_src=IP["a"], ipv4_dst="10.0.0.3", ip_proto=6, tcp_src=1,
-                       tcp_dst=2)),
+    ("ipv4", "a", dict(dst=C, eth_type=IPV4, ipv4_src=IP["a"], ipv4_dst="10.0.0.3", ip_proto=6, tcp_src=1, tcp_dst=2)),
     ("dad-link-local", "a", ns("::", LL["a"], dst=solicited(LL["a"]))),
     ("dad-global", "a", ns("::", GLOBAL["a"])),
     ("dad-ipv4-only-vm", "b", ns("::", LL["b"])),
@@ -149,8 +152,13 @@ REFUSED: list[tuple[str, str, dict[str, Any]]] = [
     ("dhcp-server-ports", "a", dhcp(sport=67, dport=68)),
     ("dhcp-from-ipv6-only-vm", "c", dhcp()),
     ("ipv4-any-udp", "a", dhcp(sport=68, dport=68)),
-    ("ipv4-any-tcp", "a", dict(dst=BCAST, eth_type=IPV4, ipv4_src="0.0.0.0", ipv4_dst="255.255.255.255",
-                               ip_proto=6, tcp_src=68, tcp_dst=67)),
+    (
+        "ipv4-any-tcp",
+        "a",
+        dict(
+            dst=BCAST, eth_type=IPV4, ipv4_src="0.0.0.0", ipv4_dst="255.255.255.255", ip_proto=6, tcp_src=68, tcp_dst=67
+        ),
+    ),
     ("ipv4-any-icmp", "a", dict(dst=BCAST, eth_type=IPV4, ipv4_src="0.0.0.0", ipv4_dst="10.0.0.2", ip_proto=1)),
     ("ipv4-from-ipv6-only-vm", "c", dict(dst=BCAST, eth_type=IPV4, ipv4_src="10.0.0.3", ipv4_dst="10.0.0.1")),
     ("ipv6-foreign-global", "a", icmp6("2001:db8::99", GLOBAL["c"], 128)),
@@ -201,8 +209,7 @@ TAGS = {"untagged": {}, "priority-tagged": {"vlan_vid": 0x1000, "vlan_pcp": 5}}
 
 @pytest.mark.parametrize("tag", sorted(TAGS))
 @pytest.mark.parametrize("vm, frame", [(v, f) for _, v, f in ADMITTED], ids=[n for n, _, _ in ADMITTED])
-def test_what_a_host_sends_to_take_and_use_its_addresses_is_delivered(vm: str, frame: dict[str, Any],
-                                                                       tag: str) -> None:
+def test_what_a_host_sends_to_take_and_use_its_addresses_is_delivered(vm: str, frame: dict[str, Any], tag: str) -> None:
     trace = send(harness(), vm, frame, **TAGS[tag])
     assert trace.delivered() == expected(vm, frame) and not trace.loop
     for _, _, pkt in trace.outputs:  # untagged at the receivers, the sender's priority gone
@@ -255,7 +262,8 @@ def test_the_other_network_hears_nothing_of_address_acquisition() -> None:
 def test_edge_port_rules_make_no_trunk_in_a_flow_dump() -> None:
     """A restarted controller reads trunks from the dump: a priority tag (VLAN id 0) is not a network's tag."""
     h = harness()
-    dump = [DumpedFlow(r.cookie, r.table, r.priority, dict(r.match)) for r in h.flows[1].values()
-            if r.table == T_INGRESS]
+    dump = [
+        DumpedFlow(r.cookie, r.table, r.priority, dict(r.match)) for r in h.flows[1].values() if r.table == T_INGRESS
+    ]
     assert any(dict(f.match).get("vlan_vid") == 0x1000 for f in dump)
     assert trunk_ports_in_dump(dump) == frozenset({10})

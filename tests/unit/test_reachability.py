@@ -22,9 +22,7 @@ def vm(name: str, network: str, ip: str | None, switch: str = "s1", port: int = 
 
 
 def model(*vms: Vm) -> Model:
-    networks = tuple(
-        Network(name, vlan) for vlan, name in enumerate(sorted({v.network for v in vms}), start=10)
-    )
+    networks = tuple(Network(name, vlan) for vlan, name in enumerate(sorted({v.network for v in vms}), start=10))
     return Model(networks=networks, vms=tuple(sorted(vms, key=lambda v: v.name)))
 
 
@@ -86,9 +84,7 @@ def test_same_network_reaches_and_other_networks_do_not() -> None:
 
 
 def test_vms_without_ip_take_no_part() -> None:
-    expected = reachability.expected_matrix(
-        model(vm("a1", "n", "10.0.0.1/24"), vm("a2", "n", None))
-    )
+    expected = reachability.expected_matrix(model(vm("a1", "n", "10.0.0.1/24"), vm("a2", "n", None)))
 
     assert expected == {}
     assert [v.name for v in reachability.probed_vms(TWO_TENANTS)] == ["a1", "a2", "b1", "b2"]
@@ -96,9 +92,7 @@ def test_vms_without_ip_take_no_part() -> None:
 
 def test_same_network_but_other_subnet_is_unreachable() -> None:
     expected = reachability.expected_matrix(
-        model(
-            vm("a1", "n", "10.0.0.1/24"), vm("a2", "n", "10.0.1.1/24"), vm("a3", "n", "10.0.2.3/16")
-        )
+        model(vm("a1", "n", "10.0.0.1/24"), vm("a2", "n", "10.0.1.1/24"), vm("a3", "n", "10.0.2.3/16"))
     )
 
     assert expected[("a1", "a2")] is False
@@ -112,10 +106,7 @@ def test_same_network_but_other_subnet_is_unreachable() -> None:
 
 
 def test_measure_reports_what_the_probe_sees() -> None:
-    truth = {
-        pair: pair in {("a1", "a2"), ("a1", "b1")}
-        for pair in reachability.expected_matrix(TWO_TENANTS)
-    }
+    truth = {pair: pair in {("a1", "a2"), ("a1", "b1")} for pair in reachability.expected_matrix(TWO_TENANTS)}
 
     measured = reachability.measure(
         reachability.expected_matrix(TWO_TENANTS),
@@ -213,9 +204,7 @@ def test_format_matrix_is_deterministic_and_widens_for_long_names() -> None:
     expected = {("web-frontend", "db"): True, ("db", "web-frontend"): False}
     text = reachability.format_matrix(expected, dict(expected))
 
-    assert text == reachability.format_matrix(
-        dict(reversed(list(expected.items()))), dict(expected)
-    )
+    assert text == reachability.format_matrix(dict(reversed(list(expected.items()))), dict(expected))
     assert text.splitlines() == [
         "from\\to       db            web-frontend",
         "db            .             --",

@@ -58,8 +58,14 @@ def test_push_vlan_starts_with_priority_zero_and_pop_removes_it() -> None:
 
 def test_ipv6_connections_are_tracked_and_neighbour_discovery_is_invalid() -> None:
     ct = SimConntrack()
-    syn = {"eth_type": 0x86DD, "ipv6_src": "2001:db8::1", "ipv6_dst": "2001:db8::2", "ip_proto": 6,
-           "tcp_src": 40000, "tcp_dst": 22}
+    syn = {
+        "eth_type": 0x86DD,
+        "ipv6_src": "2001:db8::1",
+        "ipv6_dst": "2001:db8::2",
+        "ip_proto": 6,
+        "tcp_src": 40000,
+        "tcp_dst": 22,
+    }
     pkt = dict(syn)
     ct.apply(Ct(zone=5, recirc_table=10), pkt)
     assert pkt["ct_state"] == CT_TRK | CT_NEW

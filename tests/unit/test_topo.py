@@ -23,25 +23,48 @@ def _with_lldp(net: NetworkFile) -> NetworkFile:
 
 
 BUILT: dict[str, Callable[[], NetworkFile]] = {
-    "ring": lambda: _with_lldp(topo.ring(
-        4, networks=(A, NetworkSpec("tenant-b", 200, "b", on=(1, 3))), dpid_base=0x100,
-        subnet="10.1.0.0/24", mac_prefix="02:00:00:01")),
-    "tree": lambda: _with_lldp(topo.tree(
-        3, (2, 1), networks=(NetworkSpec("tenant-a", 100, "a", on=(1, 4, 5)),
-                             NetworkSpec("tenant-b", 200, "b", on=(4, 5)),
-                             NetworkSpec("tenant-c", 300, "c", on=(2, 4))),
-        dpid_base=0x200, subnet="10.2.0.0/24")),
-    "leaf-spine": lambda: _with_lldp(topo.leaf_spine(
-        2, 3, networks=(A, NetworkSpec("tenant-b", 200, "b", on=(1, 3))), dpid_base=0x310,
-        spine_dpid_base=0x300, subnet="10.3.0.0/24")),
+    "ring": lambda: _with_lldp(
+        topo.ring(
+            4,
+            networks=(A, NetworkSpec("tenant-b", 200, "b", on=(1, 3))),
+            dpid_base=0x100,
+            subnet="10.1.0.0/24",
+            mac_prefix="02:00:00:01",
+        )
+    ),
+    "tree": lambda: _with_lldp(
+        topo.tree(
+            3,
+            (2, 1),
+            networks=(
+                NetworkSpec("tenant-a", 100, "a", on=(1, 4, 5)),
+                NetworkSpec("tenant-b", 200, "b", on=(4, 5)),
+                NetworkSpec("tenant-c", 300, "c", on=(2, 4)),
+            ),
+            dpid_base=0x200,
+            subnet="10.2.0.0/24",
+        )
+    ),
+    "leaf-spine": lambda: _with_lldp(
+        topo.leaf_spine(
+            2,
+            3,
+            networks=(A, NetworkSpec("tenant-b", 200, "b", on=(1, 3))),
+            dpid_base=0x310,
+            spine_dpid_base=0x300,
+            subnet="10.3.0.0/24",
+        )
+    ),
 }
 """The builder call that makes each file of topologies/ (by stem)."""
 HAND_WRITTEN = {"default"}
 """Files no builder makes: default.yaml's link is s1:10-s2:10 and its IPs count VMs in file order."""
 
 BUILDERS: dict[str, Callable[[], NetworkFile]] = {
-    "ring": lambda: topo.ring(5), "linear": lambda: topo.linear(4),
-    "leaf-spine": lambda: topo.leaf_spine(3, 4), "tree": lambda: topo.tree(3, 2),
+    "ring": lambda: topo.ring(5),
+    "linear": lambda: topo.linear(4),
+    "leaf-spine": lambda: topo.leaf_spine(3, 4),
+    "tree": lambda: topo.tree(3, 2),
     "single": lambda: topo.single(3, subnet="10.0.0.0/24", mac_prefix="02:00:00:00"),
 }
 
@@ -69,10 +92,18 @@ def test_yaml_text_round_trips_and_is_deterministic(name: str) -> None:
 
 
 def test_ring_ports_names_and_addresses() -> None:
-    net = topo.ring(3, networks=(NetworkSpec("red", 100, "r"), NetworkSpec("blue", 200, "u", on=(1, 3))),
-                    dpid_base=0x30, bridges=["x1", "x2", "x3"], subnet="10.70.0.0/24")
-    assert net["switches"] == {"s1": {"dpid": 0x31, "bridge": "x1"}, "s2": {"dpid": 0x32, "bridge": "x2"},
-                               "s3": {"dpid": 0x33, "bridge": "x3"}}
+    net = topo.ring(
+        3,
+        networks=(NetworkSpec("red", 100, "r"), NetworkSpec("blue", 200, "u", on=(1, 3))),
+        dpid_base=0x30,
+        bridges=["x1", "x2", "x3"],
+        subnet="10.70.0.0/24",
+    )
+    assert net["switches"] == {
+        "s1": {"dpid": 0x31, "bridge": "x1"},
+        "s2": {"dpid": 0x32, "bridge": "x2"},
+        "s3": {"dpid": 0x33, "bridge": "x3"},
+    }
     assert net["links"] == [["s1:10", "s2:11"], ["s2:10", "s3:11"], ["s3:10", "s1:11"]]
     assert net["networks"] == {"red": {"vlan": 100}, "blue": {"vlan": 200}}
     assert net["vms"] == {
@@ -105,8 +136,9 @@ def test_tree_numbers_breadth_first_and_places_vms_on_the_deepest_level() -> Non
 
 
 def test_single_ports_run_network_by_network() -> None:
-    net = topo.single(2, networks=(NetworkSpec("red", 100, "r"), NetworkSpec("blue", 200, "b")),
-                      mac_prefix="02:00:00:00")
+    net = topo.single(
+        2, networks=(NetworkSpec("red", 100, "r"), NetworkSpec("blue", 200, "b")), mac_prefix="02:00:00:00"
+    )
     assert {name: vm["port"] for name, vm in net["vms"].items()} == {"r1": 1, "r2": 2, "b1": 3, "b2": 4}
     assert net["vms"]["b2"]["mac"] == "02:00:00:00:01:04"
     assert net["links"] == []
@@ -117,20 +149,23 @@ def test_address_stride_grows_past_nine_switches() -> None:
     assert (net["vms"]["a12"]["ip"], net["vms"]["b1"]["ip"]) == ("10.5.0.12/24", "10.5.0.101/24")
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda: topo.ring(2), "at least 3"),
-    (lambda: topo.linear(0), "at least one"),
-    (lambda: topo.tree(3, (2,)), "fanouts"),
-    (lambda: topo.tree(2, 11), "fanouts"),
-    (lambda: topo.leaf_spine(0, 3), "spines"),
-    (lambda: topo.ring(3, networks=(NetworkSpec("a", 100, "a", on=(4,)),)), "no switch number 4"),
-    (lambda: topo.ring(3, networks=()), "networks"),
-    (lambda: topo.ring(3, subnet="10.0.0.0/29"), "does not fit"),
-    (lambda: topo.ring(3, bridges=["b1", "b2"]), "bridge names"),
-    (lambda: topo.ring(3, bridges=["b1", "b2", "b3", "b4"]), "bridge names"),
-    (lambda: topo.ring(3, networks=(A, NetworkSpec("b", 100, "b"))), "VLAN 100 is already used"),
-    (lambda: topo.single(2, networks=(NetworkSpec("a", 100, "a", on=(1,)),)), "without 'on'"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: topo.ring(2), "at least 3"),
+        (lambda: topo.linear(0), "at least one"),
+        (lambda: topo.tree(3, (2,)), "fanouts"),
+        (lambda: topo.tree(2, 11), "fanouts"),
+        (lambda: topo.leaf_spine(0, 3), "spines"),
+        (lambda: topo.ring(3, networks=(NetworkSpec("a", 100, "a", on=(4,)),)), "no switch number 4"),
+        (lambda: topo.ring(3, networks=()), "networks"),
+        (lambda: topo.ring(3, subnet="10.0.0.0/29"), "does not fit"),
+        (lambda: topo.ring(3, bridges=["b1", "b2"]), "bridge names"),
+        (lambda: topo.ring(3, bridges=["b1", "b2", "b3", "b4"]), "bridge names"),
+        (lambda: topo.ring(3, networks=(A, NetworkSpec("b", 100, "b"))), "VLAN 100 is already used"),
+        (lambda: topo.single(2, networks=(NetworkSpec("a", 100, "a", on=(1,)),)), "without 'on'"),
+    ],
+)
 def test_bad_parameters_raise_value_error(build: Callable[[], NetworkFile], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build()

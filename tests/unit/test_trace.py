@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.metrics import StatCounter
 from controller.cli import main
-from controller.metrics import Metrics
+from controller.metrics import Metrics, StatCounter
 
 NET = """
 switches: {s1: {dpid: 1}, s2: {dpid: 2}}
@@ -68,10 +67,14 @@ def test_other_network_is_unreachable(netfile: Path, capsys: pytest.CaptureFixtu
 
 
 def test_bad_input_is_named(netfile: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(capsys, "trace", str(netfile), "--from", "nobody", "--to", "10.70.0.1")[2] == \
-        "vmn trace: unknown vm 'nobody'\n"
-    assert run(capsys, "trace", str(netfile), "--from", "client", "--to", "10.70.0.1", "--tcp", "70000")[2] == \
-        "vmn trace: port 70000 is not in 0-65535\n"
+    assert (
+        run(capsys, "trace", str(netfile), "--from", "nobody", "--to", "10.70.0.1")[2]
+        == "vmn trace: unknown vm 'nobody'\n"
+    )
+    assert (
+        run(capsys, "trace", str(netfile), "--from", "client", "--to", "10.70.0.1", "--tcp", "70000")[2]
+        == "vmn trace: port 70000 is not in 0-65535\n"
+    )
     bad = tmp_path / "bad.yaml"
     bad.write_text(NET.replace("tcp_dst: 80}", "tcp_dst: 80, udp_dst: 5}"))
     code, _, err = run(capsys, "trace", str(bad), "--from", "client", "--to", "10.70.0.3")
@@ -83,7 +86,7 @@ def test_counters_count_increments_and_restart_from_zero() -> None:
     counters: StatCounter[int] = StatCounter(metrics.acl_rule_hits)
     origins: dict[int, tuple[str, ...]] = {7: ("web", "0"), 8: ("web", "0"), 9: ("web", "implicit-deny")}
     assert counters.update(1, {7: 5, 9: 1, 42: 100}, origins) == 6
-    assert counters.update(2, {8: 2}, origins) == 2      # same rule on another switch adds up
+    assert counters.update(2, {8: 2}, origins) == 2  # same rule on another switch adds up
     assert counters.update(1, {7: 8, 9: 1}, origins) == 3
     assert counters.update(1, {7: 2, 9: 1}, origins) == 2  # flow re-added: counts from zero
     value = metrics.registry.get_sample_value("vmn_acl_rule_hits_total", {"acl": "web", "rule": "0"})
@@ -102,13 +105,16 @@ load_balancers:
 """
 
 
-def test_trace_to_a_vip_reaches_a_backend_and_the_reply_comes_back(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_trace_to_a_vip_reaches_a_backend_and_the_reply_comes_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "lb.yaml"
     path.write_text(LB_NET)
     code, out, _ = run(capsys, "trace", str(path), "--from", "client", "--to", "10.0.0.100", "--tcp", "80")
-    assert code == 0 and out.splitlines()[:2] == ["verdict: allow (reply: allow)",
-                                                  "path: s1:1 -> s2:10 -> out s2:2 (web1)"]
+    assert code == 0 and out.splitlines()[:2] == [
+        "verdict: allow (reply: allow)",
+        "path: s1:1 -> s2:10 -> out s2:2 (web1)",
+    ]
     assert run(capsys, "trace", str(path), "--from", "client", "--to", "10.0.0.100", "--tcp", "81")[0] == 1
 
 
@@ -144,7 +150,11 @@ def test_ipv6_targets_are_traced_from_the_vms_ipv6(tmp_path: Path, capsys: pytes
     code, out, _ = run(capsys, "trace", str(path), "--from", "client", "--to", "2001:db8::2", "--icmp")
     assert code == 0 and out.splitlines()[0] == "verdict: allow (reply: deny)"
     assert "reply decided by: vm acl deny-all rule 0 (deny)" in out
-    assert run(capsys, "trace", str(path), "--from", "db", "--to", "10.70.0.1")[2] == \
-        "vmn trace: vm 'db' has no ip in the network file\n"
-    assert run(capsys, "trace", str(path), "--from", "client", "--to", "2001:db8::zz")[2] == \
-        "vmn trace: '2001:db8::zz' is not an IPv4 or IPv6 address\n"
+    assert (
+        run(capsys, "trace", str(path), "--from", "db", "--to", "10.70.0.1")[2]
+        == "vmn trace: vm 'db' has no ip in the network file\n"
+    )
+    assert (
+        run(capsys, "trace", str(path), "--from", "client", "--to", "2001:db8::zz")[2]
+        == "vmn trace: '2001:db8::zz' is not an IPv4 or IPv6 address\n"
+    )

@@ -27,8 +27,10 @@ vms:
 
 
 def test_field_report_9_numbered_1000_and_a_named_port_are_two_ports() -> None:
-    text = one_switch("  a: {switch: s1, port: 1000, network: red, ip: 10.0.0.1/24}\n"
-                      "  b: {switch: s1, port: vnet0, network: red, ip: 10.0.0.2/24}")
+    text = one_switch(
+        "  a: {switch: s1, port: 1000, network: red, ip: 10.0.0.1/24}\n"
+        "  b: {switch: s1, port: vnet0, network: red, ip: 10.0.0.2/24}"
+    )
     result = run(text, "a", "10.0.0.2")
     assert result.connects
     assert result.forward.path == ("s1:1000", "out s1:vnet0 (b)")
@@ -36,9 +38,11 @@ def test_field_report_9_numbered_1000_and_a_named_port_are_two_ports() -> None:
 
 
 def test_field_report_9_a_third_vm_is_never_named_for_another() -> None:
-    text = one_switch("  a: {switch: s1, port: 1000, network: red, ip: 10.0.0.1/24}\n"
-                      "  b: {switch: s1, port: vnet0, network: red, ip: 10.0.0.2/24}\n"
-                      "  c: {switch: s1, port: vnet1, network: red, ip: 10.0.0.3/24}")
+    text = one_switch(
+        "  a: {switch: s1, port: 1000, network: red, ip: 10.0.0.1/24}\n"
+        "  b: {switch: s1, port: vnet0, network: red, ip: 10.0.0.2/24}\n"
+        "  c: {switch: s1, port: vnet1, network: red, ip: 10.0.0.3/24}"
+    )
     result = run(text, "c", "10.0.0.2")
     assert result.connects
     assert result.forward.path == ("s1:vnet1", "out s1:vnet0 (b)")
@@ -74,18 +78,22 @@ vms:
 
 
 def test_named_vm_port_does_not_take_the_number_of_a_mirror_tap() -> None:
-    text = one_switch("  a: {switch: s1, port: vnet0, network: red, ip: 10.0.0.1/24}\n"
-                      "  b: {switch: s1, port: 2, network: red, ip: 10.0.0.2/24}",
-                      "mirrors: {tap: {switch: s1, port: 1000, vms: [b], direction: out}}")
+    text = one_switch(
+        "  a: {switch: s1, port: vnet0, network: red, ip: 10.0.0.1/24}\n"
+        "  b: {switch: s1, port: 2, network: red, ip: 10.0.0.2/24}",
+        "mirrors: {tap: {switch: s1, port: 1000, vms: [b], direction: out}}",
+    )
     result = run(text, "a", "10.0.0.2")
     assert result.connects
     assert result.forward.path == ("s1:vnet0", "out s1:2 (b)")
 
 
 def test_named_mirror_tap_does_not_take_the_number_of_a_vm_port() -> None:
-    text = one_switch("  a: {switch: s1, port: 1000, network: red, ip: 10.0.0.1/24}\n"
-                      "  b: {switch: s1, port: 2, network: red, ip: 10.0.0.2/24}",
-                      "mirrors: {tap: {switch: s1, port: tap0, vms: [b], direction: out}}")
+    text = one_switch(
+        "  a: {switch: s1, port: 1000, network: red, ip: 10.0.0.1/24}\n"
+        "  b: {switch: s1, port: 2, network: red, ip: 10.0.0.2/24}",
+        "mirrors: {tap: {switch: s1, port: tap0, vms: [b], direction: out}}",
+    )
     result = run(text, "a", "10.0.0.2")
     assert result.connects
     assert result.reply is not None and result.reply.path == ("s1:2", "out s1:1000 (a)", "out s1:tap0")
@@ -93,8 +101,10 @@ def test_named_mirror_tap_does_not_take_the_number_of_a_vm_port() -> None:
 
 def test_a_numbered_port_is_not_called_like_an_interface_the_file_names() -> None:
     # the fake switch used to call port 1 "p1": a VM declared on interface p1 then resolved to port 1
-    text = one_switch("  a: {switch: s1, port: 1, network: red, ip: 10.0.0.1/24}\n"
-                      "  b: {switch: s1, port: p1, network: red, ip: 10.0.0.2/24}")
+    text = one_switch(
+        "  a: {switch: s1, port: 1, network: red, ip: 10.0.0.1/24}\n"
+        "  b: {switch: s1, port: p1, network: red, ip: 10.0.0.2/24}"
+    )
     result = run(text, "a", "10.0.0.2")
     assert result.connects
     assert result.forward.path == ("s1:1", "out s1:p1 (b)")
@@ -113,27 +123,41 @@ vms:
   e: {switch: s2, port: vnet9, network: red, ip: 10.0.0.5/24}
 """
     numbers = port_numbers(loads_model(text))
-    assert {ref: no for (sw, ref), (_, no) in numbers.items() if sw == "s1"} == \
-        {1000: 1000, 1001: 1001, "Vnet": 1002, "vnet10": 1003, "vnet9": 1004}
+    assert {ref: no for (sw, ref), (_, no) in numbers.items() if sw == "s1"} == {
+        1000: 1000,
+        1001: 1001,
+        "Vnet": 1002,
+        "vnet10": 1003,
+        "vnet9": 1004,
+    }
     assert numbers[("s2", "vnet9")] == (2, 1001) and numbers[("s2", 1000)] == (2, 1000)
-    for src, dst, path in (("a", "10.0.0.2", ("s1:vnet9", "out s1:vnet10 (b)")),
-                           ("c", "10.0.0.4", ("s1:Vnet", "out s1:1000 (d)")),
-                           ("e", "10.0.0.1", ("s2:vnet9", "s1:1001", "out s1:vnet9 (a)"))):
+    for src, dst, path in (
+        ("a", "10.0.0.2", ("s1:vnet9", "out s1:vnet10 (b)")),
+        ("c", "10.0.0.4", ("s1:Vnet", "out s1:1000 (d)")),
+        ("e", "10.0.0.1", ("s2:vnet9", "s1:1001", "out s1:vnet9 (a)")),
+    ):
         result = run(text, src, dst)
         assert result.connects and result.forward.path == path, (src, dst, result.render())
 
 
 def test_number_ports_skips_every_declared_number() -> None:
     assert number_ports(frozenset({FIRST_NAMED_PORT, FIRST_NAMED_PORT + 2, "a", "b", "c"})) == {
-        1000: 1000, 1002: 1002, "a": 1001, "b": 1003, "c": 1004}
+        1000: 1000,
+        1002: 1002,
+        "a": 1001,
+        "b": 1003,
+        "c": 1004,
+    }
 
 
 def test_vms_without_ip_or_mac_on_named_ports_are_learned_where_they_are() -> None:
     # a and c declare neither ip nor mac: the trace makes up their MACs and learns them on their own ports
-    text = one_switch("  a: {switch: s1, port: 1000, network: red}\n"
-                      "  b: {switch: s1, port: vnet0, network: red, ip: 10.0.0.2/24}\n"
-                      "  c: {switch: s1, port: vnet1, network: red}\n"
-                      "  d: {switch: s1, port: 1001, network: red, ip: 10.0.0.4/24}")
+    text = one_switch(
+        "  a: {switch: s1, port: 1000, network: red}\n"
+        "  b: {switch: s1, port: vnet0, network: red, ip: 10.0.0.2/24}\n"
+        "  c: {switch: s1, port: vnet1, network: red}\n"
+        "  d: {switch: s1, port: 1001, network: red, ip: 10.0.0.4/24}"
+    )
     result = run(text, "d", "10.0.0.2")
     assert result.connects and result.forward.path == ("s1:1001", "out s1:vnet0 (b)")
 

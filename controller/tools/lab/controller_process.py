@@ -36,15 +36,21 @@ class ControllerProcess:
     call :meth:`start` and :meth:`stop`.
     """
 
-    def __init__(self, config: str | Path | None = None, *, port: int | None = None,
-                 args: Sequence[str] = (), metrics_port: int | None = None,
-                 app: str = "controller.app", listen_host: str | None = None) -> None:
+    def __init__(
+        self,
+        config: str | Path | None = None,
+        *,
+        port: int | None = None,
+        args: Sequence[str] = (),
+        metrics_port: int | None = None,
+        app: str = "controller.app",
+        listen_host: str | None = None,
+    ) -> None:
         self.config = config
         self.port = port or free_port()
         self.metrics_port = metrics_port
         host_args = ["--ofp-listen-host", listen_host] if listen_host else []
-        self.argv = [str(OSKEN_MANAGER), app, "--ofp-tcp-listen-port", str(self.port),
-                     *host_args, *args]
+        self.argv = [str(OSKEN_MANAGER), app, "--ofp-tcp-listen-port", str(self.port), *host_args, *args]
         self.target = f"tcp:{listen_host or '127.0.0.1'}:{self.port}"
         fd, name = tempfile.mkstemp(prefix="vmn-controller-", suffix=".log")
         os.close(fd)
@@ -54,8 +60,9 @@ class ControllerProcess:
     def __enter__(self) -> Self:
         return self if self.proc else self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None,
-                 exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def start(self, wait: bool = True) -> Self:
@@ -77,9 +84,15 @@ class ControllerProcess:
         if self.config is not None:
             env["VMN_CONFIG"] = str(self.config)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         if wait:
             self.wait_listening()
         return self
@@ -97,6 +110,7 @@ class ControllerProcess:
         AssertionError
             On timeout or if the process exits first; carries the log tail.
         """
+
         def check() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise _Exited(self.proc.returncode)
@@ -108,8 +122,9 @@ class ControllerProcess:
         try:
             wait_until(check, timeout, interval=0.1, message=what)
         except _Exited as err:
-            raise AssertionError(f"controller exited with {err.args[0]} while waiting for {what}"
-                                 f"; log tail:\n{self.log_text()[-3000:]}") from None
+            raise AssertionError(
+                f"controller exited with {err.args[0]} while waiting for {what}; log tail:\n{self.log_text()[-3000:]}"
+            ) from None
         except AssertionError as err:
             raise AssertionError(f"{err}\ncontroller log tail:\n{self.log_text()[-3000:]}") from None
 
@@ -149,8 +164,7 @@ class ControllerProcess:
 
     def wait_for_log(self, text: str, timeout: float = 10) -> None:
         """Wait until ``text`` appears in the log (AssertionError on timeout)."""
-        wait_until(lambda: text in self.log_text(), timeout,
-                   message=f"{text!r} in controller log {self.log_path}")
+        wait_until(lambda: text in self.log_text(), timeout, message=f"{text!r} in controller log {self.log_path}")
 
     def is_connected(self, bridge: str, vsctl: Sequence[str] = VSCTL) -> bool:
         """True if ``bridge`` has this controller's :attr:`target` and OVS says connected.
@@ -161,14 +175,11 @@ class ControllerProcess:
         uuids = sh([*vsctl, "get", "bridge", bridge, "controller"]).stdout.strip("[] \n")
         if not uuids:
             return False
-        out = sh([*vsctl, "--bare", "--columns=target,is_connected", "list", "controller",
-                  *uuids.split(", ")]).stdout
+        out = sh([*vsctl, "--bare", "--columns=target,is_connected", "list", "controller", *uuids.split(", ")]).stdout
         lines = [line.strip() for line in out.splitlines() if line.strip()]
-        return any(t.strip('"') == self.target and c == "true"
-                   for t, c in zip(lines[::2], lines[1::2], strict=False))
+        return any(t.strip('"') == self.target and c == "true" for t, c in zip(lines[::2], lines[1::2], strict=False))
 
-    def wait_connected(self, bridge: str, timeout: float = 15,
-                       vsctl: Sequence[str] = VSCTL) -> None:
+    def wait_connected(self, bridge: str, timeout: float = 15, vsctl: Sequence[str] = VSCTL) -> None:
         """Wait until ``bridge`` (on the OVS ``vsctl`` drives) is connected to this controller.
 
         OVS writes ``is_connected`` to its database on its statistics
@@ -181,6 +192,7 @@ class ControllerProcess:
             On timeout, or at once if the process died; the message carries
             the tail of the log.
         """
+
         def check() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise _Exited(self.proc.returncode)

@@ -33,10 +33,21 @@ class Flow:
         return f"{ident},{self.match}" if self.match else ident
 
 
-_STAT_KEYS = frozenset({"cookie", "duration", "table", "n_packets", "n_bytes", "idle_timeout",
-                        "hard_timeout", "importance", "idle_age", "hard_age"})
-_FLAGS = frozenset({"send_flow_rem", "check_overlap", "reset_counts", "no_packet_counts",
-                    "no_byte_counts"})
+_STAT_KEYS = frozenset(
+    {
+        "cookie",
+        "duration",
+        "table",
+        "n_packets",
+        "n_bytes",
+        "idle_timeout",
+        "hard_timeout",
+        "importance",
+        "idle_age",
+        "hard_age",
+    }
+)
+_FLAGS = frozenset({"send_flow_rem", "check_overlap", "reset_counts", "no_packet_counts", "no_byte_counts"})
 
 
 def parse_flow(line: str) -> Flow:
@@ -63,10 +74,16 @@ def parse_flow(line: str) -> Flow:
     fields = [f for f in rest.split(",") if f]
     if fields and fields[0].startswith("priority="):
         priority = int(fields.pop(0).split("=", 1)[1])
-    return Flow(cookie=int(stats.get("cookie", "0"), 16), table=int(stats.get("table", "0")),
-                priority=priority, match=",".join(fields), actions=actions.strip(),
-                duration=float(stats.get("duration", "0s").rstrip("s")),
-                n_packets=int(stats.get("n_packets", "0")), n_bytes=int(stats.get("n_bytes", "0")))
+    return Flow(
+        cookie=int(stats.get("cookie", "0"), 16),
+        table=int(stats.get("table", "0")),
+        priority=priority,
+        match=",".join(fields),
+        actions=actions.strip(),
+        duration=float(stats.get("duration", "0s").rstrip("s")),
+        n_packets=int(stats.get("n_packets", "0")),
+        n_bytes=int(stats.get("n_bytes", "0")),
+    )
 
 
 def dump_flows(bridge: str) -> list[str]:
@@ -109,7 +126,9 @@ class PortStats:
 
 _PORT_STATS = re.compile(
     r"port\s+(\S+?):\s+rx pkts=(\d+), bytes=(\d+), drop=(\d+).*?"
-    r"tx pkts=(\d+), bytes=(\d+), drop=(\d+)", re.DOTALL)
+    r"tx pkts=(\d+), bytes=(\d+), drop=(\d+)",
+    re.DOTALL,
+)
 
 
 def port_stats(bridge: str) -> dict[int | str, PortStats]:

@@ -64,8 +64,9 @@ class Host:
         If ``prefix`` + ``name`` makes an interface name that is too long.
     """
 
-    def __init__(self, prefix: str, name: str, bridge: str, ofport: int | None,
-                 track: ProcessTracker, netns: str | None = None) -> None:
+    def __init__(
+        self, prefix: str, name: str, bridge: str, ofport: int | None, track: ProcessTracker, netns: str | None = None
+    ) -> None:
         self._track = track
         self.name = name
         self.netns = netns or f"{prefix}-{name}"
@@ -84,8 +85,7 @@ class Host:
         inner = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         return ["ip", "netns", "exec", self.netns, *inner]
 
-    def run(self, cmd: Cmd, *, check: bool = False,
-            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def run(self, cmd: Cmd, *, check: bool = False, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run ``cmd`` in the namespace (a string goes through ``sh -c``)."""
         return sh(self._argv(cmd), check=check, timeout=timeout)
 
@@ -94,8 +94,7 @@ class Host:
 
         The lab terminates it on exit. stdout and stderr are pipes.
         """
-        proc = subprocess.Popen(self._argv(cmd), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(self._argv(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._track(proc)
         return proc
 

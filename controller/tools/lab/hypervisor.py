@@ -54,8 +54,19 @@ class Ledger:
         sh(["ip", "netns", "add", netns])
         self.namespaces.append(netns)
         sh(["ip", "-n", netns, "link", "set", "dev", "lo", "up"])
-        sh(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1"])
+        sh(
+            [
+                "ip",
+                "netns",
+                "exec",
+                netns,
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ]
+        )
 
 
 class VM(Host):
@@ -75,8 +86,7 @@ class Hypervisor:
     :attr:`appctl_cmd` are command prefixes bound to this instance.
     """
 
-    def __init__(self, name: str, directory: Path, ledger: Ledger, controller_ip: str,
-                 mgmt_ip: str) -> None:
+    def __init__(self, name: str, directory: Path, ledger: Ledger, controller_ip: str, mgmt_ip: str) -> None:
         self.name = name
         self.netns = f"{ledger.prefix}-{name}"
         self.dir = directory
@@ -116,9 +126,24 @@ class Hypervisor:
         d = self.dir
         self._ledger.pidfiles.append(d / f"{program}.pid")
         env = [f"OVS_{kind}DIR={d}" for kind in ("RUN", "LOG", "DB", "SYSCONF")]
-        sh(["ip", "netns", "exec", self.netns, "env", *env, program, *args,
-            f"--unixctl={d}/{program}.ctl", f"--pidfile={d}/{program}.pid",
-            f"--log-file={d}/{program}.log", "--detach", "--no-chdir", "-vconsole:off"])
+        sh(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.netns,
+                "env",
+                *env,
+                program,
+                *args,
+                f"--unixctl={d}/{program}.ctl",
+                f"--pidfile={d}/{program}.pid",
+                f"--log-file={d}/{program}.log",
+                "--detach",
+                "--no-chdir",
+                "-vconsole:off",
+            ]
+        )
 
     # -- commands against this instance -----------------------------------
 
@@ -138,8 +163,7 @@ class Hypervisor:
         """``unix:DIR/BRIDGE.mgmt``: what the :mod:`~controller.tools.lab.dumps` helpers take."""
         return f"unix:{self.dir}/{self._bridge(bridge)}.mgmt"
 
-    def run(self, cmd: Cmd, *, check: bool = False,
-            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def run(self, cmd: Cmd, *, check: bool = False, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run ``cmd`` in the hypervisor's namespace (a string goes through ``sh -c``)."""
         inner = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         return sh(["ip", "netns", "exec", self.netns, *inner], check=check, timeout=timeout)
@@ -163,8 +187,7 @@ class Hypervisor:
             raise ValueError(f"bridge {bridge!r} is not on hypervisor {self.name}")
         return bridge
 
-    def add_bridge(self, name: str, dpid: int, controller: int | str | None,
-                   fail_mode: str = "secure") -> str:
+    def add_bridge(self, name: str, dpid: int, controller: int | str | None, fail_mode: str = "secure") -> str:
         """Create a netdev, OpenFlow 1.3 bridge with in-band control off; return its name.
 
         ``controller``: a port of the controller on :attr:`controller_ip`
@@ -174,13 +197,22 @@ class Hypervisor:
         check_ifname(name)
         if fail_mode not in ("secure", "standalone"):
             raise ValueError(f"fail_mode must be 'secure' or 'standalone', not {fail_mode!r}")
-        cmd = ["add-br", name, "--", "set", "bridge", name, "datapath_type=netdev",
-               "protocols=OpenFlow13", f"other-config:datapath-id={dpid:016x}",
-               "other-config:disable-in-band=true", f"fail_mode={fail_mode}"]
+        cmd = [
+            "add-br",
+            name,
+            "--",
+            "set",
+            "bridge",
+            name,
+            "datapath_type=netdev",
+            "protocols=OpenFlow13",
+            f"other-config:datapath-id={dpid:016x}",
+            "other-config:disable-in-band=true",
+            f"fail_mode={fail_mode}",
+        ]
         if controller is not None:
             target = f"tcp:{self.controller_ip}:{controller}" if isinstance(controller, int) else controller
-            cmd += ["--", "set-controller", name, target,
-                    "--", "set", "controller", name, "max_backoff=1000"]
+            cmd += ["--", "set-controller", name, target, "--", "set", "controller", name, "max_backoff=1000"]
         self.vsctl(*cmd)
         self.bridges.append(name)
         return name
@@ -196,15 +228,13 @@ class Hypervisor:
         self._bridge(bridge)
         self.run(["sysctl", "-q", "-w", f"net.ipv6.conf.{iface}.disable_ipv6=1"])
         self.run(["ip", "link", "set", "dev", iface, "up"], check=True)
-        self.vsctl("add-port", bridge, iface, "--", "set", "interface", iface,
-                   f"ofport_request={ofport}")
+        self.vsctl("add-port", bridge, iface, "--", "set", "interface", iface, f"ofport_request={ofport}")
         got = self.vsctl("get", "interface", iface, "ofport").strip()
         if got != str(ofport):
             error = self.vsctl("get", "interface", iface, "error", check=False).strip()
             raise RuntimeError(f"{iface} on {self.name}/{bridge}: ofport {got}, wanted {ofport}: {error}")
 
-    def add_vm(self, name: str, bridge: str, ofport: int, ip: str | None = None,
-               mac: str | None = None) -> VM:
+    def add_vm(self, name: str, bridge: str, ofport: int, ip: str | None = None, mac: str | None = None) -> VM:
         """Create VM namespace ``{prefix}-{name}`` with a veth into ``bridge`` at ``ofport``.
 
         The VM's interface is ``{prefix}{name}``, the bridge end
@@ -225,8 +255,24 @@ class Hypervisor:
         vm.hypervisor = self.name
         self._ledger.claim(name)
         self._ledger.add_netns(vm.netns)
-        sh(["ip", "link", "add", "name", vm.port, "netns", self.netns, "type", "veth",
-            "peer", "name", vm.iface, "netns", vm.netns])
+        sh(
+            [
+                "ip",
+                "link",
+                "add",
+                "name",
+                vm.port,
+                "netns",
+                self.netns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                vm.iface,
+                "netns",
+                vm.netns,
+            ]
+        )
         if mac:
             vm.run(["ip", "link", "set", "dev", vm.iface, "address", mac], check=True)
         if ip:
@@ -265,6 +311,5 @@ class Hypervisor:
         uuids = self.vsctl("get", "bridge", self._bridge(bridge), "controller").strip("[] \n")
         if not uuids:
             return False
-        states = self.vsctl("--bare", "--columns=is_connected", "list", "controller",
-                            *uuids.split(", ")).split()
+        states = self.vsctl("--bare", "--columns=is_connected", "list", "controller", *uuids.split(", ")).split()
         return "true" in states

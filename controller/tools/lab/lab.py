@@ -60,8 +60,9 @@ class Lab:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None,
-                 exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         errors = self.cleanup()
         if errors and exc is None:
             raise RuntimeError("lab cleanup failed: " + "; ".join(errors))
@@ -77,8 +78,7 @@ class Lab:
             raise ValueError(f"bridge {bridge!r} was not created by this lab")
         return full
 
-    def add_bridge(self, name: str, dpid: int, controller_port: int | None,
-                   fail_mode: str = "secure") -> str:
+    def add_bridge(self, name: str, dpid: int, controller_port: int | None, fail_mode: str = "secure") -> str:
         """Create a netdev, OpenFlow 1.3 bridge; return its full name.
 
         ``name`` is prefixed unless it already starts with the prefix. The
@@ -88,13 +88,32 @@ class Lab:
         br = check_ifname(self._name(name))
         if fail_mode not in ("secure", "standalone"):
             raise ValueError(f"fail_mode must be 'secure' or 'standalone', not {fail_mode!r}")
-        cmd = [*VSCTL, "add-br", br, "--", "set", "bridge", br,
-               "datapath_type=netdev", "protocols=OpenFlow13",
-               f"other-config:datapath-id={dpid:016x}",
-               "other-config:disable-in-band=true", f"fail_mode={fail_mode}"]
+        cmd = [
+            *VSCTL,
+            "add-br",
+            br,
+            "--",
+            "set",
+            "bridge",
+            br,
+            "datapath_type=netdev",
+            "protocols=OpenFlow13",
+            f"other-config:datapath-id={dpid:016x}",
+            "other-config:disable-in-band=true",
+            f"fail_mode={fail_mode}",
+        ]
         if controller_port is not None:  # retry at least every second (default 8 s)
-            cmd += ["--", "set-controller", br, f"tcp:127.0.0.1:{controller_port}",
-                    "--", "set", "controller", br, "max_backoff=1000"]
+            cmd += [
+                "--",
+                "set-controller",
+                br,
+                f"tcp:127.0.0.1:{controller_port}",
+                "--",
+                "set",
+                "controller",
+                br,
+                "max_backoff=1000",
+            ]
         sh(cmd)  # one transaction: either all of it exists or nothing
         self.bridges.append(br)
         return br
@@ -110,8 +129,19 @@ class Lab:
         if controller_port is None:
             sh([*VSCTL, "del-controller", br])
         else:
-            sh([*VSCTL, "set-controller", br, f"tcp:127.0.0.1:{controller_port}",
-                "--", "set", "controller", br, "max_backoff=1000"])
+            sh(
+                [
+                    *VSCTL,
+                    "set-controller",
+                    br,
+                    f"tcp:127.0.0.1:{controller_port}",
+                    "--",
+                    "set",
+                    "controller",
+                    br,
+                    "max_backoff=1000",
+                ]
+            )
 
     def _new_veth(self, name: str, peer: str) -> None:
         sh(["ip", "link", "add", name, "type", "veth", "peer", "name", peer])
@@ -133,8 +163,17 @@ class Lab:
             raise RuntimeError(f"{iface} on {bridge}: ofport {got}, wanted {ofport or 'any'}: {error.strip()}")
         return int(got)
 
-    def add_host(self, name: str, bridge: str, ofport: int | str, ip: str | None = None,
-                 mac: str | None = None, ipv6: str | None = None, *, attach: bool = True) -> Host:
+    def add_host(
+        self,
+        name: str,
+        bridge: str,
+        ofport: int | str,
+        ip: str | None = None,
+        mac: str | None = None,
+        ipv6: str | None = None,
+        *,
+        attach: bool = True,
+    ) -> Host:
         """Create namespace ``{prefix}-{name}`` with a veth into ``bridge``.
 
         ``ofport`` is the bridge port, as a network file gives it: a number
@@ -166,8 +205,10 @@ class Lab:
             disable_ipv6(host.iface, host.netns)
         else:
             conf = f"net.ipv6.conf.{host.iface}"
-            host.run(["sysctl", "-q", "-w", f"{conf}.disable_ipv6=0", f"{conf}.addr_gen_mode=0",
-                      f"{conf}.use_tempaddr=0"], check=True)
+            host.run(
+                ["sysctl", "-q", "-w", f"{conf}.disable_ipv6=0", f"{conf}.addr_gen_mode=0", f"{conf}.use_tempaddr=0"],
+                check=True,
+            )
         if mac:
             host.run(["ip", "link", "set", "dev", host.iface, "address", mac], check=True)
         if ip:
@@ -202,8 +243,10 @@ class Lab:
         (sharing the namespace), e.g. for a capture on each.
         """
         netns = f"{self.prefix}-{name}"
-        legs = [Host(self.prefix, f"{name}{i}", self._bridge(bridge), ofport, self._processes.append, netns)
-                for i, (bridge, ofport) in enumerate(ends)]
+        legs = [
+            Host(self.prefix, f"{name}{i}", self._bridge(bridge), ofport, self._processes.append, netns)
+            for i, (bridge, ofport) in enumerate(ends)
+        ]
         taken = [leg.name for leg in legs if leg.name in self.hosts]
         if taken or netns in self.namespaces:
             raise ValueError(f"relay {name!r}: {taken or netns} exists")
@@ -211,8 +254,7 @@ class Lab:
         self.namespaces.append(netns)
         inside = ["ip", "netns", "exec", netns]
         sh([*inside, "sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"], check=False)
-        sh([*inside, "ip", "link", "add", "br0", "type", "bridge", "stp_state", "0",
-            "group_fwd_mask", str(1 << 0x0E)])
+        sh([*inside, "ip", "link", "add", "br0", "type", "bridge", "stp_state", "0", "group_fwd_mask", str(1 << 0x0E)])
         disable_ipv6("br0", netns)
         for leg in legs:
             self._new_veth(leg.port, leg.iface)

@@ -99,8 +99,9 @@ class MultiHostLab:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None,
-                 exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc is not None:
             self._print_logs()
         errors = self.cleanup()
@@ -130,8 +131,7 @@ class MultiHostLab:
 
     def _join_management(self, hv: Hypervisor) -> None:
         root_end = check_ifname(f"{self.prefix}{hv.name}m")
-        sh(["ip", "link", "add", "name", root_end, "type", "veth",
-            "peer", "name", "mgmt0", "netns", hv.netns])
+        sh(["ip", "link", "add", "name", root_end, "type", "veth", "peer", "name", "mgmt0", "netns", hv.netns])
         self._ledger.root_links.append(root_end)
         disable_ipv6(root_end)
         sh(["ip", "link", "set", "dev", root_end, "master", self.mgmt_bridge, "up"])
@@ -179,10 +179,34 @@ class MultiHostLab:
             if br not in hv.bridges:
                 raise ValueError(f"bridge {br!r} is not on hypervisor {hv.name}")
         n = len(self.cables) + 1
-        cable = Cable(br_a, check_ifname(f"{self.prefix}l{n}a"), port_a,
-                      br_b, check_ifname(f"{self.prefix}l{n}b"), port_b, hv_a.name, hv_b.name)
-        sh(["ip", "link", "add", "name", cable.iface_a, "netns", hv_a.netns, "type", "veth",
-            "peer", "name", cable.iface_b, "netns", hv_b.netns])
+        cable = Cable(
+            br_a,
+            check_ifname(f"{self.prefix}l{n}a"),
+            port_a,
+            br_b,
+            check_ifname(f"{self.prefix}l{n}b"),
+            port_b,
+            hv_a.name,
+            hv_b.name,
+        )
+        sh(
+            [
+                "ip",
+                "link",
+                "add",
+                "name",
+                cable.iface_a,
+                "netns",
+                hv_a.netns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                cable.iface_b,
+                "netns",
+                hv_b.netns,
+            ]
+        )
         self.cables.append(cable)
         hv_a.attach(br_a, cable.iface_a, port_a)
         hv_b.attach(br_b, cable.iface_b, port_b)
@@ -218,13 +242,45 @@ class MultiHostLab:
         if hv.underlay_ip is not None:
             raise ValueError(f"{hv.name} is already on the underlay at {hv.underlay_ip}")
         netns = self._underlay()
-        sh(["ip", "link", "add", "name", "ul0", "netns", hv.netns, "mtu", str(mtu), "type", "veth",
-            "peer", "name", hv.name, "netns", netns, "mtu", str(mtu)])
+        sh(
+            [
+                "ip",
+                "link",
+                "add",
+                "name",
+                "ul0",
+                "netns",
+                hv.netns,
+                "mtu",
+                str(mtu),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                hv.name,
+                "netns",
+                netns,
+                "mtu",
+                str(mtu),
+            ]
+        )
         sh(["ip", "-n", netns, "link", "set", "dev", hv.name, "master", "br0", "up"])
-        hv.vsctl("add-br", UNDERLAY_BRIDGE, "--", "set", "bridge", UNDERLAY_BRIDGE,
-                 "datapath_type=netdev", "fail_mode=standalone",
-                 "other-config:disable-in-band=true",
-                 "--", "set", "interface", UNDERLAY_BRIDGE, f"mtu_request={mtu}")
+        hv.vsctl(
+            "add-br",
+            UNDERLAY_BRIDGE,
+            "--",
+            "set",
+            "bridge",
+            UNDERLAY_BRIDGE,
+            "datapath_type=netdev",
+            "fail_mode=standalone",
+            "other-config:disable-in-band=true",
+            "--",
+            "set",
+            "interface",
+            UNDERLAY_BRIDGE,
+            f"mtu_request={mtu}",
+        )
         hv.bridges.append(UNDERLAY_BRIDGE)
         hv.attach(UNDERLAY_BRIDGE, "ul0", 1)
         cidr = ip if "/" in ip else f"{ip}/24"
@@ -294,8 +350,7 @@ class MultiHostLab:
     def _print_logs(self, lines: int = 30) -> None:
         for hv in self.hypervisors.values():
             tail = hv.log_text().splitlines()[-lines:]
-            print(f"--- {hv.name} ovs-vswitchd.log (last {lines} lines) ---", *tail,
-                  sep="\n", file=sys.stderr)
+            print(f"--- {hv.name} ovs-vswitchd.log (last {lines} lines) ---", *tail, sep="\n", file=sys.stderr)
 
 
 def claim_subnet(bridge: str, seed: int) -> int:

@@ -121,8 +121,12 @@ def _kv(inner: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in split_actions(inner) if "=" in part)
 
 
-_SET_FIELDS = {"eth": {"src": "dl_src", "dst": "dl_dst"}, "ipv4": {"src": "nw_src", "dst": "nw_dst"},
-               "tcp": {"src": "tcp_src", "dst": "tcp_dst"}, "udp": {"src": "udp_src", "dst": "udp_dst"}}
+_SET_FIELDS = {
+    "eth": {"src": "dl_src", "dst": "dl_dst"},
+    "ipv4": {"src": "nw_src", "dst": "nw_dst"},
+    "tcp": {"src": "tcp_src", "dst": "tcp_dst"},
+    "udp": {"src": "udp_src", "dst": "udp_dst"},
+}
 
 
 def _apply(actions: Sequence[str], packet: Packet, ports: PortMap, traced: Traced) -> Packet:
@@ -132,25 +136,26 @@ def _apply(actions: Sequence[str], packet: Packet, ports: PortMap, traced: Trace
             bridge, ofport, iface = ports.get(int(action), ("?", -1, f"odp{action}"))
             traced.outputs.append(Output(bridge, ofport, iface, packet))
         elif action.startswith("push_vlan("):
-            kv = _kv(action[len("push_vlan("):-1])
+            kv = _kv(action[len("push_vlan(") : -1])
             packet = replace(packet, vlan=int(kv["vid"]), pcp=int(kv.get("pcp", "0")))
         elif action == "pop_vlan":
             packet = replace(packet, vlan=None, pcp=0)
         elif action.startswith("set(") or action.startswith("set_masked("):
-            inner = action[action.index("(") + 1:-1]
+            inner = action[action.index("(") + 1 : -1]
             kind, _, rest = inner.partition("(")
             names = _SET_FIELDS.get(kind, {})
             changes = {names[k]: v.split("/")[0] for k, v in _kv(rest[:-1]).items() if k in names}
             packet = packet.with_fields(**changes)
         elif action.startswith("clone("):
-            _apply(split_actions(action[len("clone("):-1]), packet, ports, traced)
+            _apply(split_actions(action[len("clone(") : -1]), packet, ports, traced)
         elif action.startswith("userspace(") and "controller" in action:
             traced.to_controller += 1
     return packet
 
 
-def ofproto_trace(bridge: str, packet: Packet, in_port: int, ct_next: Sequence[str] = (),
-                  ports: PortMap | None = None) -> Traced:
+def ofproto_trace(
+    bridge: str, packet: Packet, in_port: int, ct_next: Sequence[str] = (), ports: PortMap | None = None
+) -> Traced:
     """Trace ``packet`` entering ``bridge`` at ``in_port``; every stage's datapath actions, in order.
 
     Raises
@@ -176,8 +181,7 @@ Links = Mapping[tuple[str, int], tuple[str, int]]
 MAX_HOPS = 16
 
 
-def follow(bridge: str, packet: Packet, in_port: int, links: Links,
-           ports: PortMap | None = None) -> Traced:
+def follow(bridge: str, packet: Packet, in_port: int, links: Links, ports: PortMap | None = None) -> Traced:
     """Trace ``packet`` from ``bridge``/``in_port`` and on through ``links``.
 
     Returns the outputs by edge ports (not into ``links``) of every bridge

@@ -33,8 +33,7 @@ class CommandError(subprocess.CalledProcessError):
         return f"{shlex.join(self.cmd)} exited {self.returncode}: {(self.stderr or '').strip()}"
 
 
-def sh(cmd: Sequence[str], *, check: bool = True,
-       timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def sh(cmd: Sequence[str], *, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` (no shell), capturing text output.
 
     Raises
@@ -42,8 +41,7 @@ def sh(cmd: Sequence[str], *, check: bool = True,
     CommandError
         If ``check`` and the exit status is not zero.
     """
-    proc = subprocess.run(list(cmd), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise CommandError(proc.returncode, list(cmd), proc.stdout, proc.stderr)
     return proc
@@ -57,8 +55,7 @@ def unique_prefix() -> str:
     return "v" + secrets.token_hex(3)[:5]
 
 
-def wait_until(predicate: Callable[[], T], timeout: float,
-               interval: float = 0.1, message: str = "") -> T:
+def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1, message: str = "") -> T:
     """Poll ``predicate`` until it returns a truthy value, and return that value.
 
     Raises
@@ -72,8 +69,7 @@ def wait_until(predicate: Callable[[], T], timeout: float,
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"timed out after {timeout:g}s: {message or predicate!r} (last value: {value!r})")
+            raise AssertionError(f"timed out after {timeout:g}s: {message or predicate!r} (last value: {value!r})")
         time.sleep(interval)
 
 

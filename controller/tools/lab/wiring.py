@@ -32,8 +32,7 @@ class Wired:
     hosts: dict[str, Host]
 
 
-def wire(lab: Lab, net: NetworkFile, controller_port: int | None,
-         fail_mode: str = "secure") -> Wired:
+def wire(lab: Lab, net: NetworkFile, controller_port: int | None, fail_mode: str = "secure") -> Wired:
     """Create ``net`` in ``lab``: bridges, then links, then hosts, each in file order.
 
     A switch's bridge is its ``bridge`` (default: its name), prefixed with
@@ -63,8 +62,15 @@ def wire(lab: Lab, net: NetworkFile, controller_port: int | None,
         switch = model.switch_by_name[name]
         bridges[name] = lab.add_bridge(switch.bridge, switch.dpid, controller_port, fail_mode)
     links = [lab.add_link(bridges[a], port_a, bridges[b], port_b) for (a, port_a), (b, port_b) in ends]
-    hosts = {vm.name: lab.add_host(vm.name, bridges[vm.switch], int(vm.port),
-                                   ip=None if vm.ip is None else str(vm.ip), mac=vm.mac,
-                                   ipv6=None if vm.ipv6 is None else str(vm.ipv6))
-             for vm in vms}
+    hosts = {
+        vm.name: lab.add_host(
+            vm.name,
+            bridges[vm.switch],
+            int(vm.port),
+            ip=None if vm.ip is None else str(vm.ip),
+            mac=vm.mac,
+            ipv6=None if vm.ipv6 is None else str(vm.ipv6),
+        )
+        for vm in vms
+    }
     return Wired(bridges, links, hosts)

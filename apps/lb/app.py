@@ -76,6 +76,6 @@ class LoadBalancerApp:
         counts = bucket_backends(self.runtime.model.load_balancers, groups, buckets)
         self.connections.update(dpid, counts, {key: key for key in counts})
 
-    def assume_located(self, ip: str, location: Location) -> None:
-        """Treat backend ``ip`` as found at ``location`` (``vmn trace``: as if ARP had answered)."""
-        self.runtime.located[ipaddress.IPv4Address(ip)] = location
+    def assume_located(self, network: str, ip: str, location: Location) -> None:
+        """Treat backend ``ip`` of ``network`` as found at ``location`` (``vmn trace``: as if ARP had answered)."""
+        self.runtime.located[(network, ipaddress.IPv4Address(ip))] = location

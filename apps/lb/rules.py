@@ -200,7 +200,7 @@ def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int) -> list
         Rule(APP_LB, T_LB, PRIO_VIP_OTHER, make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4, ipv4_dst=vip)),
     ]
     for backend in lb.backends:
-        where = runtime.located.get(backend.ip)
+        where = runtime.located.get((lb.network, backend.ip))
         if where is not None:
             rules.append(
                 Rule(
@@ -232,7 +232,7 @@ def lb_group(lb: LoadBalancer, vlan: int, runtime: LbRuntime) -> GroupEntry:
             (Ct(zone=vlan, commit=True, recirc_table=T_LB, mark=CT_MARK_SKIP_ACL, nat=Nat(str(b.ip), lb.port)),),
         )
         for b in lb.backends
-        if b.ip in up and b.ip in runtime.located
+        if b.ip in up and (lb.network, b.ip) in runtime.located
     )
     return GroupEntry(APP_LB, group_id(lb), "select", buckets)
 

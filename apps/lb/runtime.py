@@ -32,6 +32,10 @@ PROBE_PORTS = range(PROBE_PORT_BASE, PROBE_PORT_BASE + 0x400)
 Ip = ipaddress.IPv4Address
 
 
+BackendKey = tuple[str, Ip]
+"""(network name, backend ip)."""
+
+
 @dataclass(frozen=True)
 class Location:
     mac: str
@@ -59,15 +63,16 @@ class LbRuntime:
         self.metrics = metrics
         self.model = model
         self.checker = HealthChecker(model.load_balancers, now, PROBE_PORTS)
-        self.located: dict[Ip, Location] = {}
+        self.located: dict[BackendKey, Location] = {}
+        """(network, backend ip) -> where it is: addresses are per network, as isolation is."""
         self._export_all()
 
     def reconfigure(self, model: Model) -> None:
         """Adopt a reloaded model; backends that stay keep their health."""
         self.model = model
         self.checker.reconfigure(model.load_balancers)
-        wanted = {b.ip for lb in model.load_balancers for b in lb.backends}
-        self.located = {ip: loc for ip, loc in self.located.items() if ip in wanted}
+        wanted = {(lb.network, b.ip) for lb in model.load_balancers for b in lb.backends}
+        self.located = {key: loc for key, loc in self.located.items() if key in wanted}
         self._export_all()
 
     def up_backends(self, lb_name: str) -> frozenset[Ip]:
@@ -97,8 +102,8 @@ class LbRuntime:
                 if port is None:
                     continue
                 loc = Location(vm.mac, switch.dpid, port)
-                if self.located.get(backend.ip) != loc:
-                    self.located[backend.ip] = loc
+                if self.located.get((lb.network, backend.ip)) != loc:
+                    self.located[(lb.network, backend.ip)] = loc
                     changed = True
         return changed
 
@@ -127,7 +132,7 @@ class LbRuntime:
         update = LbUpdate(changed=self._record_transitions(self.checker.expire(now)))
         by_name = {lb.name: lb for lb in self.model.load_balancers}
         for probe in self.checker.due(now):
-            loc = self.located.get(probe.backend)
+            loc = self.located.get((by_name[probe.lb].network, probe.backend))
             if loc is not None and loc.dpid in ready:
                 update.frames.append((loc.dpid, loc.port, probe.frame(loc.mac)))
                 continue
@@ -145,11 +150,15 @@ class LbRuntime:
             return update
         if reply.kind == "arp-reply":
             ip = ipaddress.IPv4Address(reply.src_ip)
-            if any(b.ip == ip for lb in self.model.load_balancers for b in lb.backends):
+            network = next((n.name for n in self.model.networks if n.vlan == reply.vlan), None)
+            if any(b.ip == ip and lb.network == network for lb in self.model.load_balancers for b in lb.backends):
+                assert network is not None
                 loc = Location(reply.src_mac, dpid, port)
-                if self.located.get(ip) != loc:
-                    LOG.info("lb backend %s located at %016x port %d (%s)", ip, dpid, port, reply.src_mac)
-                    self.located[ip] = loc
+                if self.located.get((network, ip)) != loc:
+                    LOG.info(
+                        "lb backend %s of %s located at %016x port %d (%s)", ip, network, dpid, port, reply.src_mac
+                    )
+                    self.located[(network, ip)] = loc
                     update.changed = True
             return update
         result = self.checker.reply(now, reply)

@@ -114,8 +114,8 @@ def build_fabric(model: Model) -> Fabric:
         for lb in model.load_balancers:  # backends without a declared MAC: as if ARP had found them
             for backend in lb.backends:
                 owner = backend_vm(model, lb, backend.ip)
-                if owner is not None and backend.ip not in balancer.runtime.located:
-                    balancer.assume_located(str(backend.ip), Location(vm_mac(owner), *fabric.at(owner)))
+                if owner is not None and (lb.network, backend.ip) not in balancer.runtime.located:
+                    balancer.assume_located(lb.network, str(backend.ip), Location(vm_mac(owner), *fabric.at(owner)))
         fake.recompute()
     return fabric
 

@@ -183,3 +183,47 @@ def test_a_backend_reaches_its_own_vip_and_gets_the_reply_from_the_vip() -> None
     assert [(o[0], o[1], o[2]["ipv4_src"], o[2]["ipv4_dst"]) for o in again.outputs] == [
         (dpid, port, VIP, "10.0.0.12")
     ]  # later packets of the connection take the same way
+
+
+TWIN = """
+switches: {s1: {dpid: 1}}
+networks: {red: {vlan: 100}, blue: {vlan: 200}}
+vms:
+  rc: {switch: s1, port: 1, network: red, ip: 10.0.0.1/24, mac: "02:00:00:00:01:01"}
+  rb: {switch: s1, port: 2, network: red, ip: 10.0.0.12/24, mac: "02:00:00:00:01:12"}
+  bc: {switch: s1, port: 3, network: blue, ip: 10.0.0.1/24, mac: "02:00:00:00:02:01"}
+  bb: {switch: s1, port: 4, network: blue, ip: 10.0.0.12/24, mac: "02:00:00:00:02:12"}
+load_balancers:
+  red-web: {vip: 10.0.0.100, network: red, protocol: tcp, port: 80, backends: [rb]}
+  blue-web: {vip: 10.0.0.100, network: blue, protocol: tcp, port: 80, backends: [bb]}
+"""
+
+
+def test_same_backend_address_in_two_networks_goes_to_each_networks_own_backend() -> None:
+    h = Harness(model_from(TWIN), {1: [1, 2, 3, 4]})
+    for port, mac, ip in (
+        (1, "02:00:00:00:01:01", "10.0.0.1"),
+        (2, "02:00:00:00:01:12", "10.0.0.12"),
+        (3, "02:00:00:00:02:01", "10.0.0.1"),
+        (4, "02:00:00:00:02:12", "10.0.0.12"),
+    ):
+        h.send(
+            1, port, mac, "ff:ff:ff:ff:ff:ff", eth_type=0x0806, arp_op=1, arp_sha=mac, arp_spa=ip, arp_tpa="10.0.0.254"
+        )
+    for client_port, client_mac, backend_port, backend_mac in (
+        (1, "02:00:00:00:01:01", 2, "02:00:00:00:01:12"),
+        (3, "02:00:00:00:02:01", 4, "02:00:00:00:02:12"),
+    ):
+        t = h.send(
+            1,
+            client_port,
+            client_mac,
+            vip_mac(VIP),
+            learn=False,
+            ipv4_src="10.0.0.1",
+            ipv4_dst=VIP,
+            ip_proto=6,
+            tcp_src=34000,
+            tcp_dst=80,
+        )
+        assert [(d, p, pkt["eth_dst"]) for d, p, pkt in t.outputs] == [(1, backend_port, backend_mac)]

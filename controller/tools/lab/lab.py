@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Self
 
 from controller.tools.lab.hosts import Host, Link, check_ifname, disable_ipv6, link_exists
-from controller.tools.lab.shell import VSCTL, CommandError, sh, unique_prefix
+from controller.tools.lab.shell import VSCTL, CommandError, sh, stop_processes, unique_prefix
 
 
 class Lab:
@@ -311,15 +311,7 @@ class Lab:
             except (CommandError, subprocess.TimeoutExpired, OSError) as err:
                 errors.append(str(err))
 
-        for proc in reversed(self._processes):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.communicate(timeout=3)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.communicate()
-        self._processes.clear()
+        stop_processes(self._processes)
         for br in reversed(self.bridges):
             attempt([*VSCTL, "--if-exists", "del-br", br])
         self.bridges.clear()

@@ -53,7 +53,7 @@ from typing import Self
 
 from controller.tools.lab.hosts import Link, check_ifname, disable_ipv6, link_exists
 from controller.tools.lab.hypervisor import Hypervisor, Ledger
-from controller.tools.lab.shell import CommandError, sh, unique_prefix
+from controller.tools.lab.shell import CommandError, sh, stop_processes, unique_prefix
 
 PortRef = tuple[Hypervisor, str, int]
 """One end of a cable: (hypervisor, bridge on it, OpenFlow port)."""
@@ -320,15 +320,7 @@ class MultiHostLab:
                 errors.append(str(err))
 
         ledger = self._ledger
-        for proc in reversed(ledger.processes):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.communicate(timeout=3)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.communicate()
-        ledger.processes.clear()
+        stop_processes(ledger.processes)
         for pidfile in reversed(ledger.pidfiles):
             error = stop_daemon(pidfile)
             if error:

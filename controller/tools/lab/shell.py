@@ -78,3 +78,19 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_processes(processes: list[subprocess.Popen[str]], grace: float = 3) -> None:
+    """Terminate the still-running ``processes``, last started first; kill any that outlive ``grace`` s.
+
+    Empties the list.
+    """
+    for proc in reversed(processes):
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+    processes.clear()

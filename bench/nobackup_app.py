@@ -1,7 +1,7 @@
 """The controller without backup paths: the failover benchmark's baseline.
 
 ``osken-manager bench.nobackup_app`` runs :class:`controller.app.VmnController`
-with no backup chosen anywhere (:meth:`controller.protection.DestinationTree.choose`
+with no backup chosen anywhere (:meth:`controller.fabric.protection.DestinationTree.choose`
 answers None), so no fast-failover group is installed and every switch
 forwards on its primary port only: a cut link is rerouted by the controller
 alone, on the port-status message, as before backups existed. Benchmark use

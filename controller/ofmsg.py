@@ -1,6 +1,6 @@
 """The one module that builds os-ken OpenFlow 1.3 message objects.
 
-Turns our :class:`~controller.rules.Rule` values and core batches into
+Turns our :class:`~controller.flows.rules.Rule` values and core batches into
 ``OFPFlowMod`` / bundle messages for a datapath, and parses the few
 things we read back (flow-stats cookies, matches).
 """

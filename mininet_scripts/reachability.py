@@ -1,7 +1,7 @@
 """Which VMs of a network file should reach each other, and did they.
 
 Pure logic behind ``vmn_mininet.py --check``: the expected matrix a
-:class:`~controller.model.Model` implies, the probing schedule (with the
+:class:`~controller.config.model.Model` implies, the probing schedule (with the
 probe and the clock passed in), the comparison, and the printed matrix.
 Nothing here touches Mininet, so it is testable with hand-built models.
 

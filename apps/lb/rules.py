@@ -19,7 +19,7 @@ Per switch with edge ports in a balancer's network:
   replies, ARP replies) are trapped to the controller, metered, ahead of the
   conntrack pass.
 
-Health and backend locations come from :class:`controller.lbruntime.LbRuntime`.
+Health and backend locations come from :class:`apps.lb.runtime.LbRuntime`.
 """
 
 from __future__ import annotations

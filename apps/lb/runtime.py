@@ -1,6 +1,6 @@
 """Runtime state of the load balancers: backend health and where each backend is.
 
-Wraps :class:`controller.healthcheck.HealthChecker` with what it needs from
+Wraps :class:`apps.lb.health.HealthChecker` with what it needs from
 the fabric: a backend's MAC and port. A backend VM with a declared ``mac``
 is located from the file; any other is located by ARP (a request from the
 VIP to its port, or to every edge port of its network when no VM has its

@@ -10,7 +10,7 @@ network is an error. When routers join networks, the scope of these checks
 will have to grow to the networks a router joins to the VIP's.
 
 Called by :func:`controller.config.parse_model`; like the other checks, these
-functions record errors in the given :class:`~controller.config_base.Ctx`
+functions record errors in the given :class:`~controller.config.base.Ctx`
 and return only the objects that validated. Standard library only.
 """
 

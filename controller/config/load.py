@@ -1,4 +1,4 @@
-"""Load and validate a network file into a :class:`controller.model.Model`.
+"""Load and validate a network file into a :class:`controller.config.model.Model`.
 
 The file format is the contract in ``network-schema.md``. Validation is
 strict (unknown keys, wrong types, dangling references and conflicts are all

@@ -1,7 +1,7 @@
 """Validation of the ``acls`` section of a network file (and the size of ``acl_in`` lists).
 
 Called by :func:`controller.config.parse_model`; like the other checks, these
-functions record errors in the given :class:`~controller.config_base.Ctx`
+functions record errors in the given :class:`~controller.config.base.Ctx`
 and return only the objects that validated. Standard library only.
 """
 

@@ -2,7 +2,7 @@
 
 ``switches``, ``links``, ``networks`` and ``vms``: called by
 :func:`controller.config.parse_model`. Like every check, these functions
-record errors in the given :class:`~controller.config_base.Ctx` and return
+record errors in the given :class:`~controller.config.base.Ctx` and return
 only the objects that validated. Standard library only.
 """
 

@@ -1,7 +1,7 @@
 """Backup next hops for fast failover: a cut link is bypassed in the datapath.
 
 Toward each destination switch ``D`` every switch forwards along the BFS
-tree of :func:`controller.topology.bfs_parents` (its *primary* port). For a
+tree of :func:`controller.fabric.topology.bfs_parents` (its *primary* port). For a
 switch ``Y`` this module picks one *backup* port, which an OpenFlow
 fast-failover group takes while the primary port is down, so known unicast
 keeps flowing before the controller reacts, and while it is away:

@@ -1,6 +1,6 @@
 """A simulated OpenFlow pipeline: where would this packet go?
 
-Applies our :class:`~controller.rules.Rule` values the way OVS would
+Applies our :class:`~controller.flows.rules.Rule` values the way OVS would
 (highest priority match per table, apply-actions in order, goto), across
 switches joined by links, so tests assert behaviour ("web1's ARP reaches
 web2 and nothing in tenant-b") instead of comparing message lists.

@@ -12,6 +12,7 @@ import ipaddress
 import select
 import signal
 import struct
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -65,14 +66,21 @@ def arp(op: int, sha: str, spa: str, tha: str, tpa: str) -> bytes:
     return struct.pack("!HHBBH", 1, ETH_IPV4, 6, 4, op) + _mac(sha) + _ip(spa) + _mac(tha) + _ip(tpa)
 
 
-def ipv4_udp(src: str, dst: str, payload: bytes) -> bytes:
-    """An IPv4/UDP packet (port 9, discard) with a correct header checksum."""
-    udp = struct.pack("!HHHH", 9, 9, 8 + len(payload), 0) + payload
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ipv4_udp(src: str, dst: str, payload: bytes, sport: int = 9, dport: int = 9) -> bytes:
+    """An IPv4/UDP packet (default port 9, discard) with a correct header checksum."""
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, _ip(src), _ip(dst))
-    total = sum(struct.unpack("!10H", head))
-    total = (total & 0xFFFF) + (total >> 16)
-    checksum = ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF
-    return head[:10] + struct.pack("!H", checksum) + head[12:] + udp
+    return head[:10] + struct.pack("!H", checksum(head)) + head[12:] + udp
 
 
 def lldp_probe(dpid: int, port: int) -> bytes:
@@ -157,22 +165,30 @@ def send(host: Host, frames: Iterable[bytes], count: int = 1) -> None:
     host.run(["/usr/bin/python3", "-c", SEND, host.iface, str(count), *(f.hex() for f in frames)], check=True)
 
 
+def tcpdump_argv(iface: str, path: Path) -> list[str]:
+    """tcpdump writing every frame of ``iface`` to the pcap ``path`` at once (unbuffered)."""
+    return ["tcpdump", "-i", iface, "-n", "-U", "--immediate-mode", "-Z", "root", "-w", str(path)]
+
+
+def wait_listening(proc: subprocess.Popen[str], what: str, timeout: float = 15) -> None:
+    """Wait until tcpdump ``proc`` says on stderr that it listens; fail if it exits or ``timeout`` passes."""
+    err = proc.stderr
+    assert err is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not any("listening on" in line for line in lines):
+        ready, _, _ = select.select([err], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready and proc.poll() is None, f"{what} did not start: {lines}"
+        lines.append(err.readline())
+
+
 class Capture:
     """tcpdump on a VM's interface, writing a pcap file; ready once it listens."""
 
     def __init__(self, host: Host, path: Path) -> None:
         self.host, self.path = host, path
-        self.proc = host.popen(
-            ["tcpdump", "-i", host.iface, "-n", "-U", "--immediate-mode", "-Z", "root", "-w", str(path)]
-        )
-        err = self.proc.stderr
-        assert err is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 15
-        while not any("listening on" in line for line in lines):
-            ready, _, _ = select.select([err], [], [], max(0.0, deadline - time.monotonic()))
-            assert ready and self.proc.poll() is None, f"tcpdump in {host.name} did not start: {lines}"
-            lines.append(err.readline())
+        self.proc = host.popen(tcpdump_argv(host.iface, path))
+        wait_listening(self.proc, f"tcpdump in {host.name}")
 
     def frames(self) -> list[Seen]:
         return read_pcap(self.path)

@@ -10,12 +10,10 @@ flushed by a sentinel before it is read, so "not seen" means "not delivered".
 from __future__ import annotations
 
 import ipaddress
-import select
 import signal
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -32,11 +30,15 @@ from tests.ovs.test_isolation_ovs import (
     Capture,
     Seen,
     arp,
+    checksum,
     eth,
+    ipv4_udp,
     neighbour_mac,
     read_pcap,
     send,
     stop_all,
+    tcpdump_argv,
+    wait_listening,
 )
 
 pytestmark = pytest.mark.ovs
@@ -75,33 +77,6 @@ HOSTS: dict[str, HostSpec] = {
 # --- frames ------------------------------------------------------------------------
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(int(word) for word in struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
-    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    head = struct.pack(
-        "!BBHHHBBH4s4s",
-        0x45,
-        0,
-        20 + len(udp),
-        0,
-        0,
-        64,
-        17,
-        0,
-        ipaddress.IPv4Address(src).packed,
-        ipaddress.IPv4Address(dst).packed,
-    )
-    return head[:10] + struct.pack("!H", _checksum(head)) + head[12:] + udp
-
-
 def dhcp_discover(mac: str, marker: bytes) -> bytes:
     """A BOOTP request (DHCPDISCOVER) from 0.0.0.0:68 to 255.255.255.255:67, ``marker`` in its server name."""
     bootp = (
@@ -112,14 +87,14 @@ def dhcp_discover(mac: str, marker: bytes) -> bytes:
         + bytes.fromhex("63825363")
         + bytes([53, 1, 1, 255])
     )
-    return ipv4_udp("0.0.0.0", "255.255.255.255", 68, 67, bootp)
+    return ipv4_udp("0.0.0.0", "255.255.255.255", bootp, 68, 67)
 
 
 def ipv6_packet(src: str, dst: str, next_header: int, body: bytes, hop_limit: int = 255) -> bytes:
     s, d = ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed
     if next_header == 58:  # ICMPv6 checksum over the pseudo-header
         pseudo = s + d + struct.pack("!I3xB", len(body), 58)
-        body = body[:2] + struct.pack("!H", _checksum(pseudo + body[:2] + b"\0\0" + body[4:])) + body[4:]
+        body = body[:2] + struct.pack("!H", checksum(pseudo + body[:2] + b"\0\0" + body[4:])) + body[4:]
     return struct.pack("!IHBB", 0x60000000, len(body), next_header, hop_limit) + s + d + body
 
 
@@ -202,19 +177,9 @@ class TrunkCapture:
     def __init__(self, iface: str, path: Path) -> None:
         self.path = path
         self.proc = subprocess.Popen(
-            ["tcpdump", "-i", iface, "-n", "-U", "--immediate-mode", "-Z", "root", "-w", str(path)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            tcpdump_argv(iface, path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
-        err = self.proc.stderr
-        assert err is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 15
-        while not any("listening on" in line for line in lines):
-            ready, _, _ = select.select([err], [], [], max(0.0, deadline - time.monotonic()))
-            assert ready and self.proc.poll() is None, f"tcpdump on {iface} did not start: {lines}"
-            lines.append(err.readline())
+        wait_listening(self.proc, f"tcpdump on {iface}")
 
     def frames(self) -> list[Seen]:
         return read_pcap(self.path)
@@ -253,9 +218,9 @@ def test_dhcp_discover_and_arp_probe_from_0_0_0_0_reach_the_network(
     bad = {
         b"VMN-DHCP-OTHER-MAC": eth(BCAST, r3.mac, ETH_IPV4, dhcp_discover(r3.mac, b"VMN-DHCP-OTHER-MAC")),
         b"VMN-ANY-NOT-DHCP": eth(
-            BCAST, r1.mac, ETH_IPV4, ipv4_udp("0.0.0.0", "255.255.255.255", 68, 68, b"VMN-ANY-NOT-DHCP")
+            BCAST, r1.mac, ETH_IPV4, ipv4_udp("0.0.0.0", "255.255.255.255", b"VMN-ANY-NOT-DHCP", 68, 68)
         ),
-        b"VMN-DHCP-UNICAST": eth(r2.mac, r1.mac, ETH_IPV4, ipv4_udp("0.0.0.0", other_ip, 68, 67, b"VMN-DHCP-UNICAST")),
+        b"VMN-DHCP-UNICAST": eth(r2.mac, r1.mac, ETH_IPV4, ipv4_udp("0.0.0.0", other_ip, b"VMN-DHCP-UNICAST", 68, 67)),
     }
     send(
         r1,

@@ -122,22 +122,28 @@ def test_a_down_backend_gets_no_new_connections_and_keeps_old_ones() -> None:
         assert syn(h, sport).outputs[0][2]["ipv4_dst"] == ip
 
 
+def to_vip_from_web2(h: Harness, sport: int, dport: int) -> Trace:
+    """A TCP segment from backend web2 (10.0.0.12) to the VIP, ports ``sport`` -> ``dport``."""
+    dpid, port = WHERE["10.0.0.12"]
+    return h.send(
+        dpid,
+        port,
+        MACS["10.0.0.12"],
+        vip_mac(VIP),
+        learn=False,
+        ipv4_src="10.0.0.12",
+        ipv4_dst=VIP,
+        ip_proto=6,
+        tcp_src=sport,
+        tcp_dst=dport,
+    )
+
+
 def test_a_backend_reaches_its_own_vip_and_gets_the_reply_from_the_vip() -> None:
     h = harness()
     me, (dpid, port) = MACS["10.0.0.12"], WHERE["10.0.0.12"]
     for sport in range(33000, 33100):  # a connection the group sends back to the backend itself
-        request = h.send(
-            dpid,
-            port,
-            me,
-            vip_mac(VIP),
-            learn=False,
-            ipv4_src="10.0.0.12",
-            ipv4_dst=VIP,
-            ip_proto=6,
-            tcp_src=sport,
-            tcp_dst=80,
-        )
+        request = to_vip_from_web2(h, sport, 80)
         assert len(request.outputs) == 1, request.outputs
         ((d, p, pkt),) = request.outputs
         if pkt["ipv4_dst"] == "10.0.0.12":
@@ -153,33 +159,11 @@ def test_a_backend_reaches_its_own_vip_and_gets_the_reply_from_the_vip() -> None
         me,
         0,
     )
-    reply = h.send(
-        dpid,
-        port,
-        me,
-        vip_mac(VIP),
-        learn=False,
-        ipv4_src="10.0.0.12",
-        ipv4_dst=VIP,
-        ip_proto=6,
-        tcp_src=80,
-        tcp_dst=sport,
-    )
+    reply = to_vip_from_web2(h, 80, sport)
     ((d, p, back),) = reply.outputs
     assert (d, p) == (dpid, port)
     assert (back["ipv4_src"], back["tcp_src"], back["ipv4_dst"], back["tcp_dst"]) == (VIP, 80, "10.0.0.12", sport)
-    again = h.send(
-        dpid,
-        port,
-        me,
-        vip_mac(VIP),
-        learn=False,
-        ipv4_src="10.0.0.12",
-        ipv4_dst=VIP,
-        ip_proto=6,
-        tcp_src=sport,
-        tcp_dst=80,
-    )
+    again = to_vip_from_web2(h, sport, 80)
     assert [(o[0], o[1], o[2]["ipv4_src"], o[2]["ipv4_dst"]) for o in again.outputs] == [
         (dpid, port, VIP, "10.0.0.12")
     ]  # later packets of the connection take the same way

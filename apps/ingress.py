@@ -29,10 +29,10 @@ untagged frame; 802.1ad tags with another id drop like any tag.
 
 from __future__ import annotations
 
-from apps.acl.plan import AclPlan, plan_of
+from apps.acl.plan import AclPlan, PlanCache
 from apps.base import AppContext, Segments, per_switch
 from apps.portsec import kinds
-from controller.config.model import Model, Vm
+from controller.config.model import Vm
 from controller.fabric.crossing import from_trunk
 from controller.fabric.view import FabricView
 from controller.flows.pipeline import APP_INGRESS, METADATA_ALL, T_ACL_NET, T_ACL_PORT, T_INGRESS, T_LB, T_LEARN
@@ -138,7 +138,7 @@ class Ingress:
     app_id = APP_INGRESS
 
     def __init__(self, ctx: AppContext) -> None:
-        self._plan: tuple[Model, AclPlan] | None = None
+        self._plan = PlanCache()
         self.filtering = ctx.pipeline.has("acl_port")
         unfiltered = ctx.pipeline.next_table(T_ACL_NET)
         assert unfiltered is not None, "the pipeline has no table after the ACL tables"
@@ -147,7 +147,5 @@ class Ingress:
     def compile(self, view: FabricView) -> Segments:
         plan = None
         if self.filtering:
-            if self._plan is None or self._plan[0] is not view.model:
-                self._plan = (view.model, plan_of(view.model))
-            plan = self._plan[1]
+            plan = self._plan(view.model)
         return per_switch("ingress", view, lambda v, d: ingress_rules(v, d, plan, self.unfiltered))

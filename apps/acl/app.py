@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from apps.acl.compile import NET_STAGE, PORT_STAGE, ListCompiler, Origin, Stage, base_rules, conntrack_rules
-from apps.acl.plan import AclList, AclPlan, plan_of
+from apps.acl.plan import AclList, AclPlan, PlanCache
 from apps.base import AppContext, Segments
 from controller.config.model import Model
 from controller.fabric.view import FabricView
@@ -26,15 +26,13 @@ class AclFirewall:
     def __init__(self, ctx: AppContext) -> None:
         self.compiler = ListCompiler()
         self.hits: StatCounter[int] = StatCounter(ctx.metrics.acl_rule_hits)
-        self._plan: tuple[Model, AclPlan] | None = None
+        self._plan = PlanCache()
         self._origins: tuple[Model, Mapping[int, Origin]] | None = None
         self._model: Model | None = None
 
     def plan(self, model: Model) -> AclPlan:
         """The ACL plan of ``model`` (cached for the latest model)."""
-        if self._plan is None or self._plan[0] is not model:
-            self._plan = (model, plan_of(model))
-        return self._plan[1]
+        return self._plan(model)
 
     def compile(self, view: FabricView) -> Segments:
         plan = self.plan(view.model)

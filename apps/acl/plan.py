@@ -79,3 +79,15 @@ def plan_of(model: Model) -> AclPlan:
         if any(name in stateful for names in lists for name in names):
             tracked.add(net.vlan)
     return AclPlan(_ids(port_lists, 32), _ids(net_lists, 31), frozenset(tracked))
+
+
+class PlanCache:
+    """:func:`plan_of` of the latest model, computed once per model (compared by identity)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Model, AclPlan] | None = None
+
+    def __call__(self, model: Model) -> AclPlan:
+        if self._last is None or self._last[0] is not model:
+            self._last = (model, plan_of(model))
+        return self._last[1]

@@ -15,7 +15,7 @@ from apps.l2.learning import learn_decision
 from apps.l2.rules import PRIO_HOST, backup_group, host_key, host_rules, port_full_key, port_full_rules, static_rules
 from controller.config.model import Model
 from controller.effects import DumpedFlow
-from controller.fabric.view import FabricView, Host
+from controller.fabric.view import FabricView
 from controller.flows.pipeline import APP_L2, T_LEARN
 from controller.flows.rules import GroupEntry, Rule
 from controller.packets import parse_eth
@@ -150,7 +150,3 @@ class L2Switch:
         counts = self.hosts.count_by_vlan()
         for net in self.model.networks:
             self.metrics.hosts_learned.labels(network=net.name).set(counts.get(net.vlan, 0))
-
-    def learned(self) -> Mapping[tuple[int, str], Host]:
-        """The learned hosts, (vlan, mac) -> host (read-only; for tools)."""
-        return self.hosts

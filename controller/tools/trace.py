@@ -20,7 +20,6 @@ from typing import Literal
 
 from apps.acl.app import AclFirewall
 from apps.acl.compile import Origin
-from apps.l2.app import L2Switch
 from apps.lb.app import LoadBalancerApp
 from apps.lb.probe import vip_mac
 from apps.lb.runtime import Location
@@ -97,8 +96,6 @@ def build_fabric(model: Model) -> Fabric:
     """Connect the model's switches and links to a core and learn every VM on its port."""
     fake = FakeFabric.from_model(model)
     fabric = Fabric(model, fake, port_numbers(model))
-    learner = fake.core.app("l2")
-    assert isinstance(learner, L2Switch)
     for vm in model.vms:
         dpid, port = fabric.at(vm)
         vlan = model.network_by_name[vm.network].vlan

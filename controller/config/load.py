@@ -214,7 +214,12 @@ def parse_model(data: object) -> Model:
     config_policy.check_list_sizes(
         ctx,
         acls,
-        [(f"vms.{v.name}.acl_in", v.acl_in) for v in vms] + [(f"networks.{n.name}.acl_in", n.acl_in) for n in networks],
+        [
+            (f"{kind}.{x.name}.{key}", getattr(x, key))
+            for kind, xs in (("vms", vms), ("networks", networks))
+            for x in xs
+            for key in ("acl_in", "acl_out")
+        ],
     )
     balancers = parse_load_balancers(ctx.at("load_balancers"), raw["load_balancers"] or {}, known, vms)
     mirrors = parse_mirrors(ctx.at("mirrors"), raw["mirrors"] or {}, known, vms, link_ports)

@@ -69,6 +69,8 @@ class Network:
     name: str
     vlan: int
     acl_in: tuple[str, ...] = ()
+    acl_out: tuple[str, ...] = ()
+    """ACLs on traffic delivered into this network (each of its VMs' ports)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class Vm:
     """Lower-case ``aa:bb:cc:dd:ee:ff``."""
     acl_in: tuple[str, ...] = ()
     ipv6: ipaddress.IPv6Interface | None = None
+    acl_out: tuple[str, ...] = ()
+    """ACLs on traffic delivered to this VM."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Validation of the ``acls`` section of a network file (and the size of ``acl_in`` lists).
+"""Validation of the ``acls`` section of a network file (and the size of ``acl_in`` and ``acl_out`` lists).
 
 Called by :func:`controller.config.parse_model`; like the other checks, these
 functions record errors in the given :class:`~controller.config.base.Ctx`
@@ -181,13 +181,13 @@ def _check_eth_type(ctx: Ctx, raw: object, eth_type: int, v4: list[str], v6: lis
 
 
 MAX_LIST_RULES = MAX_ACL_LIST_RULES
-"""Rules one ``acl_in`` list may hold in all (the ACL priority band, :mod:`controller.flows.pipeline`)."""
+"""Rules one ``acl_in`` or ``acl_out`` list may hold in all (the ACL priority band, :mod:`controller.flows.pipeline`)."""
 
 
 def check_list_sizes(ctx: Ctx, acls: list[Acl], users: list[tuple[str, tuple[str, ...]]]) -> None:
-    """Reject an ``acl_in`` list whose ACLs have more than :data:`MAX_LIST_RULES` rules in all.
+    """Reject an ``acl_in`` or ``acl_out`` list whose ACLs have more than :data:`MAX_LIST_RULES` rules in all.
 
-    ``users`` are (YAML path of the ``acl_in`` key, the list) pairs.
+    ``users`` are (YAML path of the list's key, the list) pairs.
     """
     sizes = {acl.name: len(acl.rules) for acl in acls}
     for path, names in users:

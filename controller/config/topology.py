@@ -174,23 +174,24 @@ def parse_links(ctx: Ctx, value: object, known: Known) -> tuple[list[Link], dict
 
 
 def parse_networks(ctx: Ctx, raw: dict[str, object], known: Known) -> list[Network]:
-    """The valid networks; VLAN ids unique in 1..4094, ``acl_in`` names known ACLs."""
+    """The valid networks; VLAN ids unique in 1..4094, ``acl_in`` and ``acl_out`` name known ACLs."""
     out: list[Network] = []
     by_vlan: dict[int, str] = {}
     for name, value in raw.items():
         c = ctx.at(name)
         mark = c.mark()
-        m = mapping(c, value, required=("vlan",), optional=("acl_in",))
+        m = mapping(c, value, required=("vlan",), optional=("acl_in", "acl_out"))
         if m is None:
             continue
         vlan = required(c, m, "vlan", int_in(1, 4094))
         acl_in: tuple[str, ...] = optional(c, m, "acl_in", references(known.acls, "ACL"), ())
+        acl_out: tuple[str, ...] = optional(c, m, "acl_out", references(known.acls, "ACL"), ())
         if vlan is not None and vlan in by_vlan:
             c.at("vlan").error(f"VLAN {vlan} is already used by network {by_vlan[vlan]!r}")
         elif vlan is not None:
             by_vlan[vlan] = name
         if vlan is not None and not c.failed_since(mark):
-            out.append(Network(name=name, vlan=vlan, acl_in=acl_in))
+            out.append(Network(name=name, vlan=vlan, acl_in=acl_in, acl_out=acl_out))
     return out
 
 
@@ -226,7 +227,7 @@ def _vm(ctx: Ctx, name: str, value: object, known: Known, claims: _Claims) -> Vm
         ctx,
         value,
         required=("switch", "port", "network"),
-        optional=("ip", "ipv6", "mac", "acl_in"),
+        optional=("ip", "ipv6", "mac", "acl_in", "acl_out"),
     )
     if m is None:
         return None
@@ -237,6 +238,7 @@ def _vm(ctx: Ctx, name: str, value: object, known: Known, claims: _Claims) -> Vm
     ipv6 = optional(ctx, m, "ipv6", ipv6_interface, None)
     address = optional(ctx, m, "mac", unicast_mac, None)
     acl_in: tuple[str, ...] = optional(ctx, m, "acl_in", references(known.acls, "ACL"), ())
+    acl_out: tuple[str, ...] = optional(ctx, m, "acl_out", references(known.acls, "ACL"), ())
     if switch is not None and port is not None:
         holder = claims.ports.setdefault((switch, port), f"VM {name!r}")
         if holder != f"VM {name!r}":
@@ -261,4 +263,5 @@ def _vm(ctx: Ctx, name: str, value: object, known: Known, claims: _Claims) -> Vm
         mac=address,
         acl_in=acl_in,
         ipv6=ipv6,
+        acl_out=acl_out,
     )

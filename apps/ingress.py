@@ -1,6 +1,11 @@
-"""Table ``ingress``: classify each port into its network and enforce port security.
+"""Tables ``ingress`` and ``output``: where frames enter and leave the fabric at edge ports.
 
-Per switch:
+Table ``output`` ends every delivery to a VM port (see
+:func:`controller.fabric.crossing.to_edges`): the frame loses its network's
+tag and leaves by the port; table ``egress`` sends deliveries there unless
+the ACL app claims the port (``acl_out``, conntrack at delivery).
+
+Per switch, table ``ingress``:
 
 - LLDP (0x88cc) goes to the controller before anything else, except on a
   declared VM port, where it drops: the controller is not probing there, and
@@ -33,9 +38,19 @@ from apps.acl.plan import AclPlan, PlanCache
 from apps.base import AppContext, Segments, per_switch
 from apps.portsec import kinds
 from controller.config.model import Vm
-from controller.fabric.crossing import from_trunk
+from controller.fabric.crossing import edge_output, from_trunk
 from controller.fabric.view import FabricView
-from controller.flows.pipeline import APP_INGRESS, METADATA_ALL, T_ACL_NET, T_ACL_PORT, T_INGRESS, T_LB, T_LEARN
+from controller.flows.pipeline import (
+    APP_INGRESS,
+    METADATA_ALL,
+    T_ACL_NET,
+    T_ACL_PORT,
+    T_EGRESS,
+    T_INGRESS,
+    T_LB,
+    T_LEARN,
+    T_OUTPUT,
+)
 from controller.flows.rules import (
     OFPP_CONTROLLER,
     OFPVID_NONE,
@@ -119,10 +134,13 @@ def ingress_rules(view: FabricView, dpid: int, plan: AclPlan | None, unfiltered:
             APP_INGRESS, T_INGRESS, PRIO_LLDP, make_match(eth_type=ETH_LLDP), (Output(OFPP_CONTROLLER, LLDP_MAX_LEN),)
         ),
         Rule(APP_INGRESS, T_INGRESS, PRIO_MISS),
+        Rule(APP_INGRESS, T_EGRESS, PRIO_MISS, goto=T_OUTPUT),
+        Rule(APP_INGRESS, T_OUTPUT, PRIO_MISS),
     ]
     for port, (net, vm) in view.edge_ports(dpid).items():
         metadata = plan.metadata(vm, net) if plan is not None else None
         rules += edge_port_rules(port, net.vlan, vm, metadata, unfiltered)
+        rules.append(edge_output(port, net.vlan))
     for port in sorted(view.trunk_ports(dpid)):
         rules += [
             Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, from_trunk(port, vlan), goto=T_LEARN)

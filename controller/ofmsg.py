@@ -16,7 +16,22 @@ from os_ken.ofproto import ofproto_common
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.flows.rules import Action, Ct, Group, GroupEntry, Move, Nat, Output, PopVlan, PushVlan, Rule, SetField
+from controller.flows.rules import (
+    Action,
+    Clone,
+    Ct,
+    CtClear,
+    Group,
+    GroupEntry,
+    Move,
+    Nat,
+    Output,
+    PopVlan,
+    PushVlan,
+    Resubmit,
+    Rule,
+    SetField,
+)
 
 ALL_COOKIE_BITS = 0xFFFFFFFFFFFFFFFF
 NX_CT_F_COMMIT = 1
@@ -45,6 +60,45 @@ class _PaddedNat(parser.NXActionNAT):
         data: bytearray = super().serialize_body()
         data += bytes(-(self._HEADER_LEN + len(data)) % 8)
         return data
+
+
+NXAST_CLONE = 42
+"""Nicira action subtype of ``clone`` (OVS ``lib/ofp-actions.c``, ``NXAST_RAW_CLONE``)."""
+OFPP_IN_PORT_16 = 0xFFF8
+"""``in_port`` of a ``resubmit(,table)``: keep the packet's own in_port (OpenFlow 1.0 port numbering)."""
+
+
+class NXActionClone(parser.NXAction):  # type: ignore[misc]
+    """Nicira ``clone(actions)``, which os-ken lacks: an extended action header (6 bytes of
+    padding after the subtype), then the nested actions (OVS ``encode_CLONE``)."""
+
+    _subtype = NXAST_CLONE
+    _fmt_str = "!6x"
+
+    def __init__(
+        self, actions: list[Any], type_: Any = None, len_: Any = None, experimenter: Any = None, subtype: Any = None
+    ) -> None:
+        super().__init__()
+        self.actions = actions
+
+    @classmethod
+    def parser(cls, buf: bytes) -> NXActionClone:
+        rest = buf[struct.calcsize(cls._fmt_str) :]
+        actions = []
+        while len(rest) > 0:
+            action = parser.OFPAction.parser(rest, 0)
+            actions.append(action)
+            rest = rest[action.len :]
+        return cls(actions)
+
+    def serialize_body(self) -> bytearray:
+        data = bytearray(struct.calcsize(self._fmt_str))
+        for a in self.actions:
+            a.serialize(data, len(data))
+        return data
+
+
+parser.NXAction.register(NXActionClone)
 
 
 def _nat(nat: Nat) -> Any:
@@ -79,6 +133,12 @@ def _action(a: Action) -> Any:
         )
     if isinstance(a, Move):
         return parser.NXActionRegMove(src_field=a.src, dst_field=a.dst, n_bits=FIELD_BITS[a.src])
+    if isinstance(a, CtClear):
+        return parser.NXActionCTClear()
+    if isinstance(a, Resubmit):
+        return parser.NXActionResubmitTable(in_port=OFPP_IN_PORT_16, table_id=a.table)
+    if isinstance(a, Clone):
+        return NXActionClone([_action(x) for x in a.actions])
     raise TypeError(f"unknown action {a!r}")
 
 

@@ -17,6 +17,16 @@ that writes "go on" reaches a table inserted after its own.
 | 55 | mirror     | mirror                                   | copies of mirrored VMs' traffic toward their mirror port     |
 | 60 | forward    | l2                                       | (vlan, dst MAC) -> output or fast-failover group; miss -> flood |
 | 70 | flood      | flood                                    | per-network flood along the loop-free tree                   |
+| 80 | egress     | ingress 0, acl 100-200                   | delivery to a VM port (reg0): ports with ``acl_out`` lists or conntrack to the ACL, the rest to output |
+| 82 | acl_out_net | acl                                     | conntrack pass (zone = VLAN) at delivery; replies of committed connections on; network ``acl_out`` |
+| 84 | acl_out_port | acl                                    | the VM's ``acl_out`` list                                     |
+| 86 | egress_commit | acl                                  | commit delivered connections; un-NAT load-balanced replies    |
+| 90 | output     | ingress                                  | pop the network's tag, out of the VM's port (reg0)           |
+
+Delivery: ``forward`` and ``flood`` hand a frame to a VM port by writing the
+port into reg0 and resubmitting to ``egress`` (one ``clone`` per port when
+flooding, so each copy meets its own port's policy), as OVN's logical
+output port (reg15) and egress pipeline.
 
 Shared fields (who writes, who reads), as OVN northd keeps its register table:
 
@@ -25,8 +35,13 @@ Shared fields (who writes, who reads), as OVN northd keeps its register table:
 | metadata         | 0-31   | ingress          | acl (acl_port)   | the VM's ACL list id (0: none)                 |
 | metadata         | 32-62  | ingress          | acl (acl_net)    | the network's ACL list id (0: none)            |
 | metadata         | 63     | acl (allow)      | acl (acl_commit) | a stateful rule allowed this packet            |
+| metadata (egress) | 0-62  | acl (egress)     | acl (acl_out_*)  | the VM's and the network's ``acl_out`` list ids, as above |
+| metadata (egress) | 63    | acl (allow)      | acl (egress_commit) | a stateful ``acl_out`` rule allowed this packet |
+| reg0             | 0-31   | l2, flood        | ingress, acl     | :data:`REG_OUT_PORT`: the VM port a frame is delivered to |
+| vlan_pcp (fabric) | 3     | acl (commit, replies) | acl (egress_commit, acl_out_net) | :data:`PCP_STATEFUL`: a stateful rule on the way allowed this connection (carried across trunks to the delivering switch; a backup path's mark replaces it) |
 | ct_mark          | 0-31   | acl, lb (commit) | acl (acl_port)   | :data:`CT_MARK_SKIP_ACL`: replies skip the ACLs |
-| ct_zone          | 16     | acl, lb          |                  | the network's VLAN id                          |
+| ct_zone          | 16     | acl              | acl              | the network's VLAN id: where a connection is tracked at both ends, on every host it crosses |
+| ct_zone          | 16     | lb               | lb, acl (egress_commit) | :data:`CT_ZONE_LB` + VLAN: the balancer's destination NAT (un-NATed where replies are delivered) |
 | ct_zone          | 16     | lb (hairpin)     | lb               | :data:`CT_ZONE_HAIRPIN` + VLAN: backend-to-own-VIP SNAT |
 | vlan_pcp (trunk) | 3      | l2 (ff groups)   | l2 (forward)     | :data:`PCP_DETOUR`: the frame is on a backup path (ingress resets a VM's priority to 0) |
 
@@ -41,7 +56,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from controller.flows.rules import Ct, Rule
+from controller.flows.rules import Action, Clone, Ct, Resubmit, Rule
 
 # App ids: the top byte of every cookie. A third-party app picks an unused id >= 64.
 APP_INGRESS = 1
@@ -68,6 +83,11 @@ T_LEARN = 50
 T_MIRROR = 55
 T_FORWARD = 60
 T_FLOOD = 70
+T_EGRESS = 80
+T_ACL_OUT_NET = 82
+T_ACL_OUT_PORT = 84
+T_EGRESS_COMMIT = 86
+T_OUTPUT = 90
 
 METER_PACKET_IN = 1
 """OpenFlow meter on every rule that copies packets to the controller."""
@@ -76,8 +96,15 @@ CT_MARK_SKIP_ACL = 1
 CT_ZONE_HAIRPIN = 0x1000
 """Added to a network's VLAN id: the conntrack zone where a backend's connections to its own VIP are
 source-NATed to the VIP (a zone apart from the network's, as OVN's ``ct_snat_to_vip``)."""
+CT_ZONE_LB = 0x2000
+"""Added to a network's VLAN id: the conntrack zone of the load balancer's destination NAT, apart from
+the network's own zone so that the NATed connection can be tracked again where it is delivered."""
 PCP_DETOUR = 1
 """VLAN priority of a frame on a backup path (0 elsewhere in the fabric)."""
+PCP_STATEFUL = 2
+"""VLAN priority of a frame whose connection a stateful rule (or the load balancer) allowed on its way."""
+REG_OUT_PORT = "reg0"
+"""Register holding the VM port a frame is being delivered to (tables ``egress`` to ``output``)."""
 ACL_TOP_RULE_PRIORITY = 59999
 """Priority of an ACL list's first rule; the next ones count down (the acl band of acl_port/acl_net)."""
 MAX_ACL_LIST_RULES = 59000
@@ -147,6 +174,7 @@ _L3 = frozenset(
     }
 )
 _CT = frozenset({"ct_state", "ct_zone", "ct_mark", "metadata"})
+_REG = frozenset({REG_OUT_PORT, "vlan_vid"})
 _ALL = (0, 65535)
 
 BUILTIN_TABLES: tuple[TableSpec, ...] = (
@@ -171,8 +199,19 @@ BUILTIN_TABLES: tuple[TableSpec, ...] = (
     TableSpec(T_ACL_COMMIT, "acl_commit", {"acl": _ALL}, _L2 | _CT, frozenset({"learn"})),
     TableSpec(T_LEARN, "learn", {"l2": _ALL}, _L2, frozenset(), Trap("l2", "learn")),
     TableSpec(T_MIRROR, "mirror", {"mirror": _ALL}, _L2, frozenset({"forward"})),
-    TableSpec(T_FORWARD, "forward", {"l2": _ALL}, _L2 | {"vlan_pcp"}, frozenset({"flood"})),
-    TableSpec(T_FLOOD, "flood", {"flood": _ALL}, _L2),
+    TableSpec(T_FORWARD, "forward", {"l2": _ALL}, _L2 | {"vlan_pcp"}, frozenset({"flood", "egress"})),
+    TableSpec(T_FLOOD, "flood", {"flood": _ALL}, _L2, frozenset({"egress"})),
+    TableSpec(T_EGRESS, "egress", {"ingress": (0, 0), "acl": (100, 200)}, _REG, frozenset({"acl_out_net", "output"})),
+    TableSpec(
+        T_ACL_OUT_NET,
+        "acl_out_net",
+        {"acl": _ALL},
+        _L2 | _L3 | _CT | _REG | {"vlan_pcp"},
+        frozenset({"acl_out_net", "egress_commit"}),
+    ),
+    TableSpec(T_ACL_OUT_PORT, "acl_out_port", {"acl": _ALL}, _L2 | _L3 | _CT | _REG),
+    TableSpec(T_EGRESS_COMMIT, "egress_commit", {"acl": _ALL}, _L2 | _CT | _REG | {"vlan_pcp"}, frozenset({"output"})),
+    TableSpec(T_OUTPUT, "output", {"ingress": _ALL}, _L2 | _REG),
 )
 
 
@@ -254,7 +293,7 @@ class Pipeline:
         if bad:
             raise PipelineError(f"table {spec.name} does not match on {', '.join(bad)}")
         nexts = [rule.goto] if rule.goto is not None else []
-        nexts += [a.recirc_table for a in rule.actions if isinstance(a, Ct) and a.recirc_table is not None]
+        nexts += _action_tables(rule.actions)
         for nxt in nexts:
             if nxt not in self._nexts[spec.table_id]:
                 raise PipelineError(f"table {spec.name} may not go to table {nxt}")
@@ -268,6 +307,19 @@ class Pipeline:
             other = seen.setdefault(key, rule)
             if other != rule:
                 raise PipelineError(f"conflicting rules for one match: {other} and {rule}")
+
+
+def _action_tables(actions: tuple[Action, ...]) -> list[int]:
+    """Tables that ``actions`` send the packet to: conntrack recirculation and resubmits, nested ones too."""
+    out: list[int] = []
+    for a in actions:
+        if isinstance(a, Ct) and a.recirc_table is not None:
+            out.append(a.recirc_table)
+        elif isinstance(a, Resubmit):
+            out.append(a.table)
+        elif isinstance(a, Clone):
+            out += _action_tables(a.actions)
+    return out
 
 
 PIPELINE = Pipeline.of(BUILTIN_APPS)

@@ -108,7 +108,32 @@ class Move:
     dst: str
 
 
-Action = Output | PushVlan | PopVlan | SetField | Group | Ct | Move
+@dataclass(frozen=True)
+class CtClear:
+    """Nicira ``ct_clear``: forget the packet's conntrack state (``ct_state`` 0), so it can be tracked again."""
+
+
+@dataclass(frozen=True)
+class Resubmit:
+    """Nicira ``resubmit(,table)``: run ``table`` on the packet now, then go on with the next action.
+
+    Changes made there stay on the packet (wrap it in :class:`Clone` to keep them apart).
+    """
+
+    table: int
+
+
+@dataclass(frozen=True)
+class Clone:
+    """Nicira ``clone(actions)``: run ``actions`` on a copy of the packet; the packet itself is unchanged.
+
+    OVS ``clone`` (ovs-actions(7)); a conntrack recirculation inside it forks the copy.
+    """
+
+    actions: tuple[Action, ...]
+
+
+Action = Output | PushVlan | PopVlan | SetField | Group | Ct | Move | CtClear | Resubmit | Clone
 
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK, CT_SNAT, CT_DNAT = (1 << i for i in range(8))
 """``ct_state`` bits, as OVS numbers them."""

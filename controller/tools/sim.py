@@ -18,7 +18,7 @@ dict gives them or not (``::`` and ``00:00:00:00:00:00`` when absent), as
 OVS reports them. ``metadata``, ``ct_state`` and ``ct_zone`` start at 0.
 
 Conntrack is simulated by :class:`SimConntrack` (one table shared by all
-switches, as on one OVS host): connections by 5-tuple per zone, IPv4 or
+switches, as on one OVS host, unless ``hosts`` puts switches on separate hosts): connections by 5-tuple per zone, IPv4 or
 IPv6, committed or not, with destination NAT. TCP state tracking is not
 modelled; as in OVS, an ICMPv6 message that is neither an echo nor an error
 (neighbour discovery, MLD, router solicitation) is ``+inv``, and nothing
@@ -46,7 +46,9 @@ from controller.flows.rules import (
     OFPP_IN_PORT,
     OFPVID_PRESENT,
     Action,
+    Clone,
     Ct,
+    CtClear,
     Group,
     GroupEntry,
     MatchValue,
@@ -54,6 +56,7 @@ from controller.flows.rules import (
     Output,
     PopVlan,
     PushVlan,
+    Resubmit,
     Rule,
     SetField,
 )
@@ -280,7 +283,7 @@ class SimSwitch:
         """Run ``packet`` (with ``in_port`` set) from table 0; return (port, packet) outputs."""
         outs: list[tuple[int, Packet]] = []
         pkt = dict(packet)
-        for name in ("metadata", "ct_state", "ct_zone", "ct_mark"):
+        for name in ("metadata", "ct_state", "ct_zone", "ct_mark", "reg0"):
             pkt.setdefault(name, 0)
         self._run(pkt, 0, trace, outs, 0)
         return outs
@@ -319,6 +322,15 @@ class SimSwitch:
             elif isinstance(action, Ct):
                 self.conntrack.apply(action, pkt)
                 recirc = action.recirc_table if action.recirc_table is not None else recirc
+            elif isinstance(action, Clone):
+                copy = dict(pkt)
+                nxt = self._apply_all(action.actions, copy, trace, outs, depth)
+                if nxt is not None:
+                    self._run(copy, nxt, trace, outs, depth + 1)
+            elif isinstance(action, Resubmit):
+                self._run(pkt, action.table, trace, outs, depth + 1)
+            elif isinstance(action, CtClear):
+                pkt.update(ct_state=0, ct_zone=0, ct_mark=0)
             else:
                 self._apply(action, pkt, outs, trace)
         return recirc
@@ -354,12 +366,21 @@ class SimNetwork:
         groups: Mapping[int, Iterable[GroupEntry]] | None = None,
         conntrack: SimConntrack | None = None,
         down: Iterable[tuple[int, int]] = (),
+        hosts: Mapping[int, str] | None = None,
     ) -> None:
+        """``hosts`` (dpid -> host name) gives each host its own conntrack; absent, all share ``conntrack``."""
         self.conntrack = conntrack or SimConntrack()
+        self.conntracks: dict[str, SimConntrack] = {}
         dead = frozenset(down)
         groups = groups or {}
+
+        def conntrack_of(dpid: int) -> SimConntrack:
+            if hosts is None or dpid not in hosts:
+                return self.conntrack
+            return self.conntracks.setdefault(hosts[dpid], SimConntrack())
+
         self.switches = {
-            d: SimSwitch(d, r, groups.get(d, ()), self.conntrack, lambda port, d=d: (d, port) not in dead)  # type: ignore[misc]
+            d: SimSwitch(d, r, groups.get(d, ()), conntrack_of(d), lambda port, d=d: (d, port) not in dead)  # type: ignore[misc]
             for d, r in rules.items()
         }
         self.peer: dict[tuple[int, int], tuple[int, int, LinkKey]] = {}

@@ -93,7 +93,7 @@ def test_apps_are_enabled_by_name_and_unknown_names_are_clear_errors() -> None:
     text = text.split("acls:")[0]
     core = build_core(model_from("controller: {apps: [ingress, l2, flood]}\n" + text))
     assert [a.name for a in core.apps] == ["ingress", "l2", "flood"]
-    assert [t.name for t in core.pipeline.tables] == ["ingress", "learn", "forward", "flood"]
+    assert [t.name for t in core.pipeline.tables] == ["ingress", "learn", "forward", "flood", "egress", "output"]
     with pytest.raises(apps.AppError, match="unknown app 'nat' \\(available: acl, flood, ingress, l2, lb, mirror\\)"):
         build_core(model_from("controller: {apps: [ingress, l2, flood, nat]}\n" + text))
     with pytest.raises(apps.AppError, match="app 'l2' is required"):

@@ -55,8 +55,9 @@ class Metrics:
         )
         self.acl_rule_hits = Counter(
             "vmn_acl_rule_hits",
-            "Packets matched by an ACL rule (rule: index in the ACL, arp-allow or implicit-deny)",
-            ["acl", "rule"],
+            "Packets matched by an ACL rule (rule: index in the ACL, arp-allow, nd-allow or implicit-deny; "
+            "direction: in for acl_in, out for acl_out)",
+            ["acl", "rule", "direction"],
             registry=r,
         )
         self.reconcile_seconds = Histogram("vmn_reconcile_seconds", "Time to reconcile a switch", registry=r)

@@ -68,7 +68,7 @@ OFPP_IN_PORT_16 = 0xFFF8
 """``in_port`` of a ``resubmit(,table)``: keep the packet's own in_port (OpenFlow 1.0 port numbering)."""
 
 
-class NXActionClone(parser.NXAction):  # type: ignore[misc]
+class NXActionClone(parser.NXAction):
     """Nicira ``clone(actions)``, which os-ken lacks: an extended action header (6 bytes of
     padding after the subtype), then the nested actions (OVS ``encode_CLONE``)."""
 

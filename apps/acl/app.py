@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from apps.acl.compile import NET_STAGE, PORT_STAGE, ListCompiler, Origin, Stage, base_rules, conntrack_rules
+from apps.acl.compile import (
+    NET_STAGE,
+    OUT_NET_STAGE,
+    OUT_PORT_STAGE,
+    PORT_STAGE,
+    ListCompiler,
+    Origin,
+    Stage,
+    base_rules,
+    conntrack_rules,
+    delivery_rule,
+    egress_conntrack_rules,
+)
 from apps.acl.plan import AclList, AclPlan, PlanCache
 from apps.base import AppContext, Segments
 from controller.config.model import Model
@@ -39,14 +51,24 @@ class AclFirewall:
         users: dict[tuple[Stage, AclList], set[int]] = {}
         segments: Segments = {}
         for dpid in view.dpids:
-            edges = view.edge_ports(dpid).values()
-            for net, vm in edges:
-                if vm is not None and vm.acl_in:
-                    users.setdefault((PORT_STAGE, vm.acl_in), set()).add(dpid)
-                if net.acl_in:
-                    users.setdefault((NET_STAGE, net.acl_in), set()).add(dpid)
-            tracked = {net.vlan for net, _ in edges if net.vlan in plan.tracked_vlans}
-            segments[("acl", dpid)] = {dpid: frozenset(base_rules() + conntrack_rules(tracked))}
+            edges = view.edge_ports(dpid)
+            deliveries = []
+            for port, (net, vm) in edges.items():
+                for stage, names in (
+                    (PORT_STAGE, vm.acl_in if vm else ()),
+                    (NET_STAGE, net.acl_in),
+                    (OUT_PORT_STAGE, vm.acl_out if vm else ()),
+                    (OUT_NET_STAGE, net.acl_out),
+                ):
+                    if names:
+                        users.setdefault((stage, names), set()).add(dpid)
+                meta = plan.out_metadata(vm, net)
+                if meta is not None:
+                    deliveries.append(delivery_rule(port, meta))
+            tracked = {net.vlan for net, _ in edges.values() if net.vlan in plan.tracked_vlans}
+            here = base_rules() + conntrack_rules(tracked) + deliveries
+            here += egress_conntrack_rules(tracked, plan.balanced_vlans)
+            segments[("acl", dpid)] = {dpid: frozenset(here)}
         for stage, names, compiled in self.compiler.lists(view.model, plan):
             dpids = users.get((stage, names))
             if dpids:
@@ -62,6 +84,6 @@ class AclFirewall:
         return self._origins[1]
 
     def flow_stats(self, dpid: int, packets: Mapping[int, int]) -> None:
-        """Packet counts of this switch's ACL flows -> ``vmn_acl_rule_hits_total{acl, rule}``."""
+        """Packet counts of this switch's ACL flows -> ``vmn_acl_rule_hits_total{acl, rule, direction}``."""
         if self._model is not None:
             self.hits.update(dpid, packets, self.origins(self._model))

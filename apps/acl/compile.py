@@ -40,28 +40,40 @@ from controller.flows.pipeline import (
     ACL_TOP_RULE_PRIORITY,
     APP_ACL,
     CT_MARK_SKIP_ACL,
+    CT_ZONE_LB,
     MAX_ACL_LIST_RULES,
+    METADATA_ALL,
     METADATA_NET_LIST,
     METADATA_NET_SHIFT,
     METADATA_PORT_LIST,
     METADATA_STATEFUL,
+    PCP_STATEFUL,
+    REG_OUT_PORT,
     T_ACL_COMMIT,
     T_ACL_NET,
+    T_ACL_OUT_NET,
+    T_ACL_OUT_PORT,
     T_ACL_PORT,
+    T_EGRESS,
+    T_EGRESS_COMMIT,
     T_LB,
     T_LEARN,
+    T_OUTPUT,
 )
 from controller.flows.rules import (
     CT_DNAT,
     CT_EST,
     CT_INV,
+    CT_REL,
     CT_RPL,
     CT_TRK,
     OFPVID_PRESENT,
     Ct,
+    CtClear,
     MatchValue,
     Nat,
     Rule,
+    SetField,
     ct_state,
     make_match,
 )
@@ -78,6 +90,11 @@ from controller.packets import (
 
 PRIO_CT_TRACK = 65000
 PRIO_CT_STATE = 64900
+PRIO_BALANCED = 110
+PRIO_CARRIED = 110
+PRIO_DELIVERY = 100
+TAGGED = (OFPVID_PRESENT, OFPVID_PRESENT)
+"""``vlan_vid`` of any tagged frame (every frame inside the pipeline): the prerequisite of ``vlan_pcp``."""
 PRIO_ARP = 60000
 PRIO_TOP_RULE = ACL_TOP_RULE_PRIORITY
 PRIO_DEFAULT_DENY = 100
@@ -100,19 +117,31 @@ IPv6 packet, as OpenFlow has no "not")."""
 
 @dataclass(frozen=True)
 class Stage:
-    """One ACL table: where its list id sits in metadata and where an allow goes."""
+    """One ACL table: where its list id sits in metadata, where an allow goes, which direction it polices.
+
+    ``direction`` is ``in`` (``acl_in``, where traffic enters) or ``out``
+    (``acl_out``, where it is delivered); ``scope`` is ``vm`` or ``network``.
+    """
 
     table: int
     bits: int
     shift: int
     allow_to: int
+    direction: str = "in"
+    scope: str = "vm"
 
 
 PORT_STAGE = Stage(T_ACL_PORT, METADATA_PORT_LIST, 0, T_ACL_NET)
-NET_STAGE = Stage(T_ACL_NET, METADATA_NET_LIST, METADATA_NET_SHIFT, T_LB)
+NET_STAGE = Stage(T_ACL_NET, METADATA_NET_LIST, METADATA_NET_SHIFT, T_LB, scope="network")
+OUT_NET_STAGE = Stage(
+    T_ACL_OUT_NET, METADATA_NET_LIST, METADATA_NET_SHIFT, T_ACL_OUT_PORT, direction="out", scope="network"
+)
+OUT_PORT_STAGE = Stage(T_ACL_OUT_PORT, METADATA_PORT_LIST, 0, T_EGRESS_COMMIT, direction="out")
+STAGES = (PORT_STAGE, NET_STAGE, OUT_NET_STAGE, OUT_PORT_STAGE)
+STAGE_OF_TABLE = {stage.table: stage for stage in STAGES}
 
-Origin = tuple[str, str]
-"""(ACL name, rule label) a flow stands for: the rule index, or a pseudo-rule name."""
+Origin = tuple[str, str, str]
+"""(ACL name, rule label, direction) a flow stands for: the rule index or a pseudo-rule name, ``in`` or ``out``."""
 
 
 def _cidr(net: IPv4Network | IPv6Network | None) -> MatchValue | None:
@@ -154,12 +183,13 @@ def compile_list(stage: Stage, list_id: int, acls: tuple[Acl, ...]) -> tuple[tup
         raise ValueError(f"ACL list {[a.name for a in acls]} has {len(entries)} rules; at most {MAX_ACL_LIST_RULES}")
     meta = (list_id << stage.shift, stage.bits)
     label = ",".join(a.name for a in acls)
+    way = stage.direction
     out: list[tuple[Rule, Origin]] = []
     if not any(r.match.eth_type == ETH_ARP for _, _, r in entries):
         out.append(
             (
                 Rule(APP_ACL, stage.table, PRIO_ARP, make_match(metadata=meta, eth_type=ETH_ARP), goto=stage.allow_to),
-                (label, ARP_ALLOW),
+                (label, ARP_ALLOW, way),
             )
         )
     if not any(r.match.icmpv6_type in ND_TYPES for _, _, r in entries):
@@ -172,13 +202,13 @@ def compile_list(stage: Stage, list_id: int, acls: tuple[Acl, ...]) -> tuple[tup
                     make_match(metadata=meta, eth_type=ETH_IPV6, ip_proto=IP_PROTO_ICMPV6, icmpv6_type=t),
                     goto=stage.allow_to,
                 ),
-                (label, ND_ALLOW),
+                (label, ND_ALLOW, way),
             )
             for t in ND_TYPES
         ]
     for k, (name, index, rule) in enumerate(entries):
-        out.append((_rule(stage, meta, PRIO_TOP_RULE - k, rule), (name, str(index))))
-    out.append((Rule(APP_ACL, stage.table, PRIO_DEFAULT_DENY, make_match(metadata=meta)), (label, IMPLICIT_DENY)))
+        out.append((_rule(stage, meta, PRIO_TOP_RULE - k, rule), (name, str(index), way)))
+    out.append((Rule(APP_ACL, stage.table, PRIO_DEFAULT_DENY, make_match(metadata=meta)), (label, IMPLICIT_DENY, way)))
     return tuple(out)
 
 
@@ -191,8 +221,15 @@ def _rule(stage: Stage, meta: tuple[int, int], priority: int, rule: AclRule) -> 
 
 
 def _lists(plan: AclPlan) -> list[tuple[Stage, AclList, int]]:
-    return [(PORT_STAGE, names, i) for names, i in sorted(plan.port_ids.items())] + [
-        (NET_STAGE, names, i) for names, i in sorted(plan.net_ids.items())
+    return [
+        (stage, names, i)
+        for stage, ids in (
+            (PORT_STAGE, plan.port_ids),
+            (NET_STAGE, plan.net_ids),
+            (OUT_NET_STAGE, plan.out_net_ids),
+            (OUT_PORT_STAGE, plan.out_port_ids),
+        )
+        for names, i in sorted(ids.items())
     ]
 
 
@@ -210,7 +247,7 @@ class ListCompiler:
         self._cache: dict[tuple[Stage, int, tuple[Acl, ...]], Compiled] = {}
 
     def lists(self, model: Model, plan: AclPlan) -> list[tuple[Stage, AclList, Compiled]]:
-        """Every list of ``model`` with its compiled rules, ports' lists first."""
+        """Every list of ``model`` with its compiled rules: ``acl_in`` (ports', networks'), then ``acl_out``."""
         fresh: dict[tuple[Stage, int, tuple[Acl, ...]], Compiled] = {}
         out = []
         for stage, names, list_id in _lists(plan):
@@ -222,7 +259,7 @@ class ListCompiler:
         return out
 
     def origins(self, model: Model, plan: AclPlan) -> Mapping[int, Origin]:
-        """Cookie of every ACL-list flow -> the (ACL, rule) it counts hits for."""
+        """Cookie of every ACL-list flow -> the (ACL, rule, direction) it counts hits for."""
         return {rule.cookie: origin for _, _, compiled in self.lists(model, plan) for rule, origin in compiled}
 
 
@@ -231,32 +268,47 @@ def rule_origins(model: Model, plan: AclPlan) -> Mapping[int, Origin]:
     return ListCompiler().origins(model, plan)
 
 
+def _invalid_drops(table: int) -> list[Rule]:
+    """Drop what conntrack found invalid (IPv6: only what it can track, see :data:`INVALID_IPV6`)."""
+    invalid = ct_state(CT_TRK | CT_INV)
+    rules = [Rule(APP_ACL, table, PRIO_CT_STATE, make_match(ct_state=invalid, eth_type=ETH_IPV4))]
+    rules += [
+        Rule(APP_ACL, table, PRIO_CT_STATE, make_match(ct_state=invalid, eth_type=ETH_IPV6, **fields))
+        for fields in INVALID_IPV6
+    ]
+    return rules
+
+
+ADMITTED = (ct_state(CT_TRK | CT_EST | CT_RPL, CT_INV), ct_state(CT_TRK | CT_REL, CT_INV))
+"""Replies, and ICMP errors related to a connection (``+rel``): admitted without the lists when the
+connection is marked (:data:`CT_MARK_SKIP_ACL`) or, at delivery, the frame carries :data:`PCP_STATEFUL`."""
+
+
 def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
-    """Conntrack pass and verdicts in ``acl_port``, commits in ``acl_commit``, for ``vlans``."""
+    """Where traffic enters: conntrack pass and verdicts in ``acl_port``, commits in ``acl_commit``.
+
+    The pass tracks each packet in its network's zone (the VLAN id). Replies
+    and related ICMP errors of marked connections skip the lists and leave
+    marked :data:`PCP_STATEFUL`, as does every packet a stateful rule or the
+    load balancer let through (``+dnat``: the balancer NATed it in its own
+    zone), so that the delivering switch, on whatever host, commits the
+    connection marked too.
+    """
     vlans = sorted(vlans)
     if not vlans:
         return []
-    invalid = ct_state(CT_TRK | CT_INV)
-    rules = [Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE, make_match(ct_state=invalid, eth_type=ETH_IPV4))]
-    rules += [
-        Rule(APP_ACL, T_ACL_PORT, PRIO_CT_STATE, make_match(ct_state=invalid, eth_type=ETH_IPV6, **fields))
-        for fields in INVALID_IPV6
-    ]
+    stateful = (SetField("vlan_pcp", PCP_STATEFUL),)
+    rules = _invalid_drops(T_ACL_PORT)
     rules += [
         Rule(
             APP_ACL,
             T_ACL_PORT,
             PRIO_CT_STATE,
-            make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_RPL, CT_INV), ct_mark=CT_MARK_SKIP_ACL),
+            make_match(vlan_vid=TAGGED, ct_state=state, ct_mark=CT_MARK_SKIP_ACL),
+            stateful,
             goto=T_LEARN,
-        ),
-        Rule(
-            APP_ACL,
-            T_ACL_PORT,
-            PRIO_CT_STATE,
-            make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_DNAT, CT_INV | CT_RPL)),
-            goto=T_LB,
-        ),
+        )
+        for state in ADMITTED
     ]
     for vlan in vlans:
         vid = OFPVID_PRESENT | vlan
@@ -267,19 +319,31 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
                     T_ACL_PORT,
                     PRIO_CT_TRACK,
                     make_match(vlan_vid=vid, eth_type=eth_type, ct_state=ct_state(0, CT_TRK)),
-                    (Ct(zone=vlan, recirc_table=T_ACL_PORT, nat=Nat()),),
+                    (Ct(zone=vlan, recirc_table=T_ACL_PORT),),
                 )
             )
+            marked = (Ct(zone=vlan, commit=True, mark=CT_MARK_SKIP_ACL),) + stateful
             rules.append(
                 Rule(
                     APP_ACL,
                     T_ACL_COMMIT,
                     PRIO_DEFAULT_DENY,
                     make_match(vlan_vid=vid, eth_type=eth_type, metadata=(METADATA_STATEFUL, METADATA_STATEFUL)),
-                    (Ct(zone=vlan, commit=True, mark=CT_MARK_SKIP_ACL),),
+                    marked,
                     goto=T_LEARN,
                 )
             )
+            if eth_type == ETH_IPV4:
+                rules.append(
+                    Rule(
+                        APP_ACL,
+                        T_ACL_COMMIT,
+                        PRIO_BALANCED,
+                        make_match(vlan_vid=vid, eth_type=eth_type, ct_state=ct_state(CT_TRK | CT_DNAT, CT_RPL)),
+                        marked,
+                        goto=T_LEARN,
+                    )
+                )
             rules.append(
                 Rule(
                     APP_ACL,
@@ -293,12 +357,112 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
     return rules
 
 
+def egress_conntrack_rules(vlans: Iterable[int], balanced: Iterable[int]) -> list[Rule]:
+    """Where traffic is delivered: conntrack pass and verdicts in ``acl_out_net``, commits in ``egress_commit``.
+
+    As OVN's to-lport stage: the delivering switch tracks the packet in its
+    network's zone again (on another host that conntrack never saw it; on
+    the same host it finds the connection committed where it entered) and
+    commits it, so a reply entering here is a reply, whatever the path.
+    Replies and related ICMP errors skip the ``acl_out`` lists when their
+    connection is marked or the frame says :data:`PCP_STATEFUL`; the commit
+    marks the connection when a stateful rule on the way allowed it. In
+    networks with a load balancer (``balanced``), replies of balanced
+    connections are un-NATed here, in the balancer's zone
+    (:data:`CT_ZONE_LB` + VLAN), where the client's connection was NATed:
+    the balancer's state lives on the client's host, wherever the backend is.
+    """
+    vlans, lb_vlans = sorted(vlans), frozenset(balanced)
+    if not vlans:
+        return []
+    rules = _invalid_drops(T_ACL_OUT_NET)
+    for state in ADMITTED:
+        rules += [
+            Rule(
+                APP_ACL,
+                T_ACL_OUT_NET,
+                PRIO_CT_STATE,
+                make_match(ct_state=state, ct_mark=CT_MARK_SKIP_ACL),
+                goto=T_EGRESS_COMMIT,
+            ),
+            Rule(
+                APP_ACL,
+                T_ACL_OUT_NET,
+                PRIO_CT_STATE,
+                make_match(vlan_vid=TAGGED, vlan_pcp=PCP_STATEFUL, ct_state=state),
+                goto=T_EGRESS_COMMIT,
+            ),
+        ]
+    for vlan in vlans:
+        vid = OFPVID_PRESENT | vlan
+        for eth_type in (ETH_IPV4, ETH_IPV6):
+            rules.append(
+                Rule(
+                    APP_ACL,
+                    T_ACL_OUT_NET,
+                    PRIO_CT_TRACK,
+                    make_match(vlan_vid=vid, eth_type=eth_type, ct_state=ct_state(0, CT_TRK)),
+                    (Ct(zone=vlan, recirc_table=T_ACL_OUT_NET),),
+                )
+            )
+            unnat: tuple[Ct, ...] = ()
+            if vlan in lb_vlans and eth_type == ETH_IPV4:
+                unnat = (Ct(zone=CT_ZONE_LB + vlan, nat=Nat(), recirc_table=T_OUTPUT),)
+            goto = None if unnat else T_OUTPUT
+            marked = (Ct(zone=vlan, commit=True, mark=CT_MARK_SKIP_ACL),) + unnat
+            here = dict(vlan_vid=vid, eth_type=eth_type)
+            rules += [
+                Rule(
+                    APP_ACL,
+                    T_EGRESS_COMMIT,
+                    PRIO_CARRIED,
+                    make_match(**here, vlan_pcp=PCP_STATEFUL),
+                    marked,
+                    goto=goto,
+                ),
+                Rule(
+                    APP_ACL,
+                    T_EGRESS_COMMIT,
+                    PRIO_DEFAULT_DENY,
+                    make_match(**here, metadata=(METADATA_STATEFUL, METADATA_STATEFUL)),
+                    marked,
+                    goto=goto,
+                ),
+                Rule(
+                    APP_ACL,
+                    T_EGRESS_COMMIT,
+                    PRIO_NO_LIST,
+                    make_match(**here),
+                    (Ct(zone=vlan, commit=True),) + unnat,
+                    goto=goto,
+                ),
+            ]
+    return rules
+
+
+def delivery_rule(port: int, metadata: int) -> Rule:
+    """Claim deliveries to ``port`` for the ``acl_out`` tables: fresh conntrack state, the port's list ids."""
+    return Rule(
+        APP_ACL,
+        T_EGRESS,
+        PRIO_DELIVERY,
+        make_match(**{REG_OUT_PORT: port}),
+        (CtClear(),),
+        goto=T_ACL_OUT_NET,
+        write_metadata=(metadata, METADATA_ALL),
+    )
+
+
 def base_rules() -> list[Rule]:
-    """Per-switch rules independent of any list: no-list passes and table misses."""
+    """Per-switch rules independent of any list: no-list passes and table misses, both directions."""
     return [
-        Rule(APP_ACL, T_ACL_PORT, PRIO_NO_LIST, make_match(metadata=(0, METADATA_PORT_LIST)), goto=T_ACL_NET),
-        Rule(APP_ACL, T_ACL_NET, PRIO_NO_LIST, make_match(metadata=(0, METADATA_NET_LIST)), goto=T_LB),
+        Rule(APP_ACL, stage.table, PRIO_NO_LIST, make_match(metadata=(0, stage.bits)), goto=stage.allow_to)
+        for stage in STAGES
+    ] + [
         Rule(APP_ACL, T_ACL_PORT, 0),
         Rule(APP_ACL, T_ACL_NET, 0),
         Rule(APP_ACL, T_ACL_COMMIT, 0, goto=T_LEARN),
+        Rule(APP_ACL, T_ACL_OUT_NET, 0),
+        Rule(APP_ACL, T_ACL_OUT_PORT, 0),
+        Rule(APP_ACL, T_EGRESS_COMMIT, 0, goto=T_OUTPUT),
     ]

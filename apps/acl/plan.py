@@ -1,10 +1,11 @@
 """Which ACL list applies where, and how the ingress table tells the ACL tables.
 
-An ACL *list* is the ordered tuple of ACL names a VM (``vms.X.acl_in``) or a
-network (``networks.X.acl_in``) names. A list's rules are the concatenation
-of its ACLs' rules, first match wins, no match denies (as in Faucet's
-``acls_in``). Traffic a VM sends must be allowed by its own list *and* by
-its network's list.
+An ACL *list* is the ordered tuple of ACL names a VM (``vms.X.acl_in``,
+``vms.X.acl_out``) or a network (``networks.X.acl_in``, ``networks.X.acl_out``)
+names. A list's rules are the concatenation of its ACLs' rules, first match
+wins, no match denies (as in Faucet's ``acls_in``). A packet must be allowed
+by every list on its way: the sender's VM and network ``acl_in`` where it
+enters, the receiver's network and VM ``acl_out`` where it is delivered.
 
 Each distinct list is compiled once and shared by every port using it: the
 ingress table writes the list ids into the metadata register and the ACL
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controller.config.model import Model, Network, Vm
 from controller.flows.pipeline import METADATA_NET_SHIFT
@@ -47,13 +48,21 @@ def _ids(lists: set[AclList], width: int) -> dict[AclList, int]:
 class AclPlan:
     """The ACL lists of a model and their ids.
 
-    ``tracked_vlans`` are the networks whose IPv4 traffic goes through
-    conntrack: those where a stateful rule applies or a load balancer lives.
+    ``port_ids``/``net_ids`` are the ``acl_in`` lists of VMs and networks,
+    ``out_port_ids``/``out_net_ids`` their ``acl_out`` lists (ids are per
+    stage, so one list may have different ids in different stages).
+    ``tracked_vlans`` are the networks whose IP traffic goes through
+    conntrack, where it enters and where it is delivered: those where a
+    stateful rule applies (in any list of the network or its VMs) or a load
+    balancer lives (``balanced_vlans``).
     """
 
     port_ids: Mapping[AclList, int]
     net_ids: Mapping[AclList, int]
     tracked_vlans: frozenset[int]
+    out_port_ids: Mapping[AclList, int] = field(default_factory=dict)
+    out_net_ids: Mapping[AclList, int] = field(default_factory=dict)
+    balanced_vlans: frozenset[int] = frozenset()
 
     def metadata(self, vm: Vm | None, net: Network) -> int | None:
         """The metadata ingress writes for a port of ``net`` (``vm`` if declared).
@@ -67,18 +76,37 @@ class AclPlan:
             return None
         return port_id | (net_id << METADATA_NET_SHIFT)
 
+    def out_metadata(self, vm: Vm | None, net: Network) -> int | None:
+        """The metadata the ``egress`` table writes for deliveries to a port of ``net`` (``vm`` if declared).
+
+        ``None`` when deliveries there need no ACL table: no ``acl_out`` list
+        applies and the network is not tracked.
+        """
+        port_id = self.out_port_ids.get(vm.acl_out, 0) if vm is not None and vm.acl_out else 0
+        net_id = self.out_net_ids.get(net.acl_out, 0) if net.acl_out else 0
+        if not port_id and not net_id and net.vlan not in self.tracked_vlans:
+            return None
+        return port_id | (net_id << METADATA_NET_SHIFT)
+
 
 def plan_of(model: Model) -> AclPlan:
     """The :class:`AclPlan` of a validated model."""
-    port_lists = {vm.acl_in for vm in model.vms if vm.acl_in}
-    net_lists = {net.acl_in for net in model.networks if net.acl_in}
     stateful = {acl.name for acl in model.acls if any(r.stateful and r.action == "allow" for r in acl.rules)}
-    tracked = {lb_vlan for lb_vlan in (model.network_by_name[lb.network].vlan for lb in model.load_balancers)}
+    balanced = {model.network_by_name[lb.network].vlan for lb in model.load_balancers}
+    tracked = set(balanced)
     for net in model.networks:
-        lists = [net.acl_in] + [vm.acl_in for vm in model.vms if vm.network == net.name]
+        members = [vm for vm in model.vms if vm.network == net.name]
+        lists = [net.acl_in, net.acl_out] + [vm.acl_in for vm in members] + [vm.acl_out for vm in members]
         if any(name in stateful for names in lists for name in names):
             tracked.add(net.vlan)
-    return AclPlan(_ids(port_lists, 32), _ids(net_lists, 31), frozenset(tracked))
+    return AclPlan(
+        port_ids=_ids({vm.acl_in for vm in model.vms if vm.acl_in}, 32),
+        net_ids=_ids({net.acl_in for net in model.networks if net.acl_in}, 31),
+        tracked_vlans=frozenset(tracked),
+        out_port_ids=_ids({vm.acl_out for vm in model.vms if vm.acl_out}, 32),
+        out_net_ids=_ids({net.acl_out for net in model.networks if net.acl_out}, 31),
+        balanced_vlans=frozenset(balanced),
+    )
 
 
 class PlanCache:

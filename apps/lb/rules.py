@@ -4,15 +4,19 @@ Per switch with edge ports in a balancer's network:
 
 - **ARP**: a request for the VIP is answered by the switch itself (the frame
   is turned into the reply and sent back out of its port), no packet-in.
-- **New connections** to ``vip:port`` (conntrack ``+new``; the network is
-  tracked, see :mod:`apps.acl.plan`) go to a select group whose
-  buckets are the healthy backends, weighted; each bucket commits the
-  connection with destination NAT to its backend (``ct_mark`` 1, so the
-  replies skip the ACLs) and recirculates to ``lb``. A connection is then
-  pinned by conntrack: later packets are NATed by the ``ct(nat)`` pass in
-  ``acl_port`` and never meet the group again, so adding or removing
-  backends moves no established connection. Replies are un-NATed by the
-  same pass at the backend's switch and leave with the VIP as source.
+- **Packets to** ``vip:port`` first go through conntrack with NAT in the
+  balancer's own zone (:data:`~controller.flows.pipeline.CT_ZONE_LB` +
+  VLAN, apart from the network's zone, where the ACL app tracks the NATed
+  connection at both ends). **New connections** (``+new`` there) go to a
+  select group whose buckets are the healthy backends, weighted; each
+  bucket commits the connection with destination NAT to its backend and
+  recirculates to ``lb``. A connection is then pinned by conntrack: later
+  packets are NATed by that lookup and never meet the group again, so
+  adding or removing backends moves no established connection. The ACL app
+  commits balanced connections marked (replies skip the ACLs) and un-NATs
+  their replies where they are delivered to the client, in the same zone
+  on the client's host: they reach the client from the VIP, wherever the
+  backend is.
 - **NATed packets** get the backend's MAC as destination and go to learning.
 - Anything else sent to the VIP drops (it answers nothing else).
 - **Probe replies** to the VIP (TCP to the probe port block, ICMP echo
@@ -32,8 +36,8 @@ from apps.lb.runtime import PROBE_PORT_BASE, PROBE_PORT_MASK, LbRuntime, Locatio
 from controller.config.model import LoadBalancer
 from controller.flows.pipeline import (
     APP_LB,
-    CT_MARK_SKIP_ACL,
     CT_ZONE_HAIRPIN,
+    CT_ZONE_LB,
     METER_PACKET_IN,
     T_ACL_PORT,
     T_LB,
@@ -68,6 +72,7 @@ PRIO_HAIRPIN = 65050
 PRIO_HAIRPIN_OUT = 120
 PRIO_HAIRPIN_SNAT = 110
 PRIO_ARP = 300
+PRIO_VIP_LOOKUP = 250
 PRIO_VIP_NEW = 200
 PRIO_VIP_OTHER = 150
 PRIO_NATED = 100
@@ -132,10 +137,11 @@ def hairpin_rules(lb: LoadBalancer, vlan: int, backend: str, where: Location) ->
     (``ct_snat_to_vip``), the connection is also source-NATed to the VIP in
     a conntrack zone of its own and sent back out of ``IN_PORT``; the
     backend's replies (to the VIP, from the balanced port) are un-SNATed in
-    that zone, un-DNATed in the network's, and returned the same way.
+    that zone, un-DNATed in the balancer's, and returned the same way.
     """
     vip = str(lb.vip)
     zone = CT_ZONE_HAIRPIN + vlan
+    lb_zone = CT_ZONE_LB + vlan
     here = dict(in_port=where.port, vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4)
     back = (SetField("eth_src", vip_mac(vip)), SetField("eth_dst", where.mac), PopVlan(), Output(OFPP_IN_PORT))
     reply = make_match(
@@ -153,14 +159,14 @@ def hairpin_rules(lb: LoadBalancer, vlan: int, backend: str, where: Location) ->
             T_ACL_PORT,
             PRIO_HAIRPIN,
             make_match(**here, ct_zone=zone, ct_state=ct_state(CT_TRK)),
-            (Ct(zone=vlan, recirc_table=T_ACL_PORT, nat=Nat()),),
+            (Ct(zone=lb_zone, recirc_table=T_ACL_PORT, nat=Nat()),),
         ),
         Rule(
             APP_LB,
             T_ACL_PORT,
             PRIO_HAIRPIN,
             make_match(
-                **here, ipv4_src=vip, ipv4_dst=backend, ct_zone=vlan, ct_state=ct_state(CT_TRK | CT_EST | CT_RPL)
+                **here, ipv4_src=vip, ipv4_dst=backend, ct_zone=lb_zone, ct_state=ct_state(CT_TRK | CT_EST | CT_RPL)
             ),
             back,
         ),
@@ -185,17 +191,25 @@ def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int) -> list
     """The rules of one balancer on switch ``dpid`` of its network."""
     vip = str(lb.vip)
     proto = PROTOS[lb.protocol]
-    new = make_match(
+    lb_zone = CT_ZONE_LB + vlan
+    to_vip: dict[str, int | str] = dict(
         vlan_vid=OFPVID_PRESENT | vlan,
         eth_type=ETH_IPV4,
         ip_proto=proto,
         ipv4_dst=vip,
-        ct_state=ct_state(CT_TRK | CT_NEW),
         **{f"{lb.protocol}_dst": lb.port},
     )
+    new = make_match(**to_vip, ct_zone=lb_zone, ct_state=ct_state(CT_TRK | CT_NEW))
     rules = [
         arp_responder(vlan, vip),
         *probe_traps(vlan, vip),
+        Rule(
+            APP_LB,
+            T_LB,
+            PRIO_VIP_LOOKUP,
+            make_match(**to_vip, ct_zone=vlan),
+            (Ct(zone=lb_zone, recirc_table=T_LB, nat=Nat()),),
+        ),
         Rule(APP_LB, T_LB, PRIO_VIP_NEW, new, (Group(group_id(lb)),)),
         Rule(APP_LB, T_LB, PRIO_VIP_OTHER, make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4, ipv4_dst=vip)),
     ]
@@ -229,7 +243,7 @@ def lb_group(lb: LoadBalancer, vlan: int, runtime: LbRuntime) -> GroupEntry:
         (
             b.weight,
             OFPP_ANY,
-            (Ct(zone=vlan, commit=True, recirc_table=T_LB, mark=CT_MARK_SKIP_ACL, nat=Nat(str(b.ip), lb.port)),),
+            (Ct(zone=CT_ZONE_LB + vlan, commit=True, recirc_table=T_LB, nat=Nat(str(b.ip), lb.port)),),
         )
         for b in lb.backends
         if b.ip in up and (lb.network, b.ip) in runtime.located

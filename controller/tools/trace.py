@@ -19,12 +19,12 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Literal
 
 from apps.acl.app import AclFirewall
-from apps.acl.compile import Origin
+from apps.acl.compile import STAGE_OF_TABLE, Origin
 from apps.lb.app import LoadBalancerApp
 from apps.lb.probe import vip_mac
 from apps.lb.runtime import Location
 from controller.config.model import LoadBalancer, Model, PortRef, Vm
-from controller.flows.pipeline import APP_ACL, T_ACL_NET, T_ACL_PORT, T_LEARN
+from controller.flows.pipeline import APP_ACL, T_LEARN
 from controller.flows.rules import Ct
 from controller.tools.fakefabric import FakeFabric
 from controller.tools.portplan import port_numbers
@@ -196,23 +196,26 @@ def _reply(pkt: Packet) -> Packet:
 
 
 def _describe_acl(trace: Trace, origins: Mapping[int, Origin]) -> tuple[str, ...]:
+    """The ACL decisions a packet met, in order: ``vm acl web rule 0 (allow)``, ``network acl_out ...``."""
     out = []
     for _, rule in trace.matched:
-        if rule.app != APP_ACL or rule.table not in (T_ACL_PORT, T_ACL_NET):
+        stage = STAGE_OF_TABLE.get(rule.table)
+        if rule.app != APP_ACL or stage is None:
             continue
         if any(isinstance(a, Ct) for a in rule.actions):
             continue  # the conntrack pass itself decides nothing
         origin = origins.get(rule.cookie)
-        stage = "vm" if rule.table == T_ACL_PORT else "network"
         action = "allow" if rule.goto is not None else "deny"
+        where = "" if stage.direction == "in" else " at delivery"
         if origin is not None:
             stateful = ", stateful" if rule.write_metadata else ""
             what = f"rule {origin[1]}" if origin[1].isdigit() else origin[1]
-            out.append(f"{stage} acl {origin[0]} {what} ({action}{stateful})")
+            key = "acl" if stage.direction == "in" else "acl_out"
+            out.append(f"{stage.scope} {key} {origin[0]} {what} ({action}{stateful})")
         elif rule.goto is not None and any(k == "ct_state" for k, _ in rule.match):
-            out.append("conntrack: reply of an allowed connection")
+            out.append(f"conntrack{where}: reply of an allowed connection")
         elif any(k == "ct_state" for k, _ in rule.match):
-            out.append("conntrack: invalid, dropped")
+            out.append(f"conntrack{where}: invalid, dropped")
     return tuple(out)
 
 

@@ -152,9 +152,9 @@ def test_one_list_is_compiled_once_per_switch() -> None:
     assert not [r for r in on_s2 if any(k == "metadata" and v[0] for k, v in r.match)]  # type: ignore[index]
     origins = h.core.app("acl").origins(h.core.model)  # type: ignore[attr-defined]
     assert sorted(o for r, o in ((r, origins.get(r.cookie)) for r in listed) if o) == sorted(
-        [("web-out", str(i)) for i in range(6)]
-        + [("web-out", "arp-allow"), ("web-out", "implicit-deny")]
-        + [("web-out", "nd-allow")] * 2
+        [("web-out", str(i), "in") for i in range(6)]
+        + [("web-out", "arp-allow", "in"), ("web-out", "implicit-deny", "in")]
+        + [("web-out", "nd-allow", "in")] * 2
     )
 
 

@@ -48,6 +48,7 @@ def test_stateful_allow_shows_rule_path_and_admitted_reply(netfile: Path, capsys
         "decided by: vm acl client-out rule 1 (allow, stateful)",
         "reply path: s2:vnet3 -> s1:10 -> out s1:1 (client)",
         "reply decided by: conntrack: reply of an allowed connection",
+        "reply decided by: conntrack at delivery: reply of an allowed connection",
     ]
 
 
@@ -84,12 +85,16 @@ def test_bad_input_is_named(netfile: Path, tmp_path: Path, capsys: pytest.Captur
 def test_counters_count_increments_and_restart_from_zero() -> None:
     metrics = Metrics()
     counters: StatCounter[int] = StatCounter(metrics.acl_rule_hits)
-    origins: dict[int, tuple[str, ...]] = {7: ("web", "0"), 8: ("web", "0"), 9: ("web", "implicit-deny")}
+    origins: dict[int, tuple[str, ...]] = {
+        7: ("web", "0", "in"),
+        8: ("web", "0", "in"),
+        9: ("web", "implicit-deny", "in"),
+    }
     assert counters.update(1, {7: 5, 9: 1, 42: 100}, origins) == 6
     assert counters.update(2, {8: 2}, origins) == 2  # same rule on another switch adds up
     assert counters.update(1, {7: 8, 9: 1}, origins) == 3
     assert counters.update(1, {7: 2, 9: 1}, origins) == 2  # flow re-added: counts from zero
-    value = metrics.registry.get_sample_value("vmn_acl_rule_hits_total", {"acl": "web", "rule": "0"})
+    value = metrics.registry.get_sample_value("vmn_acl_rule_hits_total", {"acl": "web", "rule": "0", "direction": "in"})
     assert value == 5 + 2 + 3 + 2
 
 
@@ -146,6 +151,7 @@ def test_ipv6_targets_are_traced_from_the_vms_ipv6(tmp_path: Path, capsys: pytes
         "decided by: vm acl client-out rule 0 (allow, stateful)",
         "reply path: s2:2 -> s1:10 -> out s1:1 (client)",
         "reply decided by: conntrack: reply of an allowed connection",
+        "reply decided by: conntrack at delivery: reply of an allowed connection",
     ]
     code, out, _ = run(capsys, "trace", str(path), "--from", "client", "--to", "2001:db8::2", "--icmp")
     assert code == 0 and out.splitlines()[0] == "verdict: allow (reply: deny)"

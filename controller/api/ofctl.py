@@ -34,6 +34,8 @@ OFPP_FLOOD = 0xFFFFFFFB
 _PORT_NAMES = {OFPP_CONTROLLER: "CONTROLLER", OFPP_IN_PORT: "IN_PORT", OFPP_LOCAL: "LOCAL", OFPP_ALL: "ALL"}
 _PORT_NAMES[OFPP_FLOOD] = "FLOOD"
 _OVS_NAMES = {
+    "ipv4_src": "nw_src",
+    "ipv4_dst": "nw_dst",
     "icmpv4_type": "icmp_type",
     "icmpv4_code": "icmp_code",
     "ipv6_nd_target": "nd_target",

@@ -227,3 +227,21 @@ def test_page_and_openapi(api: Api) -> None:
     assert status == 200 and "/api/v1/trace" in spec["paths"]
     status, out = api.call("GET", "/api/v1/nothing")
     assert status == 404 and out["detail"] == "Not Found"
+
+
+def test_vmn_plan_prints_the_diff_per_switch(api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.cli import main
+
+    new = tmp_path / "new.yaml"
+    new.write_text(NET.replace("tcp_dst: 80}", "tcp_dst: 8080}"))
+    assert main(["plan", str(new), "--url", api.url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "s1 (0000000000000001): 1 removed, 1 added"
+    assert lines[1].startswith("- cookie=") and "tcp_dst=80 " in lines[1]
+    assert lines[2].startswith("+ cookie=") and "tcp_dst=8080 " in lines[2]
+    assert lines[3:] == ["s2 (0000000000000002): no change"]
+    new.write_text(NET.replace("network: blue", "network: pink"))
+    assert main(["plan", str(new), "--url", api.url]) == 1
+    assert capsys.readouterr().err == "vms.guest.network: unknown network 'pink'\n"
+    assert main(["plan", str(new), "--url", "http://127.0.0.1:1"]) == 2
+    assert "cannot reach the controller's API at http://127.0.0.1:1" in capsys.readouterr().err

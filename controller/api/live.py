@@ -15,6 +15,10 @@ their locations. Its wanted flows are compared with the live ones.
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from apps.lb.app import LoadBalancerApp
@@ -24,6 +28,34 @@ from controller.flows.rules import Rule
 from controller.tools.fakefabric import FakeFabric
 from controller.tools.portplan import declared_ports
 from controller.tools.trace import Fabric, Proto, TraceResult, trace
+
+
+class _QuietThreads(logging.Filter):
+    """Drops the records of threads that are replaying state into a scratch core."""
+
+    def __init__(self) -> None:
+        super().__init__("vmn.api.quiet")
+        self.threads: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread not in self.threads
+
+
+_QUIET = _QuietThreads()
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence this thread's log records meanwhile: a scratch core's events are not the controller's."""
+    for handler in logging.getLogger().handlers:
+        if _QUIET not in handler.filters:
+            handler.addFilter(_QUIET)
+    ident = threading.get_ident()
+    _QUIET.threads.add(ident)
+    try:
+        yield
+    finally:
+        _QUIET.threads.discard(ident)
 
 
 def live_ports(snap: Snapshot, model: Model) -> dict[tuple[str, PortRef], tuple[int, int]]:
@@ -95,7 +127,8 @@ def planned_flows(snap: Snapshot, model: Model) -> dict[int, frozenset[Rule]]:
 
 def plan(snap: Snapshot, model: Model) -> list[SwitchPlan]:
     """Per connected switch (dpid order), the flows ``model`` would remove and add; nothing is applied."""
-    after = planned_flows(snap, model)
+    with quiet():
+        after = planned_flows(snap, model)
     out = []
     for dpid in sorted(snap.ports):
         before = snap.flows.get(dpid, frozenset())

@@ -53,7 +53,7 @@ class Backend(Protocol):
     @property
     def config_path(self) -> str | None: ...
 
-    def snapshot(self) -> Snapshot: ...
+    def snapshot(self, flows: bool = True) -> Snapshot: ...
 
     def push(self, text: bytes) -> Pushed: ...
 
@@ -134,10 +134,13 @@ class ControllerBridge:
     def config_path(self) -> str | None:
         return self.shim.config_path
 
-    def snapshot(self) -> Snapshot:
-        """The live state. Raises TimeoutError if the app thread does not answer in time."""
+    def snapshot(self, flows: bool = True) -> Snapshot:
+        """The live state (without flows and groups unless ``flows``).
+
+        Raises TimeoutError if the app thread does not answer in time.
+        """
         shim = self.shim
-        return shim.run_on_app_thread(lambda: take(shim.core, shim.config_path), self.timeout)
+        return shim.run_on_app_thread(lambda: take(shim.core, shim.config_path, flows), self.timeout)
 
     def push(self, text: bytes) -> Pushed:
         """Validate ``text``, then write it to the network file and reload, on the app thread.

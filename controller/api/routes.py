@@ -84,9 +84,9 @@ def create_app(backend: Backend) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
     )
 
-    def snapshot() -> Snapshot:
+    def snapshot(flows: bool = True) -> Snapshot:
         try:
-            return backend.snapshot()
+            return backend.snapshot(flows)
         except TimeoutError:
             raise HTTPException(503, "the controller did not answer in time") from None
 
@@ -106,15 +106,15 @@ def create_app(backend: Backend) -> FastAPI:
 
     @app.get("/api/v1/topology", summary="switches, links, VMs, balancers, routers and uplinks")
     def get_topology() -> Json:
-        return views.topology(snapshot())
+        return views.topology(snapshot(flows=False))
 
     @app.get("/api/v1/hosts", summary="learned hosts")
     def get_hosts() -> Json:
-        return views.hosts(snapshot())
+        return views.hosts(snapshot(flows=False))
 
     @app.get("/api/v1/lb", summary="load balancers: backends and health")
     def get_lb() -> Json:
-        return {"load_balancers": views.load_balancers(snapshot())}
+        return {"load_balancers": views.load_balancers(snapshot(flows=False))}
 
     @app.get("/api/v1/flows", summary="what VMN wants on each switch, ovs-ofctl syntax", response_model=None)
     def get_flows(

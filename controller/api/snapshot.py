@@ -42,7 +42,8 @@ class Snapshot:
 
     ``ports`` holds the connected switches (dpid -> ports as last reported);
     ``ready`` those whose flows were reconciled (they hold ``flows``);
-    ``flows`` and ``groups`` are what the core wants on each connected switch.
+    ``flows`` and ``groups`` are what the core wants on each connected switch
+    (empty when taken without them); ``flow_counts`` how many flows that is.
     """
 
     model: Model
@@ -54,6 +55,7 @@ class Snapshot:
     groups: Mapping[int, tuple[GroupEntry, ...]]
     hosts: tuple[Host, ...]
     backends: tuple[BackendState, ...]
+    flow_counts: Mapping[int, int]
 
     def switch_name(self, dpid: int) -> str:
         """The file's name of switch ``dpid``, or its dpid in hex (zero-config, undeclared)."""
@@ -83,8 +85,12 @@ class Snapshot:
         return None if number is None else (declared.dpid, number)
 
 
-def take(core: Core, config_path: str | None) -> Snapshot:
-    """Copy ``core``'s live state. Call it on the thread that owns ``core`` (the app thread)."""
+def take(core: Core, config_path: str | None, flows: bool = True) -> Snapshot:
+    """Copy ``core``'s live state. Call it on the thread that owns ``core`` (the app thread).
+
+    Without ``flows`` the (possibly large) flow and group sets are left out
+    and only counted, which keeps the app thread's share of a page poll small.
+    """
     topology = core.topology
     connected = sorted(topology.ports)
     hosts: tuple[Host, ...] = ()
@@ -110,8 +116,9 @@ def take(core: Core, config_path: str | None) -> Snapshot:
         ports={d: tuple(topology.ports[d][p] for p in sorted(topology.ports[d])) for d in connected},
         ready=frozenset(core.ready),
         links=frozenset(topology.links),
-        flows={d: core.flows.rules(d) for d in connected},
-        groups={d: tuple(core.groups.get(d, {}).values()) for d in connected},
+        flows={d: core.flows.rules(d) for d in connected} if flows else {},
+        groups={d: tuple(core.groups.get(d, {}).values()) for d in connected} if flows else {},
         hosts=hosts,
         backends=backends,
+        flow_counts={d: sum(core.flows.app_counts(d).values()) for d in connected},
     )

@@ -34,7 +34,7 @@ def _switches(snap: Snapshot) -> list[Json]:
             "connected": dpid in snap.ports,
             "ready": dpid in snap.ready,
             "role": "equal" if dpid in snap.ports else None,
-            "flows": len(snap.flows.get(dpid, ())),
+            "flows": snap.flow_counts.get(dpid, 0),
         }
         for dpid in dpids
     ]

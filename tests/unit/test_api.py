@@ -90,6 +90,7 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
 def test_topology_lists_switches_links_vms_and_locations(api: Api) -> None:
     status, topo = api.call("GET", "/api/v1/topology")
     assert status == 200
+    assert topo["switches"][0]["flows"] == len(api.shim.core.flows.rules(1))
     assert [(s["name"], s["dpid"], s["connected"], s["ready"]) for s in topo["switches"]] == [
         ("s1", "0000000000000001", True, True),
         ("s2", "0000000000000002", True, True),
@@ -245,3 +246,30 @@ def test_vmn_plan_prints_the_diff_per_switch(api: Api, tmp_path: Path, capsys: p
     assert capsys.readouterr().err == "vms.guest.network: unknown network 'pink'\n"
     assert main(["plan", str(new), "--url", "http://127.0.0.1:1"]) == 2
     assert "cannot reach the controller's API at http://127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_api_keys_of_the_controller_section() -> None:
+    from controller.config import ConfigError, loads_model
+
+    settings = loads_model("switches: {s1: {dpid: 1}}").controller
+    assert (settings.api_port, settings.api_token_file) == (9304, None)
+    settings = loads_model("controller: {api_port: 0, api_token_file: tok}\nswitches: {s1: {dpid: 1}}").controller
+    assert (settings.api_port, settings.api_token_file) == (0, "tok")
+    with pytest.raises(ConfigError) as err:
+        loads_model('controller: {api_port: 70000, api_token_file: ""}\nswitches: {s1: {dpid: 1}}')
+    assert err.value.errors == (
+        "controller.api_port: must be between 0 and 65535, got 70000",
+        "controller.api_token_file: must not be empty",
+    )
+
+
+def test_a_slow_app_thread_is_a_503_not_a_hang(api: Api) -> None:
+    srv = server.start(ControllerBridge(api.shim, timeout=0.2), "127.0.0.1", 0)
+    assert srv.wait_started(30)
+    api.shim.lock.acquire()  # the app thread is busy
+    try:
+        status, out = Api(f"http://127.0.0.1:{srv.port}", api.shim, api.cfg).call("GET", "/api/v1/topology")
+        assert status == 503 and out["detail"] == "the controller did not answer in time"
+    finally:
+        api.shim.lock.release()
+        srv.stop()

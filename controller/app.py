@@ -4,7 +4,8 @@ Each handler turns an os-ken event into one call on :class:`Core` and sends
 the :class:`~controller.effects.Effects` it returns. It knows no app and no
 table: packet-ins go to the core with their table id, and the metric's
 reason is the pipeline's. Handlers run on the app's single event thread;
-signals and timers post events to that thread instead of calling the core.
+signals, timers and the API server (:mod:`controller.api`, ``EventCall``)
+post events to that thread instead of calling the core.
 
 Run: ``VMN_CONFIG=net.yaml osken-manager controller.app``.
 """

@@ -37,7 +37,12 @@ class ApiServer:
         from controller.api.routes import create_app
 
         config = uvicorn.Config(
-            create_app(self._backend), log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30
+            create_app(self._backend),
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=30,
         )
         self._server = uvicorn.Server(config)
         self._started.set()

@@ -142,6 +142,10 @@ def test_trace_uses_live_state(api: Api) -> None:
     assert status == 200, out
     assert out["verdict"] == "allow" and out["connects"] is True
     assert out["forward"]["path"] == ["s1:1", "s2:10", "out s2:vnet3 (db)"]
+    body = json.dumps({"from": "client", "to": "10.70.0.100", "protocol": "tcp", "port": 80}).encode()
+    status, out = api.call("POST", "/api/v1/trace", body, {"Content-Type": "application/json"})
+    assert status == 200 and out["verdict"] == "allow", out  # the VIP, through the live select group
+    assert out["forward"]["path"][-1] in ("out s2:vnet3 (db)", "out s2:5 (web1)")
     body = json.dumps({"from": "guest", "to": "10.70.0.1"}).encode()
     status, out = api.call("POST", "/api/v1/trace", body, {"Content-Type": "application/json"})
     assert status == 200 and out["verdict"] == "deny"

@@ -29,6 +29,7 @@ cd "$REPO_ROOT"
 APT_PACKAGES=(
     openvswitch-switch mininet python3-yaml iperf3 ethtool iproute2
     iputils-ping tcpdump netcat-openbsd python3-venv
+    chromium chromium-driver   # headless browser for the web view's tests (tests/ovs/test_api_ovs.py)
 )
 
 is_installed() {

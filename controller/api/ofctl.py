@@ -16,7 +16,9 @@ from controller.flows.rules import (
     OFPP_IN_PORT,
     OFPP_LOCAL,
     Action,
+    Clone,
     Ct,
+    CtClear,
     Group,
     GroupEntry,
     MatchValue,
@@ -25,6 +27,7 @@ from controller.flows.rules import (
     Output,
     PopVlan,
     PushVlan,
+    Resubmit,
     Rule,
     SetField,
 )
@@ -108,6 +111,12 @@ def action_text(action: Action) -> str:
         return f"ct({','.join(parts)})"
     if isinstance(action, Move):
         return f"move:{action.src}[]->{action.dst}[]"
+    if isinstance(action, CtClear):
+        return "ct_clear"
+    if isinstance(action, Resubmit):
+        return f"resubmit(,{action.table})"
+    if isinstance(action, Clone):
+        return f"clone({','.join(action_text(a) for a in action.actions)})"
     raise TypeError(f"unknown action {action!r}")
 
 

@@ -12,7 +12,7 @@ desired state of every ready switch, or :class:`Diverged` is raised. So
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from controller.compose import build_core
 from controller.config.model import Model
@@ -156,11 +156,13 @@ class FakeFabric:
         conntrack: SimConntrack | None = None,
         down: Collection[tuple[int, int]] = (),
         cables: Collection[LinkKey] = (),
+        host_conntracks: Mapping[int, SimConntrack] | None = None,
     ) -> SimNetwork:
         """The simulated network of the installed tables, over the topology's links.
 
         ``cables`` are wires the topology does not use (a relaying host between
         two ports); frames output there cross them like any link.
+        ``host_conntracks``: each switch's host conntrack (see :class:`SimNetwork`).
         """
         return SimNetwork(
             {d: frozenset(r.values()) for d, r in self.flows.items()},
@@ -168,4 +170,5 @@ class FakeFabric:
             conntrack=conntrack or SimConntrack(),
             groups={d: list(g.values()) for d, g in self.groups.items()},
             down=down,
+            host_conntracks=host_conntracks,
         )

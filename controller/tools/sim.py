@@ -18,7 +18,7 @@ dict gives them or not (``::`` and ``00:00:00:00:00:00`` when absent), as
 OVS reports them. ``metadata``, ``ct_state`` and ``ct_zone`` start at 0.
 
 Conntrack is simulated by :class:`SimConntrack` (one table shared by all
-switches, as on one OVS host, unless ``hosts`` puts switches on separate hosts): connections by 5-tuple per zone, IPv4 or
+switches, as on one OVS host, unless ``host_conntracks`` gives hosts their own): connections by 5-tuple per zone, IPv4 or
 IPv6, committed or not, with destination NAT. TCP state tracking is not
 modelled; as in OVS, an ICMPv6 message that is neither an echo nor an error
 (neighbour discovery, MLD, router solicitation) is ``+inv``, and nothing
@@ -366,21 +366,16 @@ class SimNetwork:
         groups: Mapping[int, Iterable[GroupEntry]] | None = None,
         conntrack: SimConntrack | None = None,
         down: Iterable[tuple[int, int]] = (),
-        hosts: Mapping[int, str] | None = None,
+        host_conntracks: Mapping[int, SimConntrack] | None = None,
     ) -> None:
-        """``hosts`` (dpid -> host name) gives each host its own conntrack; absent, all share ``conntrack``."""
+        """``host_conntracks`` maps a switch to the conntrack of its host (switches on one OVS host share
+        one); a switch absent there uses ``conntrack``."""
         self.conntrack = conntrack or SimConntrack()
-        self.conntracks: dict[str, SimConntrack] = {}
         dead = frozenset(down)
         groups = groups or {}
-
-        def conntrack_of(dpid: int) -> SimConntrack:
-            if hosts is None or dpid not in hosts:
-                return self.conntrack
-            return self.conntracks.setdefault(hosts[dpid], SimConntrack())
-
+        own = host_conntracks or {}
         self.switches = {
-            d: SimSwitch(d, r, groups.get(d, ()), conntrack_of(d), lambda port, d=d: (d, port) not in dead)  # type: ignore[misc]
+            d: SimSwitch(d, r, groups.get(d, ()), own.get(d, self.conntrack), lambda port, d=d: (d, port) not in dead)  # type: ignore[misc]
             for d, r in rules.items()
         }
         self.peer: dict[tuple[int, int], tuple[int, int, LinkKey]] = {}
@@ -416,3 +411,9 @@ def ethernet(src: str, dst: str, eth_type: int = 0x0800, **fields: object) -> Pa
     pkt: Packet = {"eth_src": src, "eth_dst": dst, "eth_type": eth_type, "vlan_vid": 0}
     pkt.update(fields)
     return pkt
+
+
+def conntracks_of_hosts(hosts: Mapping[int, str]) -> dict[int, SimConntrack]:
+    """One :class:`SimConntrack` per host of ``hosts`` (dpid -> host name), as ``host_conntracks`` wants it."""
+    tables: dict[str, SimConntrack] = {}
+    return {dpid: tables.setdefault(host, SimConntrack()) for dpid, host in sorted(hosts.items())}

@@ -50,6 +50,8 @@ class Harness(FakeFabric):
         self.packet_ins = 0
         self.conntrack = SimConntrack()
         """One conntrack for every send, as all bridges of one OVS host share one."""
+        self.host_conntracks: Mapping[int, SimConntrack] | None = None
+        """Set (see :func:`controller.tools.sim.conntracks_of_hosts`) to put switches on separate hosts."""
 
     @property
     def hosts(self) -> HostTable:
@@ -58,7 +60,7 @@ class Harness(FakeFabric):
         return learner.hosts
 
     def sim(self, down: Collection[tuple[int, int]] = (), cables: Collection[LinkKey] = ()) -> SimNetwork:
-        return self.network(self.conntrack, down, cables)
+        return self.network(self.conntrack, down, cables, self.host_conntracks)
 
     def send(
         self,

@@ -291,8 +291,11 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
     and related ICMP errors of marked connections skip the lists and leave
     marked :data:`PCP_STATEFUL`, as does every packet a stateful rule or the
     load balancer let through (``+dnat``: the balancer NATed it in its own
-    zone), so that the delivering switch, on whatever host, commits the
-    connection marked too.
+    zone). Connections are committed here unmarked: only the delivering
+    switch marks them (:func:`egress_conntrack_rules`), once the receiver's
+    ``acl_out`` allowed the packet too, so a connection the far end refused
+    admits no "replies" (on one host that is the same entry; on another
+    host the reply carries the mark back).
     """
     vlans = sorted(vlans)
     if not vlans:
@@ -322,14 +325,14 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
                     (Ct(zone=vlan, recirc_table=T_ACL_PORT),),
                 )
             )
-            marked = (Ct(zone=vlan, commit=True, mark=CT_MARK_SKIP_ACL),) + stateful
+            carried = (Ct(zone=vlan, commit=True),) + stateful
             rules.append(
                 Rule(
                     APP_ACL,
                     T_ACL_COMMIT,
                     PRIO_DEFAULT_DENY,
                     make_match(vlan_vid=vid, eth_type=eth_type, metadata=(METADATA_STATEFUL, METADATA_STATEFUL)),
-                    marked,
+                    carried,
                     goto=T_LEARN,
                 )
             )
@@ -340,7 +343,7 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
                         T_ACL_COMMIT,
                         PRIO_BALANCED,
                         make_match(vlan_vid=vid, eth_type=eth_type, ct_state=ct_state(CT_TRK | CT_DNAT, CT_RPL)),
-                        marked,
+                        carried,
                         goto=T_LEARN,
                     )
                 )

@@ -167,3 +167,11 @@ def test_ports_without_policy_skip_the_delivery_acl_tables() -> None:
     diverted = {r.match_dict.get("reg0") for r in h.core.flows.rules(2) if r.table == T_EGRESS and r.priority > 0}
     assert diverted == {3}  # db's port; b1's network has no policy
     assert not [r for r in h.core.flows.rules(1) if r.table in (T_ACL_OUT_NET, T_ACL_OUT_PORT) and r.priority > 1]
+
+
+def test_a_connection_refused_at_delivery_admits_no_replies() -> None:
+    for hosts in (None, TWO_HOSTS):
+        h = harness(hosts, web1=("client-stateful", "deny-all"), db=("", "deny-all"))
+        assert tcp_conversation(h, "web1", "db", 80) == (False, False)
+        # db answers anyway, guessing the ports: web1's acl_out judges it, the stateful rule admits nothing
+        assert not reaches(ip(h, "db", "web1", 6, 80, 40000), "web1"), hosts

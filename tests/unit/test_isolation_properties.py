@@ -3,7 +3,9 @@
 Hypothesis draws whole network files (1-5 switches cabled as a random
 connected graph, rings and parallel cables included; 2-4 networks; VMs with
 and without declared ``mac``/``ip``/``ipv6``, on numbered and named ports;
-undeclared ports), validates them with :func:`controller.config.parse_model`
+undeclared ports; some VMs and networks with ``acl_in``/``acl_out`` lists
+that allow everything statefully, so frames cross conntrack where they
+enter and where they are delivered, floods one clone per port), validates them with :func:`controller.config.parse_model`
 like a user's file, drives the pure core with fake switches and traces
 packets through the simulated flow tables. Nothing here knows how the rules
 look; it asserts where packets go:
@@ -171,6 +173,9 @@ def fabrics(draw: st.DrawFn) -> Fabric:
                 entry["ip"] = f"{vm.ip}/24"
             if vm.declares_ipv6:
                 entry["ipv6"] = f"{vm.ipv6}/64"
+            for key in ("acl_in", "acl_out"):  # policy that allows everything must change nothing here
+                if draw(st.integers(0, 3)) == 0:
+                    entry[key] = ["open"]
             raw_vms[vm.name] = entry
             vms.append(vm)
         if draw(st.booleans()):  # a port that no VM entry declares
@@ -182,8 +187,12 @@ def fabrics(draw: st.DrawFn) -> Fabric:
         "controller": {"metrics_port": 0},
         "switches": {names[i]: {"dpid": dpids[i]} for i in range(n)},
         "links": declared_links,
-        "networks": {name: {"vlan": vlan} for name, vlan in vlans.items()},
+        "networks": {
+            name: {"vlan": vlan, **({"acl_out": ["open"]} if draw(st.booleans()) else {})}
+            for name, vlan in vlans.items()
+        },
         "vms": raw_vms,
+        "acls": {"open": [{"action": "allow", "stateful": True}]},
     }
     return Fabric(data, ports, links, vms, strays, vlans)
 

@@ -1,31 +1,38 @@
-"""The ACL firewall: tables ``acl_port``, ``acl_net`` and ``acl_commit``.
+"""The ACL firewall: where traffic enters (``acl_port``, ``acl_net``, ``acl_commit``) and where it is delivered
+(``egress``, ``acl_out_net``, ``acl_out_port``, ``egress_commit``).
 
 Semantics (see :mod:`apps.acl.plan` for lists and ids):
 
-- A VM's list is checked in ``acl_port``, its network's list in ``acl_net``;
-  a packet goes on only if both allow it. Within a list rules keep their
-  file order through priorities; first match wins; no match denies. ARP is
-  allowed unless a rule of the list matches ``eth_type: arp`` explicitly;
-  IPv6 neighbour discovery (ICMPv6 neighbour solicitations and
-  advertisements, its ARP) unless a rule matches ``icmpv6_type`` 135 or 136.
-- Each distinct list is compiled once (rules keyed by its id in metadata)
-  and installed on every switch where some port uses it, so a 5,000-rule
-  ACL on 100 ports is 5,000 flows per switch, not 500,000.
+- Where a packet enters, the sender VM's ``acl_in`` list is checked in
+  ``acl_port``, its network's in ``acl_net``; where it is delivered, the
+  receiver's network ``acl_out`` list in ``acl_out_net`` and the VM's in
+  ``acl_out_port``. A packet goes on only if every list allows it. Within a
+  list rules keep their file order through priorities; first match wins;
+  no match denies. ARP is allowed unless a rule of the list matches
+  ``eth_type: arp`` explicitly; IPv6 neighbour discovery (ICMPv6 neighbour
+  solicitations and advertisements, its ARP) unless a rule matches
+  ``icmpv6_type`` 135 or 136.
+- Each distinct list is compiled once per stage (rules keyed by its id in
+  metadata) and installed on every switch where some port uses it, so a
+  5,000-rule ACL on 100 ports is 5,000 flows per switch, not 500,000.
 - In a tracked network (a stateful rule applies there, or a load balancer
-  lives there) IPv4 and IPv6 first go through conntrack in zone = the
-  network's VLAN (``ct(nat)``, so load-balanced replies are un-NATed too).
+  lives there) IPv4 and IPv6 go through conntrack in zone = the network's
+  VLAN where they enter and again where they are delivered (after
+  ``ct_clear``), as OVN's from-lport and to-lport stages: on one host both
+  passes find the one connection, on two hosts each conntrack learns it.
   Invalid packets drop, except ICMPv6 messages conntrack does not track
   (neighbour discovery, MLD, router solicitation: always ``+inv``), which
-  the lists judge like any packet. Every packet that passed the lists is committed in
-  ``acl_commit`` (so conntrack sees both directions and a reply is never
-  "invalid"); one a stateful allow let through (metadata bit 63) marks its
-  connection with ``ct_mark`` 1. Replies of marked connections skip the
-  ACLs; replies of unmarked ones (allowed by a stateless rule) are checked
-  like any packet, so a stateless allow admits no reply traffic.
-
-Conntrack runs where a VM's traffic enters the fabric. Replies are matched
-against connections their own switch's conntrack saw, which holds for all
-bridges of one OVS host (one datapath, one conntrack table).
+  the lists judge like any packet. Every packet that passed the lists is
+  committed at both ends (so conntrack sees both directions and a reply is
+  never "invalid"). One a stateful allow (or the load balancer) let
+  through carries VLAN priority :data:`~controller.flows.pipeline.PCP_STATEFUL`
+  to the delivering switch, which commits its connection marked
+  (``ct_mark`` 1) once the receiver's ``acl_out`` allowed it too. Replies
+  and related ICMP errors (``+rel``) of marked connections skip the lists
+  at both ends (entering, they leave with the same priority, so a delivering
+  switch on another host knows); replies of unmarked ones (allowed by
+  stateless rules) are checked like any packet, so a stateless allow admits
+  no reply traffic.
 """
 
 from __future__ import annotations

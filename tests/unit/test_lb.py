@@ -8,7 +8,7 @@ from ipaddress import IPv4Address
 from apps.lb.health import BackendHealth
 from apps.lb.probe import vip_mac
 from controller.fabric.topology import LinkKey
-from controller.tools.sim import Trace
+from controller.tools.sim import Trace, conntracks_of_hosts
 from tests.unit.fabric_helpers import Harness, model_from
 
 NET = """
@@ -211,3 +211,31 @@ def test_same_backend_address_in_two_networks_goes_to_each_networks_own_backend(
             tcp_dst=80,
         )
         assert [(d, p, pkt["eth_dst"]) for d, p, pkt in t.outputs] == [(1, backend_port, backend_mac)]
+
+
+def test_balanced_connections_work_when_client_and_backend_are_on_different_hosts() -> None:
+    h = harness()
+    h.host_conntracks = conntracks_of_hosts({1: "hv1", 2: "hv2"})
+    served: Counter[str] = Counter()
+    for sport in range(31000, 31040):
+        ((d, p, pkt),) = syn(h, sport).outputs
+        ip = str(pkt["ipv4_dst"])
+        served[ip] += 1
+        for _ in range(2):  # the reply, and the reply to the client's next segment
+            back = h.send(
+                d,
+                p,
+                MACS[ip],
+                CLIENT,
+                learn=False,
+                ipv4_src=ip,
+                ipv4_dst="10.0.0.1",
+                ip_proto=6,
+                tcp_src=80,
+                tcp_dst=sport,
+            )
+            ((bd, bp, bpkt),) = back.outputs
+            assert (bd, bp) == (1, 1) and bpkt["ipv4_src"] == VIP and bpkt["tcp_src"] == 80  # un-NATed on hv1
+            ((d2, p2, again),) = syn(h, sport).outputs
+            assert (d2, p2) == (d, p) and again["ipv4_dst"] == ip  # pinned to its backend
+    assert served["10.0.0.12"] > 0  # some crossed to the other host

@@ -11,9 +11,9 @@ import pytest
 
 from controller.config import load_model
 from controller.tools.lab import ControllerProcess, Host, Lab, free_port, wait_until
-from controller.tools.trace import Fabric, Proto, build_fabric, trace
+from controller.tools.trace import Fabric, build_fabric
 from tests.ovs.metrics_client import total
-from tests.ovs.traffic import start_servers, tcp_connects, udp_answers
+from tests.ovs.traffic import Case, exchange_works, start_servers, tcp_connects, trace_disagreements
 
 pytestmark = pytest.mark.ovs
 
@@ -60,17 +60,6 @@ SERVERS = {
 }
 
 
-@dataclass(frozen=True)
-class Case:
-    src: str
-    dst: str
-    proto: Proto
-    port: int | None = None
-
-    def __str__(self) -> str:
-        return f"{self.src}->{self.dst} {self.proto}{'' if self.port is None else f'/{self.port}'}"
-
-
 CASES = [
     Case("client", "web", "tcp", 80),
     Case("client", "web", "tcp", 8080),
@@ -107,17 +96,12 @@ class AclLab:
     fabric: Fabric
     metrics: int
 
+    def ip(self, name: str) -> str:
+        return str(self.hosts[name].ip)
+
     def works(self, case: Case, timeout: float) -> bool:
         """Does the exchange of ``case`` (request and answer) complete on real OVS?"""
-        src, dst = self.hosts[case.src], self.hosts[case.dst]
-        assert dst.ip is not None and case.port is not None or case.proto == "icmp"
-        ip = str(dst.ip)
-        if case.proto == "icmp":
-            return src.ping(ip, count=1, timeout=timeout)
-        assert case.port is not None
-        if case.proto == "tcp":
-            return tcp_connects(src, ip, case.port, timeout)
-        return udp_answers(src, ip, case.port, timeout)
+        return exchange_works(self.hosts[case.src], self.ip(case.dst), case.proto, case.port, timeout)
 
 
 @pytest.fixture
@@ -147,18 +131,8 @@ def acl_lab(lab: Lab, controller_factory: Factory, tmp_path: Path) -> Iterator[A
 
 
 def test_trace_agrees_with_ovs_on_every_case(acl_lab: AclLab) -> None:
-    expected = {c: trace(acl_lab.fabric, c.src, str(acl_lab.hosts[c.dst].ip), c.proto, c.port).connects for c in CASES}
+    disagreements, expected = trace_disagreements(acl_lab.fabric, CASES, acl_lab.ip, acl_lab.works)
     assert sum(expected.values()) >= 8 and sum(not v for v in expected.values()) >= 8
-    disagreements = []
-    for case, allowed in expected.items():
-        if allowed:  # a first packet may still be learning: give it a few tries
-            got = any(acl_lab.works(case, 1.0) for _ in range(3))
-        else:
-            got = acl_lab.works(case, 0.5)
-        if bool(got) != allowed:
-            disagreements.append(
-                f"{case}: trace says {'allow' if allowed else 'deny'}, OVS {'passed' if got else 'dropped'}"
-            )
     assert not disagreements, "\n".join(disagreements)
 
 

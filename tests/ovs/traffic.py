@@ -3,16 +3,19 @@
 :func:`start_servers` runs one small Python process in a host's namespace
 that accepts TCP on some ports (answers ``ok``) and echoes UDP on others;
 :func:`tcp_connects` / :func:`udp_answers` say whether a connection or a
-datagram round trip works, within a timeout.
+datagram round trip works, within a timeout; :class:`Case`, :func:`exchange_works`
+and :func:`trace_disagreements` compare ``vmn trace`` with what real OVS does.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from controller.tools.lab import Host
+from controller.tools.trace import Fabric, Proto, trace
 
 SERVER = r"""
 import selectors, socket, sys
@@ -87,6 +90,46 @@ def udp_answers(host: Host, ip: str, port: int, timeout: float = 1.0) -> bool:
         host.run([sys.executable, "-c", UDP_CLIENT, ip, str(port), str(timeout)], timeout=timeout * 3 + 10).returncode
         == 0
     )
+
+
+@dataclass(frozen=True)
+class Case:
+    """One exchange: ``src`` opens ``proto`` (to ``port``) towards ``dst`` and expects an answer."""
+
+    src: str
+    dst: str
+    proto: Proto
+    port: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.src}->{self.dst} {self.proto}{'' if self.port is None else f'/{self.port}'}"
+
+
+def exchange_works(src: Host, ip: str, proto: Proto, port: int | None, timeout: float) -> bool:
+    """Does ``src`` get an answer from ``ip`` (a ping, a TCP connection to ``port`` or a UDP echo)?"""
+    if proto == "icmp":
+        return src.ping(ip, count=1, timeout=timeout)
+    assert port is not None
+    if proto == "tcp":
+        return tcp_connects(src, ip, port, timeout)
+    return udp_answers(src, ip, port, timeout)
+
+
+def trace_disagreements(
+    fabric: Fabric, cases: Iterable[Case], ip_of: Callable[[str], str], works: Callable[[Case, float], bool]
+) -> tuple[list[str], dict[Case, bool]]:
+    """Where ``vmn trace`` and real OVS (``works(case, timeout)``) disagree, and what trace said per case.
+
+    An exchange trace allows gets three tries of 1 s (a first packet may
+    find a cold path); one it denies, one try of 0.5 s.
+    """
+    expected = {c: trace(fabric, c.src, ip_of(c.dst), c.proto, c.port).connects for c in cases}
+    out = []
+    for case, allowed in expected.items():
+        got = any(works(case, 1.0) for _ in range(3)) if allowed else works(case, 0.5)
+        if got != allowed:
+            out.append(f"{case}: trace says {'allow' if allowed else 'deny'}, OVS {'passed' if got else 'dropped'}")
+    return out, expected
 
 
 NAMED_SERVER = r"""

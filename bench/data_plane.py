@@ -9,7 +9,7 @@ two controllers on the same bridge:
   connection, and a load balancer in the same network: traffic crosses
   ingress (port security), conntrack, both ACL tables, the lb table, the
   commit table, learn and forward, and where it is delivered conntrack
-  again and the balancer's un-NAT zone;
+  again and, for replies, the balancer's un-NAT zone;
 - ``both ends``: no balancer; the VMs and their network each have an
   ``acl_in`` and an ``acl_out`` list (stateful): conntrack where the
   packet enters (``acl_port``, ``acl_net``, ``acl_commit``) and where it is
@@ -262,7 +262,7 @@ def run(opts: Options) -> list[Row]:
             f"Ours {spread(ours['lb'].gbit(), 'Gbit/s', 2)} ({ours['lb'].summary()}). Both VMs declared with MAC "
             "and IP (port-security rules active), each with a stateful acl_in (every packet through conntrack "
             "and both ACL tables where it enters, conntrack again where it is delivered), a load balancer in "
-            "their network (its un-NAT zone at delivery). "
+            "their network (its un-NAT zone at delivery, for replies only). "
         ),
         "both ends": (
             f"Ours {spread(ours['both ends'].gbit(), 'Gbit/s', 2)} ({ours['both ends'].summary()}). Both VMs "

@@ -17,10 +17,8 @@ from apps.acl.compile import (
     Origin,
     Stage,
     base_rules,
-    conntrack_rules,
-    delivery_rule,
-    egress_conntrack_rules,
 )
+from apps.acl.conntrack import conntrack_rules, delivery_rule, egress_conntrack_rules
 from apps.acl.plan import AclList, AclPlan, PlanCache
 from apps.base import AppContext, Segments
 from controller.config.model import Model

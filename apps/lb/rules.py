@@ -17,7 +17,8 @@ Per switch with edge ports in a balancer's network:
   their replies where they are delivered to the client, in the same zone
   on the client's host: they reach the client from the VIP, wherever the
   backend is.
-- **NATed packets** get the backend's MAC as destination and go to learning.
+- **NATed packets** get the backend's MAC as destination and go on to the
+  ACL app's commit table (learning when the ACL app is off).
 - Anything else sent to the VIP drops (it answers nothing else).
 - **Probe replies** to the VIP (TCP to the probe port block, ICMP echo
   replies, ARP replies) are trapped to the controller, metered, ahead of the
@@ -39,9 +40,9 @@ from controller.flows.pipeline import (
     CT_ZONE_HAIRPIN,
     CT_ZONE_LB,
     METER_PACKET_IN,
+    T_ACL_COMMIT,
     T_ACL_PORT,
     T_LB,
-    T_LEARN,
 )
 from controller.flows.rules import (
     CT_DNAT,
@@ -187,8 +188,13 @@ def hairpin_rules(lb: LoadBalancer, vlan: int, backend: str, where: Location) ->
     ]
 
 
-def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int) -> list[Rule]:
-    """The rules of one balancer on switch ``dpid`` of its network."""
+def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int, after_lb: int = T_ACL_COMMIT) -> list[Rule]:
+    """The rules of one balancer on switch ``dpid`` of its network.
+
+    NATed packets go on to ``after_lb`` (the ACL app's commit table, which
+    tracks the NATed connection in the network's zone and marks it
+    stateful for the delivering switch; learning when the ACL app is off).
+    """
     vip = str(lb.vip)
     proto = PROTOS[lb.protocol]
     lb_zone = CT_ZONE_LB + vlan
@@ -228,7 +234,7 @@ def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int) -> list
                         ct_state=ct_state(CT_TRK | CT_DNAT, CT_RPL),
                     ),
                     (SetField("eth_dst", where.mac),),
-                    goto=T_LEARN,
+                    goto=after_lb,
                 )
             )
             if where.dpid == dpid:

@@ -239,3 +239,31 @@ def test_balanced_connections_work_when_client_and_backend_are_on_different_host
             ((d2, p2, again),) = syn(h, sport).outputs
             assert (d2, p2) == (d, p) and again["ipv4_dst"] == ip  # pinned to its backend
     assert served["10.0.0.12"] > 0  # some crossed to the other host
+
+
+def test_replies_of_balanced_connections_skip_the_lists_on_one_host_and_across_hosts() -> None:
+    text = (
+        NET.replace('mac: "02:00:00:00:00:01"}', 'mac: "02:00:00:00:00:01", acl_out: [deny-all]}')
+        .replace('mac: "02:00:00:00:00:12"}', 'mac: "02:00:00:00:00:12", acl_in: [deny-all]}')
+        .replace("    backends: [web1, {vm: web2, weight: 3}]", "    backends: [web2]")
+        + "acls: {deny-all: [{action: deny}]}\n"
+    )
+    for hosts in (None, {1: "hv1", 2: "hv2"}):
+        h = Harness(model_from(text), {1: [1, 2, 10], 2: [3, 10]}, [LinkKey.of(1, 10, 2, 10)])
+        if hosts:
+            h.host_conntracks = conntracks_of_hosts(hosts)
+        for mac, ip, (dpid, port) in ((CLIENT, "10.0.0.1", (1, 1)), (MACS["10.0.0.12"], "10.0.0.12", (2, 3))):
+            h.send(dpid, port, mac, "ff:ff:ff:ff:ff:ff", eth_type=0x0806, arp_op=1, arp_sha=mac, arp_spa=ip,
+                   arp_tpa="10.0.0.254")  # fmt: skip
+        ((d, p, pkt),) = syn(h, 32000).outputs
+        assert (d, p) == (2, 3) and pkt["ipv4_dst"] == "10.0.0.12"
+        back = h.send(
+            2, 3, MACS["10.0.0.12"], CLIENT, learn=False, ipv4_src="10.0.0.12", ipv4_dst="10.0.0.1", ip_proto=6,
+            tcp_src=80, tcp_dst=32000,
+        )  # fmt: skip
+        assert [(bd, bp, bpkt["ipv4_src"]) for bd, bp, bpkt in back.outputs] == [(1, 1, VIP)], hosts
+        alone = h.send(
+            2, 3, MACS["10.0.0.12"], CLIENT, learn=False, ipv4_src="10.0.0.12", ipv4_dst="10.0.0.1", ip_proto=6,
+            tcp_src=80, tcp_dst=32001,
+        )  # fmt: skip
+        assert alone.outputs == [], hosts  # not a reply: the lists deny it

@@ -16,7 +16,20 @@ from os_ken.ofproto import ofproto_common
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.flows.rules import Action, Ct, Group, GroupEntry, Move, Nat, Output, PopVlan, PushVlan, Rule, SetField
+from controller.flows.rules import (
+    Action,
+    Ct,
+    DecTtl,
+    Group,
+    GroupEntry,
+    Move,
+    Nat,
+    Output,
+    PopVlan,
+    PushVlan,
+    Rule,
+    SetField,
+)
 
 ALL_COOKIE_BITS = 0xFFFFFFFFFFFFFFFF
 NX_CT_F_COMMIT = 1
@@ -77,6 +90,8 @@ def _action(a: Action) -> Any:
             actions=([_nat(a.nat)] if a.nat is not None else [])
             + ([parser.OFPActionSetField(ct_mark=a.mark)] if a.mark is not None else []),
         )
+    if isinstance(a, DecTtl):
+        return parser.OFPActionDecNwTtl()
     if isinstance(a, Move):
         return parser.NXActionRegMove(src_field=a.src, dst_field=a.dst, n_bits=FIELD_BITS[a.src])
     raise TypeError(f"unknown action {a!r}")

@@ -13,7 +13,7 @@ from apps.acl.plan import AclList, AclPlan, PlanCache
 from apps.base import AppContext, Segments
 from controller.config.model import Model
 from controller.fabric.view import FabricView
-from controller.flows.pipeline import APP_ACL
+from controller.flows.pipeline import APP_ACL, T_ACL_COMMIT
 from controller.metrics import StatCounter
 
 
@@ -29,6 +29,9 @@ class AclFirewall:
         self._plan = PlanCache()
         self._origins: tuple[Model, Mapping[int, Origin]] | None = None
         self._model: Model | None = None
+        following = ctx.pipeline.next_table(T_ACL_COMMIT)
+        assert following is not None, "the pipeline has no table after acl_commit"
+        self.after_commit = following
 
     def plan(self, model: Model) -> AclPlan:
         """The ACL plan of ``model`` (cached for the latest model)."""
@@ -46,7 +49,9 @@ class AclFirewall:
                 if net.acl_in:
                     users.setdefault((NET_STAGE, net.acl_in), set()).add(dpid)
             tracked = {net.vlan for net, _ in edges if net.vlan in plan.tracked_vlans}
-            segments[("acl", dpid)] = {dpid: frozenset(base_rules() + conntrack_rules(tracked))}
+            segments[("acl", dpid)] = {
+                dpid: frozenset(base_rules(self.after_commit) + conntrack_rules(tracked, self.after_commit))
+            }
         for stage, names, compiled in self.compiler.lists(view.model, plan):
             dpids = users.get((stage, names))
             if dpids:

@@ -231,8 +231,11 @@ def rule_origins(model: Model, plan: AclPlan) -> Mapping[int, Origin]:
     return ListCompiler().origins(model, plan)
 
 
-def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
-    """Conntrack pass and verdicts in ``acl_port``, commits in ``acl_commit``, for ``vlans``."""
+def conntrack_rules(vlans: Iterable[int], after: int = T_LEARN) -> list[Rule]:
+    """Conntrack pass and verdicts in ``acl_port``, commits in ``acl_commit``, for ``vlans``.
+
+    ``after`` is the table after ``acl_commit`` (where commits and replies that skip the ACLs go on).
+    """
     vlans = sorted(vlans)
     if not vlans:
         return []
@@ -248,7 +251,7 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
             T_ACL_PORT,
             PRIO_CT_STATE,
             make_match(ct_state=ct_state(CT_TRK | CT_EST | CT_RPL, CT_INV), ct_mark=CT_MARK_SKIP_ACL),
-            goto=T_LEARN,
+            goto=after,
         ),
         Rule(
             APP_ACL,
@@ -277,7 +280,7 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
                     PRIO_DEFAULT_DENY,
                     make_match(vlan_vid=vid, eth_type=eth_type, metadata=(METADATA_STATEFUL, METADATA_STATEFUL)),
                     (Ct(zone=vlan, commit=True, mark=CT_MARK_SKIP_ACL),),
-                    goto=T_LEARN,
+                    goto=after,
                 )
             )
             rules.append(
@@ -287,18 +290,18 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
                     PRIO_NO_LIST,
                     make_match(vlan_vid=vid, eth_type=eth_type),
                     (Ct(zone=vlan, commit=True),),
-                    goto=T_LEARN,
+                    goto=after,
                 )
             )
     return rules
 
 
-def base_rules() -> list[Rule]:
-    """Per-switch rules independent of any list: no-list passes and table misses."""
+def base_rules(after: int = T_LEARN) -> list[Rule]:
+    """Per-switch rules independent of any list: no-list passes and table misses (``after``: see above)."""
     return [
         Rule(APP_ACL, T_ACL_PORT, PRIO_NO_LIST, make_match(metadata=(0, METADATA_PORT_LIST)), goto=T_ACL_NET),
         Rule(APP_ACL, T_ACL_NET, PRIO_NO_LIST, make_match(metadata=(0, METADATA_NET_LIST)), goto=T_LB),
         Rule(APP_ACL, T_ACL_PORT, 0),
         Rule(APP_ACL, T_ACL_NET, 0),
-        Rule(APP_ACL, T_ACL_COMMIT, 0, goto=T_LEARN),
+        Rule(APP_ACL, T_ACL_COMMIT, 0, goto=after),
     ]

@@ -130,9 +130,14 @@ def network_addressing(
 
 
 def check_vm_addresses(ctx: Ctx, networks: Sequence[Network], vms: Sequence[Vm]) -> None:
-    """Each VM's ``ip`` lies in its network's gateway subnet (same prefix when given) and is not the gateway."""
+    """Each VM's ``ip`` lies in its network's gateway subnet (same prefix when given) and is not the gateway;
+    no VM's ``mac`` is in the gateways' range."""
     by_name = {n.name: n for n in networks}
     for vm in vms:
+        if vm.mac is not None and vm.mac.startswith(GATEWAY_MAC_PREFIX + ":"):
+            ctx.at("vms").at(vm.name).at("mac").error(
+                f"{vm.mac}: {GATEWAY_MAC_PREFIX}:xx:xx is reserved for the networks' gateways"
+            )
         net = by_name.get(vm.network)
         if net is None or net.gateway is None or vm.ip is None:
             continue

@@ -10,13 +10,12 @@ network.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from ipaddress import IPv4Address
+from collections.abc import Callable, Collection, Sequence
 
 from apps.base import AppContext, PacketIn, Reaction, Segments
-from apps.router.resolve import Resolver
+from apps.router.resolve import Resolver, targets
 from apps.router.rules import PRIO_ARP, TRAP_LEN, Hop, Tables, router_hops, switch_rules
-from controller.config.model import Model
+from controller.config.model import Model, Vm
 from controller.effects import DumpedFlow
 from controller.fabric.view import FabricView
 from controller.flows.pipeline import APP_ROUTER, METER_PACKET_IN, T_LEARN, T_ROUTE
@@ -101,6 +100,7 @@ class RouterApp:
             return Reaction()
         return Reaction(dict(self.compile(view)))
 
-    def assume_found(self, network: str, ip: str, mac: str) -> None:
-        """Treat ``ip`` of ``network`` as answering from ``mac`` (``vmn trace``: as if ARP had answered)."""
-        self.resolver.found[(network, IPv4Address(ip))] = mac
+    def assume_all_found(self, mac_of: Callable[[Vm], str]) -> None:
+        """Treat every VM to resolve as answering from ``mac_of(vm)`` (``vmn trace``: as if ARP had answered)."""
+        for key, vm in targets(self.resolver.model).items():
+            self.resolver.found.setdefault(key, mac_of(vm))

@@ -28,7 +28,7 @@ cd "$REPO_ROOT"
 # ---------------------------------------------------------------- packages --
 APT_PACKAGES=(
     openvswitch-switch mininet python3-yaml iperf3 ethtool iproute2
-    iputils-ping tcpdump netcat-openbsd python3-venv
+    iputils-ping tcpdump netcat-openbsd python3-venv udhcpc
 )
 
 is_installed() {

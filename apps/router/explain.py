@@ -31,16 +31,20 @@ class RoutedTarget:
     """The sender's gateway MAC: where the sender addresses the packet."""
     reply_mac: str | None
     """The destination network's gateway MAC: where the reply goes (None when ``vm`` is None)."""
+    gateway: bool = False
+    """The destination is the sender's own gateway (it answers ARP and ping, back to the sender)."""
 
 
 def routed_target(model: Model, src: Vm, dst_ip: Ip) -> RoutedTarget | None:
     """Where ``src``'s packet to ``dst_ip`` goes when its router routes it; None if it is not routed.
 
     Not routed: ``src``'s network has no gateway, or ``dst_ip`` is in its own
-    subnet. Routed (to the gateway) otherwise, even where no route exists:
+    subnet (but its gateway's address is answered by the gateway: ``gateway``). Routed (to the gateway) otherwise, even where no route exists:
     the switch then drops it, and the trace shows that.
     """
     net = model.network_by_name[src.network]
+    if net.gateway is not None and dst_ip == net.gateway.ip:
+        return RoutedTarget(None, gateway_mac(net.vlan), None, gateway=True)
     if net.gateway is None or dst_ip in net.gateway.network:
         return None
     first = gateway_mac(net.vlan)

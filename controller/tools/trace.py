@@ -276,6 +276,8 @@ def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: int | No
     sent = sim.send(*fabric.at(src), pkt)
     if vip is not None:  # whichever backend the group chose
         dst = next((vm for vm in (fabric.vm_at(d, p) for d, p in sorted(sent.delivered())) if vm), None)
+    if hop is not None and hop.vm is None and hop.gateway:  # a ping to the gateway: answered to the sender
+        return TraceResult(_leg(fabric, sent, fabric.at(src), origins), None)
     forward = _leg(fabric, sent, fabric.at(dst) if dst else None, origins)
     if not forward.delivered or dst is None:
         return TraceResult(forward, None)

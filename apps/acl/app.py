@@ -7,9 +7,10 @@ Semantics and tables: :mod:`apps.acl.compile`; which list applies where:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 from apps.acl.compile import NET_STAGE, PORT_STAGE, ListCompiler, Origin, Stage, base_rules, conntrack_rules
-from apps.acl.plan import AclList, AclPlan, PlanCache
+from apps.acl.plan import AclList, AclPlan, PlanCache, conntrack_zone
 from apps.base import AppContext, Segments
 from controller.config.model import Model
 from controller.fabric.view import FabricView
@@ -41,6 +42,7 @@ class AclFirewall:
         plan = self.plan(view.model)
         users: dict[tuple[Stage, AclList], set[int]] = {}
         segments: Segments = {}
+        zone_of = partial(conntrack_zone, view.model)
         for dpid in view.dpids:
             edges = view.edge_ports(dpid).values()
             for net, vm in edges:
@@ -50,7 +52,7 @@ class AclFirewall:
                     users.setdefault((NET_STAGE, net.acl_in), set()).add(dpid)
             tracked = {net.vlan for net, _ in edges if net.vlan in plan.tracked_vlans}
             segments[("acl", dpid)] = {
-                dpid: frozenset(base_rules(self.after_commit) + conntrack_rules(tracked, self.after_commit))
+                dpid: frozenset(base_rules(self.after_commit) + conntrack_rules(tracked, self.after_commit, zone_of))
             }
         for stage, names, compiled in self.compiler.lists(view.model, plan):
             dpids = users.get((stage, names))

@@ -12,8 +12,10 @@ Semantics (see :mod:`apps.acl.plan` for lists and ids):
   and installed on every switch where some port uses it, so a 5,000-rule
   ACL on 100 ports is 5,000 flows per switch, not 500,000.
 - In a tracked network (a stateful rule applies there, or a load balancer
-  lives there) IPv4 and IPv6 first go through conntrack in zone = the
-  network's VLAN (``ct(nat)``, so load-balanced replies are un-NATed too).
+  lives there, or a router joins it to such a network) IPv4 and IPv6 first
+  go through conntrack (``ct(nat)``, so load-balanced replies are un-NATed
+  too) in zone = the network's VLAN (the router's zone for a routed
+  network, :func:`apps.acl.plan.conntrack_zone`).
   Invalid packets drop, except ICMPv6 messages conntrack does not track
   (neighbour discovery, MLD, router solicitation: always ``+inv``), which
   the lists judge like any packet. Every packet that passed the lists is committed in
@@ -30,7 +32,7 @@ bridges of one OVS host (one datapath, one conntrack table).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 
@@ -231,10 +233,13 @@ def rule_origins(model: Model, plan: AclPlan) -> Mapping[int, Origin]:
     return ListCompiler().origins(model, plan)
 
 
-def conntrack_rules(vlans: Iterable[int], after: int = T_LEARN) -> list[Rule]:
+def conntrack_rules(
+    vlans: Iterable[int], after: int = T_LEARN, zone_of: Callable[[int], int] = lambda vlan: vlan
+) -> list[Rule]:
     """Conntrack pass and verdicts in ``acl_port``, commits in ``acl_commit``, for ``vlans``.
 
-    ``after`` is the table after ``acl_commit`` (where commits and replies that skip the ACLs go on).
+    ``after`` is the table after ``acl_commit`` (where commits and replies that skip the ACLs go on);
+    ``zone_of`` gives a network's conntrack zone (:func:`apps.acl.plan.conntrack_zone`).
     """
     vlans = sorted(vlans)
     if not vlans:
@@ -270,7 +275,7 @@ def conntrack_rules(vlans: Iterable[int], after: int = T_LEARN) -> list[Rule]:
                     T_ACL_PORT,
                     PRIO_CT_TRACK,
                     make_match(vlan_vid=vid, eth_type=eth_type, ct_state=ct_state(0, CT_TRK)),
-                    (Ct(zone=vlan, recirc_table=T_ACL_PORT, nat=Nat()),),
+                    (Ct(zone=zone_of(vlan), recirc_table=T_ACL_PORT, nat=Nat()),),
                 )
             )
             rules.append(
@@ -279,7 +284,7 @@ def conntrack_rules(vlans: Iterable[int], after: int = T_LEARN) -> list[Rule]:
                     T_ACL_COMMIT,
                     PRIO_DEFAULT_DENY,
                     make_match(vlan_vid=vid, eth_type=eth_type, metadata=(METADATA_STATEFUL, METADATA_STATEFUL)),
-                    (Ct(zone=vlan, commit=True, mark=CT_MARK_SKIP_ACL),),
+                    (Ct(zone=zone_of(vlan), commit=True, mark=CT_MARK_SKIP_ACL),),
                     goto=after,
                 )
             )
@@ -289,7 +294,7 @@ def conntrack_rules(vlans: Iterable[int], after: int = T_LEARN) -> list[Rule]:
                     T_ACL_COMMIT,
                     PRIO_NO_LIST,
                     make_match(vlan_vid=vid, eth_type=eth_type),
-                    (Ct(zone=vlan, commit=True),),
+                    (Ct(zone=zone_of(vlan), commit=True),),
                     goto=after,
                 )
             )

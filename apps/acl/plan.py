@@ -48,7 +48,8 @@ class AclPlan:
     """The ACL lists of a model and their ids.
 
     ``tracked_vlans`` are the networks whose IPv4 traffic goes through
-    conntrack: those where a stateful rule applies or a load balancer lives.
+    conntrack: those where a stateful rule applies or a load balancer lives,
+    and every network on a router with such a network.
     """
 
     port_ids: Mapping[AclList, int]
@@ -78,7 +79,22 @@ def plan_of(model: Model) -> AclPlan:
         lists = [net.acl_in] + [vm.acl_in for vm in model.vms if vm.network == net.name]
         if any(name in stateful for names in lists for name in names):
             tracked.add(net.vlan)
+    for router in model.routers:  # a connection crosses the router: both ends must see it in one zone
+        vlans = {model.network_by_name[n].vlan for n in router.networks}
+        if vlans & tracked:
+            tracked |= vlans
     return AclPlan(_ids(port_lists, 32), _ids(net_lists, 31), frozenset(tracked))
+
+
+def conntrack_zone(model: Model, vlan: int) -> int:
+    """The conntrack zone of network ``vlan``: its VLAN id, or for a network on a router the
+    smallest VLAN id of the router's networks, so a routed connection is one connection in one
+    zone at both ends (a router's subnets do not overlap; a network is on one router at most)."""
+    net = model.network_by_vlan.get(vlan)
+    router = model.router_of.get(net.name) if net is not None else None
+    if router is None:
+        return vlan
+    return min(model.network_by_name[n].vlan for n in router.networks)
 
 
 class PlanCache:

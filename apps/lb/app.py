@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Collection, Mapping, Sequence
 
+from apps.acl.plan import conntrack_zone
 from apps.base import AppContext, PacketIn, Reaction, Segments
 from apps.lb.rules import bucket_backends, lb_group, lb_rules
 from apps.lb.runtime import LbRuntime, LbUpdate, Location
@@ -46,14 +47,17 @@ class LoadBalancerApp:
         for dpid in view.dpids:
             rules = {Rule(APP_LB, T_LB, 0, goto=self.after_lb)}
             for lb, vlan in self._members(view, dpid):
-                rules.update(lb_rules(lb, vlan, self.runtime, dpid))
+                rules.update(lb_rules(lb, vlan, self.runtime, dpid, conntrack_zone(view.model, vlan)))
             segments[("lb", dpid)] = {dpid: frozenset(rules)}
         return segments
 
     def groups(self, view: FabricView) -> dict[int, frozenset[GroupEntry]]:
         """The select group of each balancer on each switch of its network."""
         return {
-            dpid: frozenset(lb_group(lb, vlan, self.runtime) for lb, vlan in self._members(view, dpid))
+            dpid: frozenset(
+                lb_group(lb, vlan, self.runtime, conntrack_zone(view.model, vlan))
+                for lb, vlan in self._members(view, dpid)
+            )
             for dpid in view.dpids
         }
 

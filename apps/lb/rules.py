@@ -122,7 +122,7 @@ def probe_traps(vlan: int, vip: str) -> list[Rule]:
     return [Rule(APP_LB, T_ACL_PORT, PRIO_TRAP, m, to_ctl, meter=METER_PACKET_IN) for m in matches]
 
 
-def hairpin_rules(lb: LoadBalancer, vlan: int, backend: str, where: Location) -> list[Rule]:
+def hairpin_rules(lb: LoadBalancer, vlan: int, backend: str, where: Location, zone: int | None = None) -> list[Rule]:
     """Rules letting ``backend`` (at ``where``) connect to its own VIP, on its switch.
 
     The select group may send a backend's connection to the VIP back to the
@@ -132,9 +132,10 @@ def hairpin_rules(lb: LoadBalancer, vlan: int, backend: str, where: Location) ->
     (``ct_snat_to_vip``), the connection is also source-NATed to the VIP in
     a conntrack zone of its own and sent back out of ``IN_PORT``; the
     backend's replies (to the VIP, from the balanced port) are un-SNATed in
-    that zone, un-DNATed in the network's, and returned the same way.
+    that zone, un-DNATed in the network's (``zone``, default ``vlan``), and returned the same way.
     """
     vip = str(lb.vip)
+    net_zone = vlan if zone is None else zone
     zone = CT_ZONE_HAIRPIN + vlan
     here = dict(in_port=where.port, vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4)
     back = (SetField("eth_src", vip_mac(vip)), SetField("eth_dst", where.mac), PopVlan(), Output(OFPP_IN_PORT))
@@ -153,14 +154,14 @@ def hairpin_rules(lb: LoadBalancer, vlan: int, backend: str, where: Location) ->
             T_ACL_PORT,
             PRIO_HAIRPIN,
             make_match(**here, ct_zone=zone, ct_state=ct_state(CT_TRK)),
-            (Ct(zone=vlan, recirc_table=T_ACL_PORT, nat=Nat()),),
+            (Ct(zone=net_zone, recirc_table=T_ACL_PORT, nat=Nat()),),
         ),
         Rule(
             APP_LB,
             T_ACL_PORT,
             PRIO_HAIRPIN,
             make_match(
-                **here, ipv4_src=vip, ipv4_dst=backend, ct_zone=vlan, ct_state=ct_state(CT_TRK | CT_EST | CT_RPL)
+                **here, ipv4_src=vip, ipv4_dst=backend, ct_zone=net_zone, ct_state=ct_state(CT_TRK | CT_EST | CT_RPL)
             ),
             back,
         ),
@@ -181,8 +182,8 @@ def hairpin_rules(lb: LoadBalancer, vlan: int, backend: str, where: Location) ->
     ]
 
 
-def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int) -> list[Rule]:
-    """The rules of one balancer on switch ``dpid`` of its network."""
+def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int, zone: int | None = None) -> list[Rule]:
+    """The rules of one balancer on switch ``dpid`` of its network (conntrack ``zone``, default ``vlan``)."""
     vip = str(lb.vip)
     proto = PROTOS[lb.protocol]
     new = make_match(
@@ -218,18 +219,26 @@ def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int) -> list
                 )
             )
             if where.dpid == dpid:
-                rules += hairpin_rules(lb, vlan, str(backend.ip), where)
+                rules += hairpin_rules(lb, vlan, str(backend.ip), where, zone)
     return rules
 
 
-def lb_group(lb: LoadBalancer, vlan: int, runtime: LbRuntime) -> GroupEntry:
+def lb_group(lb: LoadBalancer, vlan: int, runtime: LbRuntime, zone: int | None = None) -> GroupEntry:
     """The select group of ``lb``: one weighted bucket per healthy, located backend."""
     up = runtime.up_backends(lb.name)
     buckets = tuple(
         (
             b.weight,
             OFPP_ANY,
-            (Ct(zone=vlan, commit=True, recirc_table=T_LB, mark=CT_MARK_SKIP_ACL, nat=Nat(str(b.ip), lb.port)),),
+            (
+                Ct(
+                    zone=vlan if zone is None else zone,
+                    commit=True,
+                    recirc_table=T_LB,
+                    mark=CT_MARK_SKIP_ACL,
+                    nat=Nat(str(b.ip), lb.port),
+                ),
+            ),
         )
         for b in lb.backends
         if b.ip in up and (lb.network, b.ip) in runtime.located

@@ -1,6 +1,9 @@
 """Routing and DHCP on real OVS: two linked bridges, hosts with a default route via their gateway.
 
-Router ``r`` joins red, blue and dyn; green has a gateway but no router.
+Router ``r`` joins red, blue and dyn; green has a gateway but no router. A
+stateful rule in blue puts the router's networks through conntrack, in one
+zone, so replies that are the first packet a network's conntrack sees
+(an echo reply, a SYN-ACK) are replies, not invalid.
 Routed pings cross one bridge and two (the reply arrives with TTL 63), a VM
 without a declared mac is found by ARP from its gateway, the gateway answers
 ARP and ping without a packet-in, green stays isolated both ways, an
@@ -21,6 +24,7 @@ import pytest
 from controller.config.routing import gateway_mac
 from controller.tools.lab import ControllerProcess, Host, Lab, free_port, wait_until
 from tests.ovs.metrics_client import total
+from tests.ovs.traffic import start_servers, tcp_connects
 
 pytestmark = pytest.mark.ovs
 
@@ -37,13 +41,15 @@ networks:
 vms:
   r1: {switch: s1, port: 1, network: red, ip: 10.91.1.11/24, mac: "02:91:00:00:01:11"}
   r2: {switch: s2, port: 2, network: red, ip: 10.91.1.12/24}
-  b1: {switch: s1, port: 3, network: blue, ip: 10.91.2.11/24, mac: "02:91:00:00:02:11"}
+  b1: {switch: s1, port: 3, network: blue, ip: 10.91.2.11/24, mac: "02:91:00:00:02:11", acl_in: [track]}
   b2: {switch: s2, port: 4, network: blue, ip: 10.91.2.12/24, mac: "02:91:00:00:02:12"}
   bb: {switch: s1, port: 6, network: blue, ip: 10.91.2.13/24, mac: "02:91:00:00:02:13", acl_in: [no-red]}
   g1: {switch: s2, port: 5, network: green, ip: 10.91.3.11/24, mac: "02:91:00:00:03:11"}
   d1: {switch: s2, port: 7, network: dyn, ip: 10.91.4.11/24, mac: "02:91:00:00:04:11"}
   u1: {switch: s2, port: 8, network: dyn}
 acls:
+  track:
+    - {action: allow, stateful: true}
   no-red:
     - {match: {ipv4_dst: 10.91.1.0/24}, action: deny}
     - {action: allow}
@@ -120,6 +126,13 @@ def test_routed_ping_on_one_bridge_and_across_two(routed: RoutedLab) -> None:
     assert ttl_of(routed.hosts["b2"], "10.91.1.11") == 63
     neigh = r1.run(["ip", "neigh", "show", "10.91.1.1"]).stdout
     assert f"lladdr {gateway_mac(191)}" in neigh, neigh
+
+
+def test_routed_tcp_through_conntrack(routed: RoutedLab) -> None:
+    start_servers(routed.hosts["b2"], tcp=[8080])
+    start_servers(routed.hosts["r1"], tcp=[8081])
+    wait_until(lambda: tcp_connects(routed.hosts["r1"], "10.91.2.12", 8080), 10, message="red connects to blue")
+    assert tcp_connects(routed.hosts["b1"], "10.91.1.11", 8081)  # from the stateful VM, across bridges
 
 
 def test_a_vm_without_mac_is_reached(routed: RoutedLab) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from apps.acl.plan import conntrack_zone, plan_of
 from apps.router.app import RouterApp
 from apps.router.resolve import MAX_MISSES, REFRESH, RETRY
 from controller.config.routing import gateway_mac
@@ -280,3 +281,30 @@ def test_a_restarted_controller_adopts_found_macs() -> None:
     fresh = Harness(model_from(NET), PORTS, LINKS)
     fresh.reconcile(2, held)
     assert _router(fresh).resolver.found == {("blue", IPv4Address("10.0.2.13")): "02:00:00:00:02:13"}
+
+
+def test_a_routers_networks_share_one_conntrack_zone_and_tracking() -> None:
+    text = NET.replace(
+        "  b1: {switch: s1, port: 2, network: blue,", "  b1: {switch: s1, port: 2, network: blue, acl_in: [track],"
+    )
+    text += "acls:\n  track:\n    - {action: allow, stateful: true}\n"
+    model = model_from(text)
+    plan = plan_of(model)
+    assert {100, 200} <= plan.tracked_vlans and not {300, 400} & plan.tracked_vlans  # red joins blue's tracking
+    assert [conntrack_zone(model, v) for v in (100, 200, 300, 400)] == [100, 100, 300, 300]
+    h = harness(text)
+    t = ping(h, "r1", IP["b2"])
+    assert {(d, p) for d, p, _ in t.outputs} == {AT["b2"]}
+    reply = h.send(
+        *AT["b2"],
+        MAC["b2"],
+        gateway_mac(200),
+        learn=False,
+        ipv4_src=IP["b2"],
+        ipv4_dst=IP["r1"],
+        ip_proto=1,
+        icmpv4_type=0,
+        icmpv4_code=0,
+    )
+    assert {(d, p) for d, p, _ in reply.outputs} == {AT["r1"]}
+    assert h.conntrack.replies and all(key[0] == 100 for key in h.conntrack.replies)  # one connection, in the router's zone

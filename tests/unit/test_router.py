@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -13,6 +14,8 @@ from apps.router.resolve import MAX_MISSES, REFRESH, RETRY
 from controller.config.routing import gateway_mac
 from controller.fabric.topology import LinkKey
 from controller.flows.pipeline import T_LEARN, T_ROUTE
+from controller.flows.rules import DecTtl
+from controller.ofmsg import flow_add_bytes
 from controller.tools.sim import Trace
 from tests.unit.fabric_helpers import BCAST, Harness, model_from
 
@@ -55,6 +58,7 @@ IP = {
     "o1": "10.0.1.11",
     "gw": "10.0.2.254",
 }
+OFPAT_DEC_NW_TTL = 24
 GW = {100: "10.0.1.1", 200: "10.0.2.1", 300: "10.0.3.1", 400: "10.0.1.1"}
 
 
@@ -210,8 +214,6 @@ def _router(h: Harness) -> RouterApp:
 
 
 def _arp_reply(src_mac: str, src_ip: str, vlan: int) -> bytes:
-    import struct
-
     body = struct.pack(
         "!HHBBH6s4s6s4s",
         1,
@@ -307,4 +309,13 @@ def test_a_routers_networks_share_one_conntrack_zone_and_tracking() -> None:
         icmpv4_code=0,
     )
     assert {(d, p) for d, p, _ in reply.outputs} == {AT["r1"]}
-    assert h.conntrack.replies and all(key[0] == 100 for key in h.conntrack.replies)  # one connection, in the router's zone
+    assert h.conntrack.replies and all(
+        key[0] == 100 for key in h.conntrack.replies
+    )  # one connection, in the router's zone
+
+
+def test_routed_rules_serialise_with_dec_nw_ttl() -> None:
+    h = harness()
+    rule = next(r for r in h.flows[1].values() if r.table == T_ROUTE and any(isinstance(a, DecTtl) for a in r.actions))
+    wire = flow_add_bytes(rule)
+    assert struct.pack("!HH", OFPAT_DEC_NW_TTL, 8) in wire  # the action header (type 24, length 8)

@@ -61,6 +61,8 @@ class Resolver:
     found: dict[Key, str] = field(default_factory=dict)
     _due: dict[Key, float] = field(default_factory=dict)
     _misses: dict[Key, int] = field(default_factory=dict)
+    _targets: dict[Key, Vm] = field(default_factory=dict)
+    _declared: dict[Key, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reconfigure(self.model)
@@ -68,7 +70,8 @@ class Resolver:
     def reconfigure(self, model: Model) -> None:
         """Adopt a reloaded model; MACs of VMs that stay targets are kept."""
         self.model = model
-        wanted = targets(model)
+        wanted = self._targets = targets(model)
+        self._declared = {(v.network, v.ip.ip): v.mac for v in model.vms if v.ip is not None and v.mac is not None}
         self.found = {k: m for k, m in self.found.items() if k in wanted}
         self._due = {k: t for k, t in self._due.items() if k in wanted}
         self._misses = {k: n for k, n in self._misses.items() if k in wanted}
@@ -79,16 +82,13 @@ class Resolver:
 
     def mac(self, network: str, ip: Ip) -> str | None:
         """The MAC of ``ip`` in ``network``: the declared one, else the one ARP found (None: unknown)."""
-        vm = next((v for v in self.model.vms if v.network == network and v.ip is not None and v.ip.ip == ip), None)
-        if vm is not None and vm.mac is not None:
-            return vm.mac
-        return self.found.get((network, ip))
+        return self._declared.get((network, ip)) or self.found.get((network, ip))
 
     def tick(self, now: float, view: FabricView, ready: Collection[int]) -> tuple[list[Frame], bool]:
         """ARP requests that are due, and whether a MAC was forgotten (the routes change)."""
         frames: list[Frame] = []
         changed = False
-        for key, vm in sorted(targets(self.model).items()):
+        for key, vm in sorted(self._targets.items()):
             if now < self._due.get(key, 0.0):
                 continue
             net = self.model.network_by_name[vm.network]
@@ -122,7 +122,7 @@ class Resolver:
         if net is None:
             return False
         key = (net.name, answer.src_ip)
-        vm = targets(self.model).get(key)
+        vm = self._targets.get(key)
         if vm is None or not self._at(vm, dpid, port, view):
             return False
         self._misses.pop(key, None)
@@ -141,7 +141,7 @@ class Resolver:
 
     def adopt(self, dump: Sequence[DumpedFlow], marker: int, app_id: int, table: int) -> bool:
         """MACs recorded in marker rules (priority ``marker``) of a flow dump; True if any was new."""
-        wanted = targets(self.model)
+        wanted = self._targets
         learned = False
         for flow in dump:
             if flow.cookie >> 56 != app_id or flow.table != table or flow.priority != marker:

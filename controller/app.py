@@ -4,7 +4,8 @@ Each handler turns an os-ken event into one call on :class:`Core` and sends
 the :class:`~controller.effects.Effects` it returns. It knows no app and no
 table: packet-ins go to the core with their table id, and the metric's
 reason is the pipeline's. Handlers run on the app's single event thread;
-signals and timers post events to that thread instead of calling the core.
+signals, timers and the API server (:mod:`controller.api`, ``EventCall``)
+post events to that thread instead of calling the core.
 
 Run: ``VMN_CONFIG=net.yaml osken-manager controller.app``.
 """
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from os_ken.base import app_manager
 from os_ken.controller import event, ofp_event
@@ -23,6 +26,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from prometheus_client import start_http_server
 
 from controller import ofmsg
+from controller.api import server as api_server
+from controller.api.bridge import ControllerBridge
 from controller.compose import AppError, build_core, check_apps
 from controller.config import ConfigError, load_model
 from controller.config.model import ControllerSettings, Model
@@ -35,6 +40,8 @@ from controller.ratelimit import TokenBucket
 LOG = logging.getLogger("vmn")
 CONFIG_ENV = "VMN_CONFIG"
 METRICS_PORT_ENV = "VMN_METRICS_PORT"
+API_PORT_ENV = "VMN_API_PORT"
+T = TypeVar("T")
 TICK_SECONDS = 0.1
 """Housekeeping period: health-check timing resolution; LLDP goes out every ``lldp_interval``."""
 
@@ -45,6 +52,15 @@ class EventReload(event.EventBase):
 
 class EventTick(event.EventBase):
     """Periodic work on the app thread: the core's tick, statistics polls, the file watch."""
+
+
+class EventCall(event.EventBase):
+    """Run ``fn`` on the app thread for another thread (the API server); its outcome goes to ``future``."""
+
+    def __init__(self, fn: Callable[[], Any], future: Future[Any]) -> None:
+        super().__init__()
+        self.fn = fn
+        self.future = future
 
 
 def _ports(port_list: Any) -> list[PortInfo]:
@@ -82,6 +98,8 @@ class VmnController(app_manager.OSKenApp):
         self._config_stamp = self._stamp()
         self._ticker = hub.spawn(self._tick_loop)
         self._start_metrics(model.controller)
+        self.api: api_server.ApiServer | None = None
+        self._start_api(model.controller)
 
     def _start_metrics(self, settings: ControllerSettings) -> None:
         """Serve /metrics; ``VMN_METRICS_PORT`` overrides the file (0 disables)."""
@@ -94,6 +112,40 @@ class VmnController(app_manager.OSKenApp):
             LOG.error("metrics exporter not started on %s:%d: %s", settings.metrics_host, port, err)
             return
         LOG.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
+
+    def _start_api(self, settings: ControllerSettings) -> None:
+        """Serve the REST API and web view; ``VMN_API_PORT`` overrides the file (0 disables)."""
+        port = int(os.environ.get(API_PORT_ENV, settings.api_port))
+        if not port:
+            return
+        try:
+            self.api = api_server.start(ControllerBridge(self), settings.metrics_host, port)
+        except OSError as err:
+            LOG.error("API not started on %s:%d: %s", settings.metrics_host, port, err)
+            return
+        LOG.info("API and web view on http://%s:%d/", settings.metrics_host, port)
+
+    def run_on_app_thread(self, fn: Callable[[], T], timeout: float) -> T:
+        """Run ``fn`` on the app thread and return its result (called from other threads).
+
+        Raises TimeoutError after ``timeout`` seconds, or what ``fn`` raised.
+        """
+        future: Future[T] = Future()
+        self.send_event(self.name, EventCall(fn, future))
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()  # not run later if it has not started
+            raise
+
+    @set_ev_cls(EventCall)
+    def on_call(self, ev: EventCall) -> None:
+        if not ev.future.set_running_or_notify_cancel():
+            return
+        try:
+            ev.future.set_result(ev.fn())
+        except Exception as err:  # handed to the caller's thread
+            ev.future.set_exception(err)
 
     def _initial_model(self) -> Model:
         if not self.config_path:

@@ -168,6 +168,80 @@ def run_trace(args: argparse.Namespace) -> int:
     return 0 if result.forward.delivered else 1
 
 
+def add_flows(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    """Register ``vmn flows FILE [--switch S]``."""
+    parser = subparsers.add_parser(
+        "flows",
+        help="print the flows VMN wants on each switch of a network file",
+        description="Compute the flows and groups the controller would install for FILE (every "
+        "switch connected, declared links up, before any host is learned) and print them per "
+        "switch in ovs-ofctl syntax, as GET /api/v1/flows?format=text does for the live state. "
+        "Exits 1 on an invalid file, 2 on an unknown switch.",
+    )
+    parser.add_argument("file", metavar="FILE", help="the network YAML file")
+    parser.add_argument("--switch", metavar="S", help="only this switch (name or dpid)")
+    parser.set_defaults(handler=run_flows)
+
+
+def run_flows(args: argparse.Namespace) -> int:
+    """Print the wanted flows: 0, 1 on an invalid file, 2 on an unknown ``--switch``."""
+    from controller.api.ofctl import flow_lines, group_lines, switch_text
+    from controller.tools.fakefabric import FakeFabric
+
+    model = _load_or_report(args.file)
+    if model is None:
+        return 1
+    switches = list(model.switches)
+    if args.switch is not None:
+        switches = [s for s in switches if args.switch in (s.name, str(s.dpid), hex(s.dpid), f"{s.dpid:016x}")]
+        if not switches:
+            known = ", ".join(s.name for s in model.switches)
+            print(f"vmn flows: unknown switch {args.switch!r} (switches: {known})", file=sys.stderr)
+            return 2
+    core = FakeFabric.from_model(model).core
+    for switch in switches:
+        rules, groups = core.flows.rules(switch.dpid), core.groups.get(switch.dpid, {}).values()
+        sys.stdout.write(switch_text(switch.name, switch.dpid, flow_lines(rules), group_lines(groups)))
+    return 0
+
+
+def add_plan(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    """Register ``vmn plan FILE [--url URL]``."""
+    parser = subparsers.add_parser(
+        "plan",
+        help="show what a network file would change on the running controller's switches",
+        description="Send FILE to the running controller's API (POST /api/v1/plan) and print, "
+        "per switch, the flows it would remove (-) and add (+); nothing is applied. Exits 0, "
+        "1 when the file is invalid (every error by path on stderr), 2 when the API cannot be "
+        "reached or refuses.",
+    )
+    parser.add_argument("file", metavar="FILE", help="the network YAML file")
+    parser.add_argument("--url", help="the API's address (default: $VMN_API_URL or http://127.0.0.1:9304)")
+    parser.set_defaults(handler=run_plan)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    """Print the running controller's plan for ``args.file``: 0, 1 invalid file, 2 API error."""
+    from controller.api.client import ApiError, default_url, post_plan
+    from controller.api.ofctl import plan_text
+
+    try:
+        with open(args.file, "rb") as stream:
+            text = stream.read()
+    except OSError as exc:
+        print(f"vmn plan: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        answer = post_plan(args.url or default_url(), text)
+    except ApiError as exc:
+        for line in exc.errors:
+            print(line if exc.status == 422 else f"vmn plan: {line}", file=sys.stderr)
+        return 1 if exc.status == 422 else 2
+    switches = answer.get("switches", [])
+    sys.stdout.write(plan_text((s["name"], s["dpid"], s["removed"], s["added"]) for s in switches))
+    return 0
+
+
 TOPO_SIZES = {
     "ring": "N",
     "linear": "N",
@@ -236,6 +310,8 @@ SUBCOMMANDS: tuple[Callable[[SubParsers[argparse.ArgumentParser]], None], ...] =
     add_check,
     add_provision,
     add_trace,
+    add_flows,
+    add_plan,
     add_topo,
 )
 """The ``add_*`` functions, in the order ``vmn --help`` lists the subcommands."""

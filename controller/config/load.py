@@ -69,6 +69,8 @@ _CONTROLLER_KEYS = (
     "max_hosts_per_port",
     "packet_in_rate",
     "apps",
+    "api_port",
+    "api_token_file",
 )
 
 
@@ -261,4 +263,6 @@ def _controller(ctx: Ctx, value: object) -> ControllerSettings | None:
         packet_in_rate=optional(ctx, m, "packet_in_rate", int_in(1), d.packet_in_rate),
         stats_interval=optional(ctx, m, "stats_interval", positive_number, d.stats_interval),
         apps=optional(ctx, m, "apps", references(None, "app"), d.apps),
+        api_port=optional(ctx, m, "api_port", int_in(0, 65535), d.api_port),
+        api_token_file=optional(ctx, m, "api_token_file", string, d.api_token_file),
     )

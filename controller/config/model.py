@@ -37,6 +37,10 @@ class ControllerSettings:
     """Seconds between flow-statistics polls (ACL rule hit counters)."""
     apps: tuple[str, ...] | None = None
     """Apps to enable, by name (built-in or ``vmn.apps`` entry point); None: every built-in app."""
+    api_port: int = 9304
+    """REST API and web view on ``metrics_host``; 0 disables them."""
+    api_token_file: str | None = None
+    """A file holding the bearer token of the API's mutating calls (``VMN_API_TOKEN`` wins)."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ BUILTIN: Mapping[str, str] = {
     "lb": "apps.lb.app:LoadBalancerApp",
     "l2": "apps.l2.app:L2Switch",
     "mirror": "apps.mirror.app:MirrorApp",
+    "router": "apps.router.app:RouterApp",
+    "dhcp": "apps.dhcp.app:DhcpServer",
     "flood": "apps.flood:Flood",
 }
 """Every built-in app, by name: the list to edit when adding one."""

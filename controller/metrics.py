@@ -61,6 +61,24 @@ class Metrics:
             registry=r,
         )
         self.reconcile_seconds = Histogram("vmn_reconcile_seconds", "Time to reconcile a switch", registry=r)
+        self.routed_networks = Gauge(
+            "vmn_routed_networks", "Networks on a router (routed to and from)", ["router"], registry=r
+        )
+        self.router_next_hops = Gauge(
+            "vmn_router_next_hops_resolved", "Routed VMs without a declared mac whose MAC ARP found", registry=r
+        )
+        self.router_arp = Counter(
+            "vmn_router_arp_resolutions",
+            "ARP resolutions by the gateways (result: resolved, a MAC found or changed; lost, forgotten)",
+            ["result"],
+            registry=r,
+        )
+        self.dhcp_leases = Counter(
+            "vmn_dhcp_leases",
+            "DHCP answers sent (message: offer, ack, nak)",
+            ["network", "message"],
+            registry=r,
+        )
 
 
 Labels = tuple[str, ...]

@@ -21,6 +21,7 @@ from controller.flows.rules import (
     Clone,
     Ct,
     CtClear,
+    DecTtl,
     Group,
     GroupEntry,
     Move,
@@ -131,6 +132,8 @@ def _action(a: Action) -> Any:
             actions=([_nat(a.nat)] if a.nat is not None else [])
             + ([parser.OFPActionSetField(ct_mark=a.mark)] if a.mark is not None else []),
         )
+    if isinstance(a, DecTtl):
+        return parser.OFPActionDecNwTtl()
     if isinstance(a, Move):
         return parser.NXActionRegMove(src_field=a.src, dst_field=a.dst, n_bits=FIELD_BITS[a.src])
     if isinstance(a, CtClear):

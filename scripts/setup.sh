@@ -30,6 +30,7 @@ APT_PACKAGES=(
     openvswitch-switch mininet python3-yaml iperf3 ethtool iproute2
     iputils-ping tcpdump netcat-openbsd python3-venv
     chromium chromium-driver   # headless browser for the web view's tests (tests/ovs/test_api_ovs.py)
+    udhcpc                     # busybox DHCP client for the DHCP tests (tests/ovs/test_router_ovs.py)
 )
 
 is_installed() {

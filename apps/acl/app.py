@@ -23,7 +23,7 @@ from apps.acl.plan import AclList, AclPlan, PlanCache
 from apps.base import AppContext, Segments
 from controller.config.model import Model
 from controller.fabric.view import FabricView
-from controller.flows.pipeline import APP_ACL
+from controller.flows.pipeline import APP_ACL, T_ACL_COMMIT
 from controller.metrics import StatCounter
 
 
@@ -39,6 +39,9 @@ class AclFirewall:
         self._plan = PlanCache()
         self._origins: tuple[Model, Mapping[int, Origin]] | None = None
         self._model: Model | None = None
+        following = ctx.pipeline.next_table(T_ACL_COMMIT)
+        assert following is not None, "the pipeline has no table after acl_commit"
+        self.after_commit = following
 
     def plan(self, model: Model) -> AclPlan:
         """The ACL plan of ``model`` (cached for the latest model)."""
@@ -64,7 +67,7 @@ class AclFirewall:
                 if meta is not None:
                     deliveries.append(delivery_rule(port, meta))
             tracked = {net.vlan for net, _ in edges.values() if net.vlan in plan.tracked_vlans}
-            here = base_rules() + conntrack_rules(tracked) + deliveries
+            here = base_rules(self.after_commit) + conntrack_rules(tracked, self.after_commit) + deliveries
             here += egress_conntrack_rules(tracked, plan.balanced_vlans)
             segments[("acl", dpid)] = {dpid: frozenset(here)}
         for stage, names, compiled in self.compiler.lists(view.model, plan):

@@ -239,15 +239,18 @@ def rule_origins(model: Model, plan: AclPlan) -> Mapping[int, Origin]:
     return ListCompiler().origins(model, plan)
 
 
-def base_rules() -> list[Rule]:
-    """Per-switch rules independent of any list: no-list passes and table misses, both directions."""
+def base_rules(after: int = T_LEARN) -> list[Rule]:
+    """Per-switch rules independent of any list: no-list passes and table misses, both directions.
+
+    ``after`` is the table after ``acl_commit`` (where commits and replies that skip the ACLs go on).
+    """
     return [
         Rule(APP_ACL, stage.table, PRIO_NO_LIST, make_match(metadata=(0, stage.bits)), goto=stage.allow_to)
         for stage in STAGES
     ] + [
         Rule(APP_ACL, T_ACL_PORT, 0),
         Rule(APP_ACL, T_ACL_NET, 0),
-        Rule(APP_ACL, T_ACL_COMMIT, 0, goto=T_LEARN),
+        Rule(APP_ACL, T_ACL_COMMIT, 0, goto=after),
         Rule(APP_ACL, T_ACL_OUT_NET, 0),
         Rule(APP_ACL, T_ACL_OUT_PORT, 0),
         Rule(APP_ACL, T_EGRESS_COMMIT, 0, goto=T_OUTPUT),

@@ -81,8 +81,11 @@ ADMITTED = (ct_state(CT_TRK | CT_EST | CT_RPL, CT_INV), ct_state(CT_TRK | CT_REL
 connection is marked (:data:`CT_MARK_SKIP_ACL`) or, at delivery, the frame carries :data:`PCP_STATEFUL`."""
 
 
-def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
+def conntrack_rules(vlans: Iterable[int], after: int = T_LEARN) -> list[Rule]:
     """Where traffic enters: conntrack pass and verdicts in ``acl_port``, commits in ``acl_commit``.
+
+    ``after`` is the table after ``acl_commit``, where commits and the
+    replies that skip the lists go on (routing, DHCP or learning).
 
     The pass tracks each packet in its network's zone (the VLAN id). Replies
     and related ICMP errors of marked connections skip the lists and leave
@@ -106,7 +109,7 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
             PRIO_CT_STATE,
             make_match(vlan_vid=TAGGED, ct_state=state, ct_mark=CT_MARK_SKIP_ACL),
             stateful,
-            goto=T_LEARN,
+            goto=after,
         )
         for state in ADMITTED
     ]
@@ -130,7 +133,7 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
                     PRIO_DEFAULT_DENY,
                     make_match(vlan_vid=vid, eth_type=eth_type, metadata=(METADATA_STATEFUL, METADATA_STATEFUL)),
                     carried,
-                    goto=T_LEARN,
+                    goto=after,
                 )
             )
             if eth_type == ETH_IPV4:
@@ -141,7 +144,7 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
                         PRIO_BALANCED,
                         make_match(vlan_vid=vid, eth_type=eth_type, ct_state=ct_state(CT_TRK | CT_DNAT, CT_RPL)),
                         carried,
-                        goto=T_LEARN,
+                        goto=after,
                     )
                 )
             rules.append(
@@ -151,7 +154,7 @@ def conntrack_rules(vlans: Iterable[int]) -> list[Rule]:
                     PRIO_NO_LIST,
                     make_match(vlan_vid=vid, eth_type=eth_type),
                     (Ct(zone=vlan, commit=True),),
-                    goto=T_LEARN,
+                    goto=after,
                 )
             )
     return rules

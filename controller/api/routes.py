@@ -52,7 +52,13 @@ class TraceRequest(BaseModel):
 def _leg(leg: Leg | None) -> Json | None:
     if leg is None:
         return None
-    return {"delivered": leg.delivered, "path": list(leg.path), "acl": list(leg.acl), "outputs": list(leg.outputs)}
+    return {
+        "delivered": leg.delivered,
+        "path": list(leg.path),
+        "acl": list(leg.acl),
+        "outputs": list(leg.outputs),
+        "routed": list(leg.routed),
+    }
 
 
 def _error(status: int, detail: str, errors: list[str] | None = None) -> JSONResponse:

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from controller.config import policy as config_policy
+from controller.config import routing
 from controller.config import topology as topology
 from controller.config.balancers import parse_load_balancers
 from controller.config.base import (
@@ -56,8 +57,9 @@ _TOP_KEYS = (
     "acls",
     "load_balancers",
     "mirrors",
+    "routers",
 )
-_NAMED_SECTIONS = ("switches", "networks", "vms", "acls", "load_balancers", "mirrors")
+_NAMED_SECTIONS = ("switches", "networks", "vms", "acls", "load_balancers", "mirrors", "routers")
 _CONTROLLER_KEYS = (
     "metrics_host",
     "metrics_port",
@@ -225,6 +227,9 @@ def parse_model(data: object) -> Model:
     )
     balancers = parse_load_balancers(ctx.at("load_balancers"), raw["load_balancers"] or {}, known, vms)
     mirrors = parse_mirrors(ctx.at("mirrors"), raw["mirrors"] or {}, known, vms, link_ports)
+    routing.check_vm_addresses(ctx, networks, vms)
+    routing.check_vips(ctx, networks, balancers)
+    routers = routing.parse_routers(ctx.at("routers"), raw["routers"] or {}, known, networks, vms)
     if ctx.errors:
         raise ConfigError(ctx.errors)
     return Model(
@@ -236,6 +241,7 @@ def parse_model(data: object) -> Model:
         acls=tuple(sorted(acls, key=lambda a: a.name)),
         load_balancers=tuple(sorted(balancers, key=lambda b: b.name)),
         mirrors=tuple(sorted(mirrors, key=lambda m: m.name)),
+        routers=tuple(sorted(routers, key=lambda r: r.name)),
     )
 
 

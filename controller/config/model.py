@@ -75,6 +75,12 @@ class Network:
     acl_in: tuple[str, ...] = ()
     acl_out: tuple[str, ...] = ()
     """ACLs on traffic delivered into this network (each of its VMs' ports)."""
+    gateway: ipaddress.IPv4Interface | None = None
+    """The router's address in this network and the subnet it serves (prefix at most /31)."""
+    dhcp: bool = False
+    """The controller answers DHCP for the network's VMs that declare ``ip`` and ``mac`` (needs ``gateway``)."""
+    dns: tuple[ipaddress.IPv4Address, ...] = ()
+    """DNS servers offered by DHCP, in order (only with ``dhcp``)."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,27 @@ class Mirror:
 
 
 @dataclass(frozen=True)
+class StaticRoute:
+    """A static route of a router: ``prefix`` via the VM whose ip is ``next_hop``."""
+
+    prefix: ipaddress.IPv4Network
+    next_hop: ipaddress.IPv4Address
+
+
+@dataclass(frozen=True)
+class Router:
+    """Routes IPv4 between ``networks`` (names, sorted), each with a gateway, their subnets disjoint.
+
+    A network is on at most one router; ``routes`` are sorted by prefix and
+    each next hop is the ip of a VM of one of ``networks``.
+    """
+
+    name: str
+    networks: tuple[str, ...]
+    routes: tuple[StaticRoute, ...] = ()
+
+
+@dataclass(frozen=True)
 class Model:
     """A whole validated network file.
 
@@ -203,6 +230,7 @@ class Model:
     load_balancers: tuple[LoadBalancer, ...] = ()
     mirrors: tuple[Mirror, ...] = ()
     zero_config: bool = False
+    routers: tuple[Router, ...] = ()
 
     @staticmethod
     def zero(settings: ControllerSettings | None = None) -> Model:
@@ -236,6 +264,11 @@ class Model:
     @cached_property
     def acl_by_name(self) -> Mapping[str, Acl]:
         return {a.name: a for a in self.acls}
+
+    @cached_property
+    def router_of(self) -> Mapping[str, Router]:
+        """Network name -> the router it is on (networks on no router are absent)."""
+        return {net: r for r in self.routers for net in r.networks}
 
     def vms_on(self, switch: str) -> tuple[Vm, ...]:
         """VMs attached to ``switch``, in name order."""

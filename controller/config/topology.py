@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from controller.config import routing
 from controller.config.base import (
     Ctx,
     Known,
@@ -174,24 +175,30 @@ def parse_links(ctx: Ctx, value: object, known: Known) -> tuple[list[Link], dict
 
 
 def parse_networks(ctx: Ctx, raw: dict[str, object], known: Known) -> list[Network]:
-    """The valid networks; VLAN ids unique in 1..4094, ``acl_in`` and ``acl_out`` name known ACLs."""
+    """The valid networks; VLAN ids unique in 1..4094, ``acl_in`` and ``acl_out`` name known ACLs.
+
+    ``gateway``, ``dhcp`` and ``dns`` are checked by :mod:`controller.config.routing`.
+    """
     out: list[Network] = []
     by_vlan: dict[int, str] = {}
     for name, value in raw.items():
         c = ctx.at(name)
         mark = c.mark()
-        m = mapping(c, value, required=("vlan",), optional=("acl_in", "acl_out"))
+        m = mapping(c, value, required=("vlan",), optional=("acl_in", "acl_out", *routing.NETWORK_KEYS))
         if m is None:
             continue
         vlan = required(c, m, "vlan", int_in(1, 4094))
         acl_in: tuple[str, ...] = optional(c, m, "acl_in", references(known.acls, "ACL"), ())
         acl_out: tuple[str, ...] = optional(c, m, "acl_out", references(known.acls, "ACL"), ())
+        gateway, dhcp, dns = routing.network_addressing(c, m)
         if vlan is not None and vlan in by_vlan:
             c.at("vlan").error(f"VLAN {vlan} is already used by network {by_vlan[vlan]!r}")
         elif vlan is not None:
             by_vlan[vlan] = name
         if vlan is not None and not c.failed_since(mark):
-            out.append(Network(name=name, vlan=vlan, acl_in=acl_in, acl_out=acl_out))
+            out.append(
+                Network(name=name, vlan=vlan, acl_in=acl_in, acl_out=acl_out, gateway=gateway, dhcp=dhcp, dns=dns)
+            )
     return out
 
 

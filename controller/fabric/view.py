@@ -44,7 +44,8 @@ class NetworkFabric:
     """Where one network lives.
 
     ``members`` have its edge ports; ``nodes`` are the switches its flood
-    tree and shortest paths cross; ``links`` are those its tree, paths and
+    tree and shortest paths cross (and those where packets are routed into
+    it: the members of the other networks on its router); ``links`` are those its tree, paths and
     backup paths use (its VLAN is carried there and nowhere else);
     ``routes`` says, per member, how each switch forwards toward it
     (see :mod:`controller.fabric.protection`).
@@ -200,10 +201,24 @@ class FabricView:
     def _fabrics(self) -> Mapping[int, NetworkFabric]:
         return {net.vlan: self._compute_fabric(net.vlan) for net in self.model.networks}
 
+    def _routed_from(self, vlan: int) -> frozenset[int]:
+        """Switches with edge ports of the other networks on network ``vlan``'s router.
+
+        A routed packet enters its destination network at the first switch
+        (where its sender is), so that network must reach those switches too.
+        """
+        net = self.model.network_by_vlan.get(vlan)
+        router = self.model.router_of.get(net.name) if net is not None else None
+        if router is None:
+            return frozenset()
+        vlans = {self.model.network_by_name[n].vlan for n in router.networks} - {vlan}
+        return frozenset(d for d in self.dpids for v in vlans if self.network_ports(d, v))
+
     def _compute_fabric(self, vlan: int) -> NetworkFabric:
         members = frozenset(d for d in self.dpids if self.network_ports(d, vlan))
-        tree = _prune_tree(self._spanning_tree, members)
-        nodes = set(members) | {d for link in tree for d in (link.a_dpid, link.b_dpid)}
+        reach = members | self._routed_from(vlan)
+        tree = _prune_tree(self._spanning_tree, reach)
+        nodes = set(reach) | {d for link in tree for d in (link.a_dpid, link.b_dpid)}
         links = set(tree)
         changed = True
         while changed:  # close over shortest paths from every node to every member

@@ -13,6 +13,8 @@ that writes "go on" reaches a table inserted after its own.
 | 20 | acl_net    | acl                                      | per-network ACLs                                             |
 | 30 | lb         | lb                                       | VIP ARP replies, VIP -> backend (select group, conntrack NAT) |
 | 40 | acl_commit | acl                                      | commit connections                                           |
+| 42 | dhcp       | dhcp                                     | DHCP DISCOVER/REQUEST of ``dhcp: true`` networks to the controller (metered) |
+| 45 | route      | router                                   | gateway ARP and ICMP echo answered; routed IPv4 (TTL-1, MACs, VLAN of the destination network) -> past learn; gateway ARP replies to the controller (metered) |
 | 50 | learn      | l2                                       | known (vlan, src MAC, port) -> next; unknown -> controller + next |
 | 55 | mirror     | mirror                                   | copies of mirrored VMs' traffic toward their mirror port     |
 | 60 | forward    | l2                                       | (vlan, dst MAC) -> output or fast-failover group; miss -> flood |
@@ -46,7 +48,8 @@ Shared fields (who writes, who reads), as OVN northd keeps its register table:
 | vlan_pcp (trunk) | 3      | l2 (ff groups)   | l2 (forward)     | :data:`PCP_DETOUR`: the frame is on a backup path (ingress resets a VM's priority to 0) |
 
 Meters: :data:`METER_PACKET_IN` (rate ``controller.packet_in_rate``) on every
-rule that copies packets to the controller (learn, load-balancer probe traps).
+rule that copies packets to the controller (learn, load-balancer probe traps,
+DHCP requests, ARP replies to a gateway).
 Which app handles the packet-ins of a table is declared here too
 (:attr:`TableSpec.trap`); the shim passes packet-ins through by table.
 """
@@ -65,6 +68,8 @@ APP_LB = 3
 APP_L2 = 4
 APP_FLOOD = 5
 APP_MIRROR = 6
+APP_ROUTER = 7
+APP_DHCP = 8
 BUILTIN_APPS: Mapping[str, int] = {
     "ingress": APP_INGRESS,
     "acl": APP_ACL,
@@ -72,6 +77,8 @@ BUILTIN_APPS: Mapping[str, int] = {
     "l2": APP_L2,
     "flood": APP_FLOOD,
     "mirror": APP_MIRROR,
+    "router": APP_ROUTER,
+    "dhcp": APP_DHCP,
 }
 
 T_INGRESS = 0
@@ -79,6 +86,8 @@ T_ACL_PORT = 10
 T_ACL_NET = 20
 T_LB = 30
 T_ACL_COMMIT = 40
+T_DHCP = 42
+T_ROUTE = 45
 T_LEARN = 50
 T_MIRROR = 55
 T_FORWARD = 60
@@ -191,12 +200,14 @@ BUILTIN_TABLES: tuple[TableSpec, ...] = (
         "acl_port",
         {"acl": (0, 65000), "lb": (65050, 65150)},
         _L2 | _L3 | _CT,
-        frozenset({"acl_port", "acl_net", "lb", "learn"}),
+        frozenset({"acl_port", "acl_net", "lb", "dhcp", "route", "learn"}),
         Trap("lb", "lb-probe"),
     ),
     TableSpec(T_ACL_NET, "acl_net", {"acl": _ALL}, _L2 | _L3 | _CT, frozenset({"lb"})),
     TableSpec(T_LB, "lb", {"lb": _ALL}, _L2 | _L3 | _CT, frozenset({"lb", "acl_commit", "learn"})),
     TableSpec(T_ACL_COMMIT, "acl_commit", {"acl": _ALL}, _L2 | _CT, frozenset({"learn"})),
+    TableSpec(T_DHCP, "dhcp", {"dhcp": _ALL}, _L2 | _L3, frozenset(), Trap("dhcp", "dhcp")),
+    TableSpec(T_ROUTE, "route", {"router": _ALL}, _L2 | _L3, frozenset({"mirror", "forward"}), Trap("router", "arp")),
     TableSpec(T_LEARN, "learn", {"l2": _ALL}, _L2, frozenset(), Trap("l2", "learn")),
     TableSpec(T_MIRROR, "mirror", {"mirror": _ALL}, _L2, frozenset({"forward"})),
     TableSpec(T_FORWARD, "forward", {"l2": _ALL}, _L2 | {"vlan_pcp"}, frozenset({"flood", "egress"})),

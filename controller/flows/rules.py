@@ -133,7 +133,13 @@ class Clone:
     actions: tuple[Action, ...]
 
 
-Action = Output | PushVlan | PopVlan | SetField | Group | Ct | Move | CtClear | Resubmit | Clone
+@dataclass(frozen=True)
+class DecTtl:
+    """Decrement the IPv4 TTL (OpenFlow ``dec_nw_ttl``); a packet whose TTL is 0 or 1 is dropped
+    (OVS stops applying actions to it; its invalid-TTL packet-in is off by default)."""
+
+
+Action = Output | PushVlan | PopVlan | SetField | Group | Ct | Move | CtClear | Resubmit | Clone | DecTtl
 
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK, CT_SNAT, CT_DNAT = (1 << i for i in range(8))
 """``ct_state`` bits, as OVS numbers them."""

@@ -49,6 +49,7 @@ from controller.flows.rules import (
     Clone,
     Ct,
     CtClear,
+    DecTtl,
     Group,
     GroupEntry,
     MatchValue,
@@ -63,6 +64,10 @@ from controller.flows.rules import (
 
 Packet = dict[str, object]
 MAX_HOPS = 64
+DEFAULT_TTL = 64
+"""The IPv4 TTL (``nw_ttl``) of a packet that gives none."""
+HALTED = "_halted"
+"""Set on a packet whose actions stopped (TTL expired at ``DecTtl``): it goes nowhere further."""
 
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
@@ -126,6 +131,8 @@ class Trace:
     arrivals: list[tuple[int, int]] = field(default_factory=list)
     """(dpid, in_port) of every switch the packet entered, in order."""
     loop: bool = False
+    ttl_expired: list[int] = field(default_factory=list)
+    """Switches where a ``DecTtl`` found the TTL at 0 or 1 and dropped the packet."""
 
     def delivered(self) -> set[tuple[int, int]]:
         return {(d, p) for d, p, _ in self.outputs}
@@ -298,6 +305,9 @@ class SimSwitch:
                 return
             trace.matched.append((self.dpid, rule))
             recirc = self._apply_all(rule.actions, pkt, trace, outs, depth)
+            if pkt.get(HALTED):
+                trace.ttl_expired.append(self.dpid)
+                return
             if rule.write_metadata is not None:
                 value, mask = rule.write_metadata
                 pkt["metadata"] = (int(pkt.get("metadata", 0)) & ~mask) | (value & mask)  # type: ignore[call-overload]
@@ -319,6 +329,12 @@ class SimSwitch:
                     nxt = self._apply_all(group.buckets[i][2], clone, trace, outs, depth)
                     if nxt is not None:
                         self._run(clone, nxt, trace, outs, depth + 1)
+            elif isinstance(action, DecTtl):
+                ttl = int(pkt.get("nw_ttl", DEFAULT_TTL))  # type: ignore[call-overload]
+                if ttl <= 1:  # OVS drops it: no further action applies
+                    pkt[HALTED] = True
+                    return None
+                pkt["nw_ttl"] = ttl - 1
             elif isinstance(action, Ct):
                 self.conntrack.apply(action, pkt)
                 recirc = action.recirc_table if action.recirc_table is not None else recirc

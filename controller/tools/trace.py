@@ -23,6 +23,8 @@ from apps.acl.compile import STAGE_OF_TABLE, Origin
 from apps.lb.app import LoadBalancerApp
 from apps.lb.probe import vip_mac
 from apps.lb.runtime import Location
+from apps.router.app import RouterApp
+from apps.router.explain import describe_hops, routed_target
 from controller.config.model import LoadBalancer, Model, PortRef, Vm
 from controller.flows.pipeline import APP_ACL, T_LEARN
 from controller.flows.rules import Ct
@@ -32,6 +34,8 @@ from controller.tools.sim import Packet, SimConntrack, Trace
 
 Proto = Literal["tcp", "udp", "icmp"]
 CLIENT_PORT = 40000
+TTL = 64
+"""The IPv4 TTL of a traced packet (and of its reply)."""
 
 
 def vm_mac(vm: Vm) -> str:
@@ -114,6 +118,10 @@ def build_fabric(model: Model) -> Fabric:
                 if owner is not None and (lb.network, backend.ip) not in balancer.runtime.located:
                     balancer.assume_located(lb.network, str(backend.ip), Location(vm_mac(owner), *fabric.at(owner)))
         fake.recompute()
+    router = {a.name: a for a in fake.core.apps}.get("router")
+    if isinstance(router, RouterApp):  # routed VMs without a declared MAC: as if ARP had found them
+        router.assume_all_found(vm_mac)
+        fake.recompute()
     return fabric
 
 
@@ -129,6 +137,8 @@ class Leg:
     path: tuple[str, ...]
     acl: tuple[str, ...]
     outputs: tuple[str, ...] = ()
+    routed: tuple[str, ...] = ()
+    """The routing decisions it met (router, gateways, TTL, route): :func:`apps.router.explain.describe_hops`."""
 
     @property
     def verdict(self) -> str:
@@ -150,10 +160,11 @@ class TraceResult:
             f"verdict: {self.forward.verdict}" + (f" (reply: {self.reply.verdict})" if self.reply is not None else ""),
             "path: " + " -> ".join(self.forward.path),
         ]
-        lines += [f"decided by: {a}" for a in self.forward.acl] or ["decided by: no ACL applies"]
+        lines += [f"decided by: {a}" for a in self.forward.routed + self.forward.acl] or ["decided by: no ACL applies"]
         if self.reply is not None:
             lines.append("reply path: " + " -> ".join(self.reply.path))
-            lines += [f"reply decided by: {a}" for a in self.reply.acl] or ["reply decided by: no ACL applies"]
+            reply = self.reply.routed + self.reply.acl
+            lines += [f"reply decided by: {a}" for a in reply] or ["reply decided by: no ACL applies"]
         return "\n".join(lines)
 
 
@@ -162,7 +173,7 @@ def _packet(src: Vm, dst_mac: str, dst_ip: str, proto: Proto, port: int | None) 
     if isinstance(ip_address(dst_ip), IPv6Address):
         pkt.update(eth_type=0x86DD, ipv6_src=str(src.ipv6.ip) if src.ipv6 else "::", ipv6_dst=dst_ip)
     else:
-        pkt.update(eth_type=0x0800, ipv4_src=str(src.ip.ip) if src.ip else "0.0.0.0", ipv4_dst=dst_ip)
+        pkt.update(eth_type=0x0800, ipv4_src=str(src.ip.ip) if src.ip else "0.0.0.0", ipv4_dst=dst_ip, nw_ttl=TTL)
     if proto == "icmp" and pkt["eth_type"] == 0x86DD:
         pkt.update(ip_proto=58, icmpv6_type=128, icmpv6_code=0)
     elif proto == "icmp":
@@ -227,7 +238,8 @@ def _leg(fabric: Fabric, trace: Trace, dst: tuple[int, int] | None, origins: Map
         vm = fabric.vm_at(d, p)
         path.append(f"out {label}" + (f" ({vm.name})" if vm else ""))
     delivered = dst is not None and dst in left
-    return Leg(delivered, tuple(path), _describe_acl(trace, origins), outputs)
+    routed = describe_hops(fabric.model, trace.matched, TTL)
+    return Leg(delivered, tuple(path), _describe_acl(trace, origins), outputs, routed)
 
 
 def _address(vm: Vm, v6: bool) -> IPv4Address | IPv6Address | None:
@@ -258,17 +270,24 @@ def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: int | No
         (v for v in model.vms if _address(v, v6) == target), None
     )
     dst_mac = vip_mac(dst_ip) if vip else vm_mac(dst) if dst else "02:ff:ff:ff:ff:fe"
+    hop = routed_target(model, src, target) if isinstance(target, IPv4Address) and not vip else None
+    if hop is not None:  # to the gateway; the reply to the destination network's
+        dst, dst_mac = hop.vm, hop.first_mac
     origins = fabric.origins()
     sim = fabric.fake.network(SimConntrack())
     pkt = _packet(src, dst_mac, dst_ip, proto, port)
     sent = sim.send(*fabric.at(src), pkt)
     if vip is not None:  # whichever backend the group chose
         dst = next((vm for vm in (fabric.vm_at(d, p) for d, p in sorted(sent.delivered())) if vm), None)
+    if hop is not None and hop.vm is None and hop.gateway:  # a ping to the gateway: answered to the sender
+        return TraceResult(_leg(fabric, sent, fabric.at(src), origins), None)
     forward = _leg(fabric, sent, fabric.at(dst) if dst else None, origins)
     if not forward.delivered or dst is None:
         return TraceResult(forward, None)
     reply = _reply(pkt)
     if vip is not None and dst.ip is not None:  # the backend answers from its own address
         reply.update(eth_src=vm_mac(dst), ipv4_src=str(dst.ip.ip))
+    if hop is not None and hop.reply_mac is not None:
+        reply.update(eth_src=vm_mac(dst), eth_dst=hop.reply_mac)
     back = _leg(fabric, sim.send(*fabric.at(dst), reply), fabric.at(src), origins)
     return TraceResult(forward, back)

@@ -94,7 +94,9 @@ def test_apps_are_enabled_by_name_and_unknown_names_are_clear_errors() -> None:
     core = build_core(model_from("controller: {apps: [ingress, l2, flood]}\n" + text))
     assert [a.name for a in core.apps] == ["ingress", "l2", "flood"]
     assert [t.name for t in core.pipeline.tables] == ["ingress", "learn", "forward", "flood", "egress", "output"]
-    with pytest.raises(apps.AppError, match="unknown app 'nat' \\(available: acl, flood, ingress, l2, lb, mirror\\)"):
+    with pytest.raises(
+        apps.AppError, match="unknown app 'nat' \\(available: acl, dhcp, flood, ingress, l2, lb, mirror, router\\)"
+    ):
         build_core(model_from("controller: {apps: [ingress, l2, flood, nat]}\n" + text))
     with pytest.raises(apps.AppError, match="app 'l2' is required"):
         build_core(model_from("controller: {apps: [ingress, flood]}\n" + text))
@@ -145,5 +147,5 @@ def test_vmn_check_names_an_unknown_app(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["check", str(path)]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err == (
-        "controller.apps: unknown app 'nat' (available: acl, flood, ingress, l2, lb, mirror)\n"
+        "controller.apps: unknown app 'nat' (available: acl, dhcp, flood, ingress, l2, lb, mirror, router)\n"
     )

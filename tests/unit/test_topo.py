@@ -57,8 +57,8 @@ BUILT: dict[str, Callable[[], NetworkFile]] = {
     ),
 }
 """The builder call that makes each file of topologies/ (by stem)."""
-HAND_WRITTEN = {"default"}
-"""Files no builder makes: default.yaml's link is s1:10-s2:10 and its IPs count VMs in file order."""
+HAND_WRITTEN = {"default", "routed"}
+"""Files no builder makes: default.yaml's link is s1:10-s2:10 and its IPs count VMs in file order; routed.yaml has routers."""
 
 BUILDERS: dict[str, Callable[[], NetworkFile]] = {
     "ring": lambda: topo.ring(5),

@@ -1,0 +1,1 @@
+"""The router: gateways, routing between the networks a router joins, ARP resolution of routed VMs."""

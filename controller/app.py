@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -34,6 +36,8 @@ from controller.config.model import ControllerSettings, Model
 from controller.effects import DumpedFlow, Effects, Frame
 from controller.fabric.topology import PortInfo
 from controller.flows.pipeline import METER_PACKET_IN
+from controller.ha.elector import Change, Elector, redacted
+from controller.ha.roles import EQUAL, MASTER, SLAVE, RoleRequest, Roles, Verdict
 from controller.metrics import Metrics
 from controller.ratelimit import TokenBucket
 
@@ -52,6 +56,14 @@ class EventReload(event.EventBase):
 
 class EventTick(event.EventBase):
     """Periodic work on the app thread: the core's tick, statistics polls, the file watch."""
+
+
+class EventLeadership(event.EventBase):
+    """The elector's thread reports a change of leadership or of the coordination service."""
+
+    def __init__(self, change: Change) -> None:
+        super().__init__()
+        self.change = change
 
 
 class EventCall(event.EventBase):
@@ -96,10 +108,34 @@ class VmnController(app_manager.OSKenApp):
         """(dpid, xid) of a pending flow-stats request -> (app id, counts so far)."""
         self._next_poll = 0.0
         self._config_stamp = self._stamp()
+        self.roles = Roles(coordinated=model.controller.coordination is not None)
+        self.elector: Elector | None = None
+        self._elected_at: float | None = None
+        self.metrics.leader.set(0 if self.roles.coordinated else 1)
         self._ticker = hub.spawn(self._tick_loop)
         self._start_metrics(model.controller)
         self.api: api_server.ApiServer | None = None
         self._start_api(model.controller)
+
+    def start(self) -> Any:
+        """os-ken starts the app (registered by now, so the elector's events reach it); then run for leader."""
+        started = super().start()
+        url = self.core.model.controller.coordination
+        if url is not None:
+            member = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+            self.elector = Elector(url, member.encode(), lambda c: self.send_event(self.name, EventLeadership(c)))
+            try:
+                self.elector.start()
+            except ImportError as err:
+                raise SystemExit(f"controller.coordination needs tooz and its driver ({err}): pip install 'vmn[ha]'") from err
+            LOG.info("coordination %s: running for leader as %s", redacted(url), member)
+        return started
+
+    def stop(self) -> None:
+        """Leave the election first (a leader's lock is released: another takes over at once)."""
+        if self.elector is not None:
+            self.elector.stop()
+        super().stop()
 
     def _start_metrics(self, settings: ControllerSettings) -> None:
         """Serve /metrics; ``VMN_METRICS_PORT`` overrides the file (0 disables)."""
@@ -175,6 +211,7 @@ class VmnController(app_manager.OSKenApp):
     def on_tick(self, ev: EventTick) -> None:
         self._send(self.core.tick())
         self._poll_stats()
+        self._check_takeover()
         stamp = self._stamp()
         if stamp != self._config_stamp:
             self._config_stamp = stamp
@@ -194,7 +231,7 @@ class VmnController(app_manager.OSKenApp):
     def _packet_out(self, frames: tuple[Frame, ...]) -> None:
         for dpid, port, frame in frames:
             dp = self.datapaths.get(dpid)
-            if dp is not None:
+            if dp is not None and self._writable(dpid):
                 dp.send_msg(ofmsg.packet_out(dp, port, frame))
 
     def _poll_stats(self) -> None:
@@ -227,7 +264,7 @@ class VmnController(app_manager.OSKenApp):
         """Send each switch's batch, then the frames."""
         for batch in effects.batches:
             dp = self.datapaths.get(batch.dpid)
-            if dp is None or not batch:
+            if dp is None or not batch or not self._writable(batch.dpid):
                 continue
             for group in batch.group_sets:
                 for msg in ofmsg.group_set(dp, group):
@@ -252,6 +289,7 @@ class VmnController(app_manager.OSKenApp):
         self._ports_pending[dp.id] = []
         LOG.info("switch %016x connected from %s", dp.id, dp.address)
         dp.send_msg(ofmsg.port_desc_request(dp))
+        self._act(self.roles.connected(dp.id))
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     def on_port_desc(self, ev: Any) -> None:
@@ -262,11 +300,18 @@ class VmnController(app_manager.OSKenApp):
             return
         ports = self._ports_pending.pop(dp.id)
         self._send(self.core.switch_up(dp.id, ports))
-        if not self.core.model.knows_dpid(dp.id):
+        self._program(dp.id)
+
+    def _program(self, dpid: int) -> None:
+        """Once a switch's ports are known and it is writable: packet-in meter, then its flow dump to reconcile."""
+        dp = self.datapaths.get(dpid)
+        if dp is None or dpid in self._ports_pending or dpid in self._stats or dpid in self.core.ready:
+            return
+        if not self.core.model.knows_dpid(dpid) or not self._writable(dpid):
             return
         for msg in ofmsg.meter_mods(dp, METER_PACKET_IN, self.core.model.controller.packet_in_rate):
             dp.send_msg(msg)
-        self._stats[dp.id] = []
+        self._stats[dpid] = []
         dp.send_msg(ofmsg.flow_stats_request(dp))
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
@@ -300,6 +345,9 @@ class VmnController(app_manager.OSKenApp):
             return
         del self.datapaths[dpid]
         self._polls = {k: v for k, v in self._polls.items() if k[0] != dpid}
+        self._stats.pop(dpid, None)
+        self.roles.disconnected(dpid)
+        self._role_metrics(dpid)
         LOG.info("switch %016x disconnected", dpid)
         self._send(self.core.switch_down(dpid))
 
@@ -335,6 +383,8 @@ class VmnController(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def on_error(self, ev: Any) -> None:
         msg = ev.msg
+        if self._role_error(msg):
+            return
         if (msg.type, msg.code) in (
             (ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_METER_EXISTS),
             (ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_GROUP_EXISTS),
@@ -373,7 +423,123 @@ class VmnController(app_manager.OSKenApp):
             return None
         if model.controller.apps != self.core.model.controller.apps:
             LOG.warning("reload: controller.apps changed; the app set changes at the next restart")
+        if model.controller.coordination != self.core.model.controller.coordination:
+            LOG.warning("reload: controller.coordination changed; it takes effect at the next restart")
         self._send(self.core.reload(model))
         self.metrics.config_reloads.labels(result="ok").inc()
         LOG.info("reload: %s applied", self.config_path)
         return model
+
+    # -- high availability (controller.ha) ----------------------------------
+    def _writable(self, dpid: int) -> bool:
+        """True if this instance may change ``dpid`` now; a leader whose lease ran out steps down here."""
+        if not self.roles.writable(dpid):
+            return False
+        if self.elector is None or self.elector.lease_valid(time.monotonic()):
+            return True
+        self._step_down("coordination lease expired", self.roles.deposed())
+        return False
+
+    @set_ev_cls(EventLeadership)
+    def on_leadership(self, ev: EventLeadership) -> None:
+        change = ev.change
+        if change.kind in ("up", "down"):
+            self.metrics.coordination_up.set(1 if change.kind == "up" else 0)
+        elif change.kind == "elected":
+            if self.elector is None or not self.elector.lease_valid(time.monotonic()):
+                return  # lost again before this thread heard of it; "deposed" follows
+            self._elected_at = time.monotonic()
+            self.metrics.elections.inc()
+            self.metrics.leader.set(1)
+            verdict = self.roles.elected(change.wall_ms)
+            LOG.info(
+                "leader: claiming %d switches as master, generation %d", len(verdict.requests), self.roles.generation
+            )
+            self._act(verdict)
+        elif change.kind == "deposed":
+            verdict = self.roles.deposed()
+            if verdict.step_down:
+                self._step_down(change.detail, verdict)
+
+    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
+    def on_role_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        role = ofmsg.ROLE_NAMES.get(msg.role, EQUAL)
+        if role == MASTER and self.roles.leader:
+            LOG.info("switch %016x: master (generation %d)", msg.datapath.id, msg.generation_id)
+        self._act(self.roles.replied(msg.datapath.id, role, msg.generation_id))
+
+    def _role_error(self, msg: Any) -> bool:
+        """Handle a refused role request or a change refused to a slave; False if ``msg`` is neither."""
+        dpid = msg.datapath.id
+        if (msg.type, msg.code) == (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE):
+            LOG.error("switch %016x refused a change: this connection is slave (fenced by the switch)", dpid)
+            return True
+        if (msg.type, msg.code) != (ofp.OFPET_ROLE_REQUEST_FAILED, ofp.OFPRRFC_STALE):
+            return False
+        request = ofmsg.role_of_request(bytes(msg.data or b""))
+        if request is None:
+            return False
+        LOG.warning("switch %016x refused role %s generation %d as stale", dpid, *request)
+        verdict = self.roles.refused(dpid, *request)
+        self._act(verdict)
+        if verdict.step_down and self.elector is not None:
+            self.elector.resign()
+        return True
+
+    def _act(self, verdict: Verdict) -> None:
+        """Send a verdict's role requests and program the switches it confirmed master."""
+        if verdict.step_down:
+            self._step_down("a switch refused this term as stale: a newer leader exists", verdict)
+            return
+        self._send_roles(verdict.requests)
+        for dpid in verdict.program:
+            self._program(dpid)
+        self._role_metrics()
+
+    def _step_down(self, reason: str, verdict: Verdict) -> None:
+        """Stop changing every switch at once; send the verdict's role requests (slave or queries)."""
+        for dpid in self.datapaths:
+            self.core.release(dpid)
+            self._stats.pop(dpid, None)
+        self._polls.clear()
+        self._elected_at = None
+        self.metrics.leader.set(0)
+        LOG.warning("not leader (%s): changing nothing on %d switches", reason, len(self.datapaths))
+        self._send_roles(verdict.requests)
+        self._role_metrics()
+
+    def _send_roles(self, requests: tuple[RoleRequest, ...]) -> None:
+        for request in requests:
+            dp = self.datapaths.get(request.dpid)
+            if dp is not None:
+                dp.send_msg(ofmsg.role_request(dp, request.role, request.generation))
+
+    def _check_takeover(self) -> None:
+        """After an election: once every known connected switch is reconciled, record the time it took."""
+        if self._elected_at is None:
+            return
+        known = [d for d in self.datapaths if self.core.model.knows_dpid(d)]
+        if not all(d in self.core.ready for d in known):
+            return
+        took = time.monotonic() - self._elected_at
+        self._elected_at = None
+        self.metrics.takeover_seconds.observe(took)
+        LOG.info("takeover done: %d switches reconciled %.3f s after the election", len(known), took)
+
+    def _role_metrics(self, gone: int | None = None) -> None:
+        """``vmn_switch_role``: 1 for each connected switch's role, 0 for the others; a gone switch's removed."""
+        if gone is not None:
+            for role in (MASTER, SLAVE, EQUAL):
+                try:
+                    self.metrics.switch_role.remove(f"{gone:x}", role)
+                except KeyError:
+                    pass
+        for dpid in self.datapaths:
+            current = self.roles.role(dpid)
+            for role in (MASTER, SLAVE, EQUAL):
+                self.metrics.switch_role.labels(switch=f"{dpid:x}", role=role).set(1 if role == current else 0)
+
+    def switch_roles(self) -> dict[int, str]:
+        """This instance's confirmed OpenFlow role on each connected switch (call on the app thread)."""
+        return {dpid: self.roles.role(dpid) or EQUAL for dpid in self.datapaths}

@@ -45,6 +45,8 @@ LOG = logging.getLogger("vmn")
 CONFIG_ENV = "VMN_CONFIG"
 METRICS_PORT_ENV = "VMN_METRICS_PORT"
 API_PORT_ENV = "VMN_API_PORT"
+COORDINATION_ENV = "VMN_COORDINATION"
+"""Overrides ``controller.coordination`` (this instance's address of the service); empty: the file's."""
 T = TypeVar("T")
 TICK_SECONDS = 0.1
 """Housekeeping period: health-check timing resolution; LLDP goes out every ``lldp_interval``."""
@@ -108,7 +110,8 @@ class VmnController(app_manager.OSKenApp):
         """(dpid, xid) of a pending flow-stats request -> (app id, counts so far)."""
         self._next_poll = 0.0
         self._config_stamp = self._stamp()
-        self.roles = Roles(coordinated=model.controller.coordination is not None)
+        self.coordination = os.environ.get(COORDINATION_ENV) or model.controller.coordination
+        self.roles = Roles(coordinated=self.coordination is not None)
         self.elector: Elector | None = None
         self._elected_at: float | None = None
         self.metrics.leader.set(0 if self.roles.coordinated else 1)
@@ -120,14 +123,16 @@ class VmnController(app_manager.OSKenApp):
     def start(self) -> Any:
         """os-ken starts the app (registered by now, so the elector's events reach it); then run for leader."""
         started = super().start()
-        url = self.core.model.controller.coordination
+        url = self.coordination
         if url is not None:
             member = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
             self.elector = Elector(url, member.encode(), lambda c: self.send_event(self.name, EventLeadership(c)))
             try:
                 self.elector.start()
             except ImportError as err:
-                raise SystemExit(f"controller.coordination needs tooz and its driver ({err}): pip install 'vmn[ha]'") from err
+                raise SystemExit(
+                    f"controller.coordination needs tooz and its driver ({err}): pip install 'vmn[ha]'"
+                ) from err
             LOG.info("coordination %s: running for leader as %s", redacted(url), member)
         return started
 

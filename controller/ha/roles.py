@@ -38,6 +38,8 @@ EQUAL = "equal"
 NOCHANGE = "nochange"
 """A role request that changes nothing and only asks for the role and the generation id."""
 MASK64 = (1 << 64) - 1
+UNDEFINED = MASK64
+"""The generation id of a role reply from a switch that has none yet (Open vSwitch sends all ones)."""
 
 
 def newer(a: int, b: int) -> bool:
@@ -141,6 +143,8 @@ class Roles:
         """A role reply from ``dpid``: its role for this connection and its current generation id."""
         if dpid not in self.switches:
             return Verdict()
+        if generation == UNDEFINED:
+            generation = self.seen
         self._saw(generation)
         self.switches[dpid] = (role, generation)
         if role == MASTER and self.leader:

@@ -138,3 +138,12 @@ def test_coordination_key_is_optional() -> None:
 def test_passwords_are_not_logged() -> None:
     assert redacted("redis://:s3cret@10.0.0.9:6379?lock_timeout=5") == "redis://***@10.0.0.9:6379?lock_timeout=5"
     assert redacted("zookeeper://10.0.0.9:2181") == "zookeeper://10.0.0.9:2181"
+
+
+def test_a_switch_without_a_generation_id_yet_is_not_taken_for_the_largest() -> None:
+    roles = Roles(coordinated=True)
+    roles.connected(1)
+    assert roles.replied(1, "equal", MASK64).requests == (RoleRequest(1, SLAVE, 0),)
+    assert roles.seen == 0
+    roles.elected(T0)
+    assert roles.generation == T0

@@ -114,6 +114,7 @@ class VmnController(app_manager.OSKenApp):
         self.roles = Roles(coordinated=self.coordination is not None)
         self.elector: Elector | None = None
         self._elected_at: float | None = None
+        self._coordination_up: bool | None = None
         self.metrics.leader.set(0 if self.roles.coordinated else 1)
         self._ticker = hub.spawn(self._tick_loop)
         self._start_metrics(model.controller)
@@ -217,6 +218,7 @@ class VmnController(app_manager.OSKenApp):
         self._send(self.core.tick())
         self._poll_stats()
         self._check_takeover()
+        self._check_coordination()
         stamp = self._stamp()
         if stamp != self._config_stamp:
             self._config_stamp = stamp
@@ -448,9 +450,7 @@ class VmnController(app_manager.OSKenApp):
     @set_ev_cls(EventLeadership)
     def on_leadership(self, ev: EventLeadership) -> None:
         change = ev.change
-        if change.kind in ("up", "down"):
-            self.metrics.coordination_up.set(1 if change.kind == "up" else 0)
-        elif change.kind == "elected":
+        if change.kind == "elected":
             if self.elector is None or not self.elector.lease_valid(time.monotonic()):
                 return  # lost again before this thread heard of it; "deposed" follows
             self._elected_at = time.monotonic()
@@ -531,6 +531,29 @@ class VmnController(app_manager.OSKenApp):
         self._elected_at = None
         self.metrics.takeover_seconds.observe(took)
         LOG.info("takeover done: %d switches reconciled %.3f s after the election", len(known), took)
+
+    def _check_coordination(self) -> None:
+        """Every tick: step down when the lease ran out; log and export (``vmn_coordination_up``) when the
+        coordination service stops or starts answering."""
+        if self.elector is None:
+            return
+        now = time.monotonic()
+        if self.roles.leader and not self.elector.lease_valid(now):
+            self._step_down("coordination lease expired", self.roles.deposed())
+        up = self.elector.reachable(now)
+        if up is None or up == self._coordination_up:
+            return
+        self._coordination_up = up
+        self.metrics.coordination_up.set(1 if up else 0)
+        url = redacted(self.elector.url)
+        if up:
+            LOG.info("coordination service %s reachable", url)
+        else:
+            LOG.error(
+                "coordination service %s unreachable (%s): this instance does not act as leader; retrying",
+                url,
+                self.elector.last_error or "no answer",
+            )
 
     def _role_metrics(self, gone: int | None = None) -> None:
         """``vmn_switch_role``: 1 for each connected switch's role, 0 for the others; a gone switch's removed."""

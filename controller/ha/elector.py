@@ -12,7 +12,10 @@ elect. See :data:`controller.config.load.ELECTION_BACKENDS`.
 :class:`Elector` keeps one tooz coordinator on a daemon thread: every
 :data:`POLL_SECONDS` it heartbeats and runs the watchers (which try to
 take the leadership). It reports to the app thread through ``notify``
-(:class:`Change`): ``elected``, ``deposed``, ``up``, ``down``.
+(:class:`Change`): ``elected``, ``deposed``. Whether the service answers
+is read, not pushed (:meth:`Elector.reachable`): a driver call may block
+for a long time (redis-py retries with back-off), so the answer comes
+from the time of the last successful heartbeat, not from an error.
 
 The lease. tooz's heartbeat returns the session (or lock) expiry in
 seconds; the service cannot elect another leader before that long after
@@ -50,6 +53,8 @@ LEASE_SHARE = 0.75
 """Share of the service's expiry during which a heartbeat keeps this instance leader."""
 DEFAULT_EXPIRY = 10.0
 """Expiry assumed until the driver's first heartbeat says."""
+STARTUP_GRACE = 2.0
+"""Seconds after start without any answer before the service counts as unreachable."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class Change:
     """A change of leadership or of the service's reachability, for the app thread.
 
     ``kind``: ``elected`` (``wall_ms``: the election's wall-clock time in
-    ms), ``deposed``, ``up`` or ``down``; ``detail`` says why.
+    ms) or ``deposed``; ``detail`` says why.
     """
 
     kind: str
@@ -101,7 +106,11 @@ class Elector:
         self._lease_until = 0.0
         self._expiry = DEFAULT_EXPIRY
         self._beat_started = 0.0
-        self._up: bool | None = None
+        self._started_at = 0.0
+        self._last_ok = float("-inf")
+        self._error_at = float("-inf")
+        self.last_error = ""
+        """The last error of the service or the driver (for the log)."""
         self._stop = threading.Event()
         self._resign = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vmn-elector", daemon=True)
@@ -111,6 +120,7 @@ class Elector:
         """Start the thread (imports tooz; raises ImportError if it is not installed)."""
         import tooz.coordination  # noqa: F401  (fail at start, not on the thread)
 
+        self._started_at = self.clock()
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -126,6 +136,21 @@ class Elector:
     @property
     def leader(self) -> bool:
         return self._leader
+
+    def reachable(self, now: float) -> bool | None:
+        """Whether the service answers: True if a heartbeat succeeded within the expiry and no error since.
+
+        False after an error, or when nothing succeeded for the expiry
+        (:data:`STARTUP_GRACE` before the first answer); None before the
+        thread runs and while starting.
+        """
+        if self._error_at > self._last_ok:
+            return False
+        if now - self._last_ok < self._expiry:
+            return True
+        if self._last_ok == float("-inf") and (not self._thread.is_alive() or now - self._started_at < STARTUP_GRACE):
+            return None
+        return False
 
     def resign(self) -> None:
         """Give the leadership up (a switch refused this term as stale); run again after a pause."""
@@ -154,7 +179,7 @@ class Elector:
             coord.start(start_heart=False)
             coord.watch_elected_as_leader(GROUP, self._on_elected)
         except Exception as err:  # tooz wraps most errors; drivers raise their own (redis, kazoo)
-            self._reachable(False, err)
+            self._failed(err)
             return False
         self._coord = coord
         return True
@@ -174,11 +199,11 @@ class Elector:
                 self._lease_until = started + self._expiry * LEASE_SHARE
             self._coord.run_watchers()
         except Exception as err:
-            self._reachable(False, err)
+            self._failed(err)
             if not self._leader:
                 self._disconnect()
             return
-        self._reachable(True)
+        self._last_ok = started
 
     def _on_elected(self, event: Any) -> None:
         """tooz's callback (from ``run_watchers``, on this thread)."""
@@ -207,19 +232,7 @@ class Elector:
         except Exception as err:
             LOG.debug("leaving the coordination session: %s", err)
 
-    def _reachable(self, up: bool, err: BaseException | None = None) -> None:
-        if up == self._up:
-            return
-        self._up = up
-        if up:
-            LOG.info("coordination service %s reachable", redacted(self.url))
-            self.notify(Change("up"))
-        else:
-            detail = f"{type(err).__name__}: {err}" if err else "unreachable"
-            LOG.error(
-                "coordination service %s unreachable (%s): this instance is not leader; retrying every %gs",
-                redacted(self.url),
-                detail,
-                RETRY_SECONDS,
-            )
-            self.notify(Change("down", detail))
+    def _failed(self, err: BaseException) -> None:
+        self.last_error = f"{type(err).__name__}: {err}"
+        self._error_at = self.clock()
+        LOG.debug("coordination service %s: %s", redacted(self.url), self.last_error)

@@ -7,6 +7,10 @@ reason is the pipeline's. Handlers run on the app's single event thread;
 signals, timers and the API server (:mod:`controller.api`, ``EventCall``)
 post events to that thread instead of calling the core.
 
+With ``controller.coordination`` several instances run and only the leader
+changes switches: the role requests, leadership events and the guard on
+every change are the :class:`~controller.ha.shim.HaShim` mixin's.
+
 Run: ``VMN_CONFIG=net.yaml osken-manager controller.app``.
 """
 
@@ -34,6 +38,9 @@ from controller.config.model import ControllerSettings, Model
 from controller.effects import DumpedFlow, Effects, Frame
 from controller.fabric.topology import PortInfo
 from controller.flows.pipeline import METER_PACKET_IN
+from controller.ha.elector import Elector
+from controller.ha.roles import Roles
+from controller.ha.shim import HaShim
 from controller.metrics import Metrics
 from controller.ratelimit import TokenBucket
 
@@ -41,6 +48,8 @@ LOG = logging.getLogger("vmn")
 CONFIG_ENV = "VMN_CONFIG"
 METRICS_PORT_ENV = "VMN_METRICS_PORT"
 API_PORT_ENV = "VMN_API_PORT"
+COORDINATION_ENV = "VMN_COORDINATION"
+"""Overrides ``controller.coordination`` (this instance's address of the service); empty: the file's."""
 T = TypeVar("T")
 TICK_SECONDS = 0.1
 """Housekeeping period: health-check timing resolution; LLDP goes out every ``lldp_interval``."""
@@ -74,7 +83,7 @@ def _ports(port_list: Any) -> list[PortInfo]:
     ]
 
 
-class VmnController(app_manager.OSKenApp):
+class VmnController(HaShim, app_manager.OSKenApp):
     OFP_VERSIONS = [ofp.OFP_VERSION]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -96,10 +105,28 @@ class VmnController(app_manager.OSKenApp):
         """(dpid, xid) of a pending flow-stats request -> (app id, counts so far)."""
         self._next_poll = 0.0
         self._config_stamp = self._stamp()
+        self.coordination = os.environ.get(COORDINATION_ENV) or model.controller.coordination
+        self.roles = Roles(coordinated=self.coordination is not None)
+        self.elector: Elector | None = None
+        self._elected_at: float | None = None
+        self._coordination_up: bool | None = None
+        self.metrics.leader.set(0 if self.roles.coordinated else 1)
         self._ticker = hub.spawn(self._tick_loop)
         self._start_metrics(model.controller)
         self.api: api_server.ApiServer | None = None
         self._start_api(model.controller)
+
+    def start(self) -> Any:
+        """os-ken starts the app (registered by now, so the elector's events reach it); then run for leader."""
+        started = super().start()
+        self._start_election()
+        return started
+
+    def stop(self) -> None:
+        """Leave the election first (a leader's lock is released: another takes over at once)."""
+        if self.elector is not None:
+            self.elector.stop()
+        super().stop()
 
     def _start_metrics(self, settings: ControllerSettings) -> None:
         """Serve /metrics; ``VMN_METRICS_PORT`` overrides the file (0 disables)."""
@@ -175,6 +202,8 @@ class VmnController(app_manager.OSKenApp):
     def on_tick(self, ev: EventTick) -> None:
         self._send(self.core.tick())
         self._poll_stats()
+        self._check_takeover()
+        self._check_coordination()
         stamp = self._stamp()
         if stamp != self._config_stamp:
             self._config_stamp = stamp
@@ -194,7 +223,7 @@ class VmnController(app_manager.OSKenApp):
     def _packet_out(self, frames: tuple[Frame, ...]) -> None:
         for dpid, port, frame in frames:
             dp = self.datapaths.get(dpid)
-            if dp is not None:
+            if dp is not None and self._writable(dpid):
                 dp.send_msg(ofmsg.packet_out(dp, port, frame))
 
     def _poll_stats(self) -> None:
@@ -227,7 +256,7 @@ class VmnController(app_manager.OSKenApp):
         """Send each switch's batch, then the frames."""
         for batch in effects.batches:
             dp = self.datapaths.get(batch.dpid)
-            if dp is None or not batch:
+            if dp is None or not batch or not self._writable(batch.dpid):
                 continue
             for group in batch.group_sets:
                 for msg in ofmsg.group_set(dp, group):
@@ -252,6 +281,7 @@ class VmnController(app_manager.OSKenApp):
         self._ports_pending[dp.id] = []
         LOG.info("switch %016x connected from %s", dp.id, dp.address)
         dp.send_msg(ofmsg.port_desc_request(dp))
+        self._act(self.roles.connected(dp.id))
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     def on_port_desc(self, ev: Any) -> None:
@@ -262,11 +292,18 @@ class VmnController(app_manager.OSKenApp):
             return
         ports = self._ports_pending.pop(dp.id)
         self._send(self.core.switch_up(dp.id, ports))
-        if not self.core.model.knows_dpid(dp.id):
+        self._program(dp.id)
+
+    def _program(self, dpid: int) -> None:
+        """Once a switch's ports are known and it is writable: packet-in meter, then its flow dump to reconcile."""
+        dp = self.datapaths.get(dpid)
+        if dp is None or dpid in self._ports_pending or dpid in self._stats or dpid in self.core.ready:
+            return
+        if not self.core.model.knows_dpid(dpid) or not self._writable(dpid):
             return
         for msg in ofmsg.meter_mods(dp, METER_PACKET_IN, self.core.model.controller.packet_in_rate):
             dp.send_msg(msg)
-        self._stats[dp.id] = []
+        self._stats[dpid] = []
         dp.send_msg(ofmsg.flow_stats_request(dp))
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
@@ -300,6 +337,9 @@ class VmnController(app_manager.OSKenApp):
             return
         del self.datapaths[dpid]
         self._polls = {k: v for k, v in self._polls.items() if k[0] != dpid}
+        self._stats.pop(dpid, None)
+        self.roles.disconnected(dpid)
+        self._role_metrics(dpid)
         LOG.info("switch %016x disconnected", dpid)
         self._send(self.core.switch_down(dpid))
 
@@ -335,6 +375,8 @@ class VmnController(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def on_error(self, ev: Any) -> None:
         msg = ev.msg
+        if self._role_error(msg):
+            return
         if (msg.type, msg.code) in (
             (ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_METER_EXISTS),
             (ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_GROUP_EXISTS),
@@ -373,6 +415,8 @@ class VmnController(app_manager.OSKenApp):
             return None
         if model.controller.apps != self.core.model.controller.apps:
             LOG.warning("reload: controller.apps changed; the app set changes at the next restart")
+        if model.controller.coordination != self.core.model.controller.coordination:
+            LOG.warning("reload: controller.coordination changed; it takes effect at the next restart")
         self._send(self.core.reload(model))
         self.metrics.config_reloads.labels(result="ok").inc()
         LOG.info("reload: %s applied", self.config_path)

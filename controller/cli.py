@@ -80,7 +80,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def add_provision(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
-    """Register ``vmn provision FILE [--controller T] [--datapath-type system|netdev]``."""
+    """Register ``vmn provision FILE [--controller T ...] [--datapath-type system|netdev]``."""
     parser = subparsers.add_parser(
         "provision",
         help="create or update the file's OVS bridges through OVSDB",
@@ -91,9 +91,10 @@ def add_provision(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     parser.add_argument("file", metavar="FILE", help="the network YAML file")
     parser.add_argument(
         "--controller",
-        default="tcp:127.0.0.1:6653",
+        action="append",
         metavar="TARGET",
-        help="OpenFlow controller target (default tcp:127.0.0.1:6653; ssl:HOST:PORT for TLS)",
+        help="OpenFlow controller target (default tcp:127.0.0.1:6653; ssl:HOST:PORT for TLS); "
+        "repeat it, or separate targets by commas, for several controller instances (HA)",
     )
     parser.add_argument(
         "--datapath-type",
@@ -113,7 +114,8 @@ def run_provision(args: argparse.Namespace) -> int:
     if model is None:
         return 1
     try:
-        changes = provision(Plan(model, args.controller, args.datapath_type, args.db))
+        targets = tuple(args.controller or ["tcp:127.0.0.1:6653"])
+        changes = provision(Plan(model, ",".join(targets), args.datapath_type, args.db))
     except ProvisionError as exc:
         print(f"vmn provision: {exc}", file=sys.stderr)
         return 1

@@ -299,6 +299,15 @@ class Core:
         for key in [k for k in self._port_up_at if k[0] == dpid]:
             del self._port_up_at[key]
 
+    def release(self, dpid: int) -> None:
+        """Another controller programs ``dpid`` now (HA): it is no longer ready; a pending reconcile is dropped.
+
+        Its flows, topology and the apps' state stay; a later takeover
+        reconciles it again from its flow dump, as after a restart.
+        """
+        self.ready.discard(dpid)
+        self._deferred.pop(dpid, None)
+
     def switch_down(self, dpid: int) -> Effects:
         self.ready.discard(dpid)
         self._deferred.pop(dpid, None)

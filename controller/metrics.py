@@ -79,6 +79,27 @@ class Metrics:
             ["network", "message"],
             registry=r,
         )
+        self.leader = Gauge(
+            "vmn_leader",
+            "1 while this instance programs the switches (the elected leader, or no coordination)",
+            registry=r,
+        )
+        self.coordination_up = Gauge(
+            "vmn_coordination_up", "1 while the coordination service answers (0 without coordination)", registry=r
+        )
+        self.switch_role = Gauge(
+            "vmn_switch_role",
+            "1 for this instance's OpenFlow role on each connected switch (master, slave or equal)",
+            ["switch", "role"],
+            registry=r,
+        )
+        self.elections = Counter("vmn_elections", "Times this instance was elected leader", registry=r)
+        self.takeover_seconds = Histogram(
+            "vmn_takeover_seconds",
+            "From election to every connected switch claimed and reconciled",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30),
+            registry=r,
+        )
 
 
 Labels = tuple[str, ...]

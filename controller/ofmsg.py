@@ -231,6 +231,31 @@ def packet_out(dp: Any, port: int, data: bytes) -> Any:
     return parser.OFPPacketOut(dp, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER, [parser.OFPActionOutput(port, 0)], data)
 
 
+ROLES = {
+    "nochange": ofp.OFPCR_ROLE_NOCHANGE,
+    "equal": ofp.OFPCR_ROLE_EQUAL,
+    "master": ofp.OFPCR_ROLE_MASTER,
+    "slave": ofp.OFPCR_ROLE_SLAVE,
+}
+"""Role names of :mod:`controller.ha.roles` -> ``OFPCR_ROLE_*`` (OpenFlow 1.3.5 §7.3.9)."""
+ROLE_NAMES = {v: k for k, v in ROLES.items()}
+_ROLE_BODY = struct.Struct("!I4xQ")
+
+
+def role_request(dp: Any, role: str, generation: int) -> Any:
+    """An ``OFPT_ROLE_REQUEST`` for ``role`` (``master``, ``slave``, ``equal``, ``nochange``)."""
+    return parser.OFPRoleRequest(dp, ROLES[role], generation)
+
+
+def role_of_request(data: bytes) -> tuple[str, int] | None:
+    """(role, generation id) of the role request at the start of ``data`` (an error's copy); None if not one."""
+    if len(data) < ofproto_common.OFP_HEADER_SIZE + _ROLE_BODY.size or data[1] != ofp.OFPT_ROLE_REQUEST:
+        return None
+    role, generation = _ROLE_BODY.unpack_from(data, ofproto_common.OFP_HEADER_SIZE)
+    name = ROLE_NAMES.get(role)
+    return None if name is None else (name, generation)
+
+
 def match_fields(match: Any) -> Mapping[str, Any]:
     """An os-ken ``OFPMatch`` as a plain dict of OXM field name -> value."""
     return {k: v for k, v in match.items()}

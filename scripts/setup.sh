@@ -4,7 +4,7 @@
 #  1. apt-get install the system packages that are missing (noninteractive);
 #  2. start Open vSwitch with ovs-ctl unless `ovs-vsctl show` already works;
 #  3. create .venv (python3 on PATH, must be >= 3.11) if it is missing;
-#  4. `pip install -e '.[test]'` into it, skipped when setup.cfg and
+#  4. `pip install -e '.[test,ha]'` into it, skipped when setup.cfg and
 #     pyproject.toml have not changed since the last successful install.
 #
 # Safe to run repeatedly and from any directory; a second run is a quick no-op.
@@ -31,6 +31,7 @@ APT_PACKAGES=(
     iputils-ping tcpdump netcat-openbsd python3-venv
     chromium chromium-driver   # headless browser for the web view's tests (tests/ovs/test_api_ovs.py)
     udhcpc                     # busybox DHCP client for the DHCP tests (tests/ovs/test_router_ovs.py)
+    redis-server               # coordination service the HA tests start on their own port (tests/ovs/test_ha_ovs.py)
 )
 
 is_installed() {
@@ -47,6 +48,12 @@ if ((${#missing[@]})); then
     apt-get update -q || die "apt-get update failed"
     apt-get install -y -q --no-install-recommends "${missing[@]}" \
         || die "apt-get install failed for: ${missing[*]}"
+    if [[ " ${missing[*]} " == *" redis-server "* ]]; then
+        # The tests start their own redis-server on a free port; do not leave
+        # Debian's system service running on 6379 when this run installed it.
+        systemctl disable --now redis-server >/dev/null 2>&1 \
+            || service redis-server stop >/dev/null 2>&1 || true
+    fi
 fi
 
 # ------------------------------------------------------------ Open vSwitch --
@@ -98,10 +105,10 @@ want_stamp="$(cat setup.cfg pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -
 have_stamp="$(cat "$STAMP" 2>/dev/null || true)"
 if [[ "$want_stamp" != "$have_stamp" || ! -x "$VENV/bin/osken-manager" ]] \
     || ! packages_resolve >/dev/null 2>&1; then
-    log "installing the project into $VENV (pip install -e '.[test]')"
+    log "installing the project into $VENV (pip install -e '.[test,ha]')"
     rm -f "$STAMP"
-    "$VENV_PY" -m pip install -q --disable-pip-version-check -e '.[test]' \
-        || die "pip install -e '.[test]' failed"
+    "$VENV_PY" -m pip install -q --disable-pip-version-check -e '.[test,ha]' \
+        || die "pip install -e '.[test,ha]' failed"
     packages_resolve || die "after pip install, controller/apps are not importable from $VENV"
     echo "$want_stamp" >"$STAMP"
 fi

@@ -43,6 +43,8 @@ class Shim(Protocol):
 
     def reload(self) -> Model | None: ...
 
+    def switch_roles(self) -> dict[int, str]: ...
+
 
 class Backend(Protocol):
     """What the API's routes need of the controller (:class:`ControllerBridge`, or a test's stand-in)."""
@@ -140,7 +142,9 @@ class ControllerBridge:
         Raises TimeoutError if the app thread does not answer in time.
         """
         shim = self.shim
-        return shim.run_on_app_thread(lambda: take(shim.core, shim.config_path, flows), self.timeout)
+        return shim.run_on_app_thread(
+            lambda: take(shim.core, shim.config_path, flows, shim.switch_roles()), self.timeout
+        )
 
     def push(self, text: bytes) -> Pushed:
         """Validate ``text``, then write it to the network file and reload, on the app thread.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from apps.l2.app import L2Switch
 from apps.lb.app import LoadBalancerApp
@@ -43,7 +43,9 @@ class Snapshot:
     ``ports`` holds the connected switches (dpid -> ports as last reported);
     ``ready`` those whose flows were reconciled (they hold ``flows``);
     ``flows`` and ``groups`` are what the core wants on each connected switch
-    (empty when taken without them); ``flow_counts`` how many flows that is.
+    (empty when taken without them); ``flow_counts`` how many flows that is;
+    ``roles`` this instance's OpenFlow role on each connected switch
+    (``master``, ``slave``, ``equal``; see :mod:`controller.ha`).
     """
 
     model: Model
@@ -56,6 +58,7 @@ class Snapshot:
     hosts: tuple[Host, ...]
     backends: tuple[BackendState, ...]
     flow_counts: Mapping[int, int]
+    roles: Mapping[int, str] = field(default_factory=dict)
 
     def switch_name(self, dpid: int) -> str:
         """The file's name of switch ``dpid``, or its dpid in hex (zero-config, undeclared)."""
@@ -85,11 +88,12 @@ class Snapshot:
         return None if number is None else (declared.dpid, number)
 
 
-def take(core: Core, config_path: str | None, flows: bool = True) -> Snapshot:
+def take(core: Core, config_path: str | None, flows: bool = True, roles: Mapping[int, str] | None = None) -> Snapshot:
     """Copy ``core``'s live state. Call it on the thread that owns ``core`` (the app thread).
 
     Without ``flows`` the (possibly large) flow and group sets are left out
     and only counted, which keeps the app thread's share of a page poll small.
+    ``roles`` (default: ``equal`` everywhere) is the shim's role per switch.
     """
     topology = core.topology
     connected = sorted(topology.ports)
@@ -121,4 +125,5 @@ def take(core: Core, config_path: str | None, flows: bool = True) -> Snapshot:
         hosts=hosts,
         backends=backends,
         flow_counts={d: sum(core.flows.app_counts(d).values()) for d in connected},
+        roles={d: (roles or {}).get(d, "equal") for d in connected},
     )

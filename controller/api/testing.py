@@ -41,6 +41,10 @@ class FakeShim:
         finally:
             self.lock.release()
 
+    def switch_roles(self) -> dict[int, str]:
+        """No coordination here: every connected switch is ``equal``."""
+        return {dpid: "equal" for dpid in self.core.topology.ports}
+
     def reload(self) -> Model | None:
         if not self.config_path:
             return None

@@ -33,7 +33,7 @@ def _switches(snap: Snapshot) -> list[Json]:
             "declared": dpid in declared,
             "connected": dpid in snap.ports,
             "ready": dpid in snap.ready,
-            "role": "equal" if dpid in snap.ports else None,
+            "role": snap.roles.get(dpid, "equal") if dpid in snap.ports else None,
             "flows": snap.flow_counts.get(dpid, 0),
         }
         for dpid in dpids

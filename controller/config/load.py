@@ -71,6 +71,7 @@ _CONTROLLER_KEYS = (
     "apps",
     "api_port",
     "api_token_file",
+    "coordination",
 )
 
 
@@ -249,6 +250,25 @@ def _names(section: dict[str, object] | None) -> frozenset[str] | None:
     return None if section is None else frozenset(section)
 
 
+ELECTION_BACKENDS = ("zookeeper", "kazoo", "redis", "memcached")
+"""tooz backends that implement leader election (``run_elect_coordinator``), as of tooz 9."""
+
+
+def _backend_url(ctx: Ctx, value: object) -> str | None:
+    """A tooz backend URL whose driver can elect a leader (``zookeeper://10.0.0.9:2181``)."""
+    url = string(ctx, value)
+    if url is None:
+        return None
+    scheme, sep, rest = url.partition("://")
+    if not sep or not rest:
+        ctx.error(f"expected a tooz backend URL such as zookeeper://10.0.0.9:2181, got {url!r}")
+        return None
+    if scheme not in ELECTION_BACKENDS:
+        ctx.error(f"backend {scheme!r} cannot elect a leader; use one of {', '.join(ELECTION_BACKENDS)}")
+        return None
+    return url
+
+
 def _controller(ctx: Ctx, value: object) -> ControllerSettings | None:
     d = ControllerSettings()
     m = mapping(ctx, value, optional=_CONTROLLER_KEYS)
@@ -265,4 +285,5 @@ def _controller(ctx: Ctx, value: object) -> ControllerSettings | None:
         apps=optional(ctx, m, "apps", references(None, "app"), d.apps),
         api_port=optional(ctx, m, "api_port", int_in(0, 65535), d.api_port),
         api_token_file=optional(ctx, m, "api_token_file", string, d.api_token_file),
+        coordination=optional(ctx, m, "coordination", _backend_url, d.coordination),
     )

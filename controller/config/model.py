@@ -41,6 +41,8 @@ class ControllerSettings:
     """REST API and web view on ``metrics_host``; 0 disables them."""
     api_token_file: str | None = None
     """A file holding the bearer token of the API's mutating calls (``VMN_API_TOKEN`` wins)."""
+    coordination: str | None = None
+    """A tooz backend URL (``zookeeper://host:2181``): several instances, one leader; None: one instance."""
 
 
 @dataclass(frozen=True)

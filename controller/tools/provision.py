@@ -2,7 +2,8 @@
 
 For every switch of the network file: a bridge named ``switch.bridge`` with
 the file's dpid, OpenFlow 1.3, ``fail_mode=secure``, the datapath type asked
-for and the controller target; then every VM port given as an interface
+for and the controller target(s) (several for HA instances, see
+:mod:`controller.ha`: each instance connects to every switch); then every VM port given as an interface
 name is attached when that interface exists on the host, asking OVS for
 the OpenFlow number :mod:`controller.tools.portplan` gives it
 (``ofport_request``; the number ``vmn trace`` simulates). An interface
@@ -45,12 +46,22 @@ class ProvisionError(RuntimeError):
 
 @dataclass(frozen=True)
 class Plan:
-    """What to provision: the network file plus the command-line choices."""
+    """What to provision: the network file plus the command-line choices.
+
+    ``controller`` is one target or several (a sequence, or one string
+    with commas): every bridge gets exactly these.
+    """
 
     model: Model
-    controller: str = "tcp:127.0.0.1:6653"
+    controller: str | tuple[str, ...] = "tcp:127.0.0.1:6653"
     datapath_type: str = "system"
     db: str = DEFAULT_DB
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The controller targets, sorted, without repeats (``tcp:10.0.0.1:6653``, ``ssl:...``)."""
+        given = self.controller.split(",") if isinstance(self.controller, str) else self.controller
+        return tuple(sorted({t.strip() for t in given if t.strip()}))
 
 
 def _connect(db: str, timeout: float) -> ovs.db.idl.Idl:
@@ -120,12 +131,15 @@ def _ensure_bridge(idl: ovs.db.idl.Idl, txn: Any, switch: Switch, plan: Plan) ->
         changes += [f"bridge {switch.bridge}: {k} updated" for k in sorted(fields)]
     for column, value in fields.items():
         setattr(bridge, column, value)
-    targets = [] if changes and changes[0].endswith("created") else [c.target for c in bridge.controller]
-    if targets != [plan.controller]:
-        ctl = txn.insert(idl.tables["Controller"])
-        ctl.target = plan.controller
-        bridge.controller = [ctl]
-        changes.append(f"bridge {switch.bridge}: controller {plan.controller}")
+    targets = [] if changes and changes[0].endswith("created") else sorted(c.target for c in bridge.controller)
+    if targets != list(plan.targets):
+        rows = []
+        for target in plan.targets:
+            ctl = txn.insert(idl.tables["Controller"])
+            ctl.target = target
+            rows.append(ctl)
+        bridge.controller = rows
+        changes.append(f"bridge {switch.bridge}: controller {', '.join(plan.targets)}")
     return changes
 
 

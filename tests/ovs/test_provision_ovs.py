@@ -84,3 +84,19 @@ def test_provision_invalid_file_changes_nothing(names: dict[str, str], tmp_path:
     out = provision(cfg)
     assert out.returncode == 1 and "switches.s1: unknown key 'bogus'" in out.stderr
     assert names["br1"] not in sh(["ovs-vsctl", "list-br"]).stdout.split()
+
+
+def test_provision_several_controllers_for_ha_instances(names: dict[str, str], tmp_path: Path) -> None:
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text(f"switches: {{s1: {{dpid: 0x65, bridge: {names['br1']}}}}}\n")
+    targets = ["tcp:127.0.0.1:16013", "tcp:127.0.0.1:16011", "tcp:127.0.0.1:16012"]
+    first = provision(cfg, "--controller", targets[0], "--controller", ",".join(targets[1:]))
+    assert first.returncode == 0, first.stderr
+    assert f"bridge {names['br1']}: controller {', '.join(sorted(targets))}" in first.stdout
+    listed = sh(["ovs-vsctl", "get-controller", names["br1"]]).stdout.split()
+    assert sorted(listed) == sorted(targets), listed
+    again = provision(cfg, "--controller", ",".join(reversed(targets)))
+    assert again.returncode == 0 and "nothing to change" in again.stdout, again.stdout
+    fewer = provision(cfg, "--controller", targets[0])
+    assert f"bridge {names['br1']}: controller {targets[0]}" in fewer.stdout
+    assert sh(["ovs-vsctl", "get-controller", names["br1"]]).stdout.split() == [targets[0]]

@@ -12,6 +12,9 @@ Needs root and a running Open vSwitch. One job per module:
   ``ovs-ofctl`` dumps them, parsed;
 - :mod:`~controller.tools.lab.controller_process`: :class:`ControllerProcess`,
   the controller under test as a child process;
+- :mod:`~controller.tools.lab.coordination`: :class:`RedisServer` (a
+  coordination service for HA tests) and :class:`Proxy` (a blockable
+  loopback forwarder: a partition from it);
 - :mod:`~controller.tools.lab.wiring`: :func:`wire`, which builds a network
   file (e.g. from :mod:`controller.tools.topo`) in a lab;
 - :mod:`~controller.tools.lab.oftrace`: ``ovs-appctl ofproto/trace`` of a
@@ -28,6 +31,7 @@ Everything public is re-exported here::
 """
 
 from controller.tools.lab.controller_process import OSKEN_MANAGER, REPO_ROOT, ControllerProcess
+from controller.tools.lab.coordination import Proxy, RedisServer
 from controller.tools.lab.dumps import (
     Flow,
     PortStats,
@@ -73,6 +77,8 @@ __all__ = [
     "MultiHostLab",
     "PortRef",
     "PortStats",
+    "Proxy",
+    "RedisServer",
     "Wired",
     "dump_flows",
     "dump_groups",

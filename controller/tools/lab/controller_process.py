@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -31,7 +31,8 @@ class ControllerProcess:
     only recorded for the test (pass the matching option in ``args``).
     ``listen_host`` (default: os-ken's 0.0.0.0) adds ``--ofp-listen-host``;
     :attr:`target` is the OVS controller target bridges use to reach it
-    (``tcp:<listen_host or 127.0.0.1>:<port>``).
+    (``tcp:<listen_host or 127.0.0.1>:<port>``). ``env`` adds or overrides
+    environment variables of the process (e.g. ``VMN_METRICS_PORT``).
     stdout and stderr go to :attr:`log_path`. Use as a context manager, or
     call :meth:`start` and :meth:`stop`.
     """
@@ -45,8 +46,10 @@ class ControllerProcess:
         metrics_port: int | None = None,
         app: str = "controller.app",
         listen_host: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
+        self.env = dict(env or {})
         self.port = port or free_port()
         self.metrics_port = metrics_port
         host_args = ["--ofp-listen-host", listen_host] if listen_host else []
@@ -83,6 +86,7 @@ class ControllerProcess:
         env["PYTHONUNBUFFERED"] = "1"
         if self.config is not None:
             env["VMN_CONFIG"] = str(self.config)
+        env.update(self.env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -151,6 +155,11 @@ class ControllerProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the process if it runs (SIGSTOP, SIGCONT, SIGHUP...)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signum)
 
     def kill9(self) -> None:
         """Kill the process with SIGKILL (a crash: nothing gets cleaned up)."""

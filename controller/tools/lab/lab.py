@@ -143,6 +143,22 @@ class Lab:
                 ]
             )
 
+    def set_controllers(self, bridge: str, controller_ports: Sequence[int]) -> None:
+        """Point a lab bridge at several controllers ``tcp:127.0.0.1:<port>`` at once (HA instances).
+
+        Each keeps the 1 s reconnect backoff. The bridge's flows stay.
+        """
+        br = self._bridge(bridge)
+        if not controller_ports:
+            raise ValueError("name at least one controller port (set_controller(bridge, None) removes them)")
+        cmd: list[str] = [*VSCTL]
+        refs = []
+        for i, port in enumerate(controller_ports):
+            cmd += ["--", f"--id=@c{i}", "create", "controller", f'target="tcp:127.0.0.1:{port}"', "max_backoff=1000"]
+            refs.append(f"@c{i}")
+        cmd += ["--", "set", "bridge", br, f"controller=[{','.join(refs)}]"]
+        sh(cmd)
+
     def _new_veth(self, name: str, peer: str) -> None:
         sh(["ip", "link", "add", name, "type", "veth", "peer", "name", peer])
         self.veths.append(name)

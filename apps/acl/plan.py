@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from controller.config.model import Model, Network, Vm
+from controller.config.model import LoadBalancer, Model, Network, Vm
 from controller.flows.pipeline import METADATA_NET_SHIFT
 
 AclList = tuple[str, ...]
@@ -53,8 +53,10 @@ class AclPlan:
     stage, so one list may have different ids in different stages).
     ``tracked_vlans`` are the networks whose IP traffic goes through
     conntrack, where it enters and where it is delivered: those where a
-    stateful rule applies (in any list of the network or its VMs) or a load
-    balancer lives (``balanced_vlans``).
+    stateful rule applies (in any list of the network or its VMs) or whose
+    clients reach a load balancer's VIP (``balanced_vlans``: the balancer's
+    own network and every network its router joins to it, where replies
+    are un-NATed as they are delivered to the client).
     """
 
     port_ids: Mapping[AclList, int]
@@ -89,10 +91,16 @@ class AclPlan:
         return port_id | (net_id << METADATA_NET_SHIFT)
 
 
+def _served(model: Model, lb: LoadBalancer) -> tuple[str, ...]:
+    """Networks whose clients reach ``lb``'s VIP: its own, and every other network its router joins to it."""
+    router = model.router_of.get(lb.network)
+    return router.networks if router is not None else (lb.network,)
+
+
 def plan_of(model: Model) -> AclPlan:
     """The :class:`AclPlan` of a validated model."""
     stateful = {acl.name for acl in model.acls if any(r.stateful and r.action == "allow" for r in acl.rules)}
-    balanced = {model.network_by_name[lb.network].vlan for lb in model.load_balancers}
+    balanced = {model.network_by_name[name].vlan for lb in model.load_balancers for name in _served(model, lb)}
     tracked = set(balanced)
     for net in model.networks:
         members = [vm for vm in model.vms if vm.network == net.name]

@@ -1,6 +1,6 @@
 """The load balancer app: rules and groups from the model, health and backend locations at run time.
 
-Rules: :mod:`apps.lb.rules`; health checks: :mod:`apps.lb.health` (pure
+Rules: :mod:`apps.lb.rules` (VIPs from routed networks: :mod:`apps.lb.routed`); health checks: :mod:`apps.lb.health` (pure
 state machine) driven by :mod:`apps.lb.runtime`; probe frames:
 :mod:`apps.lb.probe`.
 """
@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Collection, Mapping, Sequence
 
 from apps.base import AppContext, PacketIn, Reaction, Segments
+from apps.lb.routed import RoutedVip, group_names, routed_group, routed_rules, routed_vips
 from apps.lb.rules import bucket_backends, lb_group, lb_rules
 from apps.lb.runtime import LbRuntime, LbUpdate, Location
 from controller.config.model import LoadBalancer, Model
@@ -36,10 +37,21 @@ class LoadBalancerApp:
         following = ctx.pipeline.next_table(T_LB)
         assert following is not None, "the pipeline has no table after lb"
         self.after_lb = following
+        self._routed: tuple[Model, tuple[RoutedVip, ...]] | None = None
+
+    def routed(self, model: Model) -> tuple[RoutedVip, ...]:
+        """The balancers served to routed client networks under ``model`` (cached for the latest model)."""
+        if self._routed is None or self._routed[0] is not model:
+            self._routed = (model, routed_vips(model))
+        return self._routed[1]
 
     def _members(self, view: FabricView, dpid: int) -> list[tuple[LoadBalancer, int]]:
         vlans = {net.name: net.vlan for net, _ in view.edge_ports(dpid).values()}
         return [(lb, vlans[lb.network]) for lb in view.model.load_balancers if lb.network in vlans]
+
+    def _routed_members(self, view: FabricView, dpid: int) -> list[RoutedVip]:
+        here = {net.name for net, _ in view.edge_ports(dpid).values()}
+        return [vip for vip in self.routed(view.model) if vip.client.name in here]
 
     def compile(self, view: FabricView) -> Segments:
         segments: Segments = {}
@@ -47,13 +59,16 @@ class LoadBalancerApp:
             rules = {Rule(APP_LB, T_LB, 0, goto=self.after_lb)}
             for lb, vlan in self._members(view, dpid):
                 rules.update(lb_rules(lb, vlan, self.runtime, dpid, self.after_lb))
+            for vip in self._routed_members(view, dpid):
+                rules.update(routed_rules(vip, self.after_lb))
             segments[("lb", dpid)] = {dpid: frozenset(rules)}
         return segments
 
     def groups(self, view: FabricView) -> dict[int, frozenset[GroupEntry]]:
-        """The select group of each balancer on each switch of its network."""
+        """The select group of each balancer on each switch of its network, and of each routed client network."""
         return {
             dpid: frozenset(lb_group(lb, vlan, self.runtime) for lb, vlan in self._members(view, dpid))
+            | frozenset(routed_group(vip, self.runtime) for vip in self._routed_members(view, dpid))
             for dpid in view.dpids
         }
 
@@ -73,7 +88,8 @@ class LoadBalancerApp:
 
     def group_stats(self, dpid: int, groups: Mapping[int, GroupEntry], buckets: Mapping[int, Sequence[int]]) -> None:
         """Bucket counts -> ``vmn_lb_backend_connections_total`` (each new connection meets its group once)."""
-        counts = bucket_backends(self.runtime.model.load_balancers, groups, buckets)
+        model = self.runtime.model
+        counts = bucket_backends(group_names(model, self.routed(model)), groups, buckets)
         self.connections.update(dpid, counts, {key: key for key in counts})
 
     def assume_located(self, network: str, ip: str, location: Location) -> None:

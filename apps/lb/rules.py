@@ -25,16 +25,18 @@ Per switch with edge ports in a balancer's network:
   conntrack pass.
 
 Health and backend locations come from :class:`apps.lb.runtime.LbRuntime`.
+The VIP served in the other networks of the balancer's router:
+:mod:`apps.lb.routed`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from apps.lb.probe import vip_mac
 from apps.lb.runtime import PROBE_PORT_BASE, PROBE_PORT_MASK, LbRuntime, Location
-from controller.config.model import LoadBalancer
+from controller.config.model import Backend, LoadBalancer
 from controller.flows.pipeline import (
     APP_LB,
     CT_ZONE_HAIRPIN,
@@ -53,6 +55,7 @@ from controller.flows.rules import (
     OFPP_CONTROLLER,
     OFPP_IN_PORT,
     OFPVID_PRESENT,
+    Action,
     Ct,
     Group,
     GroupEntry,
@@ -188,6 +191,37 @@ def hairpin_rules(lb: LoadBalancer, vlan: int, backend: str, where: Location) ->
     ]
 
 
+def vip_rules(lb: LoadBalancer, vlan: int, group: int) -> list[Rule]:
+    """Table ``lb`` in network ``vlan``: ``vip:port`` through conntrack NAT, new connections to ``group``.
+
+    Packets to ``vip:port`` not yet looked up in the balancer zone
+    (:data:`CT_ZONE_LB` + ``vlan``; the ACL pass left them in the network's
+    zone) go through it with NAT; ``+new`` there go to the select group;
+    anything else to the VIP drops.
+    """
+    lb_zone = CT_ZONE_LB + vlan
+    to_vip: dict[str, int | str] = dict(
+        vlan_vid=OFPVID_PRESENT | vlan,
+        eth_type=ETH_IPV4,
+        ip_proto=PROTOS[lb.protocol],
+        ipv4_dst=str(lb.vip),
+        **{f"{lb.protocol}_dst": lb.port},
+    )
+    new = make_match(**to_vip, ct_zone=lb_zone, ct_state=ct_state(CT_TRK | CT_NEW))
+    other = make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4, ipv4_dst=str(lb.vip))
+    return [
+        Rule(
+            APP_LB,
+            T_LB,
+            PRIO_VIP_LOOKUP,
+            make_match(**to_vip, ct_zone=vlan),
+            (Ct(zone=lb_zone, recirc_table=T_LB, nat=Nat()),),
+        ),
+        Rule(APP_LB, T_LB, PRIO_VIP_NEW, new, (Group(group),)),
+        Rule(APP_LB, T_LB, PRIO_VIP_OTHER, other),
+    ]
+
+
 def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int, after_lb: int = T_ACL_COMMIT) -> list[Rule]:
     """The rules of one balancer on switch ``dpid`` of its network.
 
@@ -196,29 +230,7 @@ def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int, after_l
     stateful for the delivering switch; learning when the ACL app is off).
     """
     vip = str(lb.vip)
-    proto = PROTOS[lb.protocol]
-    lb_zone = CT_ZONE_LB + vlan
-    to_vip: dict[str, int | str] = dict(
-        vlan_vid=OFPVID_PRESENT | vlan,
-        eth_type=ETH_IPV4,
-        ip_proto=proto,
-        ipv4_dst=vip,
-        **{f"{lb.protocol}_dst": lb.port},
-    )
-    new = make_match(**to_vip, ct_zone=lb_zone, ct_state=ct_state(CT_TRK | CT_NEW))
-    rules = [
-        arp_responder(vlan, vip),
-        *probe_traps(vlan, vip),
-        Rule(
-            APP_LB,
-            T_LB,
-            PRIO_VIP_LOOKUP,
-            make_match(**to_vip, ct_zone=vlan),
-            (Ct(zone=lb_zone, recirc_table=T_LB, nat=Nat()),),
-        ),
-        Rule(APP_LB, T_LB, PRIO_VIP_NEW, new, (Group(group_id(lb)),)),
-        Rule(APP_LB, T_LB, PRIO_VIP_OTHER, make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=ETH_IPV4, ipv4_dst=vip)),
-    ]
+    rules = [arp_responder(vlan, vip), *probe_traps(vlan, vip), *vip_rules(lb, vlan, group_id(lb))]
     for backend in lb.backends:
         where = runtime.located.get((lb.network, backend.ip))
         if where is not None:
@@ -242,31 +254,35 @@ def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int, after_l
     return rules
 
 
+def bucket(lb: LoadBalancer, backend: Backend, zone: int) -> tuple[int, int, tuple[Action, ...]]:
+    """A select-group bucket: commit the connection in ``zone`` with destination NAT to ``backend``."""
+    return (
+        backend.weight,
+        OFPP_ANY,
+        (Ct(zone=zone, commit=True, recirc_table=T_LB, nat=Nat(str(backend.ip), lb.port)),),
+    )
+
+
 def lb_group(lb: LoadBalancer, vlan: int, runtime: LbRuntime) -> GroupEntry:
     """The select group of ``lb``: one weighted bucket per healthy, located backend."""
     up = runtime.up_backends(lb.name)
     buckets = tuple(
-        (
-            b.weight,
-            OFPP_ANY,
-            (Ct(zone=CT_ZONE_LB + vlan, commit=True, recirc_table=T_LB, nat=Nat(str(b.ip), lb.port)),),
-        )
-        for b in lb.backends
-        if b.ip in up and (lb.network, b.ip) in runtime.located
+        bucket(lb, b, CT_ZONE_LB + vlan) for b in lb.backends if b.ip in up and (lb.network, b.ip) in runtime.located
     )
     return GroupEntry(APP_LB, group_id(lb), "select", buckets)
 
 
 def bucket_backends(
-    lbs: Iterable[LoadBalancer], groups: Mapping[int, GroupEntry], buckets: Mapping[int, Sequence[int]]
+    names: Mapping[int, str], groups: Mapping[int, GroupEntry], buckets: Mapping[int, Sequence[int]]
 ) -> dict[tuple[str, str], int]:
-    """Per-bucket counts of a switch's groups as (lb name, backend ip) -> count.
+    """Per-bucket counts of a switch's groups as (lb name, backend ip) -> count, summed over its groups.
 
+    ``names`` maps the balancers' group ids to their names (a balancer has
+    a group for its own network and one per routed client network),
     ``groups`` are the groups installed there, ``buckets`` the switch's
     report (group id -> count per bucket, in bucket order). Groups that are
     not a balancer's are left out.
     """
-    names = {group_id(lb): lb.name for lb in lbs}
     out: dict[tuple[str, str], int] = {}
     for gid, counts in buckets.items():
         group = groups.get(gid)
@@ -275,5 +291,6 @@ def bucket_backends(
         for (_, _, actions), count in zip(group.buckets, counts, strict=False):
             nat = next((a.nat for a in actions if isinstance(a, Ct) and a.nat is not None), None)
             if nat is not None and nat.dst is not None:
-                out[(names[gid], nat.dst)] = count
+                key = (names[gid], nat.dst)
+                out[key] = out.get(key, 0) + count
     return out

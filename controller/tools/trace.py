@@ -26,6 +26,7 @@ from apps.lb.runtime import Location
 from apps.router.app import RouterApp
 from apps.router.explain import describe_hops, routed_target
 from controller.config.model import LoadBalancer, Model, PortRef, Vm
+from controller.config.routing import gateway_mac
 from controller.flows.pipeline import APP_ACL, T_LEARN
 from controller.flows.rules import Ct
 from controller.tools.fakefabric import FakeFabric
@@ -248,6 +249,18 @@ def _address(vm: Vm, v6: bool) -> IPv4Address | IPv6Address | None:
     return vm.ip.ip if vm.ip is not None else None
 
 
+def _vlan(model: Model, vm: Vm) -> int:
+    return model.network_by_name[vm.network].vlan
+
+
+def _balancer(model: Model, src: Vm, target: IPv4Address | IPv6Address) -> LoadBalancer | None:
+    """The balancer whose VIP ``target`` is, as ``src`` reaches it: its own network's, or one its router joins."""
+    router = model.router_of.get(src.network)
+    served = (src.network, *(router.networks if router is not None else ()))
+    found = [lb for lb in model.load_balancers if lb.vip == target and lb.network in served]
+    return min(found, key=lambda lb: (lb.network != src.network, lb.name), default=None)
+
+
 def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: int | None = None) -> TraceResult:
     """Send ``proto`` (to ``port``) from VM ``src_vm`` to ``dst_ip`` (IPv4 or IPv6), then its reply.
 
@@ -265,11 +278,13 @@ def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: int | No
     v6 = isinstance(target, IPv6Address)
     if _address(src, v6) is None:
         raise ValueError(f"vm {src_vm!r} has no {'ipv6' if v6 else 'ip'} in the network file")
-    vip = next((lb for lb in model.load_balancers if lb.vip == target and lb.network == src.network), None)
+    vip = _balancer(model, src, target)
     dst = next((v for v in model.vms if _address(v, v6) == target and v.network == src.network), None) or next(
         (v for v in model.vms if _address(v, v6) == target), None
     )
-    dst_mac = vip_mac(dst_ip) if vip else vm_mac(dst) if dst else "02:ff:ff:ff:ff:fe"
+    dst_mac = vm_mac(dst) if dst else "02:ff:ff:ff:ff:fe"
+    if vip is not None:  # its own network's VIP answers ARP; a routed one is reached through the gateway
+        dst_mac = vip_mac(dst_ip) if vip.network == src.network else gateway_mac(_vlan(model, src))
     hop = routed_target(model, src, target) if isinstance(target, IPv4Address) and not vip else None
     if hop is not None:  # to the gateway; the reply to the destination network's
         dst, dst_mac = hop.vm, hop.first_mac
@@ -287,6 +302,8 @@ def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: int | No
     reply = _reply(pkt)
     if vip is not None and dst.ip is not None:  # the backend answers from its own address
         reply.update(eth_src=vm_mac(dst), ipv4_src=str(dst.ip.ip))
+        if vip.network != src.network:  # to its gateway
+            reply.update(eth_dst=gateway_mac(_vlan(model, dst)))
     if hop is not None and hop.reply_mac is not None:
         reply.update(eth_src=vm_mac(dst), eth_dst=hop.reply_mac)
     back = _leg(fabric, sim.send(*fabric.at(dst), reply), fabric.at(src), origins)

@@ -89,12 +89,17 @@ def routed_vip(lab: Lab, controller_factory: Factory, tmp_path: Path) -> Iterato
         message="both backends up",
     )
     wait_until(lambda: hosts["client"].ping("10.93.2.12"), 15, message="client reaches web2 (routed, link up)")
-    sports = iter(range(25000, 25100))
-    wait_until(lambda: fan_out(hosts["client"], VIP, PORT, next(sports), 1) != ["-"], 10, message="red reaches the VIP")
     yield RoutedVipLab(hosts, metrics)
 
 
+def wait_for_the_vip(client: Host) -> None:
+    """Poll until one connection from ``client`` to the VIP is answered (a fresh source port each try)."""
+    sports = iter(range(25000, 25100))
+    wait_until(lambda: fan_out(client, VIP, PORT, next(sports), 1) != ["-"], 10, message="red reaches the VIP")
+
+
 def test_a_routed_client_reaches_the_vip_and_both_backends_answer(routed_vip: RoutedVipLab) -> None:
+    wait_for_the_vip(routed_vip.hosts["client"])
     answers = fan_out(routed_vip.hosts["client"], VIP, PORT, 26000, 20)
     counts = Counter(answers)
     assert len(answers) == 20 and counts["-"] == 0, answers  # every connection answered, from the VIP
@@ -102,4 +107,5 @@ def test_a_routed_client_reaches_the_vip_and_both_backends_answer(routed_vip: Ro
 
 
 def test_a_network_not_on_the_router_does_not_reach_the_vip(routed_vip: RoutedVipLab) -> None:
+    wait_for_the_vip(routed_vip.hosts["client"])  # the VIP works: the refusal below is green's
     assert fan_out(routed_vip.hosts["outsider"], VIP, PORT, 27000, 3, timeout=0.5) == ["-"] * 3

@@ -43,7 +43,7 @@ Shared fields (who writes, who reads), as OVN northd keeps its register table:
 | vlan_pcp (fabric) | 3     | acl (commit, replies) | acl (egress_commit, acl_out_net) | :data:`PCP_STATEFUL`: a stateful rule on the way allowed this connection (carried across trunks to the delivering switch; a backup path's mark replaces it) |
 | ct_mark          | 0-31   | acl, lb (commit) | acl (acl_port)   | :data:`CT_MARK_SKIP_ACL`: replies skip the ACLs |
 | ct_zone          | 16     | acl              | acl              | the network's VLAN id: where a connection is tracked at both ends, on every host it crosses |
-| ct_zone          | 16     | lb               | lb, acl (egress_commit) | :data:`CT_ZONE_LB` + VLAN: the balancer's destination NAT (un-NATed where replies are delivered) |
+| ct_zone          | 16     | lb               | lb, acl (egress_commit) | :data:`CT_ZONE_LB` + the client network's VLAN: the balancer's destination NAT (un-NATed where replies are delivered; a routed client's network has its own) |
 | ct_zone          | 16     | lb (hairpin)     | lb               | :data:`CT_ZONE_HAIRPIN` + VLAN: backend-to-own-VIP SNAT |
 | vlan_pcp (trunk) | 3      | l2 (ff groups)   | l2 (forward)     | :data:`PCP_DETOUR`: the frame is on a backup path (ingress resets a VM's priority to 0) |
 
@@ -106,8 +106,9 @@ CT_ZONE_HAIRPIN = 0x1000
 """Added to a network's VLAN id: the conntrack zone where a backend's connections to its own VIP are
 source-NATed to the VIP (a zone apart from the network's, as OVN's ``ct_snat_to_vip``)."""
 CT_ZONE_LB = 0x2000
-"""Added to a network's VLAN id: the conntrack zone of the load balancer's destination NAT, apart from
-the network's own zone so that the NATed connection can be tracked again where it is delivered."""
+"""Added to a client network's VLAN id: the conntrack zone of the load balancer's destination NAT (the
+balancer's own network, or a network its router joins to it), apart from the network's own zone so that
+the NATed connection can be tracked again where it is delivered."""
 PCP_DETOUR = 1
 """VLAN priority of a frame on a backup path (0 elsewhere in the fabric)."""
 PCP_STATEFUL = 2

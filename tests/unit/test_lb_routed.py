@@ -12,6 +12,7 @@ from apps.lb.routed import routed_vips
 from apps.lb.rules import group_id
 from controller.config.routing import gateway_mac
 from controller.fabric.topology import LinkKey
+from controller.flows.rules import Ct
 from controller.tools.sim import Trace, conntracks_of_hosts
 from controller.tools.trace import build_fabric, trace
 from tests.unit.fabric_helpers import BCAST, Harness, model_from
@@ -132,3 +133,22 @@ def test_vmn_trace_follows_a_routed_client_to_the_vip_and_back() -> None:
     assert any(line.startswith("routed by r at s1: red") for line in result.forward.routed), result.render()
     assert any(line.startswith("routed by r") and "blue" in line for line in result.reply.routed)  # type: ignore[union-attr]
     assert not trace(fabric, "outsider", VIP, "tcp", 80).forward.delivered
+
+
+def test_connection_counts_add_up_over_a_balancers_groups_on_a_switch() -> None:
+    text = NET.replace(
+        "  outsider:",
+        '  neighbour: {switch: s1, port: 5, network: blue, ip: 10.0.2.21/24, mac: "02:00:00:00:02:21"}\n  outsider:',
+    )
+    h = Harness(model_from(text), {1: [1, 2, 4, 5, 10], 2: [3, 10]}, [LinkKey.of(1, 10, 2, 10)])
+    groups = h.groups[1]
+    (routed,) = routed_vips(h.core.model)
+    own = group_id(routed.lb)
+    assert {own, routed.group} <= set(groups)  # s1 serves blue's own clients and red's
+    for gid in (own, routed.group):
+        nats = [a.nat for _, _, actions in groups[gid].buckets for a in actions if isinstance(a, Ct)]
+        assert [n.dst for n in nats if n is not None] == ["10.0.2.11", "10.0.2.12"]
+    h.core.app("lb").group_stats(1, groups, {own: [3, 4], routed.group: [5, 6]})  # type: ignore[attr-defined]
+    got = {s.labels["backend"]: s.value for m in h.core.metrics.registry.collect() for s in m.samples
+           if s.name == "vmn_lb_backend_connections_total"}  # fmt: skip
+    assert got == {"10.0.2.11": 8, "10.0.2.12": 10}

@@ -99,8 +99,8 @@ def vip_case(fabric: Fabric, src: Vm, lb: LoadBalancer) -> Case:
     """A connection from ``src`` to ``lb``'s ``vip:port``."""
     target = f"vip:{lb.name}"
     if not has_route(src, lb.vip, fabric.model):
-        why = (f"no route from {src.name} ({src.ip}) to {lb.vip}",)
-        return Case(src.name, target, str(lb.vip), lb.protocol, lb.port, "vip", False, why)
+        unrouted = (f"no route from {src.name} ({src.ip}) to {lb.vip}",)
+        return Case(src.name, target, str(lb.vip), lb.protocol, lb.port, "vip", False, unrouted)
     result = trace(fabric, src.name, str(lb.vip), lb.protocol, lb.port)
     chosen = [hop.removeprefix("out ") for hop in result.forward.path if hop.startswith("out ")]
     why = _decisions(result)

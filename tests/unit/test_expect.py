@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # mininet_scripts is not an installed package
     sys.path.insert(0, str(ROOT))
 
-from mininet_scripts import reachability
+from mininet_scripts import reachability  # noqa: E402  (after the sys.path entry)
 
 DEFAULT = ROOT / "topologies" / "default.yaml"
 

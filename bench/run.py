@@ -33,7 +33,15 @@ from bench.harness import (
     render,
 )
 
-BENCHMARKS = ("packet_in", "host_learning", "config_forwarding", "acl_scale", "data_plane", "failover")
+BENCHMARKS = (
+    "packet_in",
+    "host_learning",
+    "config_forwarding",
+    "acl_scale",
+    "data_plane",
+    "data_plane_routed",
+    "failover",
+)
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 

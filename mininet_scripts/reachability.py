@@ -1,12 +1,16 @@
 """Which VMs of a network file should reach each other, and did they.
 
-Pure logic behind ``vmn_mininet.py --check``: the expected matrix a
-:class:`~controller.config.model.Model` implies, the probing schedule (with the
-probe and the clock passed in), the comparison, and the printed matrix.
-Nothing here touches Mininet, so it is testable with hand-built models.
+Pure logic behind ``vmn_mininet.py --check``: the expected cases (read from
+the JSON of ``python -m controller.tools.expect``, which derives them from
+``vmn trace``, or, without it, "same network and subnet reaches"), the
+probing schedule (with the probe and the clock passed in), the comparison,
+and the printed matrix. Nothing here touches Mininet, so it is testable
+with hand-built models.
 
-A *pair* is an ordered ``(from_vm, to_vm)`` of VM names; a *matrix* maps
-every pair of distinct VMs that have an ip to a bool (reachable or not).
+A *pair* is an ordered ``(from_vm, target)``: ``target`` is a VM name or
+``vip:NAME`` (a load balancer). A *matrix* maps pairs to a bool (reaches or
+not); a *plan* maps them to a :class:`Case` (what to probe and what it
+should see).
 
 >>> from ipaddress import IPv4Interface
 >>> from controller.config.model import Model, Network, Vm
@@ -18,6 +22,7 @@ every pair of distinct VMs that have an ip to a bool (reachable or not).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
@@ -28,10 +33,16 @@ Matrix = Mapping[Pair, bool]
 Probe = Callable[[tuple[Pair, ...]], Mapping[Pair, bool]]
 """Tries every given pair once (concurrently, if it likes); True where it answered."""
 
-REACHABLE = "ok"
-ISOLATED = "--"
-MISMATCH = "X"
 SELF = "."
+MISMATCH = "!"
+KINDS = ("l2", "routed", "isolated", "denied", "vip")
+"""The case labels, in the order the summary counts them (see :mod:`controller.tools.expect`)."""
+LABELS = {"l2": "l2", "routed": "rt", "isolated": "iso", "denied": "acl", "vip": "vip"}
+"""How a matrix cell names each kind."""
+LEGEND = (
+    "cell: case expected/observed (y reaches, n does not, ! differs); "
+    "l2 same network, rt routed, iso isolated, acl denied by an ACL, vip a load balancer's VIP"
+)
 
 
 def probed_vms(model: Model) -> tuple[Vm, ...]:
@@ -55,6 +66,66 @@ def expected_matrix(model: Model) -> dict[Pair, bool]:
     """Every ordered pair of distinct VMs with an ip -> whether it should reach."""
     vms = probed_vms(model)
     return {(src.name, dst.name): can_reach(src, dst) for src in vms for dst in vms if src.name != dst.name}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One probe: what it sends (``proto`` to ``ip``, ``port``), its kind (:data:`KINDS`), whether it should reach, and why."""
+
+    kind: str
+    reach: bool
+    ip: str
+    proto: str = "icmp"
+    port: int | None = None
+    why: tuple[str, ...] = ()
+
+
+Plan = Mapping[Pair, Case]
+Listener = tuple[str, str, int]
+"""(vm, proto, port): a server the check starts in a VM before probing."""
+
+
+def model_plan(model: Model) -> dict[Pair, Case]:
+    """The plan without ``vmn trace``: pings, reaching iff :func:`can_reach` (ACLs, routers and VIPs ignored)."""
+    vms = {vm.name: vm for vm in probed_vms(model)}
+    plan = {}
+    for pair, reach in expected_matrix(model).items():
+        ip = vms[pair[1]].ip
+        assert ip is not None
+        plan[pair] = Case("l2" if reach else "isolated", reach, str(ip.ip))
+    return plan
+
+
+def plan_from_json(text: str) -> tuple[dict[Pair, Case], tuple[Listener, ...]]:
+    """The plan and listeners in the JSON of ``python -m controller.tools.expect``.
+
+    Raises:
+        ValueError: not that JSON (a missing key, an unknown kind or protocol).
+    """
+    try:
+        data = json.loads(text)
+        plan = {}
+        for item in data["cases"]:
+            case = Case(
+                str(item["kind"]),
+                bool(item["reach"]),
+                str(item["ip"]),
+                str(item["proto"]),
+                None if item["port"] is None else int(item["port"]),
+                tuple(str(line) for line in item["why"]),
+            )
+            if case.kind not in KINDS or case.proto not in ("icmp", "tcp"):
+                raise ValueError(f"case {item['src']} -> {item['target']}: kind {case.kind!r}, proto {case.proto!r}")
+            plan[(str(item["src"]), str(item["target"]))] = case
+        listeners = tuple((str(x["vm"]), str(x["proto"]), int(x["port"])) for x in data["listeners"])
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not a plan of controller.tools.expect: {exc!r}") from None
+    return plan, listeners
+
+
+def reaches(plan: Plan) -> dict[Pair, bool]:
+    """The expected matrix of a plan."""
+    return {pair: case.reach for pair, case in plan.items()}
 
 
 @dataclass(frozen=True)
@@ -115,40 +186,49 @@ def mismatches(expected: Matrix, measured: Matrix) -> tuple[Pair, ...]:
     return tuple(pair for pair in sorted(expected) if measured.get(pair) != expected[pair])
 
 
-def _names(expected: Matrix) -> list[str]:
-    return sorted({name for pair in expected for name in pair})
+def _targets(plan: Plan) -> tuple[list[str], list[str]]:
+    """Senders (sorted) and targets (VMs sorted, then VIPs sorted)."""
+    senders = sorted({src for src, _ in plan})
+    targets = {dst for _, dst in plan} | set(senders)
+    return senders, sorted(targets, key=lambda name: (name.startswith("vip:"), name))
 
 
-def _cell(pair: Pair, expected: Matrix, measured: Matrix) -> str:
+def _yn(value: bool | None) -> str:
+    return "?" if value is None else "y" if value else "n"
+
+
+def _cell(pair: Pair, plan: Plan, measured: Matrix) -> str:
     if pair[0] == pair[1]:
         return SELF
-    if pair not in expected:
+    case = plan.get(pair)
+    if case is None:
         return ""
-    if measured.get(pair) != expected[pair]:
-        return MISMATCH
-    return REACHABLE if expected[pair] else ISOLATED
+    seen = measured.get(pair)
+    mark = MISMATCH if seen != case.reach else ""
+    return f"{LABELS[case.kind]} {_yn(case.reach)}/{_yn(seen)}{mark}"
 
 
-def format_matrix(expected: Matrix, measured: Matrix) -> str:
-    """The matrix as text: rows are senders, columns receivers, names sorted.
+def format_matrix(plan: Plan, measured: Matrix) -> str:
+    """The cases as a matrix: rows are senders, columns targets (VMs, then VIPs), names sorted.
 
-    Cells: ``ok`` reachable as expected, ``--`` isolated as expected,
-    ``X`` differs from the expectation, ``.`` the diagonal.
+    Each cell is the case's label (:data:`LABELS`), then expected/observed
+    (``y``/``n``, ``?`` not measured) and ``!`` when they differ; ``.`` is
+    the diagonal, an empty cell a pair not probed.
 
-    >>> print(format_matrix({("a", "b"): True, ("b", "a"): True},
-    ...                     {("a", "b"): True, ("b", "a"): False}))
-    from\\to  a   b
-    a        .   ok
-    b        X   .
+    >>> plan = {("a", "b"): Case("routed", True, "10.0.2.1"), ("b", "a"): Case("denied", False, "10.0.1.1")}
+    >>> print(format_matrix(plan, {("a", "b"): True, ("b", "a"): True}))
+    from\\to  a         b
+    a        .         rt y/y
+    b        acl n/y!  .
     """
-    names = _names(expected)
+    senders, targets = _targets(plan)
+    cells = {(src, dst): _cell((src, dst), plan, measured) for src in senders for dst in targets}
     head = "from\\to"
-    first = max([len(head)] + [len(name) for name in names]) + 2
-    width = max([len(REACHABLE)] + [len(name) for name in names]) + 2
-    lines = [(head.ljust(first) + "".join(name.ljust(width) for name in names)).rstrip()]
-    for src in names:
-        cells = "".join(_cell((src, dst), expected, measured).ljust(width) for dst in names)
-        lines.append((src.ljust(first) + cells).rstrip())
+    first = max([len(head)] + [len(name) for name in senders]) + 2
+    width = max([len(cell) for cell in cells.values()] + [len(name) for name in targets]) + 2
+    lines = [(head.ljust(first) + "".join(name.ljust(width) for name in targets)).rstrip()]
+    for src in senders:
+        lines.append((src.ljust(first) + "".join(cells[(src, dst)].ljust(width) for dst in targets)).rstrip())
     return "\n".join(lines)
 
 
@@ -158,20 +238,53 @@ def _describe(value: bool | None) -> str:
     return "reachable" if value else "unreachable"
 
 
-def summary(expected: Matrix, measured: Matrix) -> str:
-    """One line with the counts; on mismatches, each one spelled out after it.
+def _what(pair: Pair, case: Case) -> str:
+    to = f"{case.ip}:{case.port}/{case.proto}" if case.port is not None else case.ip
+    return f"{pair[0]} -> {pair[1]} ({to})"
 
-    >>> summary({("a", "b"): True}, {("a", "b"): True})
-    'reachability OK: 1 pairs, 1 reachable, 0 isolated, 0 mismatches'
+
+def summary(plan: Plan, measured: Matrix) -> str:
+    """One line with the counts per kind; on mismatches, each one spelled out after it, with its why.
+
+    >>> summary({("a", "b"): Case("l2", True, "10.0.0.2")}, {("a", "b"): True})
+    'reachability OK: 1 cases: 1 l2, 0 routed, 0 isolated, 0 denied, 0 vip (0 reach); 0 mismatches'
     """
+    expected = reaches(plan)
     bad = mismatches(expected, measured)
-    reachable = sum(1 for value in expected.values() if value)
+    count = {kind: sum(1 for case in plan.values() if case.kind == kind) for kind in KINDS}
+    vip_reach = sum(1 for case in plan.values() if case.kind == "vip" and case.reach)
+    kinds = ", ".join(f"{count[kind]} {kind}" for kind in KINDS)
     line = (
-        f"reachability {'OK' if not bad else 'MISMATCH'}: {len(expected)} pairs, "
-        f"{reachable} reachable, {len(expected) - reachable} isolated, {len(bad)} mismatches"
+        f"reachability {'OK' if not bad else 'MISMATCH'}: {len(plan)} cases: {kinds} ({vip_reach} reach); "
+        f"{len(bad)} mismatches"
     )
-    details = [
-        f"  {src} -> {dst}: expected {_describe(expected[(src, dst)])}, measured {_describe(measured.get((src, dst)))}"
-        for src, dst in bad
-    ]
+    details = []
+    for pair in bad:
+        case = plan[pair]
+        details.append(
+            f"  {_what(pair, case)}, {case.kind}: expected {_describe(case.reach)}, "
+            f"measured {_describe(measured.get(pair))}"
+        )
+        details += [f"      {line}" for line in case.why]
     return "\n".join([line] + details)
+
+
+def examples(plan: Plan) -> str:
+    """One case of each kind present (the first by name; for VIPs one that reaches), each with its why, indented.
+
+    >>> print(examples({("a", "b"): Case("routed", True, "10.0.2.1", why=("routed by r1",)),
+    ...                 ("a", "c"): Case("l2", True, "10.0.1.3")}))
+    l2        a -> c (10.0.1.3)
+                no router or ACL involved
+    routed    a -> b (10.0.2.1)
+                routed by r1
+    """
+    lines = []
+    for kind in KINDS:
+        found = sorted(pair for pair, case in plan.items() if case.kind == kind)
+        found.sort(key=lambda pair: not plan[pair].reach)  # stable: reaching ones first
+        if found:
+            pair = found[0]
+            lines.append(f"{kind:<9} {_what(pair, plan[pair])}")
+            lines += [f"{'':12}{why}" for why in plan[pair].why or ("no router or ACL involved",)]
+    return "\n".join(lines)

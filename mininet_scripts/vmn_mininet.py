@@ -7,10 +7,14 @@ Run with Debian's Python (Mininet is installed for it), as root::
 
 One userspace OVS bridge per switch (OpenFlow 1.3, fail mode secure, the
 file's dpid), the declared links on the declared ports, one host per VM at
-its declared port, all pointed at a remote controller. ``--check`` waits for
-every switch to connect, pings every pair of VMs with an ip, prints the
-matrix and exits 1 when it differs from what the file implies. Otherwise the
-Mininet CLI runs (or ``--hold`` sleeps). The network is always stopped.
+its declared port (default route via its network's gateway, when it has
+one), all pointed at a remote controller. ``--check`` asks ``vmn trace``
+what every VM should reach (``python -m controller.tools.expect`` in the
+project's venv, or ``--expect`` JSON), starts the load balancers' backends,
+waits for every switch to connect, pings every pair of VMs with an ip and
+connects to every TCP VIP, prints the matrix and exits 1 when it differs
+from the expectation. Otherwise the Mininet CLI runs (or ``--hold`` sleeps).
+The network is always stopped.
 
 Exit codes: 0 fine, 1 check failed, 2 bad file or options.
 """
@@ -19,10 +23,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from subprocess import DEVNULL
@@ -38,7 +47,7 @@ from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
 from mininet.topo import Topo
 
-from controller.config.model import Model, PortRef
+from controller.config.model import Model, PortRef, Vm
 from mininet_scripts import reachability
 
 IFNAME_MAX = 15
@@ -48,6 +57,10 @@ HOST_INTF = "eth0"
 """Name of each VM's interface inside its namespace."""
 ROUND_MIN_SECONDS = 1.0
 """Probe rounds are paced to at least this, so fast failures do not spin."""
+TCP_PROBE_SECONDS = 2
+"""A TCP probe (connect, HTTP GET, first line of the answer) gives up after this."""
+TRACE_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+"""The interpreter that can run ``vmn trace`` (``VMN_PYTHON`` overrides it)."""
 
 
 class PortPlan(NamedTuple):
@@ -137,6 +150,14 @@ def plan_errors(model: Model, prefix: str) -> list[str]:
     return errors
 
 
+def default_route(model: Model, vm: Vm) -> str | None:
+    """``via GATEWAY`` when the VM's network has a gateway inside the VM's subnet, else None (no default route)."""
+    gateway = model.network_by_name[vm.network].gateway
+    if vm.ip is None or gateway is None or gateway.ip not in vm.ip.network:
+        return None
+    return f"via {gateway.ip}"
+
+
 # --- topology ----------------------------------------------------------------
 
 
@@ -160,7 +181,7 @@ class VmnTopo(Topo):
             )
         for vm in model.vms:
             port = ports[(vm.switch, vm.port)]
-            self.addHost(vm.name, ip=str(vm.ip) if vm.ip else None, mac=vm.mac)
+            self.addHost(vm.name, ip=str(vm.ip) if vm.ip else None, mac=vm.mac, defaultRoute=default_route(model, vm))
             self.addLink(
                 nodes[vm.switch],
                 vm.name,
@@ -205,13 +226,24 @@ def wait_connected(net: Mininet, timeout: float, poll: float = 0.5) -> list[str]
         time.sleep(poll)
 
 
-def ping_round(
-    net: Mininet, ips: Mapping[str, str], pairs: Sequence[reachability.Pair]
+TCP_PROBE = 'exec 3<>"/dev/tcp/$0/$1" && printf "GET / HTTP/1.0\\r\\n\\r\\n" >&3 && head -n1 <&3 | grep -q " 200 "'
+"""Connect to ``$0:$1``, send an HTTP GET and expect a 200 status line back (through NAT both ways)."""
+
+
+def probe_command(case: reachability.Case) -> list[str]:
+    """The command a VM runs to probe ``case``: one ping, or one HTTP GET over TCP."""
+    if case.proto == "tcp":
+        return ["timeout", str(TCP_PROBE_SECONDS), "bash", "-c", TCP_PROBE, case.ip, str(case.port)]
+    return ["ping", "-c1", "-W1", case.ip]
+
+
+def probe_round(
+    net: Mininet, plan: reachability.Plan, pairs: Sequence[reachability.Pair]
 ) -> dict[reachability.Pair, bool]:
-    """One ``ping -c1 -W1`` per pair, all at once; True where a reply came back."""
+    """Probe every pair once, all at once; True where an answer came back."""
     started = time.monotonic()
     procs = {
-        (src, dst): net[src].popen(["ping", "-c1", "-W1", ips[dst]], stdout=DEVNULL, stderr=DEVNULL)
+        (src, dst): net[src].popen(probe_command(plan[(src, dst)]), stdout=DEVNULL, stderr=DEVNULL)
         for src, dst in pairs
     }
     results = {pair: proc.wait() == 0 for pair, proc in procs.items()}
@@ -219,10 +251,31 @@ def ping_round(
     return results
 
 
-def run_check(net: Mininet, model: Model, timeout: float) -> int:
-    """Wait for the controller, ping every pair, print the matrix; 0 if as expected, else 1."""
-    if model.acls or model.load_balancers:
-        print("note: the expected matrix ignores ACLs and load balancers", flush=True)
+@contextmanager
+def listeners(net: Mininet, servers: Sequence[reachability.Listener]) -> Iterator[None]:
+    """Run an HTTP server in each listed VM on its port (the balancers' backends); stop them on the way out."""
+    root = tempfile.mkdtemp(prefix="vmn-backend-")
+    Path(root, "index.html").write_text("vmn backend\n")
+    procs = []
+    try:
+        for vm, _proto, port in servers:
+            cmd = [sys.executable, "-m", "http.server", str(port), "--directory", root]
+            procs.append(net[vm].popen(cmd, stdout=DEVNULL, stderr=DEVNULL))
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_check(net: Mininet, plan: reachability.Plan, timeout: float) -> int:
+    """Wait for the controller, probe every case, print the matrix; 0 if as expected, else 1."""
     missing = wait_connected(net, timeout)
     if missing:
         print(
@@ -230,14 +283,52 @@ def run_check(net: Mininet, model: Model, timeout: float) -> int:
             flush=True,
         )
         return 1
-    expected = reachability.expected_matrix(model)
-    ips = {vm.name: str(vm.ip.ip) for vm in reachability.probed_vms(model) if vm.ip is not None}
+    expected = reachability.reaches(plan)
     schedule = reachability.Schedule(deadline=time.monotonic() + timeout)
-    probe = partial(ping_round, net, ips)
+    probe = partial(probe_round, net, plan)
     measured = reachability.measure(expected, probe, time.monotonic, schedule)
-    print(reachability.format_matrix(expected, measured))
-    print(reachability.summary(expected, measured), flush=True)
+    print(reachability.LEGEND)
+    print(reachability.format_matrix(plan, measured))
+    print(reachability.summary(plan, measured))
+    print("why (one case of each kind, from vmn trace):")
+    print(reachability.examples(plan), flush=True)
     return 1 if reachability.mismatches(expected, measured) else 0
+
+
+def trace_python() -> Path | None:
+    """The interpreter for ``controller.tools.expect``: ``$VMN_PYTHON``, else the repository's venv, else None."""
+    chosen = os.environ.get("VMN_PYTHON")
+    path = Path(chosen) if chosen else TRACE_PYTHON
+    return path if path.exists() else None
+
+
+def expectations(
+    path: str, expect: str | None
+) -> tuple[dict[reachability.Pair, reachability.Case], tuple[reachability.Listener, ...]] | str:
+    """The plan of the check: from ``expect`` (JSON), else computed by ``vmn trace``; an error text on failure."""
+    if expect is not None:
+        try:
+            return reachability.plan_from_json(Path(expect).read_text())
+        except (OSError, ValueError) as exc:
+            return f"--expect {expect}: {exc}"
+    python = trace_python()
+    if python is None:
+        return f"no interpreter for vmn trace ({TRACE_PYTHON} missing; set VMN_PYTHON or pass --expect)"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    done = subprocess.run(
+        [str(python), "-m", "controller.tools.expect", path],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        return f"controller.tools.expect exited {done.returncode}: {done.stderr.strip()}"
+    try:
+        return reachability.plan_from_json(done.stdout)
+    except ValueError as exc:
+        return str(exc)
 
 
 # --- main ----------------------------------------------------------------------
@@ -253,6 +344,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--check",
         action="store_true",
         help="ping all pairs, compare with the file, exit 1 on difference",
+    )
+    parser.add_argument(
+        "--expect",
+        metavar="JSON",
+        help="with --check: the expected cases (python -m controller.tools.expect FILE); default: computed by it",
+    )
+    parser.add_argument(
+        "--same-network",
+        action="store_true",
+        help="with --check: expect 'same network and subnet reaches' (ACLs, routers, VIPs ignored), no vmn trace",
     )
     parser.add_argument(
         "--timeout",
@@ -287,12 +388,20 @@ def interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run(net: Mininet, model: Model, args: argparse.Namespace) -> int:
+class Check(NamedTuple):
+    """What ``--check`` probes, and the servers it starts first."""
+
+    plan: reachability.Plan
+    servers: tuple[reachability.Listener, ...]
+
+
+def run(net: Mininet, check: Check | None, args: argparse.Namespace) -> int:
     net.build()
     net.start()
     disable_tx_offload(net)
-    if args.check:
-        return run_check(net, model, args.timeout)
+    if check is not None:
+        with listeners(net, check.servers):
+            return run_check(net, check.plan, args.timeout)
     if args.hold is not None:
         time.sleep(args.hold)
     else:
@@ -309,12 +418,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in errors:
             print(line if line.startswith(args.file) else f"{args.file}: {line}", file=sys.stderr)
         return 2
+    check = None
+    if args.check and args.same_network:
+        print("note: expected: same network and subnet reaches (ACLs, routers and VIPs ignored)", flush=True)
+        check = Check(reachability.model_plan(model), ())
+    elif args.check:
+        found = expectations(args.file, args.expect)
+        if isinstance(found, str):
+            print(f"{args.file}: {found}", file=sys.stderr)
+            return 2
+        check = Check(*found)
     setLogLevel(args.log_level)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, interrupt)
     net = make_network(model, args)
     try:
-        return run(net, model, args)
+        return run(net, check, args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

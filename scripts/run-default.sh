@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The "main job": set up, start the VMN controller on a network file, build
-# that network in Mininet and check the reachability matrix.
+# that network in Mininet and check the reachability matrix: every case that
+# `vmn trace` expects (same network, routed, isolated, ACL-denied, VIP),
+# expected against observed (mininet_scripts/README.md, "The check").
 #
 # Usage: bash scripts/run-default.sh [NETWORK_FILE]
 #   NETWORK_FILE          defaults to topologies/default.yaml

@@ -1,7 +1,8 @@
 """The REST API, ``vmn plan`` and the web view of a real controller on real OVS.
 
-One lab of the default topology (two bridges, one trunk, four VMs in two
-networks, plus an ACL on tenant-a) and one controller serve every check of
+One lab of the four-VM network below (two bridges, one trunk, four VMs in
+two networks, plus an ACL on tenant-a; the default topology before it grew
+routers) and one controller serve every check of
 this module, in order: listing, flows against the switch, live trace,
 ``vmn plan``, refused and invalid pushes (pings continue), a valid push
 that moves a VM to another network, a fuzz of malformed requests, and the
@@ -44,11 +45,27 @@ acls:
     - {match: {ip_proto: icmp}, action: allow}
 """
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
+FOUR_VMS = """
+switches:
+  s1: {dpid: 0x1}
+  s2: {dpid: 0x2}
+links:
+  - [s1:10, s2:10]
+networks:
+  tenant-a: {vlan: 100}
+  tenant-b: {vlan: 200}
+vms:
+  a1: {switch: s1, port: 1, network: tenant-a, ip: 10.0.0.1/24, mac: "02:00:00:00:01:01"}
+  b1: {switch: s1, port: 2, network: tenant-b, ip: 10.0.0.2/24, mac: "02:00:00:00:01:02"}
+  a2: {switch: s2, port: 1, network: tenant-a, ip: 10.0.0.3/24, mac: "02:00:00:00:02:01"}
+  b2: {switch: s2, port: 2, network: tenant-b, ip: 10.0.0.4/24, mac: "02:00:00:00:02:02"}
+"""
+"""Two tenants sharing one subnet, one VM of each on each bridge (what the checks below assume)."""
 
 
 def network_file(api_port: int, acl_port: int = 80, b1_network: str = "tenant-b") -> str:
-    """The default topology with an ACL on tenant-a, the API on ``api_port`` and a token file."""
-    net: dict[str, Any] = yaml.safe_load((REPO_ROOT / "topologies" / "default.yaml").read_text())
+    """:data:`FOUR_VMS` with an ACL on tenant-a, the API on ``api_port`` and a token file."""
+    net: dict[str, Any] = yaml.safe_load(FOUR_VMS)
     net["controller"] = {"api_port": api_port, "metrics_port": 0, "api_token_file": "token"}
     net["networks"]["tenant-a"]["acl_in"] = ["a-in"]
     net["vms"]["b1"]["network"] = b1_network
@@ -93,7 +110,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     cfg = tmp / "net.yaml"
     cfg.write_text(network_file(api_port))
     (tmp / "token").write_text(TOKEN + "\n")
-    net = yaml.safe_load((REPO_ROOT / "topologies" / "default.yaml").read_text())
+    net = yaml.safe_load(FOUR_VMS)
     with Lab() as lab, ControllerProcess(cfg) as ctl:
         wired = wire(lab, net, ctl.port)
         s = Site(lab, wired, ctl, cfg, f"http://127.0.0.1:{api_port}")

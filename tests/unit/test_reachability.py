@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import doctest
+import json
 import sys
 from collections.abc import Mapping
 from ipaddress import IPv4Interface
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # mininet_scripts is not an installed package
@@ -14,7 +17,7 @@ if str(ROOT) not in sys.path:  # mininet_scripts is not an installed package
 
 from controller.config.model import Model, Network, Vm
 from mininet_scripts import reachability
-from mininet_scripts.reachability import Pair, Schedule
+from mininet_scripts.reachability import Case, Pair, Schedule
 
 
 def vm(name: str, network: str, ip: str | None, switch: str = "s1", port: int = 1) -> Vm:
@@ -185,44 +188,113 @@ def test_mismatches_are_sorted_and_count_missing_measurements() -> None:
     assert reachability.mismatches(expected, dict(expected)) == ()
 
 
-def test_format_matrix_marks_expected_and_mismatched_cells() -> None:
-    expected = reachability.expected_matrix(TWO_TENANTS)
-    measured = dict(expected)
-    measured[("a1", "b2")] = True
-    measured[("b2", "b1")] = False
+def test_model_plan_pings_same_network_pairs_only() -> None:
+    plan = reachability.model_plan(TWO_TENANTS)
 
-    assert reachability.format_matrix(expected, measured).splitlines() == [
-        "from\\to  a1  a2  b1  b2",
-        "a1       .   ok  --  X",
-        "a2       ok  .   --  --",
-        "b1       --  --  .   ok",
-        "b2       --  --  X   .",
+    assert reachability.reaches(plan) == reachability.expected_matrix(TWO_TENANTS)
+    assert plan[("a1", "a2")] == Case("l2", True, "10.0.0.3")
+    assert plan[("a1", "b1")] == Case("isolated", False, "10.0.0.2")
+
+
+def test_plan_from_json_reads_the_expect_tool_output() -> None:
+    text = json.dumps(
+        {
+            "cases": [
+                {"src": "a1", "target": "b1", "ip": "10.0.2.11", "proto": "icmp", "port": None}
+                | {"kind": "routed", "reach": True, "why": ["routed by r1"]},
+                {"src": "a1", "target": "vip:web", "ip": "10.0.1.100", "proto": "tcp", "port": 80}
+                | {"kind": "vip", "reach": True, "why": []},
+            ],
+            "listeners": [{"vm": "web1", "proto": "tcp", "port": 80}],
+        }
+    )
+
+    plan, servers = reachability.plan_from_json(text)
+
+    assert plan == {
+        ("a1", "b1"): Case("routed", True, "10.0.2.11", "icmp", None, ("routed by r1",)),
+        ("a1", "vip:web"): Case("vip", True, "10.0.1.100", "tcp", 80, ()),
+    }
+    assert servers == (("web1", "tcp", 80),)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "{}",
+        '{"cases": [{"src": "a", "target": "b"}], "listeners": []}',
+        '{"cases": [{"src": "a", "target": "b", "ip": "1.2.3.4", "proto": "icmp", "port": null,'
+        ' "kind": "routd", "reach": true, "why": []}], "listeners": []}',
+    ],
+)
+def test_plan_from_json_rejects_anything_else(text: str) -> None:
+    with pytest.raises(ValueError):
+        reachability.plan_from_json(text)
+
+
+MIXED = {
+    ("a1", "a2"): Case("l2", True, "10.0.1.12"),
+    ("a1", "b1"): Case("routed", True, "10.0.2.11", why=("routed by r1 at s1",)),
+    ("a1", "db"): Case("denied", False, "10.0.2.21", why=("routed by r1 at s1", "vm acl_out db-in rule 2 (deny)")),
+    ("a1", "lab"): Case("isolated", False, "10.0.3.11"),
+    ("a1", "vip:web"): Case("vip", True, "10.0.1.100", "tcp", 80),
+    ("b1", "vip:web"): Case("vip", False, "10.0.1.100", "tcp", 80, ("dropped by router r1",)),
+}
+
+
+def test_format_matrix_labels_each_case_with_expected_and_observed() -> None:
+    measured = reachability.reaches(MIXED) | {("a1", "lab"): True}
+
+    assert reachability.format_matrix(MIXED, measured).splitlines() == [
+        "from\\to  a1        a2        b1        db        lab       vip:web",
+        "a1       .         l2 y/y    rt y/y    acl n/n   iso n/y!  vip y/y",
+        "b1                           .                             vip n/n",
     ]
 
 
 def test_format_matrix_is_deterministic_and_widens_for_long_names() -> None:
-    expected = {("web-frontend", "db"): True, ("db", "web-frontend"): False}
-    text = reachability.format_matrix(expected, dict(expected))
+    plan = {
+        ("web-frontend", "db"): Case("l2", True, "10.0.0.2"),
+        ("db", "web-frontend"): Case("isolated", False, "10.0.0.1"),
+    }
+    text = reachability.format_matrix(plan, {})
 
-    assert text == reachability.format_matrix(dict(reversed(list(expected.items()))), dict(expected))
+    assert text == reachability.format_matrix(dict(reversed(list(plan.items()))), {})
     assert text.splitlines() == [
         "from\\to       db            web-frontend",
-        "db            .             --",
-        "web-frontend  ok            .",
+        "db            .             iso n/?!",
+        "web-frontend  l2 y/?!       .",
     ]
 
 
-def test_summary_counts_and_spells_out_mismatches() -> None:
-    expected = reachability.expected_matrix(TWO_TENANTS)
-    measured = dict(expected)
-    measured[("a1", "a2")] = False
+def test_summary_counts_kinds_and_spells_out_mismatches_with_why() -> None:
+    measured = reachability.reaches(MIXED) | {("a1", "db"): True}
 
-    assert reachability.summary(expected, expected) == (
-        "reachability OK: 12 pairs, 4 reachable, 8 isolated, 0 mismatches"
+    assert reachability.summary(MIXED, reachability.reaches(MIXED)) == (
+        "reachability OK: 6 cases: 1 l2, 1 routed, 1 isolated, 1 denied, 2 vip (1 reach); 0 mismatches"
     )
-    assert reachability.summary(expected, measured).splitlines() == [
-        "reachability MISMATCH: 12 pairs, 4 reachable, 8 isolated, 1 mismatches",
-        "  a1 -> a2: expected reachable, measured unreachable",
+    assert reachability.summary(MIXED, measured).splitlines() == [
+        "reachability MISMATCH: 6 cases: 1 l2, 1 routed, 1 isolated, 1 denied, 2 vip (1 reach); 1 mismatches",
+        "  a1 -> db (10.0.2.21), denied: expected unreachable, measured reachable",
+        "      routed by r1 at s1",
+        "      vm acl_out db-in rule 2 (deny)",
+    ]
+
+
+def test_examples_show_one_case_per_kind_and_a_reaching_vip() -> None:
+    assert reachability.examples(MIXED).splitlines() == [
+        "l2        a1 -> a2 (10.0.1.12)",
+        "            no router or ACL involved",
+        "routed    a1 -> b1 (10.0.2.11)",
+        "            routed by r1 at s1",
+        "isolated  a1 -> lab (10.0.3.11)",
+        "            no router or ACL involved",
+        "denied    a1 -> db (10.0.2.21)",
+        "            routed by r1 at s1",
+        "            vm acl_out db-in rule 2 (deny)",
+        "vip       a1 -> vip:web (10.0.1.100:80/tcp)",
+        "            no router or ACL involved",
     ]
 
 

@@ -58,7 +58,7 @@ BUILT: dict[str, Callable[[], NetworkFile]] = {
 }
 """The builder call that makes each file of topologies/ (by stem)."""
 HAND_WRITTEN = {"default", "routed"}
-"""Files no builder makes: default.yaml's link is s1:10-s2:10 and its IPs count VMs in file order; routed.yaml has routers."""
+"""Files no builder makes: default.yaml and routed.yaml have gateways and routers (default.yaml also an ACL and a VIP)."""
 
 BUILDERS: dict[str, Callable[[], NetworkFile]] = {
     "ring": lambda: topo.ring(5),

@@ -194,7 +194,15 @@ class Built:
 
 
 def _ofport(iface: str) -> int:
-    return int(sh(["ovs-vsctl", "--timeout=10", "get", "interface", iface, "ofport"]).stdout.strip())
+    """The OpenFlow port OVS gave ``iface``; it reads ``[]`` until vswitchd has added the port, so poll."""
+    seen: list[str] = []
+
+    def assigned() -> bool:
+        seen[:] = [sh(["ovs-vsctl", "--timeout=10", "get", "interface", iface, "ofport"]).stdout.strip()]
+        return seen[0].lstrip("-").isdigit() and int(seen[0]) > 0
+
+    wait_until(assigned, 10, message=f"OVS numbers port {iface}")
+    return int(seen[0])
 
 
 def built_port(host: Host) -> int:

@@ -72,9 +72,13 @@ def _load_or_report(path: str) -> Model | None:
 
 def run_check(args: argparse.Namespace) -> int:
     """Validate ``args.file``: 0 and a summary on stdout, or 1 and the errors on stderr."""
+    from controller.config.overlay import warnings_of
+
     model = _load_or_report(args.file)
     if model is None:
         return 1
+    for line in warnings_of(model.overlay):
+        print(line, file=sys.stderr)
     print(summary(model))
     return 0
 

@@ -50,6 +50,8 @@ class Switch:
     name: str
     dpid: int
     bridge: str
+    host: str | None = None
+    """The hypervisor (``hosts`` key) the bridge runs on; None without ``hosts``."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,13 @@ class Network:
     acl_in: tuple[str, ...] = ()
     acl_out: tuple[str, ...] = ()
     """ACLs on traffic delivered into this network (each of its VMs' ports)."""
+    vni: int | None = None
+    """The overlay key as written (``vni``); :attr:`key` is what tunnels carry."""
+
+    @property
+    def key(self) -> int:
+        """The VNI this network crosses tunnels with: ``vni``, or its VLAN id by default."""
+        return self.vlan if self.vni is None else self.vni
 
 
 @dataclass(frozen=True)
@@ -187,6 +196,23 @@ class Mirror:
 
 
 @dataclass(frozen=True)
+class Hypervisor:
+    """A host (``hosts`` entry): its underlay address and the switch that ends its tunnels."""
+
+    name: str
+    tunnel_ip: ipaddress.IPv4Address
+    switch: str
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """How networks cross between hosts: tunnel ``type`` and the underlay ``mtu`` (bytes, IP MTU)."""
+
+    type: Literal["vxlan", "geneve"] = "vxlan"
+    mtu: int = 1500
+
+
+@dataclass(frozen=True)
 class Model:
     """A whole validated network file.
 
@@ -203,6 +229,9 @@ class Model:
     load_balancers: tuple[LoadBalancer, ...] = ()
     mirrors: tuple[Mirror, ...] = ()
     zero_config: bool = False
+    hosts: tuple[Hypervisor, ...] = ()
+    overlay: Overlay | None = None
+    """Set whenever ``hosts`` is (the defaults when the file has no ``overlay``)."""
 
     @staticmethod
     def zero(settings: ControllerSettings | None = None) -> Model:
@@ -236,6 +265,10 @@ class Model:
     @cached_property
     def acl_by_name(self) -> Mapping[str, Acl]:
         return {a.name: a for a in self.acls}
+
+    @cached_property
+    def host_by_name(self) -> Mapping[str, Hypervisor]:
+        return {h.name: h for h in self.hosts}
 
     def vms_on(self, switch: str) -> tuple[Vm, ...]:
         """VMs attached to ``switch``, in name order."""

@@ -16,6 +16,7 @@ import networkx as nx
 
 from controller.config.model import Model, Network, Vm
 from controller.fabric.admission import LinkPolicy
+from controller.fabric.crossing import PLAIN, Crossing
 from controller.fabric.protection import (
     BackupKey,
     DestinationTree,
@@ -98,6 +99,70 @@ class FabricView:
         """Which ports may be trunks, which discovered links may be used (:mod:`controller.fabric.admission`)."""
         return LinkPolicy.of(self.model, self.ports)
 
+    # -- tunnels between hosts ------------------------------------------------
+    @cached_property
+    def tunnels(self) -> frozenset[LinkKey]:
+        """The links in use that are tunnels between hosts (see :mod:`controller.fabric.tunnels`)."""
+        return frozenset(self.links & set(self.link_policy.tunnels or {}))
+
+    def crossing(self, dpid: int) -> Crossing:
+        """How networks cross the trunk and tunnel ports of ``dpid`` (:class:`~controller.fabric.crossing.Crossing`)."""
+        return self._crossings.get(dpid, PLAIN)
+
+    @cached_property
+    def _crossings(self) -> Mapping[int, Crossing]:
+        ends: dict[int, set[int]] = {}
+        for dpid, port in self.link_policy.tunnel_ends or {}:
+            ends.setdefault(dpid, set()).add(port)
+        keys = {net.vlan: net.key for net in self.model.networks}
+        return {dpid: Crossing(frozenset(ports), keys) for dpid, ports in ends.items()}
+
+    @cached_property
+    def _local_graph(self) -> nx.Graph:
+        """The switch graph without tunnels: each host's bridges and the cables between them."""
+        if not self.tunnels:
+            return self.graph
+        g = self.graph.copy()
+        g.remove_edges_from([(u, v) for u, v, link in self.graph.edges(data="link") if link in self.tunnels])
+        return g
+
+    @cached_property
+    def _gateways(self) -> Mapping[int, int]:
+        """Switch -> the switch that floods for its part of the fabric (its cable-joined component) over tunnels.
+
+        That is the component's lowest-dpid switch with a tunnel in use; a
+        component without one has none.
+        """
+        ends = {d for link in self.tunnels for d in (link.a_dpid, link.b_dpid)}
+        out: dict[int, int] = {}
+        for component in nx.connected_components(self._local_graph):
+            gateways = sorted(ends & component)
+            if gateways:
+                out.update({d: gateways[0] for d in component})
+        return out
+
+    def _flood_tree(self, members: frozenset[int]) -> frozenset[LinkKey]:
+        """The links a network's floods take: a loop-free tree among ``members``.
+
+        Without tunnels, the pruned spanning tree. With tunnels, the pruned
+        spanning forest of each part of the fabric joined by cables, and a
+        full mesh of tunnels between the gateways of the parts that have
+        members: head-end replication, where a frame from a tunnel never
+        floods into another one (:func:`apps.flood.flood_rules`).
+        """
+        if not self.tunnels:
+            return _prune_tree(self._spanning_tree, members)
+        gateways = sorted({self._gateways[m] for m in members if m in self._gateways})
+        mesh: set[LinkKey] = set()
+        if len(gateways) > 1:
+            for i, a in enumerate(gateways):
+                for b in gateways[i + 1 :]:
+                    link = self.graph.edges[a, b]["link"] if self.graph.has_edge(a, b) else None
+                    if link in self.tunnels:
+                        mesh.add(link)
+        anchors = members | frozenset(d for link in mesh for d in (link.a_dpid, link.b_dpid))
+        return _prune_tree(self._spanning_tree, anchors) | frozenset(mesh)
+
     @cached_property
     def _edges(self) -> Mapping[int, Mapping[int, tuple[Network, Vm | None]]]:
         out: dict[int, dict[int, tuple[Network, Vm | None]]] = {}
@@ -142,14 +207,16 @@ class FabricView:
 
     @cached_property
     def _spanning_tree(self) -> frozenset[LinkKey]:
+        """A spanning forest of the switch graph without tunnels (BFS from each part's lowest dpid)."""
+        graph = self._local_graph
         tree: set[LinkKey] = set()
         seen: set[int] = set()
-        for root in sorted(self.graph.nodes):
+        for root in sorted(graph.nodes):
             if root in seen:
                 continue
-            parents = bfs_parents(self.graph, root)
+            parents = bfs_parents(graph, root)
             seen.update(parents)
-            tree.update(edge_link(self.graph, n, p) for n, p in parents.items() if p is not None)
+            tree.update(edge_link(graph, n, p) for n, p in parents.items() if p is not None)
         return frozenset(tree)
 
     @cached_property
@@ -202,7 +269,7 @@ class FabricView:
 
     def _compute_fabric(self, vlan: int) -> NetworkFabric:
         members = frozenset(d for d in self.dpids if self.network_ports(d, vlan))
-        tree = _prune_tree(self._spanning_tree, members)
+        tree = self._flood_tree(members)
         nodes = set(members) | {d for link in tree for d in (link.a_dpid, link.b_dpid)}
         links = set(tree)
         changed = True

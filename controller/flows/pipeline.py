@@ -149,6 +149,7 @@ class TableSpec:
 
 
 _L2 = frozenset({"in_port", "vlan_vid", "eth_src", "eth_dst", "eth_type"})
+_TUNNEL = frozenset({"tunnel_id"})
 _L3 = frozenset(
     {
         "arp_spa",
@@ -182,7 +183,7 @@ BUILTIN_TABLES: tuple[TableSpec, ...] = (
         T_INGRESS,
         "ingress",
         {"ingress": (0, 1001), "mirror": (200, 1002)},
-        _L2 | _L3,
+        _L2 | _L3 | _TUNNEL,
         frozenset({"acl_port", "lb", "learn", "mirror"}),
         Trap(LINKS, "lldp"),
     ),

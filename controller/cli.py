@@ -84,7 +84,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def add_provision(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
-    """Register ``vmn provision FILE [--controller T] [--datapath-type system|netdev]``."""
+    """Register ``vmn provision FILE [--controller T] [--datapath-type system|netdev] [--host H]``."""
     parser = subparsers.add_parser(
         "provision",
         help="create or update the file's OVS bridges through OVSDB",
@@ -106,6 +106,11 @@ def add_provision(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
         help="OVS datapath: system (kernel, default) or netdev (userspace)",
     )
     parser.add_argument("--db", default="unix:/var/run/openvswitch/db.sock", help="OVSDB remote")
+    parser.add_argument(
+        "--host",
+        metavar="H",
+        help="with hosts in the file: provision host H (its bridges, tunnel ports, patch ports of its links)",
+    )
     parser.set_defaults(handler=run_provision)
 
 
@@ -117,7 +122,7 @@ def run_provision(args: argparse.Namespace) -> int:
     if model is None:
         return 1
     try:
-        changes = provision(Plan(model, args.controller, args.datapath_type, args.db))
+        changes = provision(Plan(model, args.controller, args.datapath_type, args.db, args.host))
     except ProvisionError as exc:
         print(f"vmn provision: {exc}", file=sys.stderr)
         return 1

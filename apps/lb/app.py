@@ -46,7 +46,7 @@ class LoadBalancerApp:
         for dpid in view.dpids:
             rules = {Rule(APP_LB, T_LB, 0, goto=self.after_lb)}
             for lb, vlan in self._members(view, dpid):
-                rules.update(lb_rules(lb, vlan, self.runtime, dpid))
+                rules.update(lb_rules(lb, vlan, self.runtime, dpid, self.after_lb))
             segments[("lb", dpid)] = {dpid: frozenset(rules)}
         return segments
 

@@ -187,8 +187,13 @@ def hairpin_rules(lb: LoadBalancer, vlan: int, backend: str, where: Location) ->
     ]
 
 
-def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int) -> list[Rule]:
-    """The rules of one balancer on switch ``dpid`` of its network."""
+def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int, after: int = T_LEARN) -> list[Rule]:
+    """The rules of one balancer on switch ``dpid`` of its network; NATed packets go on to table ``after``.
+
+    ``after`` is the table after ``lb`` (``acl_commit`` with the ACL app on,
+    which commits the balanced connection in the network's zone on the
+    client's host, so the backend's replies delivered there are replies).
+    """
     vip = str(lb.vip)
     proto = PROTOS[lb.protocol]
     lb_zone = CT_ZONE_LB + vlan
@@ -228,7 +233,7 @@ def lb_rules(lb: LoadBalancer, vlan: int, runtime: LbRuntime, dpid: int) -> list
                         ct_state=ct_state(CT_TRK | CT_DNAT, CT_RPL),
                     ),
                     (SetField("eth_dst", where.mac),),
-                    goto=T_LEARN,
+                    goto=after,
                 )
             )
             if where.dpid == dpid:

@@ -251,6 +251,39 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_migrate(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    """Register ``vmn migrate VM --to SWITCH:PORT [--url URL]``."""
+    parser = subparsers.add_parser(
+        "migrate",
+        help="pre-install a VM at its destination port before a live migration",
+        description="Ask the running controller (POST /api/v1/migrate, token from $VMN_API_TOKEN) to admit "
+        "VM at SWITCH:PORT as well as where it is: the destination's rules are in place before the VM "
+        "moves, and its first frame there (RARP/GARP) moves it on every switch at once. Declare the VM "
+        "at its new place in the file afterwards. Exits 0, 1 when refused, 2 when the API cannot be reached.",
+    )
+    parser.add_argument("vm", metavar="VM", help="the VM (as the network file names it)")
+    parser.add_argument("--to", required=True, metavar="SWITCH:PORT", help="destination switch and port")
+    parser.add_argument("--url", help="the API's address (default: $VMN_API_URL or http://127.0.0.1:9304)")
+    parser.set_defaults(handler=run_migrate)
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    """Pre-install ``args.vm`` at ``args.to``: 0, 1 refused, 2 API unreachable."""
+    import os
+
+    from controller.api.auth import TOKEN_ENV
+    from controller.api.client import ApiError, default_url, post_migrate
+
+    try:
+        post_migrate(args.url or default_url(), args.vm, args.to, os.environ.get(TOKEN_ENV, ""))
+    except ApiError as exc:
+        for line in exc.errors:
+            print(f"vmn migrate: {line}", file=sys.stderr)
+        return 2 if exc.status == 0 else 1
+    print(f"{args.vm}: destination {args.to} pre-installed")
+    return 0
+
+
 TOPO_SIZES = {
     "ring": "N",
     "linear": "N",
@@ -321,6 +354,7 @@ SUBCOMMANDS: tuple[Callable[[SubParsers[argparse.ArgumentParser]], None], ...] =
     add_trace,
     add_flows,
     add_plan,
+    add_migrate,
     add_topo,
 )
 """The ``add_*`` functions, in the order ``vmn --help`` lists the subcommands."""

@@ -24,6 +24,7 @@ from controller.api.snapshot import Snapshot, take
 from controller.config import ConfigError, loads_model
 from controller.config.model import Model
 from controller.core import Core
+from controller.effects import Effects
 
 T = TypeVar("T")
 CALL_TIMEOUT = 10.0
@@ -43,6 +44,8 @@ class Shim(Protocol):
 
     def reload(self) -> Model | None: ...
 
+    def apply(self, effects: Effects) -> None: ...
+
 
 class Backend(Protocol):
     """What the API's routes need of the controller (:class:`ControllerBridge`, or a test's stand-in)."""
@@ -56,6 +59,8 @@ class Backend(Protocol):
     def snapshot(self, flows: bool = True) -> Snapshot: ...
 
     def push(self, text: bytes) -> Pushed: ...
+
+    def migrate(self, vm: str, to: str) -> None: ...
 
 
 class PushRefused(Exception):
@@ -141,6 +146,25 @@ class ControllerBridge:
         """
         shim = self.shim
         return shim.run_on_app_thread(lambda: take(shim.core, shim.config_path, flows), self.timeout)
+
+    def migrate(self, vm: str, to: str) -> None:
+        """Pre-install VM ``vm`` at ``to`` (``SWITCH:PORT``) on the app thread (:meth:`Core.migrate`).
+
+        Raises :class:`PushRefused` (422) for a malformed ``to``, an unknown VM or switch.
+        """
+        switch, _, text = to.rpartition(":")
+        if not switch or not text:
+            raise PushRefused(422, [f"to: expected SWITCH:PORT, got {to!r}"])
+        port: int | str = int(text) if text.isdigit() else text
+        shim = self.shim
+
+        def call() -> None:
+            shim.apply(shim.core.migrate(vm, switch, port))
+
+        try:
+            shim.run_on_app_thread(call, self.timeout)
+        except ValueError as err:
+            raise PushRefused(422, [str(err)]) from None
 
     def push(self, text: bytes) -> Pushed:
         """Validate ``text``, then write it to the network file and reload, on the app thread.

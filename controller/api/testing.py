@@ -15,6 +15,7 @@ from typing import TypeVar
 from controller.config import ConfigError, load_model
 from controller.config.model import Model
 from controller.core import Core
+from controller.effects import Effects
 from controller.tools.fakefabric import FakeFabric
 
 T = TypeVar("T")
@@ -40,6 +41,9 @@ class FakeShim:
             return fn()
         finally:
             self.lock.release()
+
+    def apply(self, effects: Effects) -> None:
+        self.fabric.apply(effects)
 
     def reload(self) -> Model | None:
         if not self.config_path:

@@ -14,7 +14,7 @@ from functools import cached_property
 
 import networkx as nx
 
-from controller.config.model import Model, Network, Vm
+from controller.config.model import Model, Network, PortRef, Vm
 from controller.fabric.admission import LinkPolicy
 from controller.fabric.crossing import PLAIN, Crossing
 from controller.fabric.protection import (
@@ -61,10 +61,19 @@ class NetworkFabric:
 class FabricView:
     """Snapshot of the model and the live topology (copy taken at construction)."""
 
-    def __init__(self, model: Model, topology: Topology, probation: frozenset[tuple[int, int]] = frozenset()) -> None:
+    def __init__(
+        self,
+        model: Model,
+        topology: Topology,
+        probation: frozenset[tuple[int, int]] = frozenset(),
+        moves: Mapping[str, tuple[str, PortRef]] | None = None,
+    ) -> None:
         self.model = model
         self.probation = probation
         """(dpid, port) of zero-config ports not yet flooded to: LLDP may still find a link there."""
+        self.moves: Mapping[str, tuple[str, PortRef]] = dict(moves or {})
+        """VMs being migrated (``vmn migrate``) -> their destination (switch, port): an edge port of
+        the VM too, until the file declares it there."""
         self.ports = {d: dict(p) for d, p in topology.ports.items()}
         self.links = frozenset(topology.links)
         self._topology = topology
@@ -177,10 +186,16 @@ class FabricView:
         for dpid in self.dpids:
             switch = self.model.switch_by_dpid[dpid]
             ports: dict[int, tuple[Network, Vm | None]] = {}
-            for vm in self.model.vms_on(switch.name):
-                number = self.port_number(dpid, vm.port)
+            places = [(vm, vm.port) for vm in self.model.vms_on(switch.name)]
+            places += [
+                (self.model.vm_by_name[name], port)
+                for name, (to, port) in sorted(self.moves.items())
+                if to == switch.name and name in self.model.vm_by_name
+            ]
+            for vm, ref in places:
+                number = self.port_number(dpid, ref)
                 if number is not None and number not in self.trunk_ports(dpid):
-                    ports[number] = (self.model.network_by_name[vm.network], vm)
+                    ports.setdefault(number, (self.model.network_by_name[vm.network], vm))
             out[dpid] = dict(sorted(ports.items()))
         return out
 
@@ -189,14 +204,17 @@ class FabricView:
         return self._edges.get(dpid, {})
 
     @cached_property
-    def declared_macs(self) -> Mapping[str, tuple[int, int]]:
-        """MAC of every declared VM with a ``mac`` -> its (dpid, port) on connected switches."""
-        return {
-            vm.mac: (dpid, port)
-            for dpid in self.dpids
-            for port, (_, vm) in self.edge_ports(dpid).items()
-            if vm is not None and vm.mac
-        }
+    def declared_macs(self) -> Mapping[str, frozenset[tuple[int, int]]]:
+        """MAC of every declared VM with a ``mac`` -> its (dpid, port)s on connected switches.
+
+        One place, or two while the VM is being migrated (:attr:`moves`).
+        """
+        out: dict[str, set[tuple[int, int]]] = {}
+        for dpid in self.dpids:
+            for port, (_, vm) in self.edge_ports(dpid).items():
+                if vm is not None and vm.mac:
+                    out.setdefault(vm.mac, set()).add((dpid, port))
+        return {mac: frozenset(places) for mac, places in out.items()}
 
     def network_ports(self, dpid: int, vlan: int) -> list[int]:
         return [p for p, (net, _) in self.edge_ports(dpid).items() if net.vlan == vlan]

@@ -250,3 +250,28 @@ def test_the_same_bridge_name_on_every_host_is_accepted() -> None:
     assert {s.bridge for s in model.switches if s.name != "s4"} == {"br-int"}
     assert [s.host for s in model.switches] == ["hv1", "hv2", "hv3", "hv1"]
     assert model.network_by_name["red"].key == 5100 and model.network_by_name["blue"].key == 200
+
+
+def test_migrate_pre_installs_the_destination_and_the_first_frame_there_moves_the_vm_everywhere_at_once() -> None:
+    from controller.fabric.topology import PortInfo
+    from controller.flows.pipeline import T_LEARN
+    from tests.unit.fabric_helpers import tagged_frame
+
+    f = fabric()
+    f.port_changed(2, PortInfo(9, "p9"))
+    a3 = where(f, "a3")
+    assert a3 in ping(f, "a1", "a3").delivered()
+    arp_at_dest = {"eth_src": mac_of(f, "a3"), "eth_dst": BCAST, "vlan_vid": 0, "eth_type": 0x0806, "arp_op": 2}
+    arp_at_dest.update(arp_sha=mac_of(f, "a3"), arp_spa="10.0.0.3", arp_tpa="10.0.0.3")
+    assert not f.network().send(2, 9, arp_at_dest).to_controller, "not the VM's port yet: dropped at ingress"
+    f.apply(f.core.migrate("a3", "s2", 9))
+    assert a3 in ping(f, "a1", "a3").delivered(), "still forwarded to where it was learned"
+    t = f.network().send(2, 9, arp_at_dest)
+    assert [(d, p["in_port"]) for d, p in t.to_controller] == [(2, 9)], "the gratuitous ARP is learned"
+    moved = f.packet_in(2, T_LEARN, 9, tagged_frame(mac_of(f, "a3"), BCAST, 100, 0x0806))
+    dpids = [b.dpid for b in moved.batches]
+    assert len(dpids) == len(set(dpids)) and {1, 2, 3} <= set(dpids), "one batch per switch, at once"
+    # (s4's rule for a3 is unchanged: from hv1 both places are through s1)
+    assert ping(f, "a1", "a3").delivered() == {(2, 9)}
+    with pytest.raises(ValueError, match="unknown VM 'zz'"):
+        f.core.migrate("zz", "s2", 9)

@@ -44,6 +44,7 @@ Shared fields (who writes, who reads), as OVN northd keeps its register table:
 | ct_zone          | 16     | lb               | lb, acl (egress_commit) | :data:`CT_ZONE_LB` + VLAN: the balancer's destination NAT (un-NATed where replies are delivered) |
 | ct_zone          | 16     | lb (hairpin)     | lb               | :data:`CT_ZONE_HAIRPIN` + VLAN: backend-to-own-VIP SNAT |
 | vlan_pcp (trunk) | 3      | l2 (ff groups)   | l2 (forward)     | :data:`PCP_DETOUR`: the frame is on a backup path (ingress resets a VM's priority to 0) |
+| tunnel_id        | 24     | l2, flood, mirror (before a tunnel output) | ingress (tunnel ports) | the network's VNI on a tunnel between hosts (:class:`~controller.fabric.crossing.Crossing`) |
 
 Meters: :data:`METER_PACKET_IN` (rate ``controller.packet_in_rate``) on every
 rule that copies packets to the controller (learn, load-balancer probe traps).

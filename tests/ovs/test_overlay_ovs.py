@@ -12,7 +12,10 @@ two backends on hv2 and hv3.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,7 @@ import pytest
 
 from controller.config import load_model
 from controller.config.overlay import vm_mtu
-from controller.tools.lab import ControllerProcess, MultiHostLab, free_port, wait_until
+from controller.tools.lab import REPO_ROOT, ControllerProcess, MultiHostLab, free_port, wait_until
 from controller.tools.lab.hypervisor import VM, Hypervisor
 from tests.ovs.metrics_client import total
 from tests.ovs.traffic import fan_out, start_named_server, start_servers, tcp_connects
@@ -29,7 +32,7 @@ from tests.ovs.traffic import fan_out, start_named_server, start_servers, tcp_co
 pytestmark = pytest.mark.ovs
 
 CONFIG = """
-controller: {{metrics_port: {metrics}, lldp_interval: 0.5, api_port: 0}}
+controller: {{metrics_port: {metrics}, lldp_interval: 0.5, api_port: {api}, api_token_file: token}}
 hosts:
   hv1: {{tunnel_ip: 172.31.0.1, switch: s1}}
   hv2: {{tunnel_ip: 172.31.0.2, switch: s2}}
@@ -77,7 +80,26 @@ VMS: dict[str, tuple[str, str, str, str, str, str]] = {
     "c1": ("hv1", "s4", "br-vm", "web", "10.93.0.1", ", acl_in: [client], acl_out: [nothing]"),
     "w2": ("hv2", "s2", "br-int", "web", "10.93.0.2", ", acl_out: [server]"),
     "w3": ("hv3", "s3", "br-int", "web", "10.93.0.3", ", acl_out: [server]"),
+    "mv": ("hv2", "s2", "br-int", "red", "10.91.0.9", ""),
 }
+TOKEN = "overlay-test-token"
+CUT = r"""
+import signal, socket, struct, subprocess, sys, time
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+old, new, mac, ip = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3].replace(":", "")), sys.argv[4]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((new, 0))
+addr = socket.inet_aton(ip)
+garp = b"\xff" * 6 + mac + struct.pack("!HHHBBH", 0x0806, 1, 0x0800, 6, 4, 2) + mac + addr + b"\xff" * 6 + addr
+print("ready", flush=True)
+signal.sigwait({signal.SIGUSR1})
+batch = f"address del {ip}/24 dev {old}\naddress add {ip}/24 dev {new}\n"  # the source tap goes later
+subprocess.run(["ip", "-batch", "-"], input=batch.encode(), check=True)
+for _ in range(3):  # what QEMU does after a live migration (it sends RARP; a gratuitous ARP works alike)
+    s.send(garp.ljust(60, b"\0"))
+    time.sleep(0.002)
+print("done", flush=True)
+"""
 
 
 @dataclass
@@ -88,6 +110,7 @@ class Fabric:
     vms: dict[str, VM]
     config: Path
     metrics: int
+    api: int
     first: dict[str, str]
     """What the first ``vmn provision`` printed, per host."""
 
@@ -104,7 +127,8 @@ def fabric(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fabric]:
     if reason is not None:
         pytest.skip(reason)
     config = tmp_path_factory.mktemp("overlay") / "net.yaml"
-    metrics = free_port()
+    (config.parent / "token").write_text(TOKEN)
+    metrics, api = free_port(), free_port()
     with MultiHostLab() as lab:
         hvs = {name: lab.add_hypervisor(name) for name in ("hv1", "hv2", "hv3")}
         for i, hv in enumerate(hvs.values(), 1):
@@ -117,7 +141,7 @@ def fabric(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fabric]:
             lines.append(
                 f'  {name}: {{switch: {switch}, port: {vm.port}, network: {net}, ip: {ip}/24, mac: "{mac(i)}"{extra}}}'
             )
-        config.write_text(CONFIG.format(metrics=metrics, vms="\n".join(lines)))
+        config.write_text(CONFIG.format(metrics=metrics, api=api, vms="\n".join(lines)))
         ctl = ControllerProcess(config, listen_host=lab.controller_ip)
         ctl.start()
         try:
@@ -132,7 +156,7 @@ def fabric(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fabric]:
                         assert other.underlay_ip is not None
                         wait_until(lambda hv=hv, o=other.underlay_ip: hv.ping(o), 10, message="underlay")
             wait_until(lambda: total(metrics, "vmn_links_up") == 4, 30, message="3 tunnels and the patch found")
-            yield Fabric(lab, ctl, hvs, vms, config, metrics, first)
+            yield Fabric(lab, ctl, hvs, vms, config, metrics, api, first)
         finally:
             ctl.stop()
             print(ctl.log_text()[-6000:])
@@ -259,3 +283,39 @@ def _set_underlay_mtu(lab: MultiHostLab, hvs: Iterable[Hypervisor], mtu: int) ->
         hv.run(["ip", "link", "set", "dev", "ul0", "mtu", str(mtu)], check=True)
         hv.vsctl("set", "interface", "br-phy", f"mtu_request={mtu}")
         subprocess.run(["ip", "-n", lab.underlay_netns, "link", "set", "dev", hv.name, "mtu", str(mtu)], check=True)
+
+
+def test_migrate_moves_a_vm_to_another_host_losing_at_most_one_10ms_ping(fabric: Fabric) -> None:
+    """``vmn migrate`` pre-installs the destination; the VM's NIC then moves hv2 -> hv3 in one cut."""
+    lab, hv3, mv, r1 = fabric.lab, fabric.hvs["hv3"], fabric.vms["mv"], fabric.vms["r1"]
+    assert mv.ip is not None
+    dest, nic = f"{lab.prefix}mvd", f"{lab.prefix}mv1"  # hv3's end of the new NIC, and the VM's
+    subprocess.run(
+        ["ip", "link", "add", "name", dest, "netns", hv3.netns, "type", "veth", "peer", "name", nic, "netns", mv.netns],
+        check=True,
+    )
+    mv.run(["ip", "link", "set", "dev", nic, "address", mv.mac], check=True)
+    mv.run(["ethtool", "-K", nic, "tx", "off"], check=True)
+    for iface in (nic, mv.iface):  # the idle NIC answers no ARP for the other's address
+        mv.run(["sysctl", "-q", "-w", f"net.ipv4.conf.{iface}.arp_ignore=1", f"net.ipv4.conf.{iface}.arp_announce=2"])
+    mv.run(["sysctl", "-q", "-w", f"net.ipv6.conf.{nic}.disable_ipv6=1"])
+    mv.run(["ip", "link", "set", "dev", nic, "up"], check=True)
+    hv3.attach("br-int", dest, 77)
+    wait_until(lambda: r1.ping(mv), 10, message="r1 -> mv before")
+    cli = ["env", f"PYTHONPATH={REPO_ROOT}", f"VMN_API_TOKEN={TOKEN}", sys.executable, "-m", "controller.cli"]
+    url = f"http://127.0.0.1:{fabric.api}"
+    done = subprocess.run([*cli, "migrate", "mv", "--to", f"s3:{dest}", "--url", url], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert r1.ping(mv, count=3), "pre-installing the destination changes nothing yet"
+    cutter = mv.popen([sys.executable, "-c", CUT, mv.iface, nic, mv.mac, mv.ip])
+    assert cutter.stdout is not None and cutter.stdout.readline().strip() == "ready"
+    pinger = r1.popen(["ping", "-n", "-i", "0.01", "-c", "300", "-W", "1", mv.ip])
+    time.sleep(1.0)
+    cutter.send_signal(signal.SIGUSR1)  # `ip netns exec` execs python: this is its pid
+    out, _ = pinger.communicate(timeout=30)
+    sent, got = (int(x) for x in re.findall(r"(\d+) packets transmitted, (\d+) received", out)[0])
+    lost = sent - got
+    assert cutter.communicate(timeout=10)[0].strip().endswith("done")
+    print(f"migration: {lost} of {sent} pings at 10 ms lost")
+    assert lost <= 1, out
+    assert r1.ping(mv, count=3), "mv answers at its new place"

@@ -120,9 +120,7 @@ def test_sender_acl_in_and_receiver_acl_out_both_apply() -> None:
 
 def test_flooded_frames_meet_each_ports_own_acl_out() -> None:
     h = harness(web2=("", "no-arp"))
-    arp: dict[str, Any] = dict(
-        eth_type=0x0806, arp_op=1, arp_sha=mac_of("web1"), arp_spa=IPS["web1"], arp_tpa="10.0.0.9"
-    )
+    arp: dict[str, Any] = dict(eth_type=0x0806, arp_op=1, arp_sha=mac_of("web1"), arp_spa=IPS["web1"], arp_tpa="10.0.0.9")
     t = h.send(*VMS["web1"], mac_of("web1"), "ff:ff:ff:ff:ff:ff", learn=False, **arp)
     assert t.delivered() == {VMS["db"]}  # web2's acl_out denies ARP; db has none; blue is another network
     t = h.send(

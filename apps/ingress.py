@@ -24,6 +24,8 @@ Per switch, table ``ingress``:
   drop. :mod:`apps.portsec` says which frames a declared VM may send.
 - A trunk port accepts the VLANs of the networks that use its link; that
   traffic was filtered at its first switch and goes straight to learning.
+  A tunnel port accepts them only with the network's VNI as tunnel key
+  (:class:`~controller.fabric.crossing.Crossing`).
 - Anything else (undeclared port, tagged frame from a VM, spoofed source) drops.
 
 OVS parses one VLAN header (its default ``other_config:vlan-limit=1``) and
@@ -38,7 +40,7 @@ from apps.acl.plan import AclPlan, PlanCache
 from apps.base import AppContext, Segments, per_switch
 from apps.portsec import kinds
 from controller.config.model import Vm
-from controller.fabric.crossing import edge_output, from_trunk
+from controller.fabric.crossing import edge_output
 from controller.fabric.view import FabricView
 from controller.flows.pipeline import (
     APP_INGRESS,
@@ -141,9 +143,10 @@ def ingress_rules(view: FabricView, dpid: int, plan: AclPlan | None, unfiltered:
         metadata = plan.metadata(vm, net) if plan is not None else None
         rules += edge_port_rules(port, net.vlan, vm, metadata, unfiltered)
         rules.append(edge_output(port, net.vlan))
+    cross = view.crossing(dpid)
     for port in sorted(view.trunk_ports(dpid)):
         rules += [
-            Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, from_trunk(port, vlan), goto=T_LEARN)
+            Rule(APP_INGRESS, T_INGRESS, PRIO_PORT, cross.from_trunk(port, vlan), goto=T_LEARN)
             for vlan in view.trunk_vlans(dpid, port)
         ]
     return rules

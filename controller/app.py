@@ -252,6 +252,10 @@ class VmnController(HaShim, app_manager.OSKenApp):
         self.core.group_stats(ev.msg.datapath.id, buckets)
 
     # -- sending -----------------------------------------------------------
+    def apply(self, effects: Effects) -> None:
+        """Send what the core returned for a call made on the app thread (the API's ``migrate``)."""
+        self._send(effects)
+
     def _send(self, effects: Effects) -> None:
         """Send each switch's batch, then the frames."""
         for batch in effects.batches:

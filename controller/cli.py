@@ -72,15 +72,19 @@ def _load_or_report(path: str) -> Model | None:
 
 def run_check(args: argparse.Namespace) -> int:
     """Validate ``args.file``: 0 and a summary on stdout, or 1 and the errors on stderr."""
+    from controller.config.overlay import warnings_of
+
     model = _load_or_report(args.file)
     if model is None:
         return 1
+    for line in warnings_of(model.overlay):
+        print(line, file=sys.stderr)
     print(summary(model))
     return 0
 
 
 def add_provision(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
-    """Register ``vmn provision FILE [--controller T ...] [--datapath-type system|netdev]``."""
+    """Register ``vmn provision FILE [--controller T ...] [--datapath-type system|netdev] [--host H]``."""
     parser = subparsers.add_parser(
         "provision",
         help="create or update the file's OVS bridges through OVSDB",
@@ -103,6 +107,11 @@ def add_provision(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
         help="OVS datapath: system (kernel, default) or netdev (userspace)",
     )
     parser.add_argument("--db", default="unix:/var/run/openvswitch/db.sock", help="OVSDB remote")
+    parser.add_argument(
+        "--host",
+        metavar="H",
+        help="with hosts in the file: provision host H (its bridges, tunnel ports, patch ports of its links)",
+    )
     parser.set_defaults(handler=run_provision)
 
 
@@ -115,7 +124,7 @@ def run_provision(args: argparse.Namespace) -> int:
         return 1
     try:
         targets = tuple(args.controller or ["tcp:127.0.0.1:6653"])
-        changes = provision(Plan(model, ",".join(targets), args.datapath_type, args.db))
+        changes = provision(Plan(model, ",".join(targets), args.datapath_type, args.db, args.host))
     except ProvisionError as exc:
         print(f"vmn provision: {exc}", file=sys.stderr)
         return 1
@@ -244,6 +253,39 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_migrate(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    """Register ``vmn migrate VM --to SWITCH:PORT [--url URL]``."""
+    parser = subparsers.add_parser(
+        "migrate",
+        help="pre-install a VM at its destination port before a live migration",
+        description="Ask the running controller (POST /api/v1/migrate, token from $VMN_API_TOKEN) to admit "
+        "VM at SWITCH:PORT as well as where it is: the destination's rules are in place before the VM "
+        "moves, and its first frame there (RARP/GARP) moves it on every switch at once. Declare the VM "
+        "at its new place in the file afterwards. Exits 0, 1 when refused, 2 when the API cannot be reached.",
+    )
+    parser.add_argument("vm", metavar="VM", help="the VM (as the network file names it)")
+    parser.add_argument("--to", required=True, metavar="SWITCH:PORT", help="destination switch and port")
+    parser.add_argument("--url", help="the API's address (default: $VMN_API_URL or http://127.0.0.1:9304)")
+    parser.set_defaults(handler=run_migrate)
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    """Pre-install ``args.vm`` at ``args.to``: 0, 1 refused, 2 API unreachable."""
+    import os
+
+    from controller.api.auth import TOKEN_ENV
+    from controller.api.client import ApiError, default_url, post_migrate
+
+    try:
+        post_migrate(args.url or default_url(), args.vm, args.to, os.environ.get(TOKEN_ENV, ""))
+    except ApiError as exc:
+        for line in exc.errors:
+            print(f"vmn migrate: {line}", file=sys.stderr)
+        return 2 if exc.status == 0 else 1
+    print(f"{args.vm}: destination {args.to} pre-installed")
+    return 0
+
+
 TOPO_SIZES = {
     "ring": "N",
     "linear": "N",
@@ -314,6 +356,7 @@ SUBCOMMANDS: tuple[Callable[[SubParsers[argparse.ArgumentParser]], None], ...] =
     add_trace,
     add_flows,
     add_plan,
+    add_migrate,
     add_topo,
 )
 """The ``add_*`` functions, in the order ``vmn --help`` lists the subcommands."""

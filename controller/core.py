@@ -32,7 +32,7 @@ from apps.base import (
     TrapsPackets,
     WatchesFlows,
 )
-from controller.config.model import Model
+from controller.config.model import Model, PortRef
 from controller.effects import Batch, DumpedFlow, Effects, GroupDiff
 from controller.fabric.crossing import trunk_ports_in_dump
 from controller.fabric.links import LinkMonitor, describe, liveness
@@ -78,6 +78,8 @@ class Core:
         self._deferred: dict[int, Deferred] = {}
         self._port_up_at: dict[tuple[int, int], float] = {}
         self._view: FabricView | None = None
+        self.moves: dict[str, tuple[str, PortRef]] = {}
+        """VMs being migrated -> destination (switch, port) (:meth:`migrate`)."""
         by_id = {a.app_id: a for a in self.apps}
         self._trappers = {a.name: a for a in self.apps if isinstance(a, TrapsPackets)}
         self._watchers = {i: a for i, a in by_id.items() if isinstance(a, WatchesFlows)}
@@ -94,7 +96,7 @@ class Core:
     # -- snapshot and compile ----------------------------------------------
     def view(self) -> FabricView:
         if self._view is None:
-            self._view = FabricView(self.model, self.topology, self._probation())
+            self._view = FabricView(self.model, self.topology, self._probation(), self.moves)
         return self._view
 
     def _probation(self) -> frozenset[tuple[int, int]]:
@@ -390,6 +392,7 @@ class Core:
         ``links`` changes which discovered links may be used).
         """
         self.model = model
+        self._settle_moves()
         for app in self.apps:
             if isinstance(app, Reloads):
                 app.reload(model)
@@ -397,6 +400,38 @@ class Core:
         self.links.readmit(self.view())
         self._links_changed()
         return self.recompute()
+
+    def migrate(self, vm: str, switch: str, port: PortRef) -> Effects:
+        """Pre-install ``vm`` at ``switch``/``port`` (``vmn migrate``): it may send from there too.
+
+        The destination gets the VM's edge rules (port security, network,
+        delivery) while every switch still forwards to where the VM was
+        learned; the first frame it sends from the destination (a RARP or
+        gratuitous ARP after a live migration, or any packet) moves it
+        everywhere at once, one bundle per switch (:mod:`apps.l2`). The
+        migration ends when the network file declares the VM at its
+        destination (a reload drops it then; a reload also drops moves of
+        VMs no longer in the file).
+
+        Raises
+        ------
+        ValueError
+            If the VM or the switch is not in the network file.
+        """
+        if vm not in self.model.vm_by_name:
+            raise ValueError(f"unknown VM {vm!r}")
+        if switch not in self.model.switch_by_name:
+            raise ValueError(f"unknown switch {switch!r}")
+        self.moves[vm] = (switch, port)
+        LOG.info("vm %s: migrating to %s:%s (destination pre-installed)", vm, switch, port)
+        return self.recompute()
+
+    def _settle_moves(self) -> None:
+        """Forget moves that the (new) file has made true, and those of VMs it no longer has."""
+        for name, (switch, port) in list(self.moves.items()):
+            vm = self.model.vm_by_name.get(name)
+            if vm is None or (vm.switch, vm.port) == (switch, port):
+                del self.moves[name]
 
     # -- statistics --------------------------------------------------------
     def flow_stats_apps(self) -> list[int]:

@@ -28,7 +28,8 @@ from ipaddress import IPv4Interface
 
 from apps.base import NOTHING, AppContext, PacketIn, Reaction, Segments, per_switch
 from apps.dhcp.messages import ACK, DISCOVER, MESSAGE_NAMES, NAK, OFFER, Lease, Request, build_reply, parse_request
-from controller.config.model import Model, Network, Vm
+from controller.config.model import Model, Network, Overlay, Vm
+from controller.config.overlay import vm_mtu
 from controller.config.routing import gateway_mac
 from controller.fabric.view import FabricView
 from controller.flows.pipeline import APP_DHCP, METER_PACKET_IN, T_DHCP
@@ -39,7 +40,8 @@ LOG = logging.getLogger("vmn.dhcp")
 LEASE_TIME = 3600
 """Seconds a lease lasts (the address never changes: it is the file's)."""
 MTU = 1500
-"""Interface MTU offered (option 26): Ethernet's; an overlay (issue 16) will offer less."""
+"""Interface MTU offered (option 26) without an overlay: Ethernet's. With one, the underlay MTU less the
+encapsulation (:func:`controller.config.overlay.vm_mtu`)."""
 PRIO_TRAP = 100
 OFPCML_NO_BUFFER = 0xFFFF
 """``max_len`` that sends the whole packet to the controller."""
@@ -62,8 +64,11 @@ def dhcp_rules(view: FabricView, dpid: int, following: int) -> list[Rule]:
     return rules
 
 
-def lease_of(net: Network, vm: Vm) -> Lease:
-    """What ``vm`` of ``net`` is offered (both validated: ``net`` has a gateway, ``vm`` an ip in it)."""
+def lease_of(net: Network, vm: Vm, overlay: Overlay | None = None) -> Lease:
+    """What ``vm`` of ``net`` is offered (both validated: ``net`` has a gateway, ``vm`` an ip in it).
+
+    With an ``overlay`` the MTU offered leaves room for the tunnel encapsulation.
+    """
     assert net.gateway is not None and vm.ip is not None
     return Lease(
         address=IPv4Interface((vm.ip.ip, net.gateway.network.prefixlen)),
@@ -72,7 +77,7 @@ def lease_of(net: Network, vm: Vm) -> Lease:
         router=net.gateway.ip,
         dns=net.dns,
         lease_time=LEASE_TIME,
-        mtu=MTU,
+        mtu=MTU if overlay is None else vm_mtu(overlay),
     )
 
 
@@ -123,7 +128,7 @@ class DhcpServer:
         assert vm.ip is not None
         LOG.info("dhcp: %s %s to %s (%s) in %s", MESSAGE_NAMES[kind], vm.ip.ip, vm.name, vm.mac, net.name)
         self.metrics.dhcp_leases.labels(network=net.name, message=MESSAGE_NAMES[kind]).inc()
-        frame = build_reply(kind, request, lease_of(net, vm))
+        frame = build_reply(kind, request, lease_of(net, vm, view.model.overlay))
         return Reaction(frames=((event.dpid, event.in_port, frame),))
 
     @staticmethod

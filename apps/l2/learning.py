@@ -23,7 +23,7 @@ def learn_decision(view: FabricView, hosts: HostTable, dpid: int, in_port: int, 
 
     Ignores group (multicast/broadcast) and zero source MACs, frames from
     trunks or from ports not in that VLAN's network, a MAC declared for
-    another VM's port (no hijacking it from an undeclared one), and new hosts beyond
+    another VM's port (no hijacking it from an undeclared one; a VM being migrated has two), and new hosts beyond
     ``max_hosts_per_port`` on one port. A known MAC on a new edge port is a move.
     """
     if int(mac[:2], 16) & 1 or mac == "00:00:00:00:00:00":
@@ -31,8 +31,8 @@ def learn_decision(view: FabricView, hosts: HostTable, dpid: int, in_port: int, 
     edge = view.edge_ports(dpid).get(in_port)
     if edge is None or edge[0].vlan != vlan:
         return LearnDecision("ignore", reason="not an edge port of this network")
-    home = view.declared_macs.get(mac)
-    if home is not None and home != (dpid, in_port):
+    homes = view.declared_macs.get(mac)
+    if homes is not None and (dpid, in_port) not in homes:
         return LearnDecision("ignore", reason="MAC declared for another VM's port")
     host = Host(vlan, mac, dpid, in_port)
     old = hosts.get((vlan, mac))

@@ -18,7 +18,7 @@ silent, which expires it everywhere.
 from __future__ import annotations
 
 from apps.base import SegKey
-from controller.fabric.crossing import to_edges, to_trunks
+from controller.fabric.crossing import to_edges
 from controller.fabric.protection import BackupKey, Hop
 from controller.fabric.view import FabricView, Host
 from controller.flows.pipeline import APP_L2, METER_PACKET_IN, PCP_DETOUR, T_FLOOD, T_FORWARD, T_LEARN
@@ -114,17 +114,19 @@ def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str) -> 
     link, then up the tree; whatever is cut, it never loops.
     """
     match = make_match(vlan_vid=vid, eth_dst=mac)
+    cross, vlan = view.crossing(dpid), vid & 0x0FFF
     if hop.alt is None:
-        return [Rule(APP_L2, T_FORWARD, PRIO_HOST, match, to_trunks([hop.port]))]
+        return [Rule(APP_L2, T_FORWARD, PRIO_HOST, match, cross.to_trunks([hop.port], vlan))]
     groups = view.backup_groups(dpid)
+    keyed = cross.keyed(vlan, (hop.port, hop.alt))
     rules = [
-        Rule(APP_L2, T_FORWARD, PRIO_HOST, match, (Group(groups[("ff", hop.port, hop.alt)]),)),
+        Rule(APP_L2, T_FORWARD, PRIO_HOST, match, keyed + (Group(groups[("ff", hop.port, hop.alt)]),)),
         Rule(
             APP_L2,
             T_FORWARD,
             PRIO_MARKED,
             make_match(vlan_vid=vid, eth_dst=mac, vlan_pcp=PCP_DETOUR),
-            to_trunks([hop.port]),
+            cross.to_trunks([hop.port], vlan),
         ),
     ]
     if hop.bounce:
@@ -134,7 +136,7 @@ def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str) -> 
                 T_FORWARD,
                 PRIO_BOUNCE,
                 make_match(in_port=hop.port, vlan_vid=vid, eth_dst=mac, vlan_pcp=PCP_DETOUR),
-                to_trunks([hop.alt]),
+                cross.to_trunks([hop.alt], vlan),
             )
         )
     if hop.uturn:
@@ -144,7 +146,7 @@ def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str) -> 
                 T_FORWARD,
                 PRIO_RETURN,
                 make_match(in_port=hop.alt, vlan_vid=vid, eth_dst=mac),
-                (Group(groups[("back", hop.port, hop.alt)]),),
+                keyed + (Group(groups[("back", hop.port, hop.alt)]),),
             )
         )
     return rules

@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from controller.config.model import Model
-from controller.fabric.crossing import from_trunk
 from controller.fabric.view import FabricView
 from controller.flows.pipeline import APP_MIRROR, T_INGRESS, T_MIRROR
 from controller.flows.rules import (
@@ -138,7 +137,8 @@ def copy_to(view: FabricView, dpid: int, vlan: int, tap: Tap, in_port: int | Non
     if port is None:
         return ()
     out = Output(OFPP_IN_PORT if port == in_port else port)
-    return (SetField("vlan_vid", OFPVID_PRESENT | tap.vlan), out, tag)
+    keyed = view.crossing(dpid).keyed(tap.vlan, [port])
+    return (SetField("vlan_vid", OFPVID_PRESENT | tap.vlan), *keyed, out, tag)
 
 
 def _copy_rule(
@@ -246,6 +246,7 @@ def tap_rules(view: FabricView, found: list[Tap], dpid: int) -> list[Rule]:
     """Rules carrying mirror VLANs through ``dpid`` to their tap, and the taps' drop there."""
     rules = [Rule(APP_MIRROR, T_INGRESS, PRIO_TAP_DROP, make_match(in_port=t.port)) for t in found if t.dpid == dpid]
     trunks = sorted(view.trunk_ports(dpid))
+    cross = view.crossing(dpid)
     for tap in found:
         vid = OFPVID_PRESENT | tap.vlan
         if tap.dpid == dpid:
@@ -254,7 +255,9 @@ def tap_rules(view: FabricView, found: list[Tap], dpid: int) -> list[Rule]:
             port = view.next_hop_port(dpid, tap.dpid)
             if port is None:
                 continue
-            actions = (Output(port),)
-        rules += [Rule(APP_MIRROR, T_INGRESS, PRIO_TRANSIT_IN, from_trunk(p, tap.vlan), goto=T_MIRROR) for p in trunks]
+            actions = (*cross.keyed(tap.vlan, [port]), Output(port))
+        rules += [
+            Rule(APP_MIRROR, T_INGRESS, PRIO_TRANSIT_IN, cross.from_trunk(p, tap.vlan), goto=T_MIRROR) for p in trunks
+        ]
         rules.append(Rule(APP_MIRROR, T_MIRROR, PRIO_TRANSIT, make_match(vlan_vid=vid), actions))
     return rules

@@ -24,6 +24,7 @@ from controller.api.snapshot import Snapshot, take
 from controller.config import ConfigError, loads_model
 from controller.config.model import Model
 from controller.core import Core
+from controller.effects import Effects
 
 T = TypeVar("T")
 CALL_TIMEOUT = 10.0
@@ -44,6 +45,7 @@ class Shim(Protocol):
     def reload(self) -> Model | None: ...
 
     def switch_roles(self) -> dict[int, str]: ...
+    def apply(self, effects: Effects) -> None: ...
 
 
 class Backend(Protocol):
@@ -58,6 +60,8 @@ class Backend(Protocol):
     def snapshot(self, flows: bool = True) -> Snapshot: ...
 
     def push(self, text: bytes) -> Pushed: ...
+
+    def migrate(self, vm: str, to: str) -> None: ...
 
 
 class PushRefused(Exception):
@@ -145,6 +149,25 @@ class ControllerBridge:
         return shim.run_on_app_thread(
             lambda: take(shim.core, shim.config_path, flows, shim.switch_roles()), self.timeout
         )
+
+    def migrate(self, vm: str, to: str) -> None:
+        """Pre-install VM ``vm`` at ``to`` (``SWITCH:PORT``) on the app thread (:meth:`Core.migrate`).
+
+        Raises :class:`PushRefused` (422) for a malformed ``to``, an unknown VM or switch.
+        """
+        switch, _, text = to.rpartition(":")
+        if not switch or not text:
+            raise PushRefused(422, [f"to: expected SWITCH:PORT, got {to!r}"])
+        port: int | str = int(text) if text.isdigit() else text
+        shim = self.shim
+
+        def call() -> None:
+            shim.apply(shim.core.migrate(vm, switch, port))
+
+        try:
+            shim.run_on_app_thread(call, self.timeout)
+        except ValueError as err:
+            raise PushRefused(422, [str(err)]) from None
 
     def push(self, text: bytes) -> Pushed:
         """Validate ``text``, then write it to the network file and reload, on the app thread.

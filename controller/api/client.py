@@ -29,6 +29,17 @@ def default_url() -> str:
     return os.environ.get(URL_ENV, DEFAULT_URL)
 
 
+def post_migrate(url: str, vm: str, to: str, token: str, timeout: float = 30) -> dict[str, Any]:
+    """``POST /api/v1/migrate`` (``vmn migrate``); the decoded answer. Raises :class:`ApiError`."""
+    req = urllib.request.Request(
+        url.rstrip("/") + "/api/v1/migrate",
+        data=json.dumps({"vm": vm, "to": to}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    return _call(req, url, timeout)
+
+
 def post_plan(url: str, text: bytes, timeout: float = 60) -> dict[str, Any]:
     """``POST /api/v1/plan`` with a network file; the decoded answer.
 
@@ -38,6 +49,10 @@ def post_plan(url: str, text: bytes, timeout: float = 60) -> dict[str, Any]:
     req = urllib.request.Request(
         url.rstrip("/") + "/api/v1/plan", data=text, method="POST", headers={"Content-Type": "application/yaml"}
     )
+    return _call(req, url, timeout)
+
+
+def _call(req: urllib.request.Request, url: str, timeout: float) -> dict[str, Any]:
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             answer: dict[str, Any] = json.loads(resp.read())

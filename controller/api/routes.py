@@ -49,6 +49,14 @@ class TraceRequest(BaseModel):
     port: int | None = Field(default=None, ge=0, le=65535, description="destination port (tcp, udp)")
 
 
+class MigrateRequest(BaseModel):
+    """``POST /api/v1/migrate``: pre-install a VM at another switch port before it moves there."""
+
+    model_config = ConfigDict(extra="forbid")
+    vm: str = Field(min_length=1, max_length=256, description="the VM")
+    to: str = Field(min_length=3, max_length=300, description="SWITCH:PORT (a number or an interface name)")
+
+
 def _leg(leg: Leg | None) -> Json | None:
     if leg is None:
         return None
@@ -203,6 +211,20 @@ def create_app(backend: Backend) -> FastAPI:
             return _error(504, "the controller did not answer in time; the push may still be applied")
         LOG.info("api: network file %s pushed and reloaded in %.3fs", pushed.path, pushed.seconds)
         return JSONResponse({"applied": True, "path": pushed.path, "seconds": round(pushed.seconds, 4)})
+
+    @app.post("/api/v1/migrate", summary="pre-install a VM's destination before a migration; needs the token")
+    def post_migrate(req: MigrateRequest, authorization: Annotated[str | None, Header()] = None) -> Response:
+        try:
+            check_bearer(authorization, expected_token(os.environ, backend.model.controller, backend.config_path))
+            backend.migrate(req.vm, req.to)
+        except Denied as err:
+            return _error(err.status, err.message)
+        except PushRefused as err:
+            return _error(err.status, err.errors[0], err.errors)
+        except TimeoutError:
+            return _error(504, "the controller did not answer in time")
+        LOG.info("api: vm %s migrating to %s (destination pre-installed)", req.vm, req.to)
+        return JSONResponse({"applied": True, "vm": req.vm, "to": req.to})
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -15,6 +15,7 @@ from typing import TypeVar
 from controller.config import ConfigError, load_model
 from controller.config.model import Model
 from controller.core import Core
+from controller.effects import Effects
 from controller.tools.fakefabric import FakeFabric
 
 T = TypeVar("T")
@@ -44,6 +45,9 @@ class FakeShim:
     def switch_roles(self) -> dict[int, str]:
         """No coordination here: every connected switch is ``equal``."""
         return {dpid: "equal" for dpid in self.core.topology.ports}
+
+    def apply(self, effects: Effects) -> None:
+        self.fabric.apply(effects)
 
     def reload(self) -> Model | None:
         if not self.config_path:

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from controller.config import overlay as config_overlay
 from controller.config import policy as config_policy
 from controller.config import routing
 from controller.config import topology as topology
@@ -58,6 +59,8 @@ _TOP_KEYS = (
     "load_balancers",
     "mirrors",
     "routers",
+    "hosts",
+    "overlay",
 )
 _NAMED_SECTIONS = ("switches", "networks", "vms", "acls", "load_balancers", "mirrors", "routers")
 _CONTROLLER_KEYS = (
@@ -211,9 +214,13 @@ def parse_model(data: object) -> Model:
         acls=_names(raw["acls"]),
     )
     settings = _controller(ctx.at("controller"), top["controller"]) if "controller" in top else None
-    switches = topology.parse_switches(ctx.at("switches"), raw["switches"]) if "switches" in top else []
+    parts = config_overlay.split(raw["switches"], raw["networks"])
+    scopes = config_overlay.bridge_scopes(top.get("hosts"), parts)
+    switches = topology.parse_switches(ctx.at("switches"), parts.switches, scopes) if "switches" in top else []
     links, link_ports = topology.parse_links(ctx.at("links"), top.get("links", []), known)
-    networks = topology.parse_networks(ctx.at("networks"), raw["networks"] or {}, known)
+    networks = topology.parse_networks(ctx.at("networks"), parts.networks or {}, known)
+    placed = config_overlay.apply(ctx, top, parts, switches, networks)
+    switches, networks = placed.switches, placed.networks
     vms = topology.parse_vms(ctx.at("vms"), raw["vms"] or {}, known, link_ports)
     acls = config_policy.parse_acls(ctx.at("acls"), raw["acls"] or {})
     config_policy.check_list_sizes(
@@ -243,6 +250,8 @@ def parse_model(data: object) -> Model:
         load_balancers=tuple(sorted(balancers, key=lambda b: b.name)),
         mirrors=tuple(sorted(mirrors, key=lambda m: m.name)),
         routers=tuple(sorted(routers, key=lambda r: r.name)),
+        hosts=placed.hosts,
+        overlay=placed.overlay,
     )
 
 

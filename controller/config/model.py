@@ -52,6 +52,8 @@ class Switch:
     name: str
     dpid: int
     bridge: str
+    host: str | None = None
+    """The hypervisor (``hosts`` key) the bridge runs on; None without ``hosts``."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,13 @@ class Network:
     """The controller answers DHCP for the network's VMs that declare ``ip`` and ``mac`` (needs ``gateway``)."""
     dns: tuple[ipaddress.IPv4Address, ...] = ()
     """DNS servers offered by DHCP, in order (only with ``dhcp``)."""
+    vni: int | None = None
+    """The overlay key as written (``vni``); :attr:`key` is what tunnels carry."""
+
+    @property
+    def key(self) -> int:
+        """The VNI this network crosses tunnels with: ``vni``, or its VLAN id by default."""
+        return self.vlan if self.vni is None else self.vni
 
 
 @dataclass(frozen=True)
@@ -216,6 +225,23 @@ class Router:
 
 
 @dataclass(frozen=True)
+class Hypervisor:
+    """A host (``hosts`` entry): its underlay address and the switch that ends its tunnels."""
+
+    name: str
+    tunnel_ip: ipaddress.IPv4Address
+    switch: str
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """How networks cross between hosts: tunnel ``type`` and the underlay ``mtu`` (bytes, IP MTU)."""
+
+    type: Literal["vxlan", "geneve"] = "vxlan"
+    mtu: int = 1500
+
+
+@dataclass(frozen=True)
 class Model:
     """A whole validated network file.
 
@@ -233,6 +259,9 @@ class Model:
     mirrors: tuple[Mirror, ...] = ()
     zero_config: bool = False
     routers: tuple[Router, ...] = ()
+    hosts: tuple[Hypervisor, ...] = ()
+    overlay: Overlay | None = None
+    """Set whenever ``hosts`` is (the defaults when the file has no ``overlay``)."""
 
     @staticmethod
     def zero(settings: ControllerSettings | None = None) -> Model:
@@ -271,6 +300,10 @@ class Model:
     def router_of(self) -> Mapping[str, Router]:
         """Network name -> the router it is on (networks on no router are absent)."""
         return {net: r for r in self.routers for net in r.networks}
+
+    @cached_property
+    def host_by_name(self) -> Mapping[str, Hypervisor]:
+        return {h.name: h for h in self.hosts}
 
     def vms_on(self, switch: str) -> tuple[Vm, ...]:
         """VMs attached to ``switch``, in name order."""

@@ -9,6 +9,7 @@ only the objects that validated. Standard library only.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from controller.config import routing
@@ -81,10 +82,11 @@ def _plain_dpid(ctx: Ctx, text: PlainNumber) -> int | None:
     return integer(ctx, text, _DPID_EXPECTED)
 
 
-def parse_switches(ctx: Ctx, raw: dict[str, object] | None) -> list[Switch]:
+def parse_switches(ctx: Ctx, raw: dict[str, object] | None, hosts: Mapping[str, str] | None = None) -> list[Switch]:
     """The valid switches of ``raw`` (None: section malformed, already reported).
 
-    Dpids and bridge names (default: the switch name) must be unique.
+    Dpids must be unique, and bridge names (default: the switch name) on
+    one host: ``hosts`` maps a switch to its host (absent: one host).
     """
     if raw is None:
         return []
@@ -92,7 +94,7 @@ def parse_switches(ctx: Ctx, raw: dict[str, object] | None) -> list[Switch]:
         ctx.error("must declare at least one switch")
     out: list[Switch] = []
     by_dpid: dict[int, str] = {}
-    by_bridge: dict[str, str] = {}
+    by_bridge: dict[tuple[str | None, str], str] = {}
     for name, value in raw.items():
         c = ctx.at(name)
         mark = c.mark()
@@ -105,11 +107,12 @@ def parse_switches(ctx: Ctx, raw: dict[str, object] | None) -> list[Switch]:
             c.at("dpid").error(f"{dpid:#x} is already used by switch {by_dpid[dpid]!r}")
         elif dpid is not None:
             by_dpid[dpid] = name
-        if bridge in by_bridge:
+        scope = (hosts or {}).get(name), bridge
+        if scope in by_bridge:
             where = c.at("bridge") if "bridge" in m else c
-            where.error(f"bridge {bridge!r} is already used by switch {by_bridge[bridge]!r}")
+            where.error(f"bridge {bridge!r} is already used by switch {by_bridge[scope]!r}")
         else:
-            by_bridge[bridge] = name
+            by_bridge[scope] = name
         if dpid is not None and not c.failed_since(mark):
             out.append(Switch(name=name, dpid=dpid, bridge=bridge))
     return out

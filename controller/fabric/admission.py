@@ -19,6 +19,11 @@ only when the network file allows it:
   ports that are neither a VM's nor a mirror's, and not from a switch to
   itself. Declaring ``links`` locks this down to the declared cables.
 
+With ``hosts``, the tunnel between two hosts' tunnel switches (the ports
+:mod:`controller.fabric.tunnels` names after each other's address) is
+allowed whatever ``links`` says; a tunnel port heard anywhere else
+(a probe from another switch or port) is refused.
+
 Probes go out only of ports that may be trunks. A refused link is logged
 once and counted in ``vmn_link_mismatches`` while its probes are heard
 (:class:`~controller.fabric.links.LinkMonitor`); it never displaces a link
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 
 from controller.config.model import Model
 from controller.fabric.topology import MAX_PHYSICAL_PORT, LinkKey, PortInfo, resolve_port
+from controller.fabric.tunnels import tunnel_ends, tunnel_links
 
 End = tuple[int, int]
 """(dpid, port)."""
@@ -56,6 +62,10 @@ class LinkPolicy:
     names: Mapping[int, str]
     declared_ends: frozenset[End] = frozenset()
     """The ends of declared links on connected switches (the other end's switch may not be up yet)."""
+    tunnels: Mapping[LinkKey, str] | None = None
+    """The tunnels between hosts whose ports are both present -> ``hv1 <-> hv2``."""
+    tunnel_ends: Mapping[End, str] | None = None
+    """Every tunnel port of a connected tunnel switch -> the peer host."""
 
     @staticmethod
     def of(model: Model, ports: Mapping[int, Mapping[int, PortInfo]]) -> LinkPolicy:
@@ -93,6 +103,8 @@ class LinkPolicy:
             reserved,
             {s.dpid: s.name for s in model.switches},
             frozenset(ends),
+            tunnel_links(model, ports),
+            tunnel_ends(model, ports),
         )
 
     def may_be_trunk(self, dpid: int, port: int) -> bool:
@@ -100,6 +112,8 @@ class LinkPolicy:
         if port >= MAX_PHYSICAL_PORT:
             return False
         if self.zero_config:
+            return True
+        if (dpid, port) in (self.tunnel_ends or {}):
             return True
         if self.declared is not None:
             return (dpid, port) in self.declared_ends
@@ -114,6 +128,12 @@ class LinkPolicy:
                 return f"switch {dpid:016x} is not in the network file"
         if link.a_dpid == link.b_dpid:
             return f"both ends on switch {self.names[link.a_dpid]}"
+        if link in (self.tunnels or {}):
+            return None
+        for end in ((link.a_dpid, link.a_port), (link.b_dpid, link.b_port)):
+            peer = (self.tunnel_ends or {}).get(end)
+            if peer is not None:
+                return f"{self.names[end[0]]}:{end[1]} is the tunnel to host {peer}"
         for dpid, port in ((link.a_dpid, link.a_port), (link.b_dpid, link.b_port)):
             whose = self.reserved.get((dpid, port))
             if whose is not None:

@@ -14,8 +14,9 @@ from functools import cached_property
 
 import networkx as nx
 
-from controller.config.model import Model, Network, Vm
+from controller.config.model import Model, Network, PortRef, Vm
 from controller.fabric.admission import LinkPolicy
+from controller.fabric.crossing import PLAIN, Crossing
 from controller.fabric.protection import (
     BackupKey,
     DestinationTree,
@@ -61,10 +62,19 @@ class NetworkFabric:
 class FabricView:
     """Snapshot of the model and the live topology (copy taken at construction)."""
 
-    def __init__(self, model: Model, topology: Topology, probation: frozenset[tuple[int, int]] = frozenset()) -> None:
+    def __init__(
+        self,
+        model: Model,
+        topology: Topology,
+        probation: frozenset[tuple[int, int]] = frozenset(),
+        moves: Mapping[str, tuple[str, PortRef]] | None = None,
+    ) -> None:
         self.model = model
         self.probation = probation
         """(dpid, port) of zero-config ports not yet flooded to: LLDP may still find a link there."""
+        self.moves: Mapping[str, tuple[str, PortRef]] = dict(moves or {})
+        """VMs being migrated (``vmn migrate``) -> their destination (switch, port): an edge port of
+        the VM too, until the file declares it there."""
         self.ports = {d: dict(p) for d, p in topology.ports.items()}
         self.links = frozenset(topology.links)
         self._topology = topology
@@ -99,6 +109,70 @@ class FabricView:
         """Which ports may be trunks, which discovered links may be used (:mod:`controller.fabric.admission`)."""
         return LinkPolicy.of(self.model, self.ports)
 
+    # -- tunnels between hosts ------------------------------------------------
+    @cached_property
+    def tunnels(self) -> frozenset[LinkKey]:
+        """The links in use that are tunnels between hosts (see :mod:`controller.fabric.tunnels`)."""
+        return frozenset(self.links & set(self.link_policy.tunnels or {}))
+
+    def crossing(self, dpid: int) -> Crossing:
+        """How networks cross the trunk and tunnel ports of ``dpid`` (:class:`~controller.fabric.crossing.Crossing`)."""
+        return self._crossings.get(dpid, PLAIN)
+
+    @cached_property
+    def _crossings(self) -> Mapping[int, Crossing]:
+        ends: dict[int, set[int]] = {}
+        for dpid, port in self.link_policy.tunnel_ends or {}:
+            ends.setdefault(dpid, set()).add(port)
+        keys = {net.vlan: net.key for net in self.model.networks}
+        return {dpid: Crossing(frozenset(ports), keys) for dpid, ports in ends.items()}
+
+    @cached_property
+    def _local_graph(self) -> nx.Graph:
+        """The switch graph without tunnels: each host's bridges and the cables between them."""
+        if not self.tunnels:
+            return self.graph
+        g = self.graph.copy()
+        g.remove_edges_from([(u, v) for u, v, link in self.graph.edges(data="link") if link in self.tunnels])
+        return g
+
+    @cached_property
+    def _gateways(self) -> Mapping[int, int]:
+        """Switch -> the switch that floods for its part of the fabric (its cable-joined component) over tunnels.
+
+        That is the component's lowest-dpid switch with a tunnel in use; a
+        component without one has none.
+        """
+        ends = {d for link in self.tunnels for d in (link.a_dpid, link.b_dpid)}
+        out: dict[int, int] = {}
+        for component in nx.connected_components(self._local_graph):
+            gateways = sorted(ends & component)
+            if gateways:
+                out.update({d: gateways[0] for d in component})
+        return out
+
+    def _flood_tree(self, members: frozenset[int]) -> frozenset[LinkKey]:
+        """The links a network's floods take: a loop-free tree among ``members``.
+
+        Without tunnels, the pruned spanning tree. With tunnels, the pruned
+        spanning forest of each part of the fabric joined by cables, and a
+        full mesh of tunnels between the gateways of the parts that have
+        members: head-end replication, where a frame from a tunnel never
+        floods into another one (:func:`apps.flood.flood_rules`).
+        """
+        if not self.tunnels:
+            return _prune_tree(self._spanning_tree, members)
+        gateways = sorted({self._gateways[m] for m in members if m in self._gateways})
+        mesh: set[LinkKey] = set()
+        if len(gateways) > 1:
+            for i, a in enumerate(gateways):
+                for b in gateways[i + 1 :]:
+                    link = self.graph.edges[a, b]["link"] if self.graph.has_edge(a, b) else None
+                    if link in self.tunnels:
+                        mesh.add(link)
+        anchors = members | frozenset(d for link in mesh for d in (link.a_dpid, link.b_dpid))
+        return _prune_tree(self._spanning_tree, anchors) | frozenset(mesh)
+
     @cached_property
     def _edges(self) -> Mapping[int, Mapping[int, tuple[Network, Vm | None]]]:
         out: dict[int, dict[int, tuple[Network, Vm | None]]] = {}
@@ -113,10 +187,16 @@ class FabricView:
         for dpid in self.dpids:
             switch = self.model.switch_by_dpid[dpid]
             ports: dict[int, tuple[Network, Vm | None]] = {}
-            for vm in self.model.vms_on(switch.name):
-                number = self.port_number(dpid, vm.port)
+            places = [(vm, vm.port) for vm in self.model.vms_on(switch.name)]
+            places += [
+                (self.model.vm_by_name[name], port)
+                for name, (to, port) in sorted(self.moves.items())
+                if to == switch.name and name in self.model.vm_by_name
+            ]
+            for vm, ref in places:
+                number = self.port_number(dpid, ref)
                 if number is not None and number not in self.trunk_ports(dpid):
-                    ports[number] = (self.model.network_by_name[vm.network], vm)
+                    ports.setdefault(number, (self.model.network_by_name[vm.network], vm))
             out[dpid] = dict(sorted(ports.items()))
         return out
 
@@ -125,14 +205,17 @@ class FabricView:
         return self._edges.get(dpid, {})
 
     @cached_property
-    def declared_macs(self) -> Mapping[str, tuple[int, int]]:
-        """MAC of every declared VM with a ``mac`` -> its (dpid, port) on connected switches."""
-        return {
-            vm.mac: (dpid, port)
-            for dpid in self.dpids
-            for port, (_, vm) in self.edge_ports(dpid).items()
-            if vm is not None and vm.mac
-        }
+    def declared_macs(self) -> Mapping[str, frozenset[tuple[int, int]]]:
+        """MAC of every declared VM with a ``mac`` -> its (dpid, port)s on connected switches.
+
+        One place, or two while the VM is being migrated (:attr:`moves`).
+        """
+        out: dict[str, set[tuple[int, int]]] = {}
+        for dpid in self.dpids:
+            for port, (_, vm) in self.edge_ports(dpid).items():
+                if vm is not None and vm.mac:
+                    out.setdefault(vm.mac, set()).add((dpid, port))
+        return {mac: frozenset(places) for mac, places in out.items()}
 
     def network_ports(self, dpid: int, vlan: int) -> list[int]:
         return [p for p, (net, _) in self.edge_ports(dpid).items() if net.vlan == vlan]
@@ -143,14 +226,16 @@ class FabricView:
 
     @cached_property
     def _spanning_tree(self) -> frozenset[LinkKey]:
+        """A spanning forest of the switch graph without tunnels (BFS from each part's lowest dpid)."""
+        graph = self._local_graph
         tree: set[LinkKey] = set()
         seen: set[int] = set()
-        for root in sorted(self.graph.nodes):
+        for root in sorted(graph.nodes):
             if root in seen:
                 continue
-            parents = bfs_parents(self.graph, root)
+            parents = bfs_parents(graph, root)
             seen.update(parents)
-            tree.update(edge_link(self.graph, n, p) for n, p in parents.items() if p is not None)
+            tree.update(edge_link(graph, n, p) for n, p in parents.items() if p is not None)
         return frozenset(tree)
 
     @cached_property
@@ -217,7 +302,7 @@ class FabricView:
     def _compute_fabric(self, vlan: int) -> NetworkFabric:
         members = frozenset(d for d in self.dpids if self.network_ports(d, vlan))
         reach = members | self._routed_from(vlan)
-        tree = _prune_tree(self._spanning_tree, reach)
+        tree = self._flood_tree(reach)
         nodes = set(reach) | {d for link in tree for d in (link.a_dpid, link.b_dpid)}
         links = set(tree)
         changed = True

@@ -46,6 +46,7 @@ Shared fields (who writes, who reads), as OVN northd keeps its register table:
 | ct_zone          | 16     | lb               | lb, acl (egress_commit) | :data:`CT_ZONE_LB` + the client network's VLAN: the balancer's destination NAT (un-NATed where replies are delivered; a routed client's network has its own) |
 | ct_zone          | 16     | lb (hairpin)     | lb               | :data:`CT_ZONE_HAIRPIN` + VLAN: backend-to-own-VIP SNAT |
 | vlan_pcp (trunk) | 3      | l2 (ff groups)   | l2 (forward)     | :data:`PCP_DETOUR`: the frame is on a backup path (ingress resets a VM's priority to 0) |
+| tunnel_id        | 24     | l2, flood, mirror (before a tunnel output) | ingress (tunnel ports) | the network's VNI on a tunnel between hosts (:class:`~controller.fabric.crossing.Crossing`) |
 
 Meters: :data:`METER_PACKET_IN` (rate ``controller.packet_in_rate``) on every
 rule that copies packets to the controller (learn, load-balancer probe traps,
@@ -159,6 +160,7 @@ class TableSpec:
 
 
 _L2 = frozenset({"in_port", "vlan_vid", "eth_src", "eth_dst", "eth_type"})
+_TUNNEL = frozenset({"tunnel_id"})
 _L3 = frozenset(
     {
         "arp_spa",
@@ -192,7 +194,7 @@ BUILTIN_TABLES: tuple[TableSpec, ...] = (
         T_INGRESS,
         "ingress",
         {"ingress": (0, 1001), "mirror": (200, 1002)},
-        _L2 | _L3,
+        _L2 | _L3 | _TUNNEL,
         frozenset({"acl_port", "lb", "learn", "mirror"}),
         Trap(LINKS, "lldp"),
     ),

@@ -20,10 +20,11 @@ from controller.core import Core
 from controller.effects import DumpedFlow, Effects
 from controller.fabric.lldp import build_probe
 from controller.fabric.topology import LinkKey, PortInfo
+from controller.fabric.tunnels import tunnel_links
 from controller.flows.pipeline import T_INGRESS
 from controller.flows.rules import GroupEntry, Rule
 from controller.tools.portplan import FIRST_NAMED_PORT, placeholder_name, port_numbers
-from controller.tools.sim import SimConntrack, SimNetwork
+from controller.tools.sim import SimConntrack, SimNetwork, conntracks_of_hosts
 
 __all__ = ["FIRST_NAMED_PORT", "Diverged", "FakeFabric", "port_numbers"]
 
@@ -64,6 +65,8 @@ class FakeFabric:
         for link in model.links:
             a, b = numbers[(link.a.switch, link.a.port)], numbers[(link.b.switch, link.b.port)]
             fabric.link_up(LinkKey.of(a[0], a[1], b[0], b[1]))
+        for tunnel in sorted(tunnel_links(model, fabric.core.topology.ports)):
+            fabric.link_up(tunnel)
         return fabric
 
     # -- applying ----------------------------------------------------------
@@ -162,8 +165,12 @@ class FakeFabric:
 
         ``cables`` are wires the topology does not use (a relaying host between
         two ports); frames output there cross them like any link.
-        ``host_conntracks``: each switch's host conntrack (see :class:`SimNetwork`).
+        ``host_conntracks``: each switch's host conntrack (see :class:`SimNetwork`); by
+        default, with ``hosts`` in the file, one per host. Tunnels in use cross as tunnels.
         """
+        model = self.core.model
+        if host_conntracks is None and model.hosts:
+            host_conntracks = conntracks_of_hosts({s.dpid: s.host for s in model.switches if s.host is not None})
         return SimNetwork(
             {d: frozenset(r.values()) for d, r in self.flows.items()},
             set(self.core.topology.links) | set(cables),
@@ -171,4 +178,5 @@ class FakeFabric:
             groups={d: list(g.values()) for d, g in self.groups.items()},
             down=down,
             host_conntracks=host_conntracks,
+            tunnels=self.core.view().tunnels,
         )

@@ -8,7 +8,9 @@ a port the file numbers itself:
 - a numbered port keeps its number;
 - interface names get numbers from :data:`FIRST_NAMED_PORT` upward, in
   name order (Python string order), per switch, skipping every number the
-  file declares on that switch (a VM's, a link end's, a mirror's port).
+  file declares on that switch (a VM's, a link end's, a mirror's port);
+  a host's tunnel switch names one tunnel port per other host
+  (:func:`~controller.fabric.tunnels.tunnel_port_name`).
 
 ``vmn provision`` asks OVS for these numbers (``ofport_request``) when it
 attaches a named VM interface, and ``vmn trace`` simulates them; a port
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from controller.config.model import Model, PortRef
+from controller.fabric.tunnels import tunnel_port_name
 
 FIRST_NAMED_PORT = 1000
 """Interface-named ports get OpenFlow numbers from here, in name order, skipping declared numbers."""
@@ -30,7 +33,7 @@ MAX_OFPORT = 0xFEFF
 
 
 def declared_ports(model: Model) -> Mapping[str, frozenset[PortRef]]:
-    """Switch name -> every port the file names on it (VMs, link ends, mirror taps)."""
+    """Switch name -> every port the file names on it (VMs, link ends, mirror taps, tunnels)."""
     refs: dict[str, set[PortRef]] = {s.name: set() for s in model.switches}
     for vm in model.vms:
         refs[vm.switch].add(vm.port)
@@ -39,6 +42,11 @@ def declared_ports(model: Model) -> Mapping[str, frozenset[PortRef]]:
         refs[link.b.switch].add(link.b.port)
     for mirror in model.mirrors:
         refs[mirror.switch].add(mirror.port)
+    if model.overlay is not None:
+        for host in model.hosts:
+            refs[host.switch].update(
+                tunnel_port_name(model.overlay.type, peer.tunnel_ip) for peer in model.hosts if peer != host
+            )
     return {name: frozenset(ports) for name, ports in refs.items()}
 
 

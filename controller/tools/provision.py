@@ -1,6 +1,10 @@
 """``vmn provision``: create or update each switch's OVS bridge through the OVSDB IDL.
 
-For every switch of the network file: a bridge named ``switch.bridge`` with
+With ``hosts`` in the file, ``--host H`` provisions host H: its switches,
+its tunnel ports and the patch ports of links between its bridges
+(:mod:`controller.tools.hostports`); run it on every host.
+
+For every switch of the network file (of the host): a bridge named ``switch.bridge`` with
 the file's dpid, OpenFlow 1.3, ``fail_mode=secure``, the datapath type asked
 for and the controller target(s) (several for HA instances, see
 :mod:`controller.ha`: each instance connects to every switch); then every VM port given as an interface
@@ -27,6 +31,7 @@ with warnings.catch_warnings():  # python-ovs imports eventlet only to detect it
     import ovs.poller
 
 from controller.config.model import Model, Switch
+from controller.tools.hostports import HostError, PortSpec, host_ports, switches_of
 from controller.tools.portplan import MAX_OFPORT, port_numbers
 
 DEFAULT_DB = "unix:/var/run/openvswitch/db.sock"
@@ -35,13 +40,13 @@ TABLES = {
     "Open_vSwitch": ["bridges"],
     "Bridge": ["name", "ports", "controller", "protocols", "fail_mode", "datapath_type", "other_config"],
     "Port": ["name", "interfaces"],
-    "Interface": ["name", "type", "ofport_request"],
+    "Interface": ["name", "type", "ofport_request", "options", "bfd"],
     "Controller": ["target"],
 }
 
 
 class ProvisionError(RuntimeError):
-    """OVSDB unreachable, or a transaction failed; the message says which."""
+    """OVSDB unreachable, a transaction failed, or an unknown host; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class Plan:
     controller: str | tuple[str, ...] = "tcp:127.0.0.1:6653"
     datapath_type: str = "system"
     db: str = DEFAULT_DB
+    host: str | None = None
+    """The host to provision (``hosts`` in the file); None: every switch of a file without hosts."""
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -175,24 +182,57 @@ def _ensure_ports(idl: ovs.db.idl.Idl, txn: Any, switch: Switch, plan: Plan) -> 
     return changes
 
 
+def _ensure_spec(idl: ovs.db.idl.Idl, txn: Any, spec: PortSpec) -> list[str]:
+    """Create the port of ``spec`` on its bridge, or bring an existing one's interface in line."""
+    iface = next((i for i in _rows(idl, "Interface") if i.name == spec.name), None)
+    want: dict[str, Any] = {"type": spec.type, "options": dict(spec.options), "bfd": dict(spec.bfd)}
+    if iface is not None:
+        diff = {k: v for k, v in want.items() if (dict(getattr(iface, k)) if k != "type" else iface.type) != v}
+        for column, value in diff.items():
+            setattr(iface, column, value)
+        return [f"port {spec.name} ({spec.why}): {k} updated" for k in sorted(diff)]
+    bridge = next((b for b in _rows(idl, "Bridge") if b.name == spec.bridge), None)
+    if bridge is None:
+        return []
+    iface = txn.insert(idl.tables["Interface"])
+    iface.name = spec.name
+    for column, value in want.items():
+        setattr(iface, column, value)
+    if spec.ofport is not None:
+        iface.ofport_request = spec.ofport
+    port = txn.insert(idl.tables["Port"])
+    port.name, port.interfaces = spec.name, [iface]
+    bridge.addvalue("ports", port)
+    return [f"port {spec.name} ({spec.why}): created on {spec.bridge}"]
+
+
 def provision(plan: Plan, timeout: float = 10.0) -> list[str]:
     """Make OVS match the plan; return one line per change (``note:`` lines change nothing).
 
     Raises
     ------
     ProvisionError
-        If OVSDB cannot be reached or a transaction fails.
+        If the host is unknown (or missing while the file has hosts), OVSDB
+        cannot be reached or a transaction fails.
     """
+    try:
+        names = set(switches_of(plan.model, plan.host))
+        specs = host_ports(plan.model, plan.host)
+    except HostError as exc:
+        raise ProvisionError(str(exc)) from exc
+    switches = [s for s in plan.model.switches if s.name in names]
     idl = _connect(plan.db, timeout)
     try:
         changes: list[str] = []
         txn = ovs.db.idl.Transaction(idl)
-        for switch in plan.model.switches:
+        for switch in switches:
             changes += _ensure_bridge(idl, txn, switch, plan)
         _commit(idl, txn)
         _wait_synced(idl)
         txn = ovs.db.idl.Transaction(idl)
-        for switch in plan.model.switches:
+        for spec in specs:
+            changes += _ensure_spec(idl, txn, spec)
+        for switch in switches:
             changes += _ensure_ports(idl, txn, switch, plan)
         _commit(idl, txn)
         return changes

@@ -383,9 +383,13 @@ class SimNetwork:
         conntrack: SimConntrack | None = None,
         down: Iterable[tuple[int, int]] = (),
         host_conntracks: Mapping[int, SimConntrack] | None = None,
+        tunnels: Iterable[LinkKey] = (),
     ) -> None:
         """``host_conntracks`` maps a switch to the conntrack of its host (switches on one OVS host share
-        one); a switch absent there uses ``conntrack``."""
+        one); a switch absent there uses ``conntrack``. ``tunnels`` are the links that are tunnels: a
+        frame crosses one with its ``tunnel_id`` (0 if none was set, as OVS sends a ``key=flow`` tunnel),
+        and arrives from any other link without one."""
+        self.tunnels = frozenset(tunnels)
         self.conntrack = conntrack or SimConntrack()
         dead = frozenset(down)
         groups = groups or {}
@@ -417,6 +421,10 @@ class SimNetwork:
                     trace.outputs.append((d, out_port, out_pkt))
                 else:
                     pd, pp, link = peer
+                    if link in self.tunnels:
+                        out_pkt["tunnel_id"] = out_pkt.get("tunnel_id", 0)
+                    else:
+                        out_pkt.pop("tunnel_id", None)
                     trace.link_crossings[link] = trace.link_crossings.get(link, 0) + 1
                     work.append((pd, pp, out_pkt, hops + 1))
         return trace

@@ -129,3 +129,15 @@ def test_parse_request_rejects_garbage_without_raising() -> None:
     assert parse_request(b"\xff" * 400) is None
     request = parse_request(tagged(frame, 100))
     assert request is not None and request.kind == DISCOVER and request.vlan == 100 and request.client_mac == R1
+
+
+def test_the_mtu_offered_leaves_room_for_the_overlay() -> None:
+    from apps.dhcp.app import MTU, lease_of
+    from controller.config.model import Overlay
+
+    model = model_from(NET)
+    net = next(n for n in model.networks if n.dhcp)
+    vm = next(v for v in model.vms if v.network == net.name and v.ip is not None and v.mac is not None)
+    assert lease_of(net, vm).mtu == MTU == 1500
+    assert lease_of(net, vm, Overlay("vxlan", 1500)).mtu == 1446
+    assert lease_of(net, vm, Overlay("geneve", 1600)).mtu == 1546

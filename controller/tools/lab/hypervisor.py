@@ -14,10 +14,12 @@ the lab can remove it.
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.tools.lab.controller_process import REPO_ROOT
 from controller.tools.lab.dumps import Flow, parse_flow
 from controller.tools.lab.hosts import Host, check_ifname
 from controller.tools.lab.shell import Cmd, sh
@@ -234,8 +236,20 @@ class Hypervisor:
             error = self.vsctl("get", "interface", iface, "error", check=False).strip()
             raise RuntimeError(f"{iface} on {self.name}/{bridge}: ofport {got}, wanted {ofport}: {error}")
 
-    def add_vm(self, name: str, bridge: str, ofport: int, ip: str | None = None, mac: str | None = None) -> VM:
+    def add_vm(
+        self,
+        name: str,
+        bridge: str,
+        ofport: int | None,
+        ip: str | None = None,
+        mac: str | None = None,
+        attach: bool = True,
+    ) -> VM:
         """Create VM namespace ``{prefix}-{name}`` with a veth into ``bridge`` at ``ofport``.
+
+        With ``attach=False`` the bridge end is left unattached (and
+        ``bridge`` need not exist yet): ``vmn provision --host`` attaches it,
+        as it would a libvirt tap (see :meth:`provision`).
 
         The VM's interface is ``{prefix}{name}``, the bridge end
         ``{prefix}{name}p`` (created directly in this namespace: a netdev
@@ -250,8 +264,9 @@ class Hypervisor:
             If the name is taken or too long (at most 8 characters with the
             default prefix), or ``bridge`` is not on this hypervisor.
         """
-        self._bridge(bridge)
-        vm = VM(self._ledger.prefix, name, bridge, ofport, self._ledger.processes.append)
+        if attach:
+            self._bridge(bridge)
+        vm = VM(self._ledger.prefix, name, bridge, ofport if attach else None, self._ledger.processes.append)
         vm.hypervisor = self.name
         self._ledger.claim(name)
         self._ledger.add_netns(vm.netns)
@@ -282,9 +297,46 @@ class Hypervisor:
         vm.run(["ip", "link", "set", "dev", vm.iface, "up"], check=True)
         vm.run(["ethtool", "-K", vm.iface, "tx", "off"], check=True)
         vm.mac = vm.read_mac()
-        self.attach(bridge, vm.port, ofport)
+        if attach:
+            if ofport is None:
+                raise ValueError("attach needs an ofport")
+            self.attach(bridge, vm.port, ofport)
+        else:
+            self.run(["sysctl", "-q", "-w", f"net.ipv6.conf.{vm.port}.disable_ipv6=1"])
+            self.run(["ip", "link", "set", "dev", vm.port, "up"], check=True)
         self.vms[name] = vm
         return vm
+
+    def provision(self, config: Path | str, host: str, controller: int | str) -> subprocess.CompletedProcess[str]:
+        """Run ``vmn provision CONFIG --host HOST`` against this instance, in its namespace.
+
+        ``controller`` is a port on :attr:`controller_ip` or a full target.
+        The bridges it made become this hypervisor's (:attr:`bridges`).
+        Returns the finished command (``check`` is left to the caller).
+        """
+        target = f"tcp:{self.controller_ip}:{controller}" if isinstance(controller, int) else controller
+        cmd = [
+            "env",
+            f"PYTHONPATH={REPO_ROOT}",
+            sys.executable,
+            "-m",
+            "controller.cli",
+            "provision",
+            str(config),
+            "--host",
+            host,
+            "--db",
+            f"unix:{self.dir}/db.sock",
+            "--datapath-type",
+            "netdev",
+            "--controller",
+            target,
+        ]
+        done = self.run(cmd, timeout=60)
+        for bridge in self.vsctl("list-br").split():
+            if bridge not in self.bridges:
+                self.bridges.append(bridge)
+        return done
 
     # -- inspection --------------------------------------------------------
 

@@ -27,7 +27,7 @@ echo "test.sh: ruff check and ruff format --check"
 # suite; a path among the extra arguments narrows the run.
 echo "test.sh: pytest $*"
 set +e
-.venv/bin/pytest -q -p no:cacheprovider "$@"
+.venv/bin/pytest -q -p no:cacheprovider --durations=30 "$@"
 status=$?
 set -e
 if [[ $status -eq 5 ]]; then

@@ -85,7 +85,12 @@ def _ofport(numbers: Mapping[tuple[str, int | str], tuple[int, int]], switch: st
 
 
 def host_ports(model: Model, host: str | None) -> list[PortSpec]:
-    """Tunnel ports and patch ports that ``host`` (None: the only host) needs, in a fixed order."""
+    """Tunnel ports and patch ports that ``host`` (None: the only host) needs, in a fixed order.
+
+    Patch ports only where the file says two bridges share a host (``hosts``
+    and ``switches.X.host``): without ``hosts`` a declared link may be a cable
+    between machines, which provisioning leaves alone.
+    """
     mine = set(switches_of(model, host))
     numbers = port_numbers(model)
     out: list[PortSpec] = []
@@ -108,7 +113,7 @@ def host_ports(model: Model, host: str | None) -> list[PortSpec]:
                     f"tunnel to host {peer.name}",
                 )
             )
-    for link in model.links:
+    for link in model.links if me is not None else ():
         if link.a.switch not in mine or link.b.switch not in mine:
             continue
         for end, other in ((link.a, link.b), (link.b, link.a)):

@@ -76,6 +76,17 @@ def _invalid_drops(table: int) -> list[Rule]:
     return rules
 
 
+def _track(table: int, vlan: int, eth_type: int) -> Rule:
+    """The conntrack pass of ``table``: untracked IP of network ``vlan`` through its zone, back into ``table``."""
+    return Rule(
+        APP_ACL,
+        table,
+        PRIO_CT_TRACK,
+        make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_type=eth_type, ct_state=ct_state(0, CT_TRK)),
+        (Ct(zone=vlan, recirc_table=table),),
+    )
+
+
 ADMITTED = (ct_state(CT_TRK | CT_EST | CT_RPL, CT_INV), ct_state(CT_TRK | CT_REL, CT_INV))
 """Replies, and ICMP errors related to a connection (``+rel``): admitted without the lists when the
 connection is marked (:data:`CT_MARK_SKIP_ACL`) or, at delivery, the frame carries :data:`PCP_STATEFUL`."""
@@ -116,15 +127,7 @@ def conntrack_rules(vlans: Iterable[int], after: int = T_LEARN) -> list[Rule]:
     for vlan in vlans:
         vid = OFPVID_PRESENT | vlan
         for eth_type in (ETH_IPV4, ETH_IPV6):
-            rules.append(
-                Rule(
-                    APP_ACL,
-                    T_ACL_PORT,
-                    PRIO_CT_TRACK,
-                    make_match(vlan_vid=vid, eth_type=eth_type, ct_state=ct_state(0, CT_TRK)),
-                    (Ct(zone=vlan, recirc_table=T_ACL_PORT),),
-                )
-            )
+            rules.append(_track(T_ACL_PORT, vlan, eth_type))
             carried = (Ct(zone=vlan, commit=True),) + stateful
             rules.append(
                 Rule(
@@ -202,15 +205,7 @@ def egress_conntrack_rules(vlans: Iterable[int], balanced: Iterable[int]) -> lis
     for vlan in vlans:
         vid = OFPVID_PRESENT | vlan
         for eth_type in (ETH_IPV4, ETH_IPV6):
-            rules.append(
-                Rule(
-                    APP_ACL,
-                    T_ACL_OUT_NET,
-                    PRIO_CT_TRACK,
-                    make_match(vlan_vid=vid, eth_type=eth_type, ct_state=ct_state(0, CT_TRK)),
-                    (Ct(zone=vlan, recirc_table=T_ACL_OUT_NET),),
-                )
-            )
+            rules.append(_track(T_ACL_OUT_NET, vlan, eth_type))
             unnat: tuple[Ct, ...] = ()
             if vlan in lb_vlans and eth_type == ETH_IPV4:
                 unnat = (Ct(zone=CT_ZONE_LB + vlan, nat=Nat(), recirc_table=T_OUTPUT),)

@@ -60,17 +60,23 @@ def version() -> str:
 
 @dataclass(frozen=True)
 class FaucetDp:
-    """One Faucet datapath: every port native in one VLAN, host limits raised."""
+    """One Faucet datapath: every port native in one VLAN, host limits raised.
+
+    ``ignore_learn_ins``: Faucet's knob (learn from all but about 1 in n
+    packet-ins; its default is 10); None leaves Faucet's default.
+    """
 
     name: str
     dpid: int
     vid: int
     ports: tuple[int, ...]
     max_hosts: int
+    ignore_learn_ins: int | None = 0
 
 
 def write_config(path: Path, dp: FaucetDp) -> Path:
-    """faucet.yaml for ``dp`` with ``ignore_learn_ins: 0`` (learn from every packet-in)."""
+    """faucet.yaml for ``dp`` (``ignore_learn_ins`` as ``dp`` says; 0 learns from every packet-in)."""
+    learn = {} if dp.ignore_learn_ins is None else {"ignore_learn_ins": dp.ignore_learn_ins}
     return write_yaml(
         path,
         {
@@ -79,7 +85,7 @@ def write_config(path: Path, dp: FaucetDp) -> Path:
                 dp.name: {
                     "dp_id": dp.dpid,
                     "hardware": "Open vSwitch",
-                    "ignore_learn_ins": 0,
+                    **learn,
                     "interfaces": {p: {"native_vlan": "bench", "max_hosts": dp.max_hosts} for p in dp.ports},
                 }
             },

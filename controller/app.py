@@ -42,7 +42,8 @@ from controller.ha.elector import Elector
 from controller.ha.roles import Roles
 from controller.ha.shim import HaShim
 from controller.metrics import Metrics
-from controller.ratelimit import TokenBucket
+from controller.ratelimit import TokenBucket, meter_burst
+from controller.rx import Shedder
 
 LOG = logging.getLogger("vmn")
 CONFIG_ENV = "VMN_CONFIG"
@@ -101,6 +102,9 @@ class VmnController(HaShim, app_manager.OSKenApp):
         self._stats: dict[int, list[DumpedFlow]] = {}
         self._ports_pending: dict[int, list[PortInfo]] = {}
         self._bundle_id = 0
+        self._pin_counters: dict[tuple[int, int], Any] = {}
+        """(dpid, table) -> the packet-in counter child (``labels()`` costs a lock and a dict build per call)."""
+        self._shed_seen: dict[int, int] = {}
         self._polls: dict[tuple[int, int], tuple[int, dict[int, int]]] = {}
         """(dpid, xid) of a pending flow-stats request -> (app id, counts so far)."""
         self._next_poll = 0.0
@@ -201,6 +205,7 @@ class VmnController(HaShim, app_manager.OSKenApp):
     @set_ev_cls(EventTick)
     def on_tick(self, ev: EventTick) -> None:
         self._send(self.core.tick())
+        self._count_shed()
         self._poll_stats()
         self._check_takeover()
         self._check_coordination()
@@ -219,6 +224,17 @@ class VmnController(HaShim, app_manager.OSKenApp):
         except OSError:
             return None
         return (st.st_mtime_ns, st.st_size)
+
+    def _count_shed(self) -> None:
+        """Move each receive loop's count of shed repeats into ``vmn_packet_in_shed_total``."""
+        for dpid, dp in self.datapaths.items():
+            shedder = getattr(dp, "shedder", None)
+            if shedder is None:
+                continue
+            seen = self._shed_seen.get(dpid, 0)
+            if shedder.shed_count > seen:
+                self.metrics.packet_in_shed.labels(switch=f"{dpid:x}").inc(shedder.shed_count - seen)
+                self._shed_seen[dpid] = shedder.shed_count
 
     def _packet_out(self, frames: tuple[Frame, ...]) -> None:
         for dpid, port, frame in frames:
@@ -283,6 +299,11 @@ class VmnController(HaShim, app_manager.OSKenApp):
         dp = ev.msg.datapath
         self.datapaths[dp.id] = dp
         self._ports_pending[dp.id] = []
+        self._shed_seen.pop(dp.id, None)
+        if hasattr(dp, "shedder"):  # controller.rx's receive loop (installed by the launcher)
+            dp.shedder = Shedder(
+                frozenset(t.table_id for t in self.core.pipeline.tables if t.trap and t.trap.per_source)
+            )
         LOG.info("switch %016x connected from %s", dp.id, dp.address)
         dp.send_msg(ofmsg.port_desc_request(dp))
         self._act(self.roles.connected(dp.id))
@@ -305,7 +326,8 @@ class VmnController(HaShim, app_manager.OSKenApp):
             return
         if not self.core.model.knows_dpid(dpid) or not self._writable(dpid):
             return
-        for msg in ofmsg.meter_mods(dp, METER_PACKET_IN, self.core.model.controller.packet_in_rate):
+        rate = self.core.model.controller.packet_in_rate
+        for msg in ofmsg.meter_mods(dp, METER_PACKET_IN, rate, meter_burst(rate)):
             dp.send_msg(msg)
         self._stats[dpid] = []
         dp.send_msg(ofmsg.flow_stats_request(dp))
@@ -359,9 +381,14 @@ class VmnController(HaShim, app_manager.OSKenApp):
     def on_packet_in(self, ev: Any) -> None:
         msg = ev.msg
         dpid = msg.datapath.id
-        trap = self.core.pipeline.trap(msg.table_id)
-        reason = trap.reason if trap is not None else f"table{msg.table_id}"
-        self.metrics.packet_in.labels(switch=f"{dpid:x}", reason=reason).inc()
+        counter = self._pin_counters.get((dpid, msg.table_id))
+        if counter is None:
+            trap = self.core.pipeline.trap(msg.table_id)
+            reason = trap.reason if trap is not None else f"table{msg.table_id}"
+            counter = self._pin_counters[(dpid, msg.table_id)] = self.metrics.packet_in.labels(
+                switch=f"{dpid:x}", reason=reason
+            )
+        counter.inc()
         bucket = self._buckets.get(dpid)
         if bucket is None:
             bucket = self._buckets[dpid] = TokenBucket(self.core.model.controller.packet_in_rate)

@@ -26,6 +26,8 @@ log.early_init_log(logging.INFO)
 from os_ken.base.app_manager import AppManager  # noqa: E402  (after early log init)
 from os_ken.controller import controller  # noqa: E402,F401  (registers --ofp-* and TLS options)
 
+from controller import rx  # noqa: E402  (after early log init, as os-ken's own imports)
+
 CONF = cfg.CONF
 CONF.register_cli_opts(
     [
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if CONF.pid_file:
         with open(CONF.pid_file, "w") as f:
             f.write(str(os.getpid()))
+    rx.install()  # chunked receive loop that sheds repeated packet-ins (controller.rx)
     manager = AppManager.get_instance()
     manager.load_apps(apps)
     services = manager.instantiate_apps(**manager.create_contexts())

@@ -30,6 +30,12 @@ class Metrics:
         self.packet_in_dropped = Counter(
             "vmn_packet_in_dropped", "Packet-ins dropped by the controller-side rate limit", ["switch"], registry=r
         )
+        self.packet_in_shed = Counter(
+            "vmn_packet_in_shed",
+            "Repeated packet-ins of one source dropped unparsed by the receive loop (controller.rx)",
+            ["switch"],
+            registry=r,
+        )
         self.flow_mods = Counter("vmn_flow_mods", "Flow mods sent", ["switch", "command"], registry=r)
         self.flows_installed = Gauge(
             "vmn_flows_installed", "Flows wanted on each switch", ["switch", "app"], registry=r

@@ -217,9 +217,10 @@ def port_desc_request(dp: Any) -> Any:
     return parser.OFPPortDescStatsRequest(dp, 0)
 
 
-def meter_mods(dp: Any, meter_id: int, rate_pps: int) -> list[Any]:
-    """Create meter ``meter_id`` dropping above ``rate_pps`` (add, then modify if it existed)."""
-    bands = [parser.OFPMeterBandDrop(rate=rate_pps, burst_size=max(1, rate_pps // 10))]
+def meter_mods(dp: Any, meter_id: int, rate_pps: int, burst: int | None = None) -> list[Any]:
+    """Create meter ``meter_id`` dropping above ``rate_pps`` with a ``burst`` of packets
+    (default a tenth of a second's worth); an add, then a modify if it existed."""
+    bands = [parser.OFPMeterBandDrop(rate=rate_pps, burst_size=burst or max(1, rate_pps // 10))]
     flags = ofp.OFPMF_PKTPS | ofp.OFPMF_BURST
     return [
         parser.OFPMeterMod(dp, ofp.OFPMC_ADD, flags, meter_id, bands),

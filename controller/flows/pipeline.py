@@ -136,10 +136,16 @@ class PipelineError(ValueError):
 
 @dataclass(frozen=True)
 class Trap:
-    """Packet-ins from a table: which app handles them and the metric's ``reason`` label."""
+    """Packet-ins from a table: which app handles them and the metric's ``reason`` label.
+
+    ``per_source``: every frame of one source on one port means the same to
+    the owner (MAC learning), so the receive loop may shed repeats unparsed
+    (:mod:`controller.rx`).
+    """
 
     owner: str
     reason: str
+    per_source: bool = False
 
 
 @dataclass(frozen=True)
@@ -211,7 +217,7 @@ BUILTIN_TABLES: tuple[TableSpec, ...] = (
     TableSpec(T_ACL_COMMIT, "acl_commit", {"acl": _ALL}, _L2 | _CT, frozenset({"learn"})),
     TableSpec(T_DHCP, "dhcp", {"dhcp": _ALL}, _L2 | _L3, frozenset(), Trap("dhcp", "dhcp")),
     TableSpec(T_ROUTE, "route", {"router": _ALL}, _L2 | _L3, frozenset({"mirror", "forward"}), Trap("router", "arp")),
-    TableSpec(T_LEARN, "learn", {"l2": _ALL}, _L2, frozenset(), Trap("l2", "learn")),
+    TableSpec(T_LEARN, "learn", {"l2": _ALL}, _L2, frozenset(), Trap("l2", "learn", per_source=True)),
     TableSpec(T_MIRROR, "mirror", {"mirror": _ALL}, _L2, frozenset({"forward"})),
     TableSpec(T_FORWARD, "forward", {"l2": _ALL}, _L2 | {"vlan_pcp"}, frozenset({"flood", "egress"})),
     TableSpec(T_FLOOD, "flood", {"flood": _ALL}, _L2, frozenset({"egress"})),

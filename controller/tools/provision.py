@@ -7,7 +7,10 @@ its tunnel ports and the patch ports of links between its bridges
 For every switch of the network file (of the host): a bridge named ``switch.bridge`` with
 the file's dpid, OpenFlow 1.3, ``fail_mode=secure``, the datapath type asked
 for and the controller target(s) (several for HA instances, see
-:mod:`controller.ha`: each instance connects to every switch); then every VM port given as an interface
+:mod:`controller.ha`: each instance connects to every switch), each with its
+queue of packet-ins toward the controller (``controller_queue_size``) sized from
+``controller.packet_in_rate`` (:func:`controller.ratelimit.controller_queue_size`);
+then every VM port given as an interface
 name is attached when that interface exists on the host, asking OVS for
 the OpenFlow number :mod:`controller.tools.portplan` gives it
 (``ofport_request``; the number ``vmn trace`` simulates). An interface
@@ -31,6 +34,7 @@ with warnings.catch_warnings():  # python-ovs imports eventlet only to detect it
     import ovs.poller
 
 from controller.config.model import Model, Switch
+from controller.ratelimit import controller_queue_size
 from controller.tools.hostports import HostError, PortSpec, host_ports, switches_of
 from controller.tools.portplan import MAX_OFPORT, port_numbers
 
@@ -41,7 +45,7 @@ TABLES = {
     "Bridge": ["name", "ports", "controller", "protocols", "fail_mode", "datapath_type", "other_config"],
     "Port": ["name", "interfaces"],
     "Interface": ["name", "type", "ofport_request", "options", "bfd"],
-    "Controller": ["target"],
+    "Controller": ["target", "controller_queue_size"],
 }
 
 
@@ -138,15 +142,23 @@ def _ensure_bridge(idl: ovs.db.idl.Idl, txn: Any, switch: Switch, plan: Plan) ->
         changes += [f"bridge {switch.bridge}: {k} updated" for k in sorted(fields)]
     for column, value in fields.items():
         setattr(bridge, column, value)
-    targets = [] if changes and changes[0].endswith("created") else sorted(c.target for c in bridge.controller)
+    created = bool(changes) and changes[0].endswith("created")
+    targets = [] if created else sorted(c.target for c in bridge.controller)
+    queue = controller_queue_size(plan.model.controller.packet_in_rate)
     if targets != list(plan.targets):
         rows = []
         for target in plan.targets:
             ctl = txn.insert(idl.tables["Controller"])
             ctl.target = target
+            ctl.controller_queue_size = queue
             rows.append(ctl)
         bridge.controller = rows
-        changes.append(f"bridge {switch.bridge}: controller {', '.join(plan.targets)}")
+        changes.append(f"bridge {switch.bridge}: controller {', '.join(plan.targets)} (queue {queue})")
+        return changes
+    for ctl in sorted(bridge.controller, key=lambda c: c.target):
+        if list(ctl.controller_queue_size) != [queue]:
+            ctl.controller_queue_size = queue
+            changes.append(f"bridge {switch.bridge}: controller {ctl.target} queue {queue}")
     return changes
 
 

@@ -65,17 +65,19 @@ vms:
     assert vsctl_get("bridge", names["br1"], "protocols") == "[OpenFlow13]"
     assert vsctl_get("bridge", names["br1"], "datapath_type") == "netdev"
     assert vsctl_get("controller", names["br2"], "target") == '"tcp:127.0.0.1:16001"'
+    assert vsctl_get("controller", names["br2"], "controller_queue_size") == "512"  # packet_in_rate 1000
     assert names["tap"] in sh(["ovs-vsctl", "list-ports", names["br1"]]).stdout.split()
 
     again = provision(cfg, "--controller", "tcp:127.0.0.1:16001")
     assert again.returncode == 0 and "nothing to change" in again.stdout, again.stdout
     assert "created" not in again.stdout and "attached" not in again.stdout
 
-    cfg.write_text(text.replace("0x61", "0x63"))
+    cfg.write_text("controller: {packet_in_rate: 150}\n" + text.replace("0x61", "0x63"))
     update = provision(cfg, "--controller", "tcp:127.0.0.1:16002")
     assert f"bridge {names['br1']}: other_config updated" in update.stdout
     assert vsctl_get("bridge", names["br1"], "other_config:datapath-id") == '"0000000000000063"'
     assert vsctl_get("controller", names["br1"], "target") == '"tcp:127.0.0.1:16002"'
+    assert vsctl_get("controller", names["br2"], "controller_queue_size") == "150"  # from packet_in_rate
 
 
 def test_provision_invalid_file_changes_nothing(names: dict[str, str], tmp_path: Path) -> None:

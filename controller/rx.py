@@ -1,0 +1,185 @@
+"""The switch connection's receive loop: read the socket in chunks, shed repeated packet-ins unparsed.
+
+os-ken's ``Datapath._recv_loop`` reads one message with two ``recv()`` calls
+(its 8-byte header, then the rest) and parses every message into objects
+before any app sees it. Under a burst of new hosts most packet-ins are
+repeats: every frame a host sends before its learn rule is in force is
+copied to the controller, and each repeat costs the parse, an event and
+a queue hand-off to the app thread only to be found "known" there.
+
+:class:`RxDatapath` replaces that loop: one ``recv()`` of up to
+:data:`RECV_CHUNK` bytes takes every message the switch has queued, and a
+PACKET_IN that :class:`Shedder` recognises as a repeat is dropped from the
+raw bytes, before os-ken parses it. Everything else goes through os-ken
+exactly as before (same parser, same events, same handlers).
+
+A repeat is a PACKET_IN of a table whose packet-ins mean the same for every
+frame of one source on one port (the pipeline's ``Trap.per_source``: the
+learn table), with the same table, match (``in_port`` and the other
+pipeline fields OVS reports) and frame bytes 6-16 (source MAC and the
+802.1Q tag) as one passed on less than ``hold`` seconds before.
+Layout: OpenFlow 1.3.5 §7.4.1 (``ofp_packet_in``: 8-byte header,
+``buffer_id`` 4, ``total_len`` 2, ``reason`` 1, ``table_id`` 1, ``cookie`` 8,
+then the ``ofp_match`` padded to 8 bytes, 2 bytes of padding, the frame).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from os_ken.controller import controller as osken_controller
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import DEAD_DISPATCHER
+from os_ken.ofproto import ofproto_parser
+
+LOG = logging.getLogger("vmn.rx")
+OFP13_VERSION = 4
+OFPT_PACKET_IN = 10
+OFP_HEADER = struct.Struct("!BBHI")
+MATCH_AT = 24
+"""Offset of ``ofp_match`` in an OpenFlow 1.3 PACKET_IN."""
+TABLE_AT = 15
+SOURCE = slice(6, 16)
+"""Frame bytes that name a source: the source MAC and the 802.1Q TPID and TCI after it."""
+RECV_CHUNK = 256 * 1024
+DEFAULT_HOLD = 0.5
+
+
+def packet_in_key(buf: bytes | bytearray | memoryview, start: int, length: int, tables: frozenset[int]) -> bytes | None:
+    """The repeat key of the OpenFlow 1.3 PACKET_IN at ``buf[start:start+length]``: table id, match
+    and source bytes of the frame; None if its table is not in ``tables`` or it is too short to hold
+    a frame header.
+    """
+    end = start + length
+    if length < MATCH_AT + 4 or buf[start + TABLE_AT] not in tables:
+        return None
+    match_len = (buf[start + MATCH_AT + 2] << 8) | buf[start + MATCH_AT + 3]
+    frame = start + MATCH_AT + (match_len + 7) // 8 * 8 + 2
+    if match_len < 4 or frame + SOURCE.stop > end:
+        return None
+    return (
+        bytes(buf[start + TABLE_AT : start + TABLE_AT + 1])
+        + bytes(buf[start + MATCH_AT : start + MATCH_AT + match_len])
+        + bytes(buf[frame + SOURCE.start : frame + SOURCE.stop])
+    )
+
+
+class Shedder:
+    """Sheds the repeats of one switch's per-source packet-ins; used by its receive thread only.
+
+    The first PACKET_IN of a key goes on to os-ken and opens a window of
+    ``hold`` seconds in which the same key is shed: long enough for the
+    app's answer (a learn rule) to be in force, short enough that a host
+    moving back to a port it left is learned there again within ``hold``.
+    ``clock`` returns seconds (``time.monotonic``). Keys are forgotten once
+    their window is over (pruned when the table doubles, at least
+    :data:`PRUNE_AT` keys).
+    """
+
+    PRUNE_AT = 4096
+
+    def __init__(
+        self, tables: frozenset[int], hold: float = DEFAULT_HOLD, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if hold <= 0:
+            raise ValueError(f"hold must be positive, got {hold}")
+        self.tables = tables
+        self.hold = hold
+        self.clock = clock
+        self._until: dict[bytes, float] = {}
+        self._prune_at = self.PRUNE_AT
+        self.shed_count = 0
+        """Packet-ins shed so far (read by the app thread for the metric)."""
+
+    def shed(self, buf: bytes | bytearray, start: int, length: int) -> bool:
+        """True if the PACKET_IN at ``buf[start:start+length]`` repeats a key seen less than ``hold`` s ago;
+        otherwise (first of its window, or not per-source) False, and a new window opens for its key.
+        """
+        key = packet_in_key(buf, start, length, self.tables)
+        if key is None:
+            return False
+        now = self.clock()
+        if self._until.get(key, 0.0) > now:
+            self.shed_count += 1
+            return True
+        self._until[key] = now + self.hold
+        if len(self._until) >= self._prune_at:
+            self._until = {k: t for k, t in self._until.items() if t > now}
+            self._prune_at = max(self.PRUNE_AT, 2 * len(self._until))
+        return False
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+
+class RxDatapath(osken_controller.Datapath):  # type: ignore[misc]
+    """os-ken's ``Datapath`` with a chunked receive loop that consults :attr:`shedder` (None: shed nothing)."""
+
+    shedder: Shedder | None = None
+
+    def _recv_loop(self) -> None:
+        buf = bytearray()
+        while self.state != DEAD_DISPATCHER:
+            try:
+                chunk = self.socket.recv(RECV_CHUNK)
+            except (TimeoutError, ssl.SSLError):
+                continue  # a read timeout (eventlet raises SSLError for it on TLS)
+            except (EOFError, OSError):
+                break
+            if not chunk:
+                break
+            buf += chunk
+            del buf[: self._dispatch_all(buf)]
+
+    def _dispatch_all(self, buf: bytearray) -> int:
+        """Hand every whole message in ``buf`` to os-ken (repeats shed); return the bytes consumed."""
+        pos, size = 0, len(buf)
+        while size - pos >= OFP_HEADER.size:
+            version, msg_type, msg_len, xid = OFP_HEADER.unpack_from(buf, pos)
+            msg_len = max(msg_len, OFP_HEADER.size)  # a message claiming less: skip its header, as os-ken
+            if size - pos < msg_len:
+                break
+            shedder = self.shedder
+            if not (
+                msg_type == OFPT_PACKET_IN
+                and version == OFP13_VERSION
+                and shedder is not None
+                and shedder.shed(buf, pos, msg_len)
+            ):
+                self._dispatch(ofproto_parser.msg(self, version, msg_type, msg_len, xid, buf[pos : pos + msg_len]))
+            pos += msg_len
+        return pos
+
+    def _dispatch(self, msg: Any) -> None:
+        """What os-ken's loop does with a parsed message: the event to the apps, then the brick's handlers."""
+        if not msg or self.ofp_brick is None:
+            return
+        ev = ofp_event.ofp_msg_to_ev(msg)
+        self.ofp_brick.send_event_to_observers(ev, self.state)
+        for handler in self.ofp_brick.get_handlers(ev):
+            if self.state in handler.callers[ev.__class__].dispatchers:
+                handler(ev)
+
+
+def connection_factory(sock: Any, address: Any) -> None:
+    """os-ken's ``datapath_connection_factory`` with :class:`RxDatapath`: serve one switch connection."""
+    with contextlib.closing(RxDatapath(sock, address)) as datapath:
+        try:
+            datapath.serve()
+        except Exception:
+            LOG.error("error in the datapath %s from %s", datapath.id, address)
+            raise
+
+
+def install() -> None:
+    """Make os-ken's listener serve every switch connection with :class:`RxDatapath`.
+
+    Call before the listener starts (it looks the factory up when it starts).
+    """
+    osken_controller.datapath_connection_factory = connection_factory

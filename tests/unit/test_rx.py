@@ -1,0 +1,110 @@
+"""The receive loop's framing and its shedding of repeated packet-ins, on raw OpenFlow 1.3 bytes."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import pytest
+
+from controller.app import VmnController  # noqa: F401  (imports os-ken in the order its modules need)
+from controller.flows.pipeline import T_LEARN
+from controller.rx import RxDatapath, Shedder, packet_in_key
+
+LEARN = frozenset({T_LEARN})
+
+
+def packet_in(src: bytes, in_port: int = 1, table: int = T_LEARN, vlan: int = 100) -> bytes:
+    """An OpenFlow 1.3 PACKET_IN as OVS sends it: in_port match, a tagged frame (OpenFlow 1.3.5 §7.4.1)."""
+    frame = b"\x02\xee\xee\xee\xee\x02" + src + struct.pack("!HHH", 0x8100, vlan, 0x88B5) + bytes(46)
+    match = struct.pack("!HHIIxxxx", 1, 12, 0x80000004, in_port)
+    body = struct.pack("!IHBBQ", 0xFFFFFFFF, len(frame), 1, table, 0) + match + b"\0\0" + frame
+    return struct.pack("!BBHI", 4, 10, 8 + len(body), 7) + body
+
+
+A, B = b"\x02\xb2\x00\x00\x00\x01", b"\x02\xb2\x00\x00\x00\x02"
+HELLO = struct.pack("!BBHI", 4, 0, 8, 1)
+ECHO_REQUEST = struct.pack("!BBHI", 4, 2, 12, 2) + b"ping"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_key_names_table_port_and_source_only() -> None:
+    a1 = packet_in(A)
+    assert packet_in_key(a1, 0, len(a1), LEARN) == packet_in_key(a1 + b"junk", 0, len(a1), LEARN)
+    keys = {
+        packet_in_key(m, 0, len(m), LEARN) for m in (a1, packet_in(B), packet_in(A, in_port=2), packet_in(A, vlan=200))
+    }
+    assert len(keys) == 4 and None not in keys
+    other = packet_in(A, table=0)
+    assert packet_in_key(other, 0, len(other), LEARN) is None  # not a per-source table
+    assert packet_in_key(a1[:40], 0, 40, LEARN) is None  # too short to hold the frame's source
+
+
+def test_a_repeat_is_shed_within_hold_and_passed_after() -> None:
+    clock = Clock()
+    shedder = Shedder(LEARN, hold=0.5, clock=clock)
+    a, b = packet_in(A), packet_in(B)
+    assert not shedder.shed(a, 0, len(a))  # first: passed, opens the window
+    assert shedder.shed(a, 0, len(a))
+    assert not shedder.shed(b, 0, len(b))  # another source
+    moved = packet_in(A, in_port=2)
+    assert not shedder.shed(moved, 0, len(moved))  # the same MAC on another port is news (a move)
+    clock.now += 0.6
+    assert not shedder.shed(a, 0, len(a))  # window over: passed again
+    assert shedder.shed_count == 1
+
+
+def test_keys_are_pruned_when_their_windows_are_over() -> None:
+    clock = Clock()
+    shedder = Shedder(LEARN, hold=0.5, clock=clock)
+    for i in range(Shedder.PRUNE_AT - 1):
+        m = packet_in(b"\x02" + i.to_bytes(5, "big"))
+        shedder.shed(m, 0, len(m))
+    clock.now += 1
+    last = packet_in(b"\x02\xff\xff\xff\xff\xff")
+    shedder.shed(last, 0, len(last))
+    assert len(shedder) == 1
+
+
+def test_hold_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="hold must be positive, got 0"):
+        Shedder(LEARN, hold=0)
+
+
+class Recording(RxDatapath):
+    """The receive loop's framing with os-ken's real parser; dispatched messages are recorded."""
+
+    def __init__(self) -> None:  # no socket: _dispatch_all is fed directly
+        self.seen: list[Any] = []
+
+    def _dispatch(self, msg: Any) -> None:
+        self.seen.append(msg)
+
+
+@pytest.mark.parametrize("cut", [1, 7, 9, 30, 61])
+def test_messages_split_anywhere_are_parsed_once_and_repeats_shed(cut: int) -> None:
+    dp = Recording()
+    dp.shedder = Shedder(LEARN)
+    stream = HELLO + packet_in(A) + packet_in(A) + packet_in(B) + ECHO_REQUEST
+    buf = bytearray()
+    for start in range(0, len(stream), cut):
+        buf += stream[start : start + cut]
+        del buf[: dp._dispatch_all(buf)]
+    assert not buf
+    assert [type(m).__name__ for m in dp.seen] == ["OFPHello", "OFPPacketIn", "OFPPacketIn", "OFPEchoRequest"]
+    assert [bytes(m.data[6:12]) for m in dp.seen[1:3]] == [A, B]
+    assert dp.seen[1].match["in_port"] == 1 and dp.shedder.shed_count == 1
+
+
+def test_without_a_shedder_every_packet_in_is_parsed() -> None:
+    dp = Recording()
+    stream = bytearray(packet_in(A) * 3)
+    assert dp._dispatch_all(stream) == len(stream)
+    assert len(dp.seen) == 3

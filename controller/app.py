@@ -389,6 +389,9 @@ class VmnController(HaShim, app_manager.OSKenApp):
                 switch=f"{dpid:x}", reason=reason
             )
         counter.inc()
+        shedder = getattr(msg.datapath, "shedder", None)
+        if shedder is not None:
+            shedder.handled(msg.buf)
         bucket = self._buckets.get(dpid)
         if bucket is None:
             bucket = self._buckets[dpid] = TokenBucket(self.core.model.controller.packet_in_rate)

@@ -92,7 +92,7 @@ class L2Switch:
         old = self.hosts.put(host)
         what = "moved" if old else "learned"
         self.metrics.host_events.labels(event=what).inc()
-        self._update_host_gauge()
+        self._update_host_gauge(host.vlan)
         LOG.info("host %s %s on vlan %d at %016x port %d", host.mac, what, host.vlan, host.dpid, host.port)
         segments: dict[SegKey, Mapping[int, frozenset[Rule]]] = {
             host_key(host): host_rules(view, host, self.after_learn)
@@ -146,7 +146,9 @@ class L2Switch:
             self._full.discard((dpid, port))
         return {port_full_key(dpid, port): port_full_rules(dpid, port, self.after_learn) if full else {}}
 
-    def _update_host_gauge(self) -> None:
+    def _update_host_gauge(self, vlan: int | None = None) -> None:
+        """Set ``vmn_hosts_learned`` of every network, or only of the networks on ``vlan`` (a learned host)."""
         counts = self.hosts.count_by_vlan()
         for net in self.model.networks:
-            self.metrics.hosts_learned.labels(network=net.name).set(counts.get(net.vlan, 0))
+            if vlan is None or net.vlan == vlan:
+                self.metrics.hosts_learned.labels(network=net.name).set(counts.get(net.vlan, 0))

@@ -47,18 +47,31 @@ def test_key_names_table_port_and_source_only() -> None:
     assert packet_in_key(a1[:40], 0, 40, LEARN) is None  # too short to hold the frame's source
 
 
-def test_a_repeat_is_shed_within_hold_and_passed_after() -> None:
+def test_a_repeat_is_shed_while_in_flight_and_hold_after_handled() -> None:
     clock = Clock()
-    shedder = Shedder(LEARN, hold=0.5, clock=clock)
+    shedder = Shedder(LEARN, hold=0.5, clock=clock, in_flight=5)
     a, b = packet_in(A), packet_in(B)
-    assert not shedder.shed(a, 0, len(a))  # first: passed, opens the window
+    assert not shedder.shed(a, 0, len(a))  # first: passed, in flight
+    clock.now += 3  # the app thread lags behind a burst
     assert shedder.shed(a, 0, len(a))
     assert not shedder.shed(b, 0, len(b))  # another source
     moved = packet_in(A, in_port=2)
     assert not shedder.shed(moved, 0, len(moved))  # the same MAC on another port is news (a move)
-    clock.now += 0.6
-    assert not shedder.shed(a, 0, len(a))  # window over: passed again
-    assert shedder.shed_count == 1
+    shedder.handled(a)
+    clock.now += 0.4
+    assert shedder.shed(a, 0, len(a))
+    clock.now += 0.2
+    assert not shedder.shed(a, 0, len(a))  # hold over: passed again
+    assert shedder.shed_count == 2
+
+
+def test_a_packet_in_the_app_never_reports_is_passed_again_after_in_flight() -> None:
+    clock = Clock()
+    shedder = Shedder(LEARN, clock=clock, in_flight=5)
+    a = packet_in(A)
+    assert not shedder.shed(a, 0, len(a))
+    clock.now += 5.1
+    assert not shedder.shed(a, 0, len(a))
 
 
 def test_keys_are_pruned_when_their_windows_are_over() -> None:
@@ -67,14 +80,14 @@ def test_keys_are_pruned_when_their_windows_are_over() -> None:
     for i in range(Shedder.PRUNE_AT - 1):
         m = packet_in(b"\x02" + i.to_bytes(5, "big"))
         shedder.shed(m, 0, len(m))
-    clock.now += 1
+    clock.now += shedder.in_flight + 0.1
     last = packet_in(b"\x02\xff\xff\xff\xff\xff")
     shedder.shed(last, 0, len(last))
     assert len(shedder) == 1
 
 
 def test_hold_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="hold must be positive, got 0"):
+    with pytest.raises(ValueError, match="hold and in_flight must be positive, got 0 and 5"):
         Shedder(LEARN, hold=0)
 
 

@@ -57,6 +57,7 @@ from bench.harness import (
 )
 from controller.config import load_model
 from controller.config.model import ControllerSettings
+from controller.tools.lab import Host
 from controller.tools.provision import Plan as ProvisionPlan
 from controller.tools.provision import provision
 
@@ -106,8 +107,8 @@ class Plan:
 
 
 def plan(opts: Options) -> Plan:
-    """2,000 MACs, 3 trials each; quick: 100 MACs, 1 trial (ours only)."""
-    return Plan(100, 1, 30) if opts.quick else Plan(2000, 3, 150)
+    """2,000 MACs, 3 trials each; quick: 50 MACs, 1 trial (ours only, one controller for all patterns)."""
+    return Plan(50, 1, 30, 0.05) if opts.quick else Plan(2000, 3, 150)
 
 
 def vmn_file(path: Path, bridge: str, raised: bool) -> Path:
@@ -159,35 +160,55 @@ def theirs(tmp: Path, bridge: str, raised: bool) -> Iterator[int]:
         yield proc.port
 
 
-def trial(launch: Launcher, arrival: Arrival, p: Plan) -> Trial:
-    """One fresh bridge + controller; time until all ``arrival.macs`` MACs are learned."""
+@dataclass(frozen=True)
+class Rig:
+    """A bridge with a controller: MACs are sent from ``sender`` (a namespace on port 1)."""
+
+    bridge: str
+    sender: Host
+
+
+@contextmanager
+def rig(launch: Launcher, raised: bool) -> Iterator[Rig]:
+    """A fresh bridge (VM ports 1 and 2) and controller, its start-up flows in place."""
     with new_lab() as lab, tempfile.TemporaryDirectory(prefix="vmn-bench-") as tmp:
         br = lab.add_bridge("b1", DPID, controller_port=None)
         h1 = lab.add_host("h1", br, 1)
         lab.add_host("h2", br, 2)
-        with launch(Path(tmp), br, arrival.raised) as port:
+        with launch(Path(tmp), br, raised) as port:
             if launch is not ours:
                 lab.set_controller(br, port)
             wait_flows_stable(br, quiet=1.0, timeout=60)
-            args = [str(arrival.macs), str(arrival.pps), DST_MAC, PREFIX, str(p.timeout), str(arrival.pause)]
-            args.append(str(arrival.burst or arrival.macs))
-            sender = h1.popen([SYSTEM_PY, str(SENDER), h1.iface, *args])
-            try:
-                first = (sender.stdout.readline() if sender.stdout else "").split()
-                if len(first) != 2 or first[0] != "start":
-                    raise RuntimeError(f"sender did not start: {first} {sender.stderr}")
-                t0 = float(first[1])
-                learned: set[str] = set()
-                while len(learned) < arrival.macs and time.monotonic() - t0 < p.timeout:
-                    time.sleep(p.poll)
-                    learned = learned_macs(br, PREFIX)
-                done = time.monotonic()
-            finally:
-                stop_process(sender)
-            out = sender.stdout.read() if sender.stdout else ""
-            sent = int(out.split()[-1]) if out.strip().startswith("sent") else 0
-            ok = len(learned) >= arrival.macs
-            return Trial(done - t0 if ok else None, len(learned), sent)
+            yield Rig(br, h1)
+
+
+def learn(r: Rig, arrival: Arrival, p: Plan, prefix: str = PREFIX) -> Trial:
+    """Send ``arrival``'s fresh MACs (``prefix``:...) and time until the bridge has learned them all."""
+    args = [str(arrival.macs), str(arrival.pps), DST_MAC, prefix, str(p.timeout), str(arrival.pause)]
+    args.append(str(arrival.burst or arrival.macs))
+    sender = r.sender.popen([SYSTEM_PY, str(SENDER), r.sender.iface, *args])
+    try:
+        first = (sender.stdout.readline() if sender.stdout else "").split()
+        if len(first) != 2 or first[0] != "start":
+            raise RuntimeError(f"sender did not start: {first} {sender.stderr}")
+        t0 = float(first[1])
+        learned: set[str] = set()
+        while len(learned) < arrival.macs and time.monotonic() - t0 < p.timeout:
+            time.sleep(p.poll)
+            learned = learned_macs(r.bridge, prefix)
+        done = time.monotonic()
+    finally:
+        stop_process(sender)
+    out = sender.stdout.read() if sender.stdout else ""
+    sent = int(out.split()[-1]) if out.strip().startswith("sent") else 0
+    ok = len(learned) >= arrival.macs
+    return Trial(done - t0 if ok else None, len(learned), sent)
+
+
+def trial(launch: Launcher, arrival: Arrival, p: Plan) -> Trial:
+    """One fresh bridge + controller; time until all ``arrival.macs`` MACs are learned."""
+    with rig(launch, arrival.raised) as r:
+        return learn(r, arrival, p)
 
 
 @dataclass(frozen=True)
@@ -299,11 +320,19 @@ def run(opts: Options) -> list[Row]:
     )
     peer = skipped is None
     n = p.macs
-    smooth = measure(Arrival(n, 2000 if opts.quick else 5000, 0, True), p, peer)
-    burst_default = measure(Arrival(n, 0, BURST_PAUSE, False, n // 10), p, peer)
-    burst_raised = measure(Arrival(n, 0, BURST_PAUSE, True, n // 10), p, peer)
-    unloaded = measure(Arrival(n, DEFAULT_RATE, 0, False), p, peer)
-    loaded = measure(Arrival(n, 10 * DEFAULT_RATE, 0, False), p, peer)
+    arrivals = (
+        Arrival(n, 2000 if opts.quick else 5000, 0, True),  # smooth
+        Arrival(n, 0, BURST_PAUSE, False, n // 10),  # bursts, default limits
+        Arrival(n, 0, BURST_PAUSE, True, n // 10),  # bursts, limits raised
+        Arrival(n, DEFAULT_RATE, 0, False),  # unloaded
+        Arrival(n, 10 * DEFAULT_RATE, 0, False),  # 10x overload
+    )
+    if opts.quick:  # harness check: one controller (default limits) for every pattern, fresh MACs each
+        with rig(ours, False) as r:
+            got = [Measured(a, [learn(r, a, p, f"02:c{i}")], []) for i, a in enumerate(arrivals)]
+    else:
+        got = [measure(a, p, peer) for a in arrivals]
+    smooth, burst_default, burst_raised, unloaded, loaded = got
     return [
         time_row(METRICS[0], smooth, p, skipped, "—"),
         time_row(METRICS[1], burst_default, p, skipped, "≥ 5×"),

@@ -105,6 +105,7 @@ class VmnController(HaShim, app_manager.OSKenApp):
         self._pin_counters: dict[tuple[int, int], Any] = {}
         """(dpid, table) -> the packet-in counter child (``labels()`` costs a lock and a dict build per call)."""
         self._shed_seen: dict[int, int] = {}
+        self._counters: dict[tuple[int, str], Any] = {}
         self._polls: dict[tuple[int, int], tuple[int, dict[int, int]]] = {}
         """(dpid, xid) of a pending flow-stats request -> (app id, counts so far)."""
         self._next_poll = 0.0
@@ -286,12 +287,20 @@ class VmnController(HaShim, app_manager.OSKenApp):
                 dp.send(ofmsg.batch_bytes(dp, self._bundle_id, batch.deletes, batch.adds))
             for group_id in batch.group_deletes:
                 dp.send_msg(ofmsg.group_delete(dp, group_id))
-            name = f"{batch.dpid:x}"
             if batch.deletes:
-                self.metrics.flow_mods.labels(switch=name, command="delete").inc(len(batch.deletes))
+                self._flow_mod_counter(batch.dpid, "delete").inc(len(batch.deletes))
             if batch.adds:
-                self.metrics.flow_mods.labels(switch=name, command="add").inc(len(batch.adds))
+                self._flow_mod_counter(batch.dpid, "add").inc(len(batch.adds))
         self._packet_out(effects.frames)
+
+    def _flow_mod_counter(self, dpid: int, command: str) -> Any:
+        """The ``vmn_flow_mods_total`` child of (switch, command), looked up once."""
+        counter = self._counters.get((dpid, command))
+        if counter is None:
+            counter = self._counters[(dpid, command)] = self.metrics.flow_mods.labels(
+                switch=f"{dpid:x}", command=command
+            )
+        return counter
 
     # -- switch lifecycle --------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -326,11 +335,15 @@ class VmnController(HaShim, app_manager.OSKenApp):
             return
         if not self.core.model.knows_dpid(dpid) or not self._writable(dpid):
             return
+        self._send_meter(dp)
+        self._stats[dpid] = []
+        dp.send_msg(ofmsg.flow_stats_request(dp))
+
+    def _send_meter(self, dp: Any) -> None:
+        """The packet-in meter at ``packet_in_rate`` with a burst of one second's worth (:mod:`controller.ratelimit`)."""
         rate = self.core.model.controller.packet_in_rate
         for msg in ofmsg.meter_mods(dp, METER_PACKET_IN, rate, meter_burst(rate)):
             dp.send_msg(msg)
-        self._stats[dpid] = []
-        dp.send_msg(ofmsg.flow_stats_request(dp))
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def on_flow_stats(self, ev: Any) -> None:
@@ -451,7 +464,16 @@ class VmnController(HaShim, app_manager.OSKenApp):
             LOG.warning("reload: controller.apps changed; the app set changes at the next restart")
         if model.controller.coordination != self.core.model.controller.coordination:
             LOG.warning("reload: controller.coordination changed; it takes effect at the next restart")
+        rate = self.core.model.controller.packet_in_rate
         self._send(self.core.reload(model))
+        if (
+            model.controller.packet_in_rate != rate
+        ):  # the meters and buckets follow; the OVS queue at the next provision
+            self._buckets.clear()
+            for dpid in sorted(self.core.ready):
+                dp = self.datapaths.get(dpid)
+                if dp is not None and self._writable(dpid):
+                    self._send_meter(dp)
         self.metrics.config_reloads.labels(result="ok").inc()
         LOG.info("reload: %s applied", self.config_path)
         return model

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.tools.lab import ControllerProcess, Host, Lab, free_port, wait_until
+from controller.tools.lab import ControllerProcess, Host, Lab, free_port, sh, wait_until
 from tests.ovs.metrics_client import total
 from tests.ovs.traffic import start_servers, tcp_connects
 
@@ -90,11 +90,14 @@ def test_unrelated_acl_change_loses_no_ping_and_is_in_force_within_2s(reload_lab
     print(f"reload in force after {in_force:.2f}s")
 
 
-def test_editing_the_file_reloads_it(reload_lab: ReloadLab) -> None:
+def test_editing_the_file_reloads_it_and_the_packet_in_meter_follows(reload_lab: ReloadLab) -> None:
     rl = reload_lab
-    rl.write(81)  # no signal: the controller watches the file
+    text = NETWORK % {"metrics": rl.metrics, "port": 81}
+    rl.cfg.write_text(text.replace("controller: {", "controller: {packet_in_rate: 300, "))  # no signal: watched
     wait_until(lambda: rl.h3_reaches(81), 3.0, message="edit picked up")
     assert "changed on disk" in rl.ctl.log_text()
+    meters = ["ovs-ofctl", "-O", "OpenFlow13", "dump-meters", rl.hosts["h1"].bridge]
+    wait_until(lambda: "rate=300 burst_size=300" in sh(meters).stdout, 3.0, message="meter at the new packet_in_rate")
 
 
 def test_invalid_file_is_rejected_with_its_path_and_keeps_everything(reload_lab: ReloadLab) -> None:

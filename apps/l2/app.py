@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from apps.base import NOTHING, AppContext, FlowRemoved, PacketIn, Reaction, SegKey, Segments, per_switch
 from apps.l2.hosts import HostTable
@@ -37,6 +38,8 @@ class L2Switch:
         self.after_learn = following
         self.hosts = HostTable()
         self._full: set[tuple[int, int]] = set()
+        self._event_counters: dict[str, Any] = {}
+        self._host_gauges: dict[str, Any] = {}
 
     # -- compile ---------------------------------------------------------------
     def compile(self, view: FabricView) -> Segments:
@@ -91,7 +94,7 @@ class L2Switch:
         host = decision.host
         old = self.hosts.put(host)
         what = "moved" if old else "learned"
-        self.metrics.host_events.labels(event=what).inc()
+        self._host_event(what)
         self._update_host_gauge(host.vlan)
         LOG.info("host %s %s on vlan %d at %016x port %d", host.mac, what, host.vlan, host.dpid, host.port)
         segments: dict[SegKey, Mapping[int, frozenset[Rule]]] = {
@@ -111,7 +114,7 @@ class L2Switch:
         if host is None or host.dpid != event.dpid:
             return NOTHING
         self.hosts.remove(host.vlan, host.mac)
-        self.metrics.host_events.labels(event="expired").inc()
+        self._host_event("expired")
         self._update_host_gauge()
         LOG.info("host %s expired on vlan %d", host.mac, host.vlan)
         return Reaction({host_key(host): {}, **self._port_cap(host.dpid, host.port)})
@@ -146,9 +149,19 @@ class L2Switch:
             self._full.discard((dpid, port))
         return {port_full_key(dpid, port): port_full_rules(dpid, port, self.after_learn) if full else {}}
 
+    def _host_event(self, event: str) -> None:
+        """Count a host event in ``vmn_host_events_total`` (the labelled child looked up once)."""
+        counter = self._event_counters.get(event)
+        if counter is None:
+            counter = self._event_counters[event] = self.metrics.host_events.labels(event=event)
+        counter.inc()
+
     def _update_host_gauge(self, vlan: int | None = None) -> None:
         """Set ``vmn_hosts_learned`` of every network, or only of the networks on ``vlan`` (a learned host)."""
         counts = self.hosts.count_by_vlan()
         for net in self.model.networks:
             if vlan is None or net.vlan == vlan:
-                self.metrics.hosts_learned.labels(network=net.name).set(counts.get(net.vlan, 0))
+                gauge = self._host_gauges.get(net.name)
+                if gauge is None:
+                    gauge = self._host_gauges[net.name] = self.metrics.hosts_learned.labels(network=net.name)
+                gauge.set(counts.get(net.vlan, 0))

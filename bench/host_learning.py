@@ -239,8 +239,8 @@ def _cell(trials: list[Trial], p: Plan, who: str = "") -> tuple[float | None, st
 
 
 def _times(trials: list[Trial]) -> str:
-    got = [f"{t.seconds:.2f}" if t.seconds is not None else f"> {t.learned} learned" for t in trials]
-    return "runs: " + ", ".join(got) + " s" if got else "not run"
+    got = [f"{t.seconds:.2f} s" if t.seconds is not None else f"timed out ({t.learned:,} learned)" for t in trials]
+    return "runs: " + ", ".join(got) if got else "not run"
 
 
 def time_row(metric: str, m: Measured, p: Plan, skipped: str | None, goal: str) -> Row:

@@ -145,18 +145,23 @@ class RxDatapath(osken_controller.Datapath):  # type: ignore[misc]
     shedder: Shedder | None = None
 
     def _recv_loop(self) -> None:
+        """Read and dispatch until the switch closes or the datapath dies; then close the socket (as os-ken)."""
         buf = bytearray()
-        while self.state != DEAD_DISPATCHER:
-            try:
-                chunk = self.socket.recv(RECV_CHUNK)
-            except (TimeoutError, ssl.SSLError):
-                continue  # a read timeout (eventlet raises SSLError for it on TLS)
-            except (EOFError, OSError):
-                break
-            if not chunk:
-                break
-            buf += chunk
-            del buf[: self._dispatch_all(buf)]
+        try:
+            while self.state != DEAD_DISPATCHER:
+                try:
+                    chunk = self.socket.recv(RECV_CHUNK)
+                except (TimeoutError, ssl.SSLError):
+                    continue  # a read timeout (eventlet raises SSLError for it on TLS)
+                except (EOFError, OSError):
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+                del buf[: self._dispatch_all(buf)]
+        finally:
+            with contextlib.suppress(OSError):
+                self.socket.close()
 
     def _dispatch_all(self, buf: bytearray) -> int:
         """Hand every whole message in ``buf`` to os-ken (repeats shed); return the bytes consumed."""

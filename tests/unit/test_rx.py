@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import struct
 from typing import Any
 
@@ -121,3 +122,14 @@ def test_without_a_shedder_every_packet_in_is_parsed() -> None:
     stream = bytearray(packet_in(A) * 3)
     assert dp._dispatch_all(stream) == len(stream)
     assert len(dp.seen) == 3
+
+
+def test_the_loop_reads_until_the_switch_closes_then_closes_its_socket() -> None:
+    ours, switch = socket.socketpair()
+    dp = Recording()
+    dp.socket, dp.state = ours, "main"
+    switch.sendall(HELLO + packet_in(A) + packet_in(A))
+    switch.close()
+    dp._recv_loop()
+    assert [type(m).__name__ for m in dp.seen] == ["OFPHello", "OFPPacketIn", "OFPPacketIn"]  # no shedder here
+    assert ours.fileno() == -1

@@ -36,6 +36,7 @@ from bench.harness import (
 BENCHMARKS = (
     "packet_in",
     "host_learning",
+    "churn",
     "config_forwarding",
     "acl_scale",
     "data_plane",

@@ -156,15 +156,20 @@ def _oxm(name: str, value: MatchValue | str | int) -> tuple[int, bytes]:
     return f.order, f.head + f.pack(value)
 
 
+_PADS = tuple(bytes(n) for n in range(8))
+
+
 def _pad8(data: bytes) -> bytes:
-    return data + bytes(-len(data) % 8)
+    return data + _PADS[-len(data) % 8]
 
 
 def match_bytes(match: Match) -> bytes:
     """``ofp_match`` (OXM type, fields sorted by OXM type number as os-ken does, padded to 8)."""
-    tlvs = sorted((_oxm(k, v) for k, v in match), key=lambda t: t[0])
-    body = b"".join(t for _, t in tlvs)
-    return _pad8(_MATCH_HEAD.pack(OFPMT_OXM, 4 + len(body)) + body)
+    tlvs = [_oxm(k, v) for k, v in match]
+    tlvs.sort()  # OXM type numbers are distinct: the TLV bytes are never compared
+    body = b"".join([t for _, t in tlvs])
+    length = 4 + len(body)
+    return _MATCH_HEAD.pack(OFPMT_OXM, length) + body + _PADS[-length % 8]
 
 
 def _nx(subtype: int, body: bytes) -> bytes:

@@ -54,10 +54,9 @@ class _PaddedNat(parser.NXActionNAT):
         return data
 
 
-NXAST_CLONE = 42
+NXAST_CLONE = ofwire.NXAST_CLONE
 """Nicira action subtype of ``clone`` (OVS ``lib/ofp-actions.c``, ``NXAST_RAW_CLONE``)."""
-OFPP_IN_PORT_16 = 0xFFF8
-"""``in_port`` of a ``resubmit(,table)``: keep the packet's own in_port (OpenFlow 1.0 port numbering)."""
+OFPP_IN_PORT_16 = ofwire.OFPP_IN_PORT_16
 
 
 class NXActionClone(parser.NXAction):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,14 +58,22 @@ NX_CT_F_COMMIT = 1
 NX_NAT_F_SRC, NX_NAT_F_DST = 1, 2
 OFPP_IN_PORT_16 = 0xFFF8
 """``in_port`` of a ``resubmit(,table)``: keep the packet's own in_port (OpenFlow 1.0 numbering)."""
-FIELD_BITS = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48}
-FIELD_BITS.update(dict.fromkeys(("arp_spa", "arp_tpa", "ipv4_src", "ipv4_dst"), 32))
+FIELD_BITS: Mapping[str, int] = {
+    "eth_src": 48,
+    "eth_dst": 48,
+    "arp_sha": 48,
+    "arp_tha": 48,
+    "arp_spa": 32,
+    "arp_tpa": 32,
+    "ipv4_src": 32,
+    "ipv4_dst": 32,
+}
 """Widths of the fields a :class:`Move` may copy."""
 
 _HEADER = struct.Struct("!BBHI")
 _FLOW_MOD = struct.Struct("!QQBBHHHIIIH2x")
 _MATCH_HEAD = struct.Struct("!HH")
-_U16, _U32 = struct.Struct("!H"), struct.Struct("!I")
+_U16 = struct.Struct("!H")
 _NX_HEAD = struct.Struct("!HHIH")  # type, len, experimenter, subtype
 
 
@@ -149,7 +157,7 @@ _FIELDS = _Fields()
 def _oxm(name: str, value: MatchValue | str | int) -> tuple[int, bytes]:
     """(sort key, TLV) of one match field; a (value, mask) pair is written masked, value AND mask."""
     f = _FIELDS[name]
-    if isinstance(value, tuple):
+    if type(value) is tuple:
         v, m = f.pack(value[0]), f.pack(value[1])
         v = (int.from_bytes(v, "big") & int.from_bytes(m, "big")).to_bytes(len(v), "big")
         return f.order, f.masked_head + v + m
@@ -165,7 +173,14 @@ def _pad8(data: bytes) -> bytes:
 
 def match_bytes(match: Match) -> bytes:
     """``ofp_match`` (OXM type, fields sorted by OXM type number as os-ken does, padded to 8)."""
-    tlvs = [_oxm(k, v) for k, v in match]
+    fields = _FIELDS
+    tlvs = []
+    for name, value in match:
+        f = fields[name]
+        if type(value) is tuple:
+            tlvs.append(_oxm(name, value))
+        else:
+            tlvs.append((f.order, f.head + f.pack(value)))
     tlvs.sort()  # OXM type numbers are distinct: the TLV bytes are never compared
     body = b"".join([t for _, t in tlvs])
     length = 4 + len(body)

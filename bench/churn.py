@@ -51,7 +51,7 @@ class Plan:
     rounds: int
     pps: int
     host_timeout: int
-    learn_timeout: float = 120
+    learn_timeout: float = 300
 
 
 def plan(opts: Options) -> Plan:

@@ -70,8 +70,6 @@ FIELD_BITS: Mapping[str, int] = {
 }
 """Widths of the fields a :class:`Move` may copy."""
 
-_HEADER = struct.Struct("!BBHI")
-_FLOW_MOD = struct.Struct("!QQBBHHHIIIH2x")
 _MATCH_HEAD = struct.Struct("!HH")
 _U16 = struct.Struct("!H")
 _NX_HEAD = struct.Struct("!HHIH")  # type, len, experimenter, subtype
@@ -237,63 +235,85 @@ def _move(a: Move) -> bytes:
     return _nx(NXAST_REG_MOVE, struct.pack("!HHH", FIELD_BITS[a.src], 0, 0) + src + dst)
 
 
+_OUTPUT = struct.Struct("!HHIH6x")
+_PUSH_VLAN = struct.Struct("!HHH2x")
+_GROUP = struct.Struct("!HHI")
+_POP_VLAN = struct.pack("!HH4x", ofp.OFPAT_POP_VLAN, 8)
+_DEC_NW_TTL = struct.pack("!HH4x", ofp.OFPAT_DEC_NW_TTL, 8)
+_CT_CLEAR = _nx(NXAST_CT_CLEAR, bytes(6))
+_RESUBMIT = struct.Struct("!HB3x")
+
+
+def _clone(a: Clone) -> bytes:
+    return _nx(NXAST_CLONE, bytes(6) + b"".join([action_bytes(x) for x in a.actions]))
+
+
+_ACTIONS: Mapping[type, Callable[[Any], bytes]] = {
+    Output: lambda a: _OUTPUT.pack(ofp.OFPAT_OUTPUT, 16, a.port, a.max_len),
+    SetField: lambda a: _set_field(a.field, a.value),
+    PushVlan: lambda a: _PUSH_VLAN.pack(ofp.OFPAT_PUSH_VLAN, 8, a.ethertype),
+    PopVlan: lambda a: _POP_VLAN,
+    Group: lambda a: _GROUP.pack(ofp.OFPAT_GROUP, 8, a.group_id),
+    DecTtl: lambda a: _DEC_NW_TTL,
+    Ct: _ct,
+    Move: _move,
+    CtClear: lambda a: _CT_CLEAR,
+    Resubmit: lambda a: _nx(NXAST_RESUBMIT_TABLE, _RESUBMIT.pack(OFPP_IN_PORT_16, a.table)),
+    Clone: _clone,
+}
+"""Action type -> its packer (OpenFlow 1.3.5 §7.2.5; Nicira ones as OVS ``lib/ofp-actions.c`` encodes them)."""
+
+
 def action_bytes(a: Action) -> bytes:
-    """One action's TLV (OpenFlow 1.3.5 §7.2.5; Nicira ones as OVS encodes them).
+    """One action's TLV.
 
     Raises TypeError for an action type this encoder does not know, KeyError
     for a :class:`Move` of a field of unknown width.
     """
-    if isinstance(a, Output):
-        return struct.pack("!HHIH6x", ofp.OFPAT_OUTPUT, 16, a.port, a.max_len)
-    if isinstance(a, SetField):
-        return _set_field(a.field, a.value)
-    if isinstance(a, PushVlan):
-        return struct.pack("!HHH2x", ofp.OFPAT_PUSH_VLAN, 8, a.ethertype)
-    if isinstance(a, PopVlan):
-        return struct.pack("!HH4x", ofp.OFPAT_POP_VLAN, 8)
-    if isinstance(a, Group):
-        return struct.pack("!HHI", ofp.OFPAT_GROUP, 8, a.group_id)
-    if isinstance(a, DecTtl):
-        return struct.pack("!HH4x", ofp.OFPAT_DEC_NW_TTL, 8)
-    if isinstance(a, Ct):
-        return _ct(a)
-    if isinstance(a, Move):
-        return _move(a)
-    if isinstance(a, CtClear):
-        return _nx(NXAST_CT_CLEAR, bytes(6))
-    if isinstance(a, Resubmit):
-        return _nx(NXAST_RESUBMIT_TABLE, struct.pack("!HB3x", OFPP_IN_PORT_16, a.table))
-    if isinstance(a, Clone):
-        return _nx(NXAST_CLONE, bytes(6) + b"".join(action_bytes(x) for x in a.actions))
-    raise TypeError(f"unknown action {a!r}")
+    pack = _ACTIONS.get(type(a))
+    if pack is None:
+        raise TypeError(f"unknown action {a!r}")
+    return pack(a)
+
+
+_METER = struct.Struct("!HHI")
+_APPLY = struct.Struct("!HH4x")
+_WRITE_METADATA = struct.Struct("!HH4xQQ")
+_GOTO = struct.Struct("!HHB3x")
 
 
 def instructions_bytes(rule: Rule) -> bytes:
     """Meter, Apply-Actions, Write-Metadata, Goto-Table, in that order (OpenFlow 1.3.5 §7.2.4)."""
     out = b""
     if rule.meter is not None:
-        out += struct.pack("!HHI", ofp.OFPIT_METER, 8, rule.meter)
+        out += _METER.pack(ofp.OFPIT_METER, 8, rule.meter)
     if rule.actions:
-        acts = b"".join(action_bytes(a) for a in rule.actions)
-        out += struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 8 + len(acts)) + acts
+        actions = _ACTIONS
+        acts = b"".join([actions[type(a)](a) if type(a) in actions else action_bytes(a) for a in rule.actions])
+        out += _APPLY.pack(ofp.OFPIT_APPLY_ACTIONS, 8 + len(acts)) + acts
     if rule.write_metadata is not None:
-        out += struct.pack("!HH4xQQ", ofp.OFPIT_WRITE_METADATA, 24, *rule.write_metadata)
+        out += _WRITE_METADATA.pack(ofp.OFPIT_WRITE_METADATA, 24, *rule.write_metadata)
     if rule.goto is not None:
-        out += struct.pack("!HHB3x", ofp.OFPIT_GOTO_TABLE, 8, rule.goto)
+        out += _GOTO.pack(ofp.OFPIT_GOTO_TABLE, 8, rule.goto)
     return out
 
 
-def _flow_mod(body: bytes, match: bytes, tail: bytes) -> bytes:
-    length = _HEADER.size + len(body) + len(match) + len(tail)
-    return _HEADER.pack(OFP_VERSION, OFPT_FLOW_MOD, length, 0) + body + match + tail
+_FLOW_MOD_HEAD = struct.Struct("!BBHI" + "QQBBHHHIIIH2x")
+"""``ofp_header`` then the fixed part of ``ofp_flow_mod`` (OpenFlow 1.3.5 §7.3.4.1)."""
 
 
 def flow_add(rule: Rule) -> bytes:
     """``OFPT_FLOW_MOD`` ``OFPFC_ADD`` of ``rule`` with xid 0 (equals os-ken's ``OFPFlowMod`` bytes).
 
-    Raises KeyError for an unknown match field, ValueError for a value it cannot write.
+    Raises KeyError for an unknown match field, ValueError for a value it cannot write,
+    TypeError for an unknown action.
     """
-    body = _FLOW_MOD.pack(
+    tail = match_bytes(rule.match) + instructions_bytes(rule)
+    head = _FLOW_MOD_HEAD.pack(
+        OFP_VERSION,
+        OFPT_FLOW_MOD,
+        _FLOW_MOD_HEAD.size + len(tail),
+        0,
         rule.cookie,
         0,
         rule.table,
@@ -306,7 +326,7 @@ def flow_add(rule: Rule) -> bytes:
         0,
         rule.flags,
     )
-    return _flow_mod(body, match_bytes(rule.match), instructions_bytes(rule))
+    return head + tail
 
 
 _EMPTY_MATCH = _pad8(_MATCH_HEAD.pack(OFPMT_OXM, 4))
@@ -314,7 +334,22 @@ _EMPTY_MATCH = _pad8(_MATCH_HEAD.pack(OFPMT_OXM, 4))
 
 def flow_delete_cookie(cookie: int) -> bytes:
     """``OFPFC_DELETE`` in every table of the flows whose cookie is exactly ``cookie``, xid 0."""
-    body = _FLOW_MOD.pack(
-        cookie, 0xFFFFFFFFFFFFFFFF, OFPTT_ALL, OFPFC_DELETE, 0, 0, 0x8000, OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0
+    length = _FLOW_MOD_HEAD.size + len(_EMPTY_MATCH)
+    head = _FLOW_MOD_HEAD.pack(
+        OFP_VERSION,
+        OFPT_FLOW_MOD,
+        length,
+        0,
+        cookie,
+        0xFFFFFFFFFFFFFFFF,
+        OFPTT_ALL,
+        OFPFC_DELETE,
+        0,
+        0,
+        0x8000,
+        OFP_NO_BUFFER,
+        OFPP_ANY,
+        OFPG_ANY,
+        0,
     )
-    return _flow_mod(body, _EMPTY_MATCH, b"")
+    return head + _EMPTY_MATCH

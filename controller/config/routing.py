@@ -264,7 +264,7 @@ def _uplink(
     owner[name] = router
     uplink = uplinks.get(name)
     if uplink is None:
-        return None  # invalid uplink: already reported
+        return name  # declared but invalid: already reported
     clash = next((net for net, s in subnets.items() if s.overlaps(uplink.ip.network)), None)
     if clash is not None:
         ctx.error(

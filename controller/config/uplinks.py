@@ -157,6 +157,8 @@ def parse_floating_ips(
             continue
         router = router_of.get(vm.network)
         uplink = by_uplink.get(router.uplink) if router is not None and router.uplink is not None else None
+        if uplink is None and router is not None and router.uplink is not None:
+            continue  # its uplink is invalid: already reported
         if uplink is None:
             c.error(f"VM {vm_name!r} is in network {vm.network!r}, which is on no router with an uplink")
             continue

@@ -105,9 +105,8 @@ CASES: list[tuple[str, Any, str]] = [
         [{"prefix": "192.168.0.0/16", "next_hop": "10.0.2.11"}],
         "routers.s.routes[0].next_hop: 10.0.2.11 is not the ip of a VM in this router's networks ('green')",
     ),
-    ("routers/r/uplink", "wan", "routers.r.uplink: not supported yet"),
+    ("routers/r/uplink", "wan", "routers.r.uplink: unknown uplink 'wan'"),
     ("routers/r/colour", "red", "routers.r: unknown key 'colour'"),
-    ("uplinks", {"wan": {}}, "top level: unknown key 'uplinks'"),
 ]
 
 

@@ -54,7 +54,9 @@ def arp_reply(src_mac: str, src_ip: str, dst_mac: str, dst_ip: str) -> bytes:
 def harness(text: str = NET, resolved: bool = True) -> Harness:
     h = Harness(model_from(text), PORTS, LINKS)
     if resolved:
-        h.packet_in(*UPLINK[:1], T_UPLINK_IN, UPLINK[1], arp_reply(UPSTREAM_MAC, "192.0.2.1", uplink_mac("wan"), "192.0.2.10"))
+        h.packet_in(
+            *UPLINK[:1], T_UPLINK_IN, UPLINK[1], arp_reply(UPSTREAM_MAC, "192.0.2.1", uplink_mac("wan"), "192.0.2.10")
+        )
     return h
 
 

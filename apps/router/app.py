@@ -164,6 +164,11 @@ class RouterApp:
             return Reaction()
         return Reaction(dict(self.compile(view)))
 
+    def assume_upstream(self, mac: str) -> None:
+        """Treat every uplink's upstream gateway as answering from ``mac`` (``vmn trace``)."""
+        for up in self.upstream.model.uplinks:
+            self.upstream.found.setdefault(up.name, mac)
+
     def assume_all_found(self, mac_of: Callable[[Vm], str]) -> None:
         """Treat every VM to resolve as answering from ``mac_of(vm)`` (``vmn trace``: as if ARP had answered)."""
         for key, vm in targets(self.resolver.model).items():

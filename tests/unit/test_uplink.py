@@ -10,7 +10,7 @@ from controller.config.routing import gateway_mac
 from controller.config.uplinks import uplink_mac
 from controller.fabric.topology import LinkKey
 from controller.flows.pipeline import T_UPLINK_IN
-from controller.tools.sim import Trace
+from controller.tools.sim import Trace, conntracks_of_hosts
 from tests.unit.fabric_helpers import Harness, model_from
 
 NET = """
@@ -192,3 +192,30 @@ def test_static_routes_win_over_the_default_route() -> None:
     h = harness(text)
     out = outputs(tcp_out(h, "r1"))
     assert set(out) == {AT["b1"]}
+
+
+def test_nat_on_another_host_than_the_vm_keeps_conntrack_at_both_ends_consistent() -> None:
+    text = NET.replace("  b1: {switch: s2, port: 3,", "  b1: {switch: s1, port: 3,")
+    h = Harness(model_from(text), {1: [1, 3, 10], 2: [9, 10]}, LINKS)
+    h.packet_in(2, T_UPLINK_IN, 9, arp_reply(UPSTREAM_MAC, "192.0.2.1", uplink_mac("wan"), "192.0.2.10"))
+    h.host_conntracks = conntracks_of_hosts({1: "hv1", 2: "hv2"})
+    inbound = outputs(tcp_in(h, "192.0.2.50", 80, sport=51000))
+    assert set(inbound) == {(1, 3)}  # DNAT on hv2, acl_out (stateful) on hv1
+    reply = h.send(
+        1,
+        3,
+        MAC["b1"],
+        gateway_mac(200),
+        learn=False,
+        ipv4_src=IP["b1"],
+        ipv4_dst=OUTSIDE,
+        ip_proto=6,
+        tcp_src=80,
+        tcp_dst=51000,
+        nw_ttl=64,
+    )
+    assert outputs(reply)[UPLINK]["ipv4_src"] == "192.0.2.50"
+    assert not outputs(tcp_in(h, "192.0.2.50", 22, sport=51001))
+    out = outputs(tcp_out(h, "r1"))
+    assert out[UPLINK]["ipv4_src"] == "192.0.2.10"
+    assert set(outputs(tcp_in(h, "192.0.2.10", 40000))) == {AT["r1"]}

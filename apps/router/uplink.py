@@ -38,6 +38,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from apps.router.rules import arp_answer, cidr_match
 from controller.config.model import Model, Network, Router, Uplink, Vm
 from controller.config.routing import gateway_mac
 from controller.config.uplinks import uplink_mac, uplink_number
@@ -60,13 +61,11 @@ from controller.flows.rules import (
     CT_NEW,
     CT_TRK,
     OFPP_CONTROLLER,
-    OFPP_IN_PORT,
     OFPVID_NONE,
     OFPVID_PRESENT,
     Action,
     Ct,
     DecTtl,
-    Move,
     Nat,
     Output,
     PopVlan,
@@ -159,25 +158,6 @@ def toward_uplink(source: Network) -> Rule:
     return Rule(APP_ROUTER, T_FORWARD, PRIO_FORWARD, match, goto=T_UPLINK_OUT)
 
 
-def _arp_answer(ip: Ip, mac: str) -> tuple[Action, ...]:
-    return (
-        Move("eth_src", "eth_dst"),
-        SetField("eth_src", mac),
-        SetField("arp_op", 2),
-        Move("arp_sha", "arp_tha"),
-        SetField("arp_sha", mac),
-        Move("arp_spa", "arp_tpa"),
-        SetField("arp_spa", str(ip)),
-        Output(OFPP_IN_PORT),
-    )
-
-
-def _cidr(prefix: ipaddress.IPv4Network) -> str | tuple[str, str]:
-    if prefix.prefixlen == 32:
-        return str(prefix.network_address)
-    return (str(prefix.network_address), str(prefix.netmask))
-
-
 def inbound_rules(ex: Exit, after_learn: int) -> list[Rule]:
     """Ingress, ``uplink_in`` and ``dnat`` rules of one uplink (all on its switch)."""
     port, up, z = ex.port, ex.uplink, zone(ex.uplink)
@@ -210,7 +190,7 @@ def inbound_rules(ex: Exit, after_learn: int) -> list[Rule]:
                 T_UPLINK_IN,
                 PRIO_ARP_ANSWER,
                 make_match(in_port=port, eth_type=ETH_ARP, arp_op=1, arp_tpa=str(ip)),
-                _arp_answer(ip, mac),
+                arp_answer(str(ip), mac, untag=False),
             )
         )
         rules.append(
@@ -225,7 +205,7 @@ def inbound_rules(ex: Exit, after_learn: int) -> list[Rule]:
     spoofed = sorted(set(ex.prefixes), key=lambda p: (p.network_address, p.prefixlen))
     spoofed += [ipaddress.IPv4Network(ip) for ip in [up.ip.ip, *sorted(ex.floating)]]
     rules += [
-        Rule(APP_ROUTER, T_UPLINK_IN, PRIO_SPOOFED, make_match(in_port=port, eth_type=ETH_IPV4, ipv4_src=_cidr(p)))
+        Rule(APP_ROUTER, T_UPLINK_IN, PRIO_SPOOFED, make_match(in_port=port, eth_type=ETH_IPV4, ipv4_src=cidr_match(p)))
         for p in spoofed
     ]
     for vm, net, vm_mac in ex.inside:

@@ -82,22 +82,33 @@ def special(ip: ipaddress.IPv4Address) -> str | None:
     return None
 
 
-def _gateway(ctx: Ctx, value: object) -> ipaddress.IPv4Interface | None:
-    """``10.0.0.1/24``: a host address of its subnet, with a prefix of at most /31."""
+def host_interface(
+    ctx: Ctx, value: object, what: str, example: str, max_prefix: int, too_long: str
+) -> ipaddress.IPv4Interface | None:
+    """An address with its subnet's prefix (``10.0.0.1/24``), the prefix at most ``max_prefix``, not special.
+
+    ``what`` names the address in errors ("the gateway address"), ``example``
+    shows one, ``too_long`` says why a longer prefix is refused.
+    """
     if isinstance(value, str) and "/" not in value:
-        ctx.error(f"expected the gateway address with its subnet's prefix, like '10.0.0.1/24', got {value!r}")
+        ctx.error(f"expected {what} with its subnet's prefix, like {example!r}, got {value!r}")
         return None
     iface = ipv4_interface(ctx, value)
     if iface is None:
         return None
-    if iface.network.prefixlen > 31:
-        ctx.error(f"{value}: a gateway's prefix is its subnet's and must be at most /31")
+    if iface.network.prefixlen > max_prefix:
+        ctx.error(f"{value}: {too_long} (prefix at most /{max_prefix})")
         return None
     why = special(iface.ip)
     if why is not None:
         ctx.error(f"{iface.ip} is {why}")
         return None
     return iface
+
+
+def _gateway(ctx: Ctx, value: object) -> ipaddress.IPv4Interface | None:
+    """``10.0.0.1/24``: a host address of its subnet, with a prefix of at most /31."""
+    return host_interface(ctx, value, "the gateway address", "10.0.0.1/24", 31, "a gateway's prefix is its subnet's")
 
 
 def _dns(ctx: Ctx, value: object) -> tuple[ipaddress.IPv4Address, ...] | None:

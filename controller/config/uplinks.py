@@ -28,9 +28,9 @@ import hashlib
 import ipaddress
 from collections.abc import Mapping, Sequence
 
-from controller.config.base import Ctx, Known, ipv4_address, ipv4_interface, mapping, port_ref, reference, required
+from controller.config.base import Ctx, Known, ipv4_address, mapping, port_ref, reference, required
 from controller.config.model import FloatingIp, Mirror, PortRef, Router, Uplink, Vm
-from controller.config.routing import GATEWAY_MAC_PREFIX, special
+from controller.config.routing import GATEWAY_MAC_PREFIX, host_interface
 
 PortSlot = tuple[str, PortRef]
 
@@ -95,18 +95,10 @@ def parse_uplinks(
 
 def _outside_address(ctx: Ctx, value: object) -> ipaddress.IPv4Interface | None:
     """``192.0.2.10/24``: a host address of its subnet, prefix at most /30 (room for the upstream gateway)."""
-    if isinstance(value, str) and "/" not in value:
-        ctx.error(f"expected the address with its subnet's prefix, like '192.0.2.10/24', got {value!r}")
-        return None
-    iface = ipv4_interface(ctx, value)
+    iface = host_interface(
+        ctx, value, "the address", "192.0.2.10/24", 30, "the subnet must hold the upstream gateway too"
+    )
     if iface is None:
-        return None
-    if iface.network.prefixlen > 30:
-        ctx.error(f"{value}: the subnet must hold the upstream gateway too (prefix at most /30)")
-        return None
-    why = special(iface.ip)
-    if why is not None:
-        ctx.error(f"{iface.ip} is {why}")
         return None
     if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
         ctx.error(f"{iface.ip} is not a host address of {iface.network}")

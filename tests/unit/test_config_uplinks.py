@@ -6,11 +6,11 @@ from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
 import pytest
-import yaml
 
-from controller.config import ConfigError, loads_model, parse_model
+from controller.config import ConfigError, loads_model
 from controller.config.model import FloatingIp, Uplink
 from controller.config.uplinks import uplink_mac
+from tests.unit.config_helpers import data_of, errors, set_path
 
 BASE = """
 switches: {s1: {dpid: 1}, s2: {dpid: 2}}
@@ -40,21 +40,7 @@ floating_ips:
 
 
 def data() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(BASE)
-    return loaded
-
-
-def errors(d: dict[str, Any]) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse_model(d)
-    return list(info.value.errors)
-
-
-def _set(d: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split("/")
-    for key in parents:
-        d = d.setdefault(key, {})
-    d[last] = value
+    return data_of(BASE)
 
 
 def test_base_is_accepted() -> None:
@@ -114,7 +100,7 @@ CASES: list[tuple[str, Any, str]] = [
 @pytest.mark.parametrize(("path", "value", "message"), CASES, ids=[f"{p}={v!r}"[:60] for p, v, _ in CASES])
 def test_errors_name_their_path(path: str, value: Any, message: str) -> None:
     d = data()
-    _set(d, path, value)
+    set_path(d, path, value)
     found = errors(d)
     assert any(e.startswith(message) for e in found), found
 

@@ -60,12 +60,21 @@ def harness(text: str = NET, resolved: bool = True) -> Harness:
     return h
 
 
-def tcp_out(h: Harness, vm: str, dst: str = OUTSIDE, dport: int = 80, sport: int = 40000, **extra: Any) -> Trace:
+def tcp_out(
+    h: Harness,
+    vm: str,
+    dst: str = OUTSIDE,
+    dport: int = 80,
+    sport: int = 40000,
+    at: tuple[int, int] | None = None,
+    **extra: Any,
+) -> Trace:
+    """TCP from ``vm`` (on its port, or ``at``) to ``dst``, sent to its gateway."""
     fields: dict[str, Any] = dict(
         learn=False, ipv4_src=IP[vm], ipv4_dst=dst, ip_proto=6, tcp_src=sport, tcp_dst=dport, nw_ttl=64
     )
     fields.update(extra)
-    return h.send(*AT[vm], MAC[vm], gateway_mac(VLAN[vm]), **fields)
+    return h.send(*(at or AT[vm]), MAC[vm], gateway_mac(VLAN[vm]), **fields)
 
 
 def tcp_in(h: Harness, dst: str, dport: int, sport: int = 80, src: str = OUTSIDE, **extra: Any) -> Trace:
@@ -128,20 +137,7 @@ def test_a_vm_with_a_floating_ip_leaves_as_it_and_is_reached_through_it() -> Non
     inbound = outputs(tcp_in(h, "192.0.2.50", 80, sport=51000))
     assert set(inbound) == {AT["b1"]}
     assert inbound[AT["b1"]]["ipv4_dst"] == IP["b1"] and inbound[AT["b1"]]["eth_dst"] == MAC["b1"]
-    reply = outputs(
-        h.send(
-            *AT["b1"],
-            MAC["b1"],
-            gateway_mac(200),
-            learn=False,
-            ipv4_src=IP["b1"],
-            ipv4_dst=OUTSIDE,
-            ip_proto=6,
-            tcp_src=80,
-            tcp_dst=51000,
-            nw_ttl=64,
-        )
-    )
+    reply = outputs(tcp_out(h, "b1", dport=51000, sport=80))
     assert reply[UPLINK]["ipv4_src"] == "192.0.2.50"
 
 
@@ -201,19 +197,7 @@ def test_nat_on_another_host_than_the_vm_keeps_conntrack_at_both_ends_consistent
     h.host_conntracks = conntracks_of_hosts({1: "hv1", 2: "hv2"})
     inbound = outputs(tcp_in(h, "192.0.2.50", 80, sport=51000))
     assert set(inbound) == {(1, 3)}  # DNAT on hv2, acl_out (stateful) on hv1
-    reply = h.send(
-        1,
-        3,
-        MAC["b1"],
-        gateway_mac(200),
-        learn=False,
-        ipv4_src=IP["b1"],
-        ipv4_dst=OUTSIDE,
-        ip_proto=6,
-        tcp_src=80,
-        tcp_dst=51000,
-        nw_ttl=64,
-    )
+    reply = tcp_out(h, "b1", dport=51000, sport=80, at=(1, 3))
     assert outputs(reply)[UPLINK]["ipv4_src"] == "192.0.2.50"
     assert not outputs(tcp_in(h, "192.0.2.50", 22, sport=51001))
     out = outputs(tcp_out(h, "r1"))

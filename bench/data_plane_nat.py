@@ -21,17 +21,38 @@ alternate the two; each is one iperf3 TCP test (first second omitted);
 medians and run-by-run values are reported, and after each test the
 datapath flows of the sender's and receiver's ports (how many passes a data
 segment takes) as in :mod:`bench.data_plane`.
+
+``python -m bench.data_plane_nat --private [ROUNDS] [SECONDS]`` runs the
+same on a private ``ovs-vswitchd`` (an emulated hypervisor, as
+:mod:`bench.data_plane_private`) and also reports Gbit/s per vswitchd core,
+which holds still on a shared machine.
 """
 
 from __future__ import annotations
 
+import functools
+import statistics
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from bench.data_plane import Plan, Samples, measure
-from bench.harness import Options, Row, controller, fmt, median, new_lab, ratio, spread, write_yaml
-from controller.tools.lab import Host
+from bench.data_plane import Plan, Samples, iperf, measure
+from bench.data_plane_routed import wait_flows
+from bench.harness import (
+    Options,
+    Row,
+    controller,
+    fmt,
+    median,
+    new_lab,
+    prepare_environment,
+    ratio,
+    spread,
+    write_yaml,
+)
+from controller.tools.lab import ControllerProcess, Host, MultiHostLab, wait_until
 
 DPID = 0xD6
 METRICS = ("Data plane TCP throughput, out through an uplink (SNAT)",)
@@ -49,11 +70,11 @@ def plan(opts: Options) -> Plan:
     return Plan(1, 1) if opts.quick else Plan(10, 3)
 
 
-def network(bridge: str) -> dict[str, Any]:
+def network(bridge: str | None) -> dict[str, Any]:
     """The network file: h1 and h2 in networks ``a`` and ``b`` of router ``r1``, whose uplink is port 9."""
     return {
         "controller": {"metrics_port": 0, "api_port": 0},
-        "switches": {"s1": {"dpid": DPID, "bridge": bridge}},
+        "switches": {"s1": {"dpid": DPID, **({"bridge": bridge} if bridge else {})}},
         "networks": {
             name: {"vlan": 110 + i, "gateway": f"{vm[3]}/24"}
             for i, (name, vm) in enumerate(zip("ab", VMS, strict=True))
@@ -109,3 +130,54 @@ def run(opts: Options) -> list[Row]:
             _note(samples, p),
         )
     ]
+
+
+def private(rounds: int = 3, seconds: int = 10) -> dict[str, list[tuple[float, float]]]:
+    """The same on a private ``ovs-vswitchd``: print and return (Gbit/s, vswitchd cores) per test and variant."""
+    from bench.data_plane_private import cpu_seconds
+
+    prepare_environment()
+    results: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
+    with MultiHostLab() as lab, tempfile.TemporaryDirectory(prefix="vmn-bench-") as tmp:
+        hv = lab.add_hypervisor("hv1")
+        cfg = write_yaml(Path(tmp) / "net.yaml", network(None))
+        ctl = ControllerProcess(cfg, listen_host=lab.controller_ip).start()
+        try:
+            br = hv.add_bridge("br", DPID, ctl.port)
+            hosts = {}
+            for name, port, ip, gateway, mac in VMS:
+                hosts[name] = hv.add_vm(name, br, port, ip=f"{ip}/24", mac=mac)
+                hosts[name].run(["ip", "route", "add", "default", "via", gateway], check=True)
+            targets = {"nat": hv.add_vm("out", br, UPLINK_PORT, ip=f"{UPSTREAM}/24"), "routed": hosts["h2"]}
+            wait_flows(hv, br, 10)
+            pid = int((hv.dir / "ovs-vswitchd.pid").read_text())
+            for _ in range(rounds):
+                for v in VARIANTS:
+                    target = targets[v]
+                    wait_until(functools.partial(hosts["h1"].ping, target), 15, message=f"h1 -> {v}")
+                    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+                    rate = iperf(hosts["h1"], target, seconds)
+                    cores = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+                    results[v].append((rate / 1e9, cores))
+                print({k: [f"{g:.2f}@{c:.2f}" for g, c in r[-1:]] for k, r in results.items()}, flush=True)
+        finally:
+            ctl.stop()
+            ctl.log_path.unlink(missing_ok=True)
+    base_rate = statistics.median(g for g, _ in results["routed"])
+    base_eff = statistics.median(g / c for g, c in results["routed"])
+    for v, runs in results.items():
+        rate = statistics.median(g for g, _ in runs)
+        eff = statistics.median(g / c for g, c in runs)
+        print(
+            f"{v}: median {rate:.2f} Gbit/s ({rate / base_rate:.2f}x routed; runs "
+            f"{', '.join(f'{g:.2f}' for g, _ in runs)}); {eff:.3f} Gbit/s per vswitchd core "
+            f"({eff / base_eff:.2f}x routed)"
+        )
+    return results
+
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if argv[:1] != ["--private"]:
+        sys.exit("usage: python -m bench.data_plane_nat --private [ROUNDS] [SECONDS]")
+    private(*(int(a) for a in argv[1:3]))

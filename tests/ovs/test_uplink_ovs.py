@@ -317,18 +317,22 @@ def test_the_outside_reaches_a_vm_through_its_floating_ip_and_nothing_else(up_la
     assert up_lab.probe(sorted(set(probes)) + [reached]) == {reached: "connected"}
 
 
-def test_a_hostile_packet_is_counted_as_dropped(up_lab: UplinkLab) -> None:
-    """A ping from outside to an inside address drops on the uplink and counts in
-    ``vmn_uplink_dropped_packets_total`` (flow statistics every 0.5 s)."""
-    before = up_lab.metric("vmn_uplink_dropped_packets_total", uplink="wan", reason="unknown_destination")
-    assert not up_lab.outside.ping("10.96.1.11", count=3, timeout=0.3)
-    wait_until(
-        lambda: (
-            up_lab.metric("vmn_uplink_dropped_packets_total", uplink="wan", reason="unknown_destination") >= before + 3
-        ),
-        5,
-        message="3 dropped pings counted",
-    )
+def test_hostile_packets_drop_and_are_counted(up_lab: UplinkLab) -> None:
+    """Pings from outside to an inside address, and to a floating IP that answers the outside
+    but from a spoofed inside source, drop on the uplink and count in
+    ``vmn_uplink_dropped_packets_total`` by reason (flow statistics every 0.5 s)."""
+
+    def dropped(reason: str) -> float:
+        return up_lab.metric("vmn_uplink_dropped_packets_total", uplink="wan", reason=reason)
+
+    out, spoofed = up_lab.outside, "10.96.2.99"
+    out.run(["ip", "addr", "replace", f"{spoofed}/32", "dev", "lo"], check=True)
+    before = {reason: dropped(reason) for reason in ("unknown_destination", "spoofed")}
+    assert not out.ping("10.96.1.11", count=3, timeout=0.3)
+    assert out.run(["ping", "-n", "-q", "-c", "1", "-W", "1", FLOATING["r2"]]).returncode == 0
+    assert out.run(["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "0.3", "-I", spoofed, FLOATING["r2"]]).returncode
+    for reason, count in before.items():
+        wait_until(lambda r=reason, c=count: dropped(r) >= c + 3, 5, message=f"3 dropped pings counted as {reason}")
 
 
 def test_arp_on_the_uplink_answers_the_uplink_address_and_floating_ips_only(up_lab: UplinkLab) -> None:

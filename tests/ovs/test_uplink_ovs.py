@@ -143,6 +143,26 @@ for target, result in sorted(found.items()):
 """``timeout target...``: try each ``tcp:IP:PORT`` / ``icmp:IP`` at once; print ``target result``
 (``connected``, ``refused`` (a RST came back), ``echo reply``, or ``-``: nothing came back)."""
 
+UDP_REFUSED = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
+s.connect((sys.argv[1], int(sys.argv[2])))
+for _ in range(3):
+    s.send(b"ping")
+    try:
+        s.recv(64)
+        print("answer")
+        break
+    except ConnectionRefusedError:
+        print("refused")
+        break
+    except TimeoutError:
+        pass
+else:
+    print("timeout")
+"""
+"""``ip port``: ``refused`` when a port unreachable ends a UDP ``recv`` (ECONNREFUSED), else ``answer``/``timeout``."""
+
 HOLD = r"""
 import socket, sys
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
@@ -300,6 +320,13 @@ def test_a_vm_leaves_as_the_uplink_address_or_as_its_floating_ip(up_lab: UplinkL
         assert up_lab.seen_as(vm) == fip, vm
     for vm, host in up_lab.hosts.items():  # and the outside's replies reach them routed: TTL 64 - 1
         assert "ttl=63" in host.run(["ping", "-n", "-c", "1", "-W", "1", SERVER]).stdout, vm
+
+
+def test_an_icmp_error_about_a_natted_connection_reaches_its_vm(up_lab: UplinkLab) -> None:
+    """The outside's port unreachable for r1's UDP datagram (sent as 192.0.2.10, to a closed
+    port) is un-NATed back to r1 as related to its connection: its ``recv`` ends in ECONNREFUSED."""
+    got = up_lab.hosts["r1"].run([sys.executable, "-c", UDP_REFUSED, SERVER, "9"]).stdout.strip()
+    assert got == "refused"
 
 
 def test_the_outside_reaches_a_vm_through_its_floating_ip_and_nothing_else(up_lab: UplinkLab) -> None:

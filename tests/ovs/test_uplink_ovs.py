@@ -233,7 +233,7 @@ class UplinkLab:
         """Write the network file with ``more`` appended to its ``floating_ips``."""
         self.cfg.write_text(NETWORK % {"metrics": self.metrics, "more": more})
 
-    def seen_as(self, vm: str, timeout: float = 1.0) -> str:
+    def seen_as(self, vm: str, timeout: float = 2.0) -> str:
         """The source address the outside server sees for a connection from ``vm`` (``-``: none)."""
         cmd = [sys.executable, "-c", GREETING, SERVER, str(SERVER_PORT), str(timeout)]
         return self.hosts[vm].run(cmd, timeout=timeout + 10).stdout.strip()
@@ -338,8 +338,8 @@ def test_the_outside_reaches_a_vm_through_its_floating_ip_and_nothing_else(up_la
     address (only the destination is translated); the inside addresses (VMs and gateways,
     though the outside routes them to the uplink) and the uplink address's own ports (where
     no port forwarding exists, whatever listens inside) stay unreachable."""
-    assert up_lab.from_outside(FLOATING["r2"], 22, 1.0)
-    assert up_lab.from_outside(FLOATING["r2"], 7000, 1.0)
+    assert up_lab.from_outside(FLOATING["r2"], 22, 2.0)
+    assert up_lab.from_outside(FLOATING["r2"], 7000, 2.0)
     greeting = [sys.executable, "-c", GREETING, FLOATING["r2"], str(SERVER_PORT + 1), "1"]
     assert up_lab.outside.run(greeting).stdout.strip() == UPSTREAM
     assert up_lab.outside.ping(FLOATING["r2"])
@@ -391,7 +391,7 @@ def test_acl_out_of_the_floating_ip_vm_limits_what_the_outside_reaches(up_lab: U
 def test_uplink_metrics(up_lab: UplinkLab) -> None:
     """The gateway is up, and SNAT and DNAT connections (made by the tests before) are counted."""
     assert up_lab.seen_as("r1") == UPLINK_IP
-    assert up_lab.from_outside(FLOATING["r2"], 22, 1.0)
+    assert up_lab.from_outside(FLOATING["r2"], 22, 2.0)
     assert up_lab.metric("vmn_uplink_gateway_up", uplink="wan") == 1
     for nat in ("snat", "dnat"):
         wait_until(
@@ -413,7 +413,7 @@ def test_a_reload_without_a_floating_ip_cuts_it_at_once_and_keeps_established_co
     in_conn = up_lab.hold(up_lab.outside, FLOATING["b1"], 80)
     assert (out_conn.greeting, in_conn.greeting) == (UPLINK_IP, "ok")
     assert (out_conn.echo("before"), in_conn.echo("before")) == ("before", "before")
-    assert up_lab.from_outside(FLOATING["r2"], 22, 1.0)
+    assert up_lab.from_outside(FLOATING["r2"], 22, 2.0)
 
     uplink_switch, removed = up_lab.outside.bridge, FLOATING["r2"]
     assert any(removed in line for line in dump_flows(uplink_switch))

@@ -87,6 +87,7 @@ VMS = {
 }
 UPLINK_IP, UPSTREAM, SERVER, SERVER_PORT = "192.0.2.10", "192.0.2.1", "198.51.100.7", 7000
 FLOATING = {"b1": "192.0.2.50", "r2": "192.0.2.51"}
+HELD_SPORT = 45678
 
 PEER_SERVER = r"""
 import socket, sys, threading
@@ -110,12 +111,13 @@ while True:
 GREETING = r"""
 import socket, sys
 try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
+    where = (sys.argv[1], int(sys.argv[2]))
+    s = socket.create_connection(where, timeout=float(sys.argv[3]), source_address=("0.0.0.0", int(sys.argv[4])))
     print(s.makefile("rb").readline().decode().strip())
 except OSError:
     print("-")
 """
-"""``ip port timeout``: connect and print the server's greeting line (``-``: no connection)."""
+"""``ip port timeout sport``: connect (from ``sport``, 0: any) and print the server's greeting (``-``: none)."""
 
 PROBES = r"""
 import socket, subprocess, sys, threading
@@ -167,7 +169,7 @@ else:
 
 HOLD = r"""
 import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3, source_address=("0.0.0.0", int(sys.argv[3])))
 f = s.makefile("rb")
 print(f.readline().decode().strip(), flush=True)
 for line in sys.stdin:
@@ -178,15 +180,15 @@ for line in sys.stdin:
         got = ""
     print(got or "-", flush=True)
 """
-"""``ip port``: hold one connection: print the greeting, then send each stdin line and print its echo (``-``)."""
+"""``ip port sport``: hold one connection (from ``sport``, 0: any): print the greeting, then send each stdin line and print its echo (``-``)."""
 
 
 class Held:
     """One TCP connection held open by a client process in a namespace; :meth:`echo` sends a line over it."""
 
-    def __init__(self, host: Host, ip: str, port: int) -> None:
+    def __init__(self, host: Host, ip: str, port: int, sport: int = 0) -> None:
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", host.netns, sys.executable, "-c", HOLD, ip, str(port)],
+            ["ip", "netns", "exec", host.netns, sys.executable, "-c", HOLD, ip, str(port), str(sport)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -233,9 +235,9 @@ class UplinkLab:
         """Write the network file with ``more`` appended to its ``floating_ips``."""
         self.cfg.write_text(NETWORK % {"metrics": self.metrics, "more": more})
 
-    def seen_as(self, vm: str, timeout: float = 2.0) -> str:
+    def seen_as(self, vm: str, timeout: float = 2.0, sport: int = 0) -> str:
         """The source address the outside server sees for a connection from ``vm`` (``-``: none)."""
-        cmd = [sys.executable, "-c", GREETING, SERVER, str(SERVER_PORT), str(timeout)]
+        cmd = [sys.executable, "-c", GREETING, SERVER, str(SERVER_PORT), str(timeout), str(sport)]
         return self.hosts[vm].run(cmd, timeout=timeout + 10).stdout.strip()
 
     def from_outside(self, ip: str, port: int, timeout: float = 0.5) -> bool:
@@ -247,9 +249,9 @@ class UplinkLab:
         out = self.outside.run([sys.executable, "-c", PROBES, str(timeout), *targets], timeout=timeout + 20).stdout
         return dict(line.split(" ", 1) for line in out.splitlines() if not line.endswith(" -"))
 
-    def hold(self, host: Host, ip: str, port: int) -> Held:
-        """A connection from ``host`` to ``ip:port`` held open (closed at teardown)."""
-        held = Held(host, ip, port)
+    def hold(self, host: Host, ip: str, port: int, sport: int = 0) -> Held:
+        """A connection from ``host`` (from ``sport``, 0: any) to ``ip:port`` held open (closed at teardown)."""
+        held = Held(host, ip, port, sport)
         self.held.append(held)
         return held
 
@@ -340,7 +342,7 @@ def test_the_outside_reaches_a_vm_through_its_floating_ip_and_nothing_else(up_la
     no port forwarding exists, whatever listens inside) stay unreachable."""
     assert up_lab.from_outside(FLOATING["r2"], 22, 2.0)
     assert up_lab.from_outside(FLOATING["r2"], 7000, 2.0)
-    greeting = [sys.executable, "-c", GREETING, FLOATING["r2"], str(SERVER_PORT + 1), "1"]
+    greeting = [sys.executable, "-c", GREETING, FLOATING["r2"], str(SERVER_PORT + 1), "1", "0"]
     assert up_lab.outside.run(greeting).stdout.strip() == UPSTREAM
     assert up_lab.outside.ping(FLOATING["r2"])
     probes = [f"tcp:{UPLINK_IP}:22", f"tcp:{UPLINK_IP}:7000", f"icmp:{UPLINK_IP}"]
@@ -408,8 +410,9 @@ def test_a_reload_without_a_floating_ip_cuts_it_at_once_and_keeps_established_co
     """Runs last (it edits the file). Connections established before the reload, r1 -> the
     outside server (SNAT) and the outside -> b1's floating IP (DNAT, stateful acl_out), carry
     data after it; right after the reload the outside can no longer connect through r2's
-    removed floating IP nor ARP it, and r2's new connections leave as the uplink address."""
-    out_conn = up_lab.hold(up_lab.hosts["r1"], SERVER, SERVER_PORT)
+    removed floating IP nor ARP it, and r2's new connections leave as the uplink address, also
+    from the very source port of r1's held connection (conntrack NAT picks another port)."""
+    out_conn = up_lab.hold(up_lab.hosts["r1"], SERVER, SERVER_PORT, HELD_SPORT)
     in_conn = up_lab.hold(up_lab.outside, FLOATING["b1"], 80)
     assert (out_conn.greeting, in_conn.greeting) == (UPLINK_IP, "ok")
     assert (out_conn.echo("before"), in_conn.echo("before")) == ("before", "before")
@@ -432,7 +435,8 @@ def test_a_reload_without_a_floating_ip_cuts_it_at_once_and_keeps_established_co
     assert up_lab.metric("vmn_config_reloads_total", result="ok") >= 1
 
     assert (out_conn.echo("after"), in_conn.echo("after")) == ("after", "after")
-    assert up_lab.seen_as("r2", 2.0) == UPLINK_IP
+    assert up_lab.seen_as("r2", 2.0, HELD_SPORT) == UPLINK_IP  # r1's held connection's source port: NAT picks another
+    assert out_conn.echo("again") == "again"
     assert up_lab.seen_as("b1", 2.0) == FLOATING["b1"]
     assert up_lab.from_outside(FLOATING["b1"], 80, 2.0)
     print(f"the removed floating IP's rules were gone {gone:.2f} s after SIGHUP")

@@ -21,10 +21,12 @@ each client with the source address it sees and then echoes, and a route to
 the inside subnets via 192.0.2.10, so it can at least try to reach them.
 
 The tests check what the schema's "Uplinks" promises on a real datapath:
-who a VM is seen as outside; that the outside reaches a VM only through its
-floating IP, subject to its ``acl_out``, and nothing else of the inside nor
-the uplink address's own ports; that ARP on the uplink answers only the
-uplink address and the floating IPs; the uplink metrics; and (last, as it
+who a VM is seen as outside; that replies and related ICMP errors come
+back; that the outside reaches a VM only through its floating IP, subject
+to its ``acl_out``, and nothing else of the inside nor the uplink address's
+own ports; that hostile packets (to an inside address, from a spoofed
+inside source) drop and are counted; that ARP on the uplink answers only
+the uplink address and the floating IPs; the uplink metrics; and (last, as it
 changes the file) that a reload removing a floating IP cuts it at once
 while established connections through SNAT and another floating IP keep
 carrying data.

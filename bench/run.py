@@ -41,6 +41,7 @@ BENCHMARKS = (
     "acl_scale",
     "data_plane",
     "data_plane_routed",
+    "data_plane_nat",
     "failover",
 )
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"

@@ -36,10 +36,12 @@ from bench.harness import (
 BENCHMARKS = (
     "packet_in",
     "host_learning",
+    "churn",
     "config_forwarding",
     "acl_scale",
     "data_plane",
     "data_plane_routed",
+    "data_plane_nat",
     "failover",
 )
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"

@@ -143,7 +143,19 @@ def add_trace(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
         "that decided. Exits 0 when the packet is delivered, 1 when it is not, 2 on bad input.",
     )
     parser.add_argument("file", metavar="FILE", help="the network YAML file")
-    parser.add_argument("--from", dest="src", required=True, metavar="VM", help="sending VM")
+    parser.add_argument(
+        "--from",
+        dest="src",
+        required=True,
+        metavar="VM",
+        help="sending VM, or an uplink's name: a packet from outside (from --source) in through it",
+    )
+    parser.add_argument(
+        "--source",
+        default=None,
+        metavar="IP",
+        help="with --from UPLINK: the outside sender's address (default 198.51.100.1)",
+    )
     parser.add_argument(
         "--to",
         dest="dst",
@@ -171,7 +183,11 @@ def run_trace(args: argparse.Namespace) -> int:
         print(f"vmn trace: port {port} is not in 0-65535", file=sys.stderr)
         return 2
     try:
-        result = trace(build_fabric(model), args.src, args.dst, proto, port)
+        fabric = build_fabric(model)
+        if args.source is not None:
+            result = trace(fabric, args.src, args.dst, proto, port, args.source)
+        else:
+            result = trace(fabric, args.src, args.dst, proto, port)
     except ValueError as exc:
         print(f"vmn trace: {exc}", file=sys.stderr)
         return 2

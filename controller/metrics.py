@@ -79,6 +79,31 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.uplink_gateway_up = Gauge(
+            "vmn_uplink_gateway_up",
+            "1 while an uplink's upstream gateway answers ARP (0: not found yet, or stopped answering)",
+            ["uplink"],
+            registry=r,
+        )
+        self.uplink_nat_connections = Counter(
+            "vmn_uplink_nat_connections",
+            "Connections NATed on an uplink (nat: snat for ones from inside, dnat for ones to a floating IP)",
+            ["uplink", "nat"],
+            registry=r,
+        )
+        self.floating_ip_packets = Counter(
+            "vmn_floating_ip_packets",
+            "Packets from outside to a floating IP that passed to conntrack (replies and new connections)",
+            ["floating_ip"],
+            registry=r,
+        )
+        self.uplink_dropped = Counter(
+            "vmn_uplink_dropped_packets",
+            "Packets from outside dropped on an uplink (reason: arp, spoofed, unknown_destination, "
+            "unsolicited, tagged)",
+            ["uplink", "reason"],
+            registry=r,
+        )
         self.dhcp_leases = Counter(
             "vmn_dhcp_leases",
             "DHCP answers sent (message: offer, ack, nak)",

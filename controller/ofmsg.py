@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from typing import Any
 
 from os_ken.ofproto import ofproto_common
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from controller import ofwire
 from controller.flows.rules import (
     Action,
     Clone,
@@ -38,16 +38,7 @@ ALL_COOKIE_BITS = 0xFFFFFFFFFFFFFFFF
 NX_CT_F_COMMIT = 1
 NX_NAT_F_SRC = 1
 NX_NAT_F_DST = 2
-FIELD_BITS: Mapping[str, int] = {
-    "eth_src": 48,
-    "eth_dst": 48,
-    "arp_sha": 48,
-    "arp_tha": 48,
-    "arp_spa": 32,
-    "arp_tpa": 32,
-    "ipv4_src": 32,
-    "ipv4_dst": 32,
-}
+FIELD_BITS: Mapping[str, int] = ofwire.FIELD_BITS
 """Widths of the fields a :class:`Move` may copy."""
 
 
@@ -63,10 +54,9 @@ class _PaddedNat(parser.NXActionNAT):
         return data
 
 
-NXAST_CLONE = 42
+NXAST_CLONE = ofwire.NXAST_CLONE
 """Nicira action subtype of ``clone`` (OVS ``lib/ofp-actions.c``, ``NXAST_RAW_CLONE``)."""
-OFPP_IN_PORT_16 = 0xFFF8
-"""``in_port`` of a ``resubmit(,table)``: keep the packet's own in_port (OpenFlow 1.0 port numbering)."""
+OFPP_IN_PORT_16 = ofwire.OFPP_IN_PORT_16
 
 
 class NXActionClone(parser.NXAction):
@@ -262,40 +252,25 @@ def match_fields(match: Any) -> Mapping[str, Any]:
     return {k: v for k, v in match.items()}
 
 
-# -- pre-serialised fast path ------------------------------------------------
-# Building an os-ken OFPFlowMod costs ~80 us; rules are immutable values, so
-# each rule is serialised once and its bytes reused with a fresh xid.
+# -- wire bytes ---------------------------------------------------------------
+# Rules are packed straight to bytes by controller.ofwire (a few microseconds
+# each, equal to os-ken's serialisation of flow_add), so nothing is cached:
+# no encoding outlives the batch that sent it.
 
 
-class _Codec:
-    """Stands in for a datapath when serialising (os-ken only reads these two)."""
-
-    ofproto = ofp
-    ofproto_parser = parser
-
-
-_CODEC = _Codec()
 _BUNDLE_ADD = struct.Struct("!BBHIIIIxxH")
 _XID = struct.Struct("!I")
 BUNDLE_FLAGS = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
 
 
-def _wire(msg: Any) -> bytes:
-    msg.set_xid(0)
-    msg.serialize()
-    return bytes(msg.buf)
-
-
-@lru_cache(maxsize=1 << 17)
 def flow_add_bytes(rule: Rule) -> bytes:
-    """The wire bytes of ``flow_add(rule)`` with xid 0."""
-    return _wire(flow_add(_CODEC, rule))
+    """The wire bytes of ``flow_add(rule)`` with xid 0 (:func:`controller.ofwire.flow_add`)."""
+    return ofwire.flow_add(rule)
 
 
-@lru_cache(maxsize=1 << 17)
 def flow_delete_bytes(cookie: int) -> bytes:
     """The wire bytes of ``flow_delete_cookie(cookie)`` with xid 0."""
-    return _wire(flow_delete_cookie(_CODEC, cookie))
+    return ofwire.flow_delete_cookie(cookie)
 
 
 def _next_xid(dp: Any) -> int:

@@ -32,6 +32,7 @@ APT_PACKAGES=(
     chromium chromium-driver   # headless browser for the web view's tests (tests/ovs/test_api_ovs.py)
     udhcpc                     # busybox DHCP client for the DHCP tests (tests/ovs/test_router_ovs.py)
     redis-server               # coordination service the HA tests start on their own port (tests/ovs/test_ha_ovs.py)
+    iputils-arping             # ARP probes from the outside of an uplink (tests/ovs/test_uplink_ovs.py)
 )
 
 is_installed() {

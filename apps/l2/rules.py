@@ -100,8 +100,9 @@ def host_rules(view: FabricView, host: Host, after_learn: int) -> dict[int, froz
     return out
 
 
-def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str) -> list[Rule]:
-    """Forward rules on ``dpid`` for ``mac`` behind another switch.
+def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str, app: int = APP_L2) -> list[Rule]:
+    """Forward rules on ``dpid`` for ``mac`` behind another switch (owned by ``app``: the router's for its
+    gateway MACs on the way to an uplink).
 
     Unprotected: out of the primary port. Protected: to the fast-failover
     group (the primary port while live, else the backup, the frame marked
@@ -116,13 +117,13 @@ def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str) -> 
     match = make_match(vlan_vid=vid, eth_dst=mac)
     cross, vlan = view.crossing(dpid), vid & 0x0FFF
     if hop.alt is None:
-        return [Rule(APP_L2, T_FORWARD, PRIO_HOST, match, cross.to_trunks([hop.port], vlan))]
+        return [Rule(app, T_FORWARD, PRIO_HOST, match, cross.to_trunks([hop.port], vlan))]
     groups = view.backup_groups(dpid)
     keyed = cross.keyed(vlan, (hop.port, hop.alt))
     rules = [
-        Rule(APP_L2, T_FORWARD, PRIO_HOST, match, keyed + (Group(groups[("ff", hop.port, hop.alt)]),)),
+        Rule(app, T_FORWARD, PRIO_HOST, match, keyed + (Group(groups[("ff", hop.port, hop.alt)]),)),
         Rule(
-            APP_L2,
+            app,
             T_FORWARD,
             PRIO_MARKED,
             make_match(vlan_vid=vid, eth_dst=mac, vlan_pcp=PCP_DETOUR),
@@ -132,7 +133,7 @@ def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str) -> 
     if hop.bounce:
         rules.append(
             Rule(
-                APP_L2,
+                app,
                 T_FORWARD,
                 PRIO_BOUNCE,
                 make_match(in_port=hop.port, vlan_vid=vid, eth_dst=mac, vlan_pcp=PCP_DETOUR),
@@ -142,7 +143,7 @@ def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str) -> 
     if hop.uturn:
         rules.append(
             Rule(
-                APP_L2,
+                app,
                 T_FORWARD,
                 PRIO_RETURN,
                 make_match(in_port=hop.alt, vlan_vid=vid, eth_dst=mac),

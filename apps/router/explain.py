@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from controller.config.model import Model, Network, Vm
 from controller.config.routing import gateway_mac
-from controller.flows.pipeline import APP_ROUTER, T_ROUTE
-from controller.flows.rules import DecTtl, Rule, SetField
+from controller.flows.pipeline import APP_ROUTER, T_DNAT, T_INGRESS, T_ROUTE, T_SNAT, T_UPLINK_IN
+from controller.flows.rules import Ct, DecTtl, Rule, SetField
 
 Ip = ipaddress.IPv4Address
 
@@ -113,4 +113,38 @@ def describe_hops(model: Model, matched: Iterable[tuple[int, Rule]], ttl: int) -
             )
         elif rule.actions and rule.goto is None and rule.priority > 0:
             out.append(f"answered by the gateway {source.gateway.ip} of {source.name} at {where}")
+    return tuple(out)
+
+
+_DROPS = {T_INGRESS: "tagged", T_UPLINK_IN: "not for the uplink's addresses", T_DNAT: "no connection or floating IP"}
+
+
+def describe_uplink(model: Model, matched: Iterable[tuple[int, Rule]]) -> tuple[str, ...]:
+    """One line per uplink decision among ``matched``: the default route, NAT, a drop on the uplink."""
+    out = []
+    for dpid, rule in matched:
+        if rule.app != APP_ROUTER:
+            continue
+        switch = model.switch_by_dpid.get(dpid)
+        where = switch.name if switch is not None else f"{dpid:#x}"
+        nat = next((a.nat for a in rule.actions if isinstance(a, Ct) and a.nat is not None and a.commit), None)
+        source = _network_of(model, rule)
+        if rule.table == T_ROUTE and rule.goto is not None and "ipv4_dst" not in rule.match_dict and source:
+            uplink = model.uplink_of.get(source.name)
+            name = uplink.name if uplink is not None else "?"
+            out.append(f"default route of {source.name} at {where}: toward uplink {name}")
+        elif rule.table == T_SNAT and nat is not None and nat.src is not None:
+            out.append(f"source NAT at {where}: leaves as {nat.src}")
+        elif rule.table == T_DNAT and nat is not None and nat.dst is not None:
+            out.append(f"floating IP {rule.match_dict.get('ipv4_dst')} at {where}: destination NAT to {nat.dst}")
+        elif rule.table == T_SNAT and not rule.actions and rule.goto is None:
+            out.append(f"dropped at {where}: the upstream gateway's MAC is not known yet")
+        elif rule.table in _DROPS and not rule.actions and rule.goto is None and "in_port" in rule.match_dict:
+            if rule.table == T_UPLINK_IN and "ipv4_src" in rule.match_dict:
+                why = "spoofed inside source"
+            elif rule.table == T_UPLINK_IN and "eth_type" in rule.match_dict:
+                why = "ARP for an address not answered on the uplink"
+            else:
+                why = _DROPS[rule.table]
+            out.append(f"dropped on the uplink at {where}: {why}")
     return tuple(out)

@@ -37,6 +37,7 @@ from controller.flows.rules import (
     OFPP_CONTROLLER,
     OFPP_IN_PORT,
     OFPVID_PRESENT,
+    Action,
     DecTtl,
     Move,
     Output,
@@ -70,22 +71,28 @@ class Hop:
     mac: str | None
 
 
-def gateway_rules(net: Network) -> list[Rule]:
-    """ARP and ping answered for ``net``'s gateway, ARP replies to it trapped, other packets to it dropped."""
-    assert net.gateway is not None
-    vid = OFPVID_PRESENT | net.vlan
-    gw, mac = str(net.gateway.ip), gateway_mac(net.vlan)
-    arp_reply = (
+def arp_answer(ip: str, mac: str, untag: bool) -> tuple[Action, ...]:
+    """Actions turning an ARP request for ``ip`` into the reply from ``mac``, back out of its port
+    (its network's tag popped first when ``untag``). RFC 826: sender and target swapped, opcode 2."""
+    return (
         Move("eth_src", "eth_dst"),
         SetField("eth_src", mac),
         SetField("arp_op", 2),
         Move("arp_sha", "arp_tha"),
         SetField("arp_sha", mac),
         Move("arp_spa", "arp_tpa"),
-        SetField("arp_spa", gw),
-        PopVlan(),
+        SetField("arp_spa", ip),
+        *((PopVlan(),) if untag else ()),
         Output(OFPP_IN_PORT),
     )
+
+
+def gateway_rules(net: Network) -> list[Rule]:
+    """ARP and ping answered for ``net``'s gateway, ARP replies to it trapped, other packets to it dropped."""
+    assert net.gateway is not None
+    vid = OFPVID_PRESENT | net.vlan
+    gw, mac = str(net.gateway.ip), gateway_mac(net.vlan)
+    arp_reply = arp_answer(gw, mac, untag=True)
     echo_reply = (
         Move("eth_src", "eth_dst"),
         SetField("eth_src", mac),
@@ -139,7 +146,8 @@ def router_hops(model: Model, router: Router, mac_of: MacOf) -> list[Hop]:
     return hops
 
 
-def _cidr(prefix: ipaddress.IPv4Network) -> str | tuple[str, str] | None:
+def cidr_match(prefix: ipaddress.IPv4Network) -> str | tuple[str, str] | None:
+    """The ``ipv4_src``/``ipv4_dst`` match value of ``prefix``: an address, (address, mask), None for /0."""
     if prefix.prefixlen == 0:
         return None
     if prefix.prefixlen == 32:
@@ -153,7 +161,7 @@ def route_rules(source: Network, hops: Iterable[Hop], after_learn: int) -> list[
     gw_mac = gateway_mac(source.vlan)
     rules = []
     for hop in hops:
-        match = make_match(vlan_vid=vid, eth_dst=gw_mac, eth_type=ETH_IPV4, ipv4_dst=_cidr(hop.prefix))
+        match = make_match(vlan_vid=vid, eth_dst=gw_mac, eth_type=ETH_IPV4, ipv4_dst=cidr_match(hop.prefix))
         priority = PRIO_ROUTE + hop.prefix.prefixlen
         if hop.mac is None:
             rules.append(Rule(APP_ROUTER, T_ROUTE, priority, match))

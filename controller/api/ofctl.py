@@ -19,6 +19,7 @@ from controller.flows.rules import (
     Clone,
     Ct,
     CtClear,
+    DecTtl,
     Group,
     GroupEntry,
     MatchValue,
@@ -110,11 +111,13 @@ def action_text(action: Action) -> str:
             parts.append(f"exec(set_field:0x{action.mark:x}->ct_mark)")
         return f"ct({','.join(parts)})"
     if isinstance(action, Move):
-        return f"move:{action.src}[]->{action.dst}[]"
+        return f"move:{_OVS_NAMES.get(action.src, action.src)}[]->{_OVS_NAMES.get(action.dst, action.dst)}[]"
     if isinstance(action, CtClear):
         return "ct_clear"
     if isinstance(action, Resubmit):
         return f"resubmit(,{action.table})"
+    if isinstance(action, DecTtl):
+        return "dec_ttl"
     if isinstance(action, Clone):
         return f"clone({','.join(action_text(a) for a in action.actions)})"
     raise TypeError(f"unknown action {action!r}")

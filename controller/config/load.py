@@ -31,6 +31,7 @@ from controller.config import overlay as config_overlay
 from controller.config import policy as config_policy
 from controller.config import routing
 from controller.config import topology as topology
+from controller.config import uplinks as config_uplinks
 from controller.config.balancers import parse_load_balancers
 from controller.config.base import (
     Ctx,
@@ -59,10 +60,22 @@ _TOP_KEYS = (
     "load_balancers",
     "mirrors",
     "routers",
+    "uplinks",
+    "floating_ips",
     "hosts",
     "overlay",
 )
-_NAMED_SECTIONS = ("switches", "networks", "vms", "acls", "load_balancers", "mirrors", "routers")
+_NAMED_SECTIONS = (
+    "switches",
+    "networks",
+    "vms",
+    "acls",
+    "load_balancers",
+    "mirrors",
+    "routers",
+    "uplinks",
+    "floating_ips",
+)
 _CONTROLLER_KEYS = (
     "metrics_host",
     "metrics_port",
@@ -237,7 +250,14 @@ def parse_model(data: object) -> Model:
     mirrors = parse_mirrors(ctx.at("mirrors"), raw["mirrors"] or {}, known, vms, link_ports)
     routing.check_vm_addresses(ctx, networks, vms)
     routing.check_vips(ctx, networks, balancers)
-    routers = routing.parse_routers(ctx.at("routers"), raw["routers"] or {}, known, networks, vms)
+    uplinks = config_uplinks.parse_uplinks(ctx.at("uplinks"), raw["uplinks"] or {}, known, vms, link_ports, mirrors)
+    uplink_names = frozenset(raw["uplinks"] or {})
+    routers = routing.parse_routers(
+        ctx.at("routers"), raw["routers"] or {}, known, networks, vms, uplinks, uplink_names
+    )
+    fips = config_uplinks.parse_floating_ips(
+        ctx.at("floating_ips"), raw["floating_ips"] or {}, known, vms, routers, uplinks
+    )
     if ctx.errors:
         raise ConfigError(ctx.errors)
     return Model(
@@ -252,6 +272,8 @@ def parse_model(data: object) -> Model:
         routers=tuple(sorted(routers, key=lambda r: r.name)),
         hosts=placed.hosts,
         overlay=placed.overlay,
+        uplinks=tuple(sorted(uplinks, key=lambda u: u.name)),
+        floating_ips=tuple(fips),
     )
 
 

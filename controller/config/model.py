@@ -222,6 +222,32 @@ class Router:
     name: str
     networks: tuple[str, ...]
     routes: tuple[StaticRoute, ...] = ()
+    uplink: str | None = None
+    """The uplink its default route leaves by (source NAT to the uplink's address), if any."""
+
+
+@dataclass(frozen=True)
+class Uplink:
+    """A port to a network VMN does not manage (the outside), as an OVN gateway router's external port.
+
+    ``ip`` is the router's outside address and subnet (the source NAT
+    address, answered by ARP on the port); ``gateway`` the upstream next hop
+    in that subnet, whose MAC the controller finds by ARP.
+    """
+
+    name: str
+    switch: str
+    port: PortRef
+    ip: ipaddress.IPv4Interface
+    gateway: ipaddress.IPv4Address
+
+
+@dataclass(frozen=True)
+class FloatingIp:
+    """1:1 NAT of ``ip`` (in the uplink's subnet) to VM ``vm``'s own address (OVN ``dnat_and_snat``)."""
+
+    ip: ipaddress.IPv4Address
+    vm: str
 
 
 @dataclass(frozen=True)
@@ -262,6 +288,8 @@ class Model:
     hosts: tuple[Hypervisor, ...] = ()
     overlay: Overlay | None = None
     """Set whenever ``hosts`` is (the defaults when the file has no ``overlay``)."""
+    uplinks: tuple[Uplink, ...] = ()
+    floating_ips: tuple[FloatingIp, ...] = ()
 
     @staticmethod
     def zero(settings: ControllerSettings | None = None) -> Model:
@@ -300,6 +328,25 @@ class Model:
     def router_of(self) -> Mapping[str, Router]:
         """Network name -> the router it is on (networks on no router are absent)."""
         return {net: r for r in self.routers for net in r.networks}
+
+    @cached_property
+    def uplink_by_name(self) -> Mapping[str, Uplink]:
+        return {u.name: u for u in self.uplinks}
+
+    @cached_property
+    def uplink_of(self) -> Mapping[str, Uplink]:
+        """Network name -> the uplink of its router (networks whose router has none are absent)."""
+        return {
+            net: self.uplink_by_name[r.uplink]
+            for r in self.routers
+            if r.uplink is not None and r.uplink in self.uplink_by_name
+            for net in r.networks
+        }
+
+    @cached_property
+    def floating_ip_of(self) -> Mapping[str, FloatingIp]:
+        """VM name -> its floating IP (VMs without one are absent)."""
+        return {f.vm: f for f in self.floating_ips}
 
     @cached_property
     def host_by_name(self) -> Mapping[str, Hypervisor]:

@@ -18,13 +18,17 @@ between them (and to its static routes' prefixes). The checks:
   are reached directly), appears once per router, and its next hop is the
   ip of a VM of one of the router's networks.
 
-``uplink`` (issue 16) is rejected as not supported yet. Standard library only.
+- ``uplink`` names a declared uplink that serves no other router, whose
+  subnet overlaps none of the router's (:mod:`controller.config.uplinks`).
+
+Standard library only.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from controller.config.base import (
     Ctx,
@@ -35,11 +39,12 @@ from controller.config.base import (
     ipv4_network,
     mapping,
     optional,
+    reference,
     references,
     required,
     sequence,
 )
-from controller.config.model import LoadBalancer, Network, Router, StaticRoute, Vm
+from controller.config.model import LoadBalancer, Network, Router, StaticRoute, Uplink, Vm
 
 NETWORK_KEYS = ("gateway", "dhcp", "dns")
 """The keys of a network this module reads."""
@@ -77,22 +82,33 @@ def special(ip: ipaddress.IPv4Address) -> str | None:
     return None
 
 
-def _gateway(ctx: Ctx, value: object) -> ipaddress.IPv4Interface | None:
-    """``10.0.0.1/24``: a host address of its subnet, with a prefix of at most /31."""
+def host_interface(
+    ctx: Ctx, value: object, what: str, example: str, max_prefix: int, too_long: str
+) -> ipaddress.IPv4Interface | None:
+    """An address with its subnet's prefix (``10.0.0.1/24``), the prefix at most ``max_prefix``, not special.
+
+    ``what`` names the address in errors ("the gateway address"), ``example``
+    shows one, ``too_long`` says why a longer prefix is refused.
+    """
     if isinstance(value, str) and "/" not in value:
-        ctx.error(f"expected the gateway address with its subnet's prefix, like '10.0.0.1/24', got {value!r}")
+        ctx.error(f"expected {what} with its subnet's prefix, like {example!r}, got {value!r}")
         return None
     iface = ipv4_interface(ctx, value)
     if iface is None:
         return None
-    if iface.network.prefixlen > 31:
-        ctx.error(f"{value}: a gateway's prefix is its subnet's and must be at most /31")
+    if iface.network.prefixlen > max_prefix:
+        ctx.error(f"{value}: {too_long} (prefix at most /{max_prefix})")
         return None
     why = special(iface.ip)
     if why is not None:
         ctx.error(f"{iface.ip} is {why}")
         return None
     return iface
+
+
+def _gateway(ctx: Ctx, value: object) -> ipaddress.IPv4Interface | None:
+    """``10.0.0.1/24``: a host address of its subnet, with a prefix of at most /31."""
+    return host_interface(ctx, value, "the gateway address", "10.0.0.1/24", 31, "a gateway's prefix is its subnet's")
 
 
 def _dns(ctx: Ctx, value: object) -> tuple[ipaddress.IPv4Address, ...] | None:
@@ -167,14 +183,22 @@ def check_vips(ctx: Ctx, networks: Sequence[Network], balancers: Sequence[LoadBa
 
 
 def parse_routers(
-    ctx: Ctx, raw: dict[str, object], known: Known, networks: Sequence[Network], vms: Sequence[Vm]
+    ctx: Ctx,
+    raw: dict[str, object],
+    known: Known,
+    networks: Sequence[Network],
+    vms: Sequence[Vm],
+    uplinks: Sequence[Uplink] = (),
+    uplink_names: frozenset[str] = frozenset(),
 ) -> list[Router]:
-    """The valid routers, in file order; ``networks`` and ``vms`` are the valid ones."""
+    """The valid routers, in file order; ``networks``, ``vms`` and ``uplinks`` are the valid ones,
+    ``uplink_names`` every name declared under ``uplinks``."""
     by_name = {n.name: n for n in networks}
     owner: dict[str, str] = {}
+    exits = _Exits({u.name: u for u in uplinks}, uplink_names, {})
     out = []
     for name, value in raw.items():
-        router = _router(ctx.at(name), name, value, known, by_name, vms, owner)
+        router = _router(ctx.at(name), name, value, known, by_name, vms, owner, exits)
         if router is not None:
             out.append(router)
     return out
@@ -188,13 +212,12 @@ def _router(
     networks: Mapping[str, Network],
     vms: Sequence[Vm],
     owner: dict[str, str],
+    exits: _Exits,
 ) -> Router | None:
     mark = ctx.mark()
     m = mapping(ctx, value, required=("networks",), optional=_ROUTER_KEYS)
     if m is None:
         return None
-    if "uplink" in m:
-        ctx.at("uplink").error("not supported yet (uplinks and SNAT come with issue 16)")
     names = required(ctx, m, "networks", references(known.networks, "network"))
     if names is None:
         return None
@@ -222,9 +245,53 @@ def _router(
             )
         subnets[net_name] = subnet
     routes = _routes(ctx.at("routes"), m["routes"], names, subnets, vms) if "routes" in m else ()
+    uplink = None
+    if "uplink" in m:
+        uplink = _uplink(ctx.at("uplink"), m["uplink"], exits.uplinks, exits.names, subnets, exits.owner, name)
+        default = next((i for i, r in enumerate(routes or ()) if r.prefix.prefixlen == 0), None)
+        if uplink is not None and default is not None:
+            ctx.at("routes").error("a static route to 0.0.0.0/0 and an uplink both make the default route: keep one")
     if ctx.failed_since(mark) or routes is None:
         return None
-    return Router(name, tuple(sorted(names)), routes)
+    return Router(name, tuple(sorted(names)), routes, uplink)
+
+
+def _uplink(
+    ctx: Ctx,
+    value: object,
+    uplinks: Mapping[str, Uplink],
+    known_uplinks: frozenset[str],
+    subnets: Mapping[str, ipaddress.IPv4Network],
+    owner: dict[str, str],
+    router: str,
+) -> str | None:
+    """``routers.X.uplink``: a declared uplink that no other router uses, its subnet apart from the router's."""
+    name = reference(known_uplinks, "uplink")(ctx, value)
+    if name is None:
+        return None
+    if name in owner:
+        ctx.error(f"uplink {name!r} already serves router {owner[name]!r} (one router per uplink)")
+        return None
+    owner[name] = router
+    uplink = uplinks.get(name)
+    if uplink is None:
+        return name  # declared but invalid: already reported
+    clash = next((net for net, s in subnets.items() if s.overlaps(uplink.ip.network)), None)
+    if clash is not None:
+        ctx.error(
+            f"the uplink's subnet {uplink.ip.network} overlaps {subnets[clash]} of network {clash!r} on this router"
+        )
+        return None
+    return name
+
+
+@dataclass(frozen=True)
+class _Exits:
+    """The uplinks routers may name: valid ones by name, every declared name, and which router took which."""
+
+    uplinks: Mapping[str, Uplink]
+    names: frozenset[str]
+    owner: dict[str, str]
 
 
 def _routes(

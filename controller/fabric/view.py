@@ -44,7 +44,7 @@ class Host:
 class NetworkFabric:
     """Where one network lives.
 
-    ``members`` have its edge ports; ``nodes`` are the switches its flood
+    ``members`` have its edge ports (or its router's uplink); ``nodes`` are the switches its flood
     tree and shortest paths cross (and those where packets are routed into
     it: the members of the other networks on its router); ``links`` are those its tree, paths and
     backup paths use (its VLAN is carried there and nowhere else);
@@ -299,8 +299,18 @@ class FabricView:
         vlans = {self.model.network_by_name[n].vlan for n in router.networks} - {vlan}
         return frozenset(d for d in self.dpids for v in vlans if self.network_ports(d, v))
 
+    def uplink_dpid(self, network: str) -> int | None:
+        """The connected switch of the uplink of ``network``'s router (None: no uplink, or not connected)."""
+        uplink = self.model.uplink_of.get(network)
+        switch = self.model.switch_by_name.get(uplink.switch) if uplink is not None else None
+        return switch.dpid if switch is not None and switch.dpid in self.ports else None
+
     def _compute_fabric(self, vlan: int) -> NetworkFabric:
         members = frozenset(d for d in self.dpids if self.network_ports(d, vlan))
+        net = self.model.network_by_vlan.get(vlan)
+        exit_dpid = self.uplink_dpid(net.name) if net is not None else None
+        if exit_dpid is not None:  # the network's traffic to the outside is NATed on the uplink's switch
+            members |= {exit_dpid}
         reach = members | self._routed_from(vlan)
         tree = self._flood_tree(reach)
         nodes = set(reach) | {d for link in tree for d in (link.a_dpid, link.b_dpid)}

@@ -8,7 +8,9 @@ that writes "go on" reaches a table inserted after its own.
 
 | id | table      | bands (app: priorities)                  | does                                                         |
 |----|------------|------------------------------------------|--------------------------------------------------------------|
-| 0  | ingress    | ingress 0-1001, mirror 200-1002          | LLDP to controller; port -> network VLAN and ACL ids; port security; mirror port drop, mirror VLAN on trunks |
+| 0  | ingress    | ingress 0-1001, mirror 200-1002, router 1003-1004 | LLDP to controller; port -> network VLAN and ACL ids; port security; mirror port drop, mirror VLAN on trunks; an uplink's frames to ``uplink_in`` |
+| 3  | uplink_in  | router                                   | on an uplink port: ARP for the uplink address and floating IPs answered, the upstream gateway's ARP replies to the controller (metered), spoofed inside sources and anything not to our addresses dropped; the rest through conntrack NAT (zone :data:`CT_ZONE_UPLINK` + uplink number) |
+| 6  | dnat       | router                                   | replies (un-SNATed) and floating-IP connections (DNATed) routed to the VM: its network's VLAN and gateway MAC, TTL-1 -> past learn |
 | 10 | acl_port   | acl 0-65000, lb 65050-65150 (hairpin, probe traps) | conntrack pass; replies of committed connections on; per-VM ACLs |
 | 20 | acl_net    | acl                                      | per-network ACLs                                             |
 | 30 | lb         | lb                                       | VIP ARP replies, VIP -> backend (select group, conntrack NAT) |
@@ -17,12 +19,14 @@ that writes "go on" reaches a table inserted after its own.
 | 45 | route      | router                                   | gateway ARP and ICMP echo answered; routed IPv4 (TTL-1, MACs, VLAN of the destination network) -> past learn; gateway ARP replies to the controller (metered) |
 | 50 | learn      | l2                                       | known (vlan, src MAC, port) -> next; unknown -> controller + next |
 | 55 | mirror     | mirror                                   | copies of mirrored VMs' traffic toward their mirror port     |
-| 60 | forward    | l2                                       | (vlan, dst MAC) -> output or fast-failover group; miss -> flood |
+| 60 | forward    | l2, router 10-13                         | (vlan, dst MAC) -> output or fast-failover group; miss -> flood |
 | 70 | flood      | flood                                    | per-network flood along the loop-free tree                   |
 | 80 | egress     | ingress 0, acl 100-200                   | delivery to a VM port (reg0): ports with ``acl_out`` lists or conntrack to the ACL, the rest to output |
 | 82 | acl_out_net | acl                                     | conntrack pass (zone = VLAN) at delivery; replies of committed connections on; network ``acl_out`` |
 | 84 | acl_out_port | acl                                    | the VM's ``acl_out`` list                                     |
 | 86 | egress_commit | acl                                  | commit delivered connections; un-NAT load-balanced replies    |
+| 87 | uplink_out | router                                   | on an uplink's switch, frames of its router's networks to their gateway MAC (the default route): TTL-1, through conntrack NAT |
+| 88 | snat       | router                                   | new connections committed with source NAT (a floating IP, else the uplink address); out of the uplink to the upstream gateway |
 | 90 | output     | ingress                                  | pop the network's tag, out of the VM's port (reg0)           |
 
 Delivery: ``forward`` and ``flood`` hand a frame to a VM port by writing the
@@ -83,6 +87,8 @@ BUILTIN_APPS: Mapping[str, int] = {
 }
 
 T_INGRESS = 0
+T_UPLINK_IN = 3
+T_DNAT = 6
 T_ACL_PORT = 10
 T_ACL_NET = 20
 T_LB = 30
@@ -97,6 +103,8 @@ T_EGRESS = 80
 T_ACL_OUT_NET = 82
 T_ACL_OUT_PORT = 84
 T_EGRESS_COMMIT = 86
+T_UPLINK_OUT = 87
+T_SNAT = 88
 T_OUTPUT = 90
 
 METER_PACKET_IN = 1
@@ -110,6 +118,9 @@ CT_ZONE_LB = 0x2000
 """Added to a client network's VLAN id: the conntrack zone of the load balancer's destination NAT (the
 balancer's own network, or a network its router joins to it), apart from the network's own zone so that
 the NATed connection can be tracked again where it is delivered."""
+CT_ZONE_UPLINK = 0x3000
+"""Added to an uplink's number (:func:`~controller.config.uplinks.uplink_number`): the conntrack zone of its
+source NAT and floating IPs, on the uplink's switch."""
 PCP_DETOUR = 1
 """VLAN priority of a frame on a backup path (0 elsewhere in the fabric)."""
 PCP_STATEFUL = 2
@@ -199,11 +210,20 @@ BUILTIN_TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         T_INGRESS,
         "ingress",
-        {"ingress": (0, 1001), "mirror": (200, 1002)},
+        {"ingress": (0, 1001), "mirror": (200, 1002), "router": (1003, 1004)},
         _L2 | _L3 | _TUNNEL,
-        frozenset({"acl_port", "lb", "learn", "mirror"}),
+        frozenset({"acl_port", "lb", "learn", "mirror", "uplink_in"}),
         Trap(LINKS, "lldp"),
     ),
+    TableSpec(
+        T_UPLINK_IN,
+        "uplink_in",
+        {"router": _ALL},
+        _L2 | _L3,
+        frozenset({"dnat"}),
+        Trap("router", "uplink-arp"),
+    ),
+    TableSpec(T_DNAT, "dnat", {"router": _ALL}, _L2 | _L3 | _CT, frozenset({"dnat", "mirror", "forward"})),
     TableSpec(
         T_ACL_PORT,
         "acl_port",
@@ -219,7 +239,13 @@ BUILTIN_TABLES: tuple[TableSpec, ...] = (
     TableSpec(T_ROUTE, "route", {"router": _ALL}, _L2 | _L3, frozenset({"mirror", "forward"}), Trap("router", "arp")),
     TableSpec(T_LEARN, "learn", {"l2": _ALL}, _L2, frozenset(), Trap("l2", "learn", per_source=True)),
     TableSpec(T_MIRROR, "mirror", {"mirror": _ALL}, _L2, frozenset({"forward"})),
-    TableSpec(T_FORWARD, "forward", {"l2": _ALL}, _L2 | {"vlan_pcp"}, frozenset({"flood", "egress"})),
+    TableSpec(
+        T_FORWARD,
+        "forward",
+        {"l2": _ALL, "router": (10, 13)},
+        _L2 | {"vlan_pcp"},
+        frozenset({"flood", "egress", "uplink_out"}),
+    ),
     TableSpec(T_FLOOD, "flood", {"flood": _ALL}, _L2, frozenset({"egress"})),
     TableSpec(T_EGRESS, "egress", {"ingress": (0, 0), "acl": (100, 200)}, _REG, frozenset({"acl_out_net", "output"})),
     TableSpec(
@@ -231,6 +257,8 @@ BUILTIN_TABLES: tuple[TableSpec, ...] = (
     ),
     TableSpec(T_ACL_OUT_PORT, "acl_out_port", {"acl": _ALL}, _L2 | _L3 | _CT | _REG),
     TableSpec(T_EGRESS_COMMIT, "egress_commit", {"acl": _ALL}, _L2 | _CT | _REG | {"vlan_pcp"}, frozenset({"output"})),
+    TableSpec(T_UPLINK_OUT, "uplink_out", {"router": _ALL}, _L2 | _L3, frozenset({"snat"})),
+    TableSpec(T_SNAT, "snat", {"router": _ALL}, _L2 | _L3 | _CT | {"vlan_pcp"}),
     TableSpec(T_OUTPUT, "output", {"ingress": _ALL}, _L2 | _REG),
 )
 

@@ -8,7 +8,7 @@ a port the file numbers itself:
 - a numbered port keeps its number;
 - interface names get numbers from :data:`FIRST_NAMED_PORT` upward, in
   name order (Python string order), per switch, skipping every number the
-  file declares on that switch (a VM's, a link end's, a mirror's port);
+  file declares on that switch (a VM's, a link end's, a mirror's, an uplink's port);
   a host's tunnel switch names one tunnel port per other host
   (:func:`~controller.fabric.tunnels.tunnel_port_name`).
 
@@ -33,7 +33,7 @@ MAX_OFPORT = 0xFEFF
 
 
 def declared_ports(model: Model) -> Mapping[str, frozenset[PortRef]]:
-    """Switch name -> every port the file names on it (VMs, link ends, mirror taps, tunnels)."""
+    """Switch name -> every port the file names on it (VMs, link ends, mirror taps, uplinks, tunnels)."""
     refs: dict[str, set[PortRef]] = {s.name: set() for s in model.switches}
     for vm in model.vms:
         refs[vm.switch].add(vm.port)
@@ -42,6 +42,8 @@ def declared_ports(model: Model) -> Mapping[str, frozenset[PortRef]]:
         refs[link.b.switch].add(link.b.port)
     for mirror in model.mirrors:
         refs[mirror.switch].add(mirror.port)
+    for uplink in model.uplinks:
+        refs[uplink.switch].add(uplink.port)
     if model.overlay is not None:
         for host in model.hosts:
             refs[host.switch].update(

@@ -11,7 +11,7 @@ for and the controller target(s) (several for HA instances, see
 queue of packet-ins toward the controller (``controller_queue_size``) sized from
 ``controller.packet_in_rate`` (:func:`controller.ratelimit.controller_queue_size`);
 then every VM port given as an interface
-name is attached when that interface exists on the host, asking OVS for
+name (and an uplink's) is attached when that interface exists on the host, asking OVS for
 the OpenFlow number :mod:`controller.tools.portplan` gives it
 (``ofport_request``; the number ``vmn trace`` simulates). An interface
 already attached (by libvirt, say) keeps its number: the controller
@@ -163,7 +163,7 @@ def _ensure_bridge(idl: ovs.db.idl.Idl, txn: Any, switch: Switch, plan: Plan) ->
 
 
 def _ensure_ports(idl: ovs.db.idl.Idl, txn: Any, switch: Switch, plan: Plan) -> list[str]:
-    """Attach VM interfaces named in the file that exist on this host and are not attached.
+    """Attach VM and uplink interfaces named in the file that exist on this host and are not attached.
 
     Each gets ``ofport_request`` set to its number in the port plan (when OVS
     can honour it), so a provisioned bridge numbers its ports as ``vmn trace``.
@@ -172,25 +172,27 @@ def _ensure_ports(idl: ovs.db.idl.Idl, txn: Any, switch: Switch, plan: Plan) -> 
     attached = {p.name for p in _rows(idl, "Port")}
     bridge = next((b for b in _rows(idl, "Bridge") if b.name == switch.bridge), None)
     numbers = port_numbers(plan.model)
-    for vm in plan.model.vms_on(switch.name):
-        if not isinstance(vm.port, str) or vm.port in attached:
+    owners = [(f"vm {vm.name}", vm.port) for vm in plan.model.vms_on(switch.name)]
+    owners += [(f"uplink {u.name}", u.port) for u in plan.model.uplinks if u.switch == switch.name]
+    for owner, name in owners:
+        if not isinstance(name, str) or name in attached:
             continue
-        if not os.path.exists(f"/sys/class/net/{vm.port}"):
-            changes.append(f"note: vm {vm.name}: interface {vm.port} not present, skipped")
+        if not os.path.exists(f"/sys/class/net/{name}"):
+            changes.append(f"note: {owner}: interface {name} not present, skipped")
             continue
         if bridge is None:
             continue
         iface = txn.insert(idl.tables["Interface"])
-        iface.name = vm.port
-        number = numbers[(switch.name, vm.port)][1]
+        iface.name = name
+        number = numbers[(switch.name, name)][1]
         requested = ""
         if number <= MAX_OFPORT:
             iface.ofport_request = number
             requested = f" (ofport_request {number})"
         port = txn.insert(idl.tables["Port"])
-        port.name, port.interfaces = vm.port, [iface]
+        port.name, port.interfaces = name, [iface]
         bridge.addvalue("ports", port)
-        changes.append(f"vm {vm.name}: {vm.port} attached to {switch.bridge}{requested}")
+        changes.append(f"{owner}: {name} attached to {switch.bridge}{requested}")
     return changes
 
 

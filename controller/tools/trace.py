@@ -24,9 +24,10 @@ from apps.lb.app import LoadBalancerApp
 from apps.lb.probe import vip_mac
 from apps.lb.runtime import Location
 from apps.router.app import RouterApp
-from apps.router.explain import describe_hops, routed_target
-from controller.config.model import LoadBalancer, Model, PortRef, Vm
+from apps.router.explain import describe_hops, describe_uplink, routed_target
+from controller.config.model import LoadBalancer, Model, PortRef, Uplink, Vm
 from controller.config.routing import gateway_mac
+from controller.config.uplinks import uplink_mac
 from controller.flows.pipeline import APP_ACL, T_LEARN
 from controller.flows.rules import Ct
 from controller.tools.fakefabric import FakeFabric
@@ -35,6 +36,10 @@ from controller.tools.sim import Packet, SimConntrack, Trace
 
 Proto = Literal["tcp", "udp", "icmp"]
 CLIENT_PORT = 40000
+UPSTREAM_MAC = "02:00:5e:00:53:01"
+"""The upstream gateway's MAC on every uplink, in a trace."""
+OUTSIDE_IP = "198.51.100.1"
+"""Where a trace from an uplink comes from by default (TEST-NET-2, RFC 5737)."""
 TTL = 64
 """The IPv4 TTL of a traced packet (and of its reply)."""
 
@@ -71,6 +76,14 @@ class Fabric:
         """The VM on ``dpid``/``port`` (None: a link, a mirror tap or nothing declared)."""
         switch, ref = self._declared.get((dpid, port), ("", 0))
         return next((vm for vm in self.model.vms if (vm.switch, vm.port) == (switch, ref)), None)
+
+    def uplink_at(self, dpid: int, port: int) -> Uplink | None:
+        """The uplink on ``dpid``/``port``, if any."""
+        switch, ref = self._declared.get((dpid, port), ("", 0))
+        return next((u for u in self.model.uplinks if (u.switch, u.port) == (switch, ref)), None)
+
+    def uplink_port(self, uplink: Uplink) -> tuple[int, int]:
+        return self.ports[(uplink.switch, uplink.port)]
 
     def label(self, dpid: int, port: int) -> str:
         """``switch:port`` as the file names the port (``s2:vnet3``, ``s1:10``)."""
@@ -122,6 +135,7 @@ def build_fabric(model: Model) -> Fabric:
     router = {a.name: a for a in fake.core.apps}.get("router")
     if isinstance(router, RouterApp):  # routed VMs without a declared MAC: as if ARP had found them
         router.assume_all_found(vm_mac)
+        router.assume_upstream(UPSTREAM_MAC)
         fake.recompute()
     return fabric
 
@@ -237,9 +251,10 @@ def _leg(fabric: Fabric, trace: Trace, dst: tuple[int, int] | None, origins: Map
     outputs = tuple(fabric.label(d, p) for d, p in left)
     for (d, p), label in zip(left, outputs, strict=True):
         vm = fabric.vm_at(d, p)
-        path.append(f"out {label}" + (f" ({vm.name})" if vm else ""))
+        up = fabric.uplink_at(d, p)
+        path.append(f"out {label}" + (f" ({vm.name})" if vm else f" (uplink {up.name})" if up else ""))
     delivered = dst is not None and dst in left
-    routed = describe_hops(fabric.model, trace.matched, TTL)
+    routed = describe_hops(fabric.model, trace.matched, TTL) + describe_uplink(fabric.model, trace.matched)
     return Leg(delivered, tuple(path), _describe_acl(trace, origins), outputs, routed)
 
 
@@ -261,16 +276,23 @@ def _balancer(model: Model, src: Vm, target: IPv4Address | IPv6Address) -> LoadB
     return min(found, key=lambda lb: (lb.network != src.network, lb.name), default=None)
 
 
-def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: int | None = None) -> TraceResult:
+def trace(
+    fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: int | None = None, source: str = OUTSIDE_IP
+) -> TraceResult:
     """Send ``proto`` (to ``port``) from VM ``src_vm`` to ``dst_ip`` (IPv4 or IPv6), then its reply.
 
-    An IPv6 packet leaves from the VM's ``ipv6``; ``icmp`` is an ICMPv6 echo then.
-    Raises ``ValueError`` for an unknown VM, a VM without an address of that family, or a bad IP.
+    An IPv6 packet leaves from the VM's ``ipv6``; ``icmp`` is an ICMPv6 echo then. An address
+    outside every network of the VM's router leaves by its uplink, if it has one, and the reply
+    comes back from there. ``src_vm`` may also name an uplink: the packet then comes from the
+    outside address ``source`` in through that uplink (to a floating IP, say).
+    Raises ``ValueError`` for an unknown VM or uplink, a VM without an address of that family, or a bad IP.
     """
     model = fabric.model
+    if src_vm in model.uplink_by_name:
+        return _trace_inbound(fabric, model.uplink_by_name[src_vm], dst_ip, proto, port, source)
     src = model.vm_by_name.get(src_vm)
     if src is None:
-        raise ValueError(f"unknown vm {src_vm!r}")
+        raise ValueError(f"unknown vm or uplink {src_vm!r}")
     try:
         target = ip_address(dst_ip)
     except ValueError:
@@ -292,6 +314,15 @@ def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: int | No
     sim = fabric.fake.network(SimConntrack())
     pkt = _packet(src, dst_mac, dst_ip, proto, port)
     sent = sim.send(*fabric.at(src), pkt)
+    uplink = model.uplink_of.get(src.network)
+    if uplink is not None and hop is not None and hop.vm is None and not hop.gateway:
+        out_at = fabric.uplink_port(uplink)
+        left = {(d, p): p_ for d, p, p_ in sent.outputs}
+        if out_at in left:  # it left by the uplink: the reply comes from the outside there
+            forward = _leg(fabric, sent, out_at, origins)
+            reply = _reply(left[out_at])
+            reply.update(eth_src=UPSTREAM_MAC, eth_dst=uplink_mac(uplink.name), vlan_vid=0)
+            return TraceResult(forward, _leg(fabric, sim.send(*out_at, reply), fabric.at(src), origins))
     if vip is not None:  # whichever backend the group chose
         dst = next((vm for vm in (fabric.vm_at(d, p) for d, p in sorted(sent.delivered())) if vm), None)
     if hop is not None and hop.vm is None and hop.gateway:  # a ping to the gateway: answered to the sender
@@ -308,3 +339,34 @@ def trace(fabric: Fabric, src_vm: str, dst_ip: str, proto: Proto, port: int | No
         reply.update(eth_src=vm_mac(dst), eth_dst=hop.reply_mac)
     back = _leg(fabric, sim.send(*fabric.at(dst), reply), fabric.at(src), origins)
     return TraceResult(forward, back)
+
+
+def _trace_inbound(
+    fabric: Fabric, uplink: Uplink, dst_ip: str, proto: Proto, port: int | None, source: str
+) -> TraceResult:
+    """A packet from ``source`` outside, in through ``uplink`` to ``dst_ip``, and the inside's reply."""
+    model = fabric.model
+    try:
+        target = ip_address(dst_ip)
+        ip_address(source)
+    except ValueError:
+        raise ValueError(f"{dst_ip!r} or {source!r} is not an IP address") from None
+    fip = next((f for f in model.floating_ips if f.ip == target), None)
+    dst = model.vm_by_name.get(fip.vm) if fip is not None else None
+    at = fabric.uplink_port(uplink)
+    pkt: Packet = {"eth_src": UPSTREAM_MAC, "eth_dst": uplink_mac(uplink.name), "vlan_vid": 0}
+    pkt.update(eth_type=0x0800, ipv4_src=source, ipv4_dst=dst_ip, nw_ttl=TTL)
+    if proto == "icmp":
+        pkt.update(ip_proto=1, icmpv4_type=8, icmpv4_code=0)
+    else:
+        pkt.update({"ip_proto": 6 if proto == "tcp" else 17, f"{proto}_src": CLIENT_PORT, f"{proto}_dst": port or 0})
+    origins = fabric.origins()
+    sim = fabric.fake.network(SimConntrack())
+    sent = sim.send(*at, pkt)
+    forward = _leg(fabric, sent, fabric.at(dst) if dst else None, origins)
+    if not forward.delivered or dst is None:
+        return TraceResult(forward, None)
+    arrived = next(p_ for d, p, p_ in sent.outputs if (d, p) == fabric.at(dst))
+    reply = _reply(arrived)
+    reply.update(eth_src=vm_mac(dst), eth_dst=gateway_mac(_vlan(model, dst)), vlan_vid=0)
+    return TraceResult(forward, _leg(fabric, sim.send(*fabric.at(dst), reply), at, origins))

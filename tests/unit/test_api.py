@@ -152,7 +152,7 @@ def test_trace_uses_live_state(api: Api) -> None:
     status, out = api.call(
         "POST", "/api/v1/trace", b'{"from": "nobody", "to": "10.70.0.1"}', {"Content-Type": "application/json"}
     )
-    assert status == 422 and out["detail"] == "unknown vm 'nobody'"
+    assert status == 422 and out["detail"] == "unknown vm or uplink 'nobody'"
     status, out = api.call(
         "POST",
         "/api/v1/trace",

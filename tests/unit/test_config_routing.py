@@ -6,10 +6,10 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 import pytest
-import yaml
 
-from controller.config import ConfigError, loads_model, parse_model
+from controller.config import loads_model
 from controller.config.model import Router, StaticRoute
+from tests.unit.config_helpers import data_of, errors, set_path
 
 BASE = """
 switches: {s1: {dpid: 1}}
@@ -29,14 +29,7 @@ routers:
 
 
 def data() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(BASE)
-    return loaded
-
-
-def errors(d: dict[str, Any]) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse_model(d)
-    return list(info.value.errors)
+    return data_of(BASE)
 
 
 def test_base_is_accepted_with_overlapping_subnets_across_routers() -> None:
@@ -105,23 +98,15 @@ CASES: list[tuple[str, Any, str]] = [
         [{"prefix": "192.168.0.0/16", "next_hop": "10.0.2.11"}],
         "routers.s.routes[0].next_hop: 10.0.2.11 is not the ip of a VM in this router's networks ('green')",
     ),
-    ("routers/r/uplink", "wan", "routers.r.uplink: not supported yet"),
+    ("routers/r/uplink", "wan", "routers.r.uplink: unknown uplink 'wan'"),
     ("routers/r/colour", "red", "routers.r: unknown key 'colour'"),
-    ("uplinks", {"wan": {}}, "top level: unknown key 'uplinks'"),
 ]
-
-
-def _set(d: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split("/")
-    for key in parents:
-        d = d.setdefault(key, {})
-    d[last] = value
 
 
 @pytest.mark.parametrize(("path", "value", "message"), CASES, ids=[f"{p}={v!r}"[:60] for p, v, _ in CASES])
 def test_errors_name_their_path(path: str, value: Any, message: str) -> None:
     d = data()
-    _set(d, path, value)
+    set_path(d, path, value)
     found = errors(d)
     assert any(e.startswith(message) for e in found), found
 

@@ -403,15 +403,18 @@ class VmnController(HaShim, app_manager.OSKenApp):
             )
         counter.inc()
         shedder = getattr(msg.datapath, "shedder", None)
-        if shedder is not None:
-            shedder.handled(msg.buf)
         bucket = self._buckets.get(dpid)
         if bucket is None:
             bucket = self._buckets[dpid] = TokenBucket(self.core.model.controller.packet_in_rate)
         if not bucket.take(self.core.clock()):
             self.metrics.packet_in_dropped.labels(switch=f"{dpid:x}").inc()
+            if shedder is not None:
+                shedder.handled(msg.buf)
             return
-        self._send(self.core.packet_in(dpid, msg.table_id, msg.match["in_port"], msg.data))
+        effects = self.core.packet_in(dpid, msg.table_id, msg.match["in_port"], msg.data)
+        if shedder is not None:  # its queued repeats were shed; the next one is heard
+            shedder.handled(msg.buf)
+        self._send(effects)
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def on_flow_removed(self, ev: Any) -> None:

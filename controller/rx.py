@@ -17,8 +17,8 @@ A repeat is a PACKET_IN of a table whose packet-ins mean the same for every
 frame of one source on one port (the pipeline's ``Trap.per_source``: the
 learn table), with the same table, match (``in_port`` and the other
 pipeline fields OVS reports) and frame bytes 6-16 (source MAC and the
-802.1Q tag) as one still in flight to the app thread or handled by it less
-than ``hold`` seconds before.
+802.1Q tag) as one still on its way to the app thread (parsed and queued,
+not yet handled).
 Layout: OpenFlow 1.3.5 §7.4.1 (``ofp_packet_in``: 8-byte header,
 ``buffer_id`` 4, ``total_len`` 2, ``reason`` 1, ``table_id`` 1, ``cookie`` 8,
 then the ``ofp_match`` padded to 8 bytes, 2 bytes of padding, the frame).
@@ -49,8 +49,6 @@ TABLE_AT = 15
 SOURCE = slice(6, 16)
 """Frame bytes that name a source: the source MAC and the 802.1Q TPID and TCI after it."""
 RECV_CHUNK = 256 * 1024
-DEFAULT_HOLD = 0.5
-"""Seconds a source's repeats are shed after the app thread handled it."""
 DEFAULT_IN_FLIGHT = 5.0
 """Seconds a source's repeats are shed at most while the app thread has not reported it."""
 
@@ -78,32 +76,27 @@ class Shedder:
     """Sheds the repeats of one switch's per-source packet-ins; shared by its receive and app threads.
 
     The first PACKET_IN of a key goes on to os-ken and the key is in flight:
-    its repeats are shed until the app thread has seen it (:meth:`handled`)
-    and ``hold`` seconds more, long enough for the app's answer (a learn
-    rule) to be in force, short enough that a host moving back to a port it
-    left is learned there again soon. A key whose packet-in the app never
-    reports is passed again after ``in_flight`` seconds. So however far the
-    app thread lags behind a burst, it parses each source about once.
-    ``clock`` returns seconds (``time.monotonic``). Keys are forgotten once
-    their window is over (pruned when the table doubles, at least
-    :data:`PRUNE_AT` keys). The two threads only get and set single dict
-    items, atomic in CPython; a mark lost to a concurrent prune only makes
-    the window of that key shorter or longer, never wrong.
+    its repeats are shed until the app thread has dealt with it
+    (:meth:`handled`); the next one after that is heard, so no decision of
+    the app is ever held (a host ignored while its port was not up yet, or
+    learned again after a move, is heard at its next frame). A key the app
+    never reports is passed again after ``in_flight`` seconds. So however
+    far the app thread lags behind a burst, it parses each queued source
+    about once. ``clock`` returns seconds (``time.monotonic``). Keys are
+    forgotten when handled or when their window is over (pruned when the
+    table doubles, at least :data:`PRUNE_AT` keys). The two threads only
+    get, set and pop single dict items, atomic in CPython; a key lost to a
+    concurrent prune is only heard once more.
     """
 
     PRUNE_AT = 4096
 
     def __init__(
-        self,
-        tables: frozenset[int],
-        hold: float = DEFAULT_HOLD,
-        clock: Callable[[], float] = time.monotonic,
-        in_flight: float = DEFAULT_IN_FLIGHT,
+        self, tables: frozenset[int], clock: Callable[[], float] = time.monotonic, in_flight: float = DEFAULT_IN_FLIGHT
     ) -> None:
-        if hold <= 0 or in_flight <= 0:
-            raise ValueError(f"hold and in_flight must be positive, got {hold} and {in_flight}")
+        if in_flight <= 0:
+            raise ValueError(f"in_flight must be positive, got {in_flight}")
         self.tables = tables
-        self.hold = hold
         self.in_flight = in_flight
         self.clock = clock
         self._until: dict[bytes, float] = {}
@@ -112,8 +105,8 @@ class Shedder:
         """Packet-ins shed so far (read by the app thread for the metric)."""
 
     def shed(self, buf: bytes | bytearray, start: int, length: int) -> bool:
-        """Receive thread: True if the PACKET_IN at ``buf[start:start+length]`` repeats a key in its
-        window; otherwise (or not per-source) False, and its key is in flight.
+        """Receive thread: True if the PACKET_IN at ``buf[start:start+length]`` repeats a key in flight;
+        otherwise (or not per-source) False, and its key is in flight.
         """
         key = packet_in_key(buf, start, length, self.tables)
         if key is None:
@@ -129,11 +122,10 @@ class Shedder:
         return False
 
     def handled(self, raw: bytes | bytearray) -> None:
-        """App thread: the PACKET_IN ``raw`` (the whole message) was dealt with; its repeats are
-        shed ``hold`` seconds more."""
+        """App thread: the PACKET_IN ``raw`` (the whole message) was dealt with; its next repeat is heard."""
         key = packet_in_key(raw, 0, len(raw), self.tables)
         if key is not None:
-            self._until[key] = self.clock() + self.hold
+            self._until.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._until)

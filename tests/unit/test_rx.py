@@ -48,9 +48,9 @@ def test_key_names_table_port_and_source_only() -> None:
     assert packet_in_key(a1[:40], 0, 40, LEARN) is None  # too short to hold the frame's source
 
 
-def test_a_repeat_is_shed_while_in_flight_and_hold_after_handled() -> None:
+def test_a_repeat_is_shed_while_its_first_is_in_flight_only() -> None:
     clock = Clock()
-    shedder = Shedder(LEARN, hold=0.5, clock=clock, in_flight=5)
+    shedder = Shedder(LEARN, clock=clock, in_flight=5)
     a, b = packet_in(A), packet_in(B)
     assert not shedder.shed(a, 0, len(a))  # first: passed, in flight
     clock.now += 3  # the app thread lags behind a burst
@@ -58,12 +58,9 @@ def test_a_repeat_is_shed_while_in_flight_and_hold_after_handled() -> None:
     assert not shedder.shed(b, 0, len(b))  # another source
     moved = packet_in(A, in_port=2)
     assert not shedder.shed(moved, 0, len(moved))  # the same MAC on another port is news (a move)
-    shedder.handled(a)
-    clock.now += 0.4
-    assert shedder.shed(a, 0, len(a))
-    clock.now += 0.2
-    assert not shedder.shed(a, 0, len(a))  # hold over: passed again
-    assert shedder.shed_count == 2
+    shedder.handled(a)  # whatever the app decided, the next frame is heard at once
+    assert not shedder.shed(a, 0, len(a))
+    assert shedder.shed_count == 1
 
 
 def test_a_packet_in_the_app_never_reports_is_passed_again_after_in_flight() -> None:
@@ -77,7 +74,7 @@ def test_a_packet_in_the_app_never_reports_is_passed_again_after_in_flight() -> 
 
 def test_keys_are_pruned_when_their_windows_are_over() -> None:
     clock = Clock()
-    shedder = Shedder(LEARN, hold=0.5, clock=clock)
+    shedder = Shedder(LEARN, clock=clock)
     for i in range(Shedder.PRUNE_AT - 1):
         m = packet_in(b"\x02" + i.to_bytes(5, "big"))
         shedder.shed(m, 0, len(m))
@@ -87,9 +84,9 @@ def test_keys_are_pruned_when_their_windows_are_over() -> None:
     assert len(shedder) == 1
 
 
-def test_hold_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="hold and in_flight must be positive, got 0 and 5"):
-        Shedder(LEARN, hold=0)
+def test_in_flight_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="in_flight must be positive, got 0"):
+        Shedder(LEARN, in_flight=0)
 
 
 class Recording(RxDatapath):

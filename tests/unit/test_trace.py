@@ -70,7 +70,7 @@ def test_other_network_is_unreachable(netfile: Path, capsys: pytest.CaptureFixtu
 def test_bad_input_is_named(netfile: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         run(capsys, "trace", str(netfile), "--from", "nobody", "--to", "10.70.0.1")[2]
-        == "vmn trace: unknown vm 'nobody'\n"
+        == "vmn trace: unknown vm or uplink 'nobody'\n"
     )
     assert (
         run(capsys, "trace", str(netfile), "--from", "client", "--to", "10.70.0.1", "--tcp", "70000")[2]

@@ -41,6 +41,7 @@ BENCHMARKS = (
     "data_plane",
     "data_plane_routed",
     "failover",
+    "scale",
 )
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 

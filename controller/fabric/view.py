@@ -17,6 +17,7 @@ import networkx as nx
 from controller.config.model import Model, Network, PortRef, Vm
 from controller.fabric.admission import LinkPolicy
 from controller.fabric.crossing import PLAIN, Crossing
+from controller.fabric.labels import assign_labels
 from controller.fabric.protection import (
     BackupKey,
     DestinationTree,
@@ -57,6 +58,13 @@ class NetworkFabric:
     links: frozenset[LinkKey]
     tree: frozenset[LinkKey]
     routes: Mapping[int, Mapping[int, Hop]] = field(default_factory=dict, hash=False, compare=False)
+    entries: frozenset[int] = frozenset()
+    """Where its frames enter the fabric: its members and the switches routed into it
+    (each labels its unicast frames, :mod:`controller.fabric.labels`)."""
+
+
+_NOWHERE = NetworkFabric(frozenset(), frozenset(), frozenset(), frozenset())
+"""The fabric of a network that is on no connected switch."""
 
 
 class FabricView:
@@ -280,7 +288,7 @@ class FabricView:
         return {dpid: assign_group_ids(k, APP_L2 << 24) for dpid, k in sorted(keys.items()) if k}
 
     def fabric(self, vlan: int) -> NetworkFabric:
-        return self._fabrics.get(vlan, NetworkFabric(frozenset(), frozenset(), frozenset(), frozenset()))
+        return self._fabrics.get(vlan, _NOWHERE)
 
     @cached_property
     def _fabrics(self) -> Mapping[int, NetworkFabric]:
@@ -326,7 +334,26 @@ class FabricView:
             hops, used = routes_toward(self.destination_tree(dst), nodes - {dst}, prefer)
             routes[dst] = hops
             links |= used
-        return NetworkFabric(members, frozenset(nodes), frozenset(links), tree, routes)
+        return NetworkFabric(members, frozenset(nodes), frozenset(links), tree, routes, frozenset(reach))
+
+    @cached_property
+    def labels(self) -> Mapping[int, int]:
+        """Switch -> its destination label (:func:`controller.fabric.labels.assign_labels`), declared and connected."""
+        return assign_labels({s.dpid for s in self.model.switches} | set(self.dpids))
+
+    def transit_hops(self, dpid: int) -> Mapping[int, Mapping[int, Hop]]:
+        """How ``dpid`` forwards labelled frames: destination switch -> network VLAN -> hop (sorted)."""
+        return self._transit.get(dpid, {})
+
+    @cached_property
+    def _transit(self) -> Mapping[int, Mapping[int, Mapping[int, Hop]]]:
+        out: dict[int, dict[int, dict[int, Hop]]] = {}
+        for vlan, fab in sorted(self._fabrics.items()):
+            for dst, hops in sorted(fab.routes.items()):
+                for dpid, hop in hops.items():
+                    if dpid != dst:
+                        out.setdefault(dpid, {}).setdefault(dst, {})[vlan] = hop
+        return {d: dict(sorted(by_dst.items())) for d, by_dst in out.items()}
 
     def trunk_vlans(self, dpid: int, port: int) -> list[int]:
         """VLANs a trunk port carries: networks whose paths, backup paths or flood tree use its link."""

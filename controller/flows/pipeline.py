@@ -243,6 +243,8 @@ class Pipeline:
         self._by_name = {t.name: t for t in self.tables}
         self._app_names = {i: n for n, i in self.apps.items()}
         self._nexts = {t.table_id: self._allowed_next(t) for t in self.tables}
+        self._fit: set[tuple[int, int, int, int | None, tuple[str, ...]]] = set()
+        """(table, app, priority, goto, match fields) already found to fit: rules differ in values, rarely in shape."""
 
     def _allowed_next(self, spec: TableSpec) -> frozenset[int]:
         allowed = {self._by_name[n].table_id for n in spec.next_tables if n in self._by_name}
@@ -292,6 +294,12 @@ class Pipeline:
         priority, every match field is allowed there, and ``goto`` /
         conntrack recirculation go only to a declared or the next table.
         """
+        shape = (rule.table, rule.app, rule.priority, rule.goto, tuple(k for k, _ in rule.match))
+        if shape in self._fit:
+            for nxt in _action_tables(rule.actions):
+                if nxt not in self._nexts[rule.table]:
+                    raise PipelineError(f"table {self._by_id[rule.table].name} may not go to table {nxt}")
+            return
         spec = self.spec(rule.table)
         if spec is None:
             raise PipelineError(f"rule for unknown table {rule.table}: {rule}")
@@ -311,6 +319,7 @@ class Pipeline:
         for nxt in nexts:
             if nxt not in self._nexts[spec.table_id]:
                 raise PipelineError(f"table {spec.name} may not go to table {nxt}")
+        self._fit.add(shape)
 
     def check_rules(self, rules: Iterable[Rule]) -> None:
         """Check every rule and that no two share (table, priority, match) with different content."""

@@ -37,7 +37,9 @@ def make_match(**fields: MatchValue | None) -> Match:
     >>> make_match(in_port=1, eth_dst=None, vlan_vid=0)
     (('in_port', 1), ('vlan_vid', 0))
     """
-    return tuple(sorted((k, v) for k, v in fields.items() if v is not None))
+    items = [kv for kv in fields.items() if kv[1] is not None]
+    items.sort()
+    return tuple(items)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,36 @@ class Rule:
     flags: int = 0
     write_metadata: tuple[int, int] | None = None
     """``(value, mask)`` written to the metadata register before ``goto``."""
+
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self.app,
+            self.table,
+            self.priority,
+            self.match,
+            self.actions,
+            self.goto,
+            self.meter,
+            self.idle_timeout,
+            self.flags,
+            self.write_metadata,
+        )
+
+    def __hash__(self) -> int:
+        """The hash of every field, computed once (sets of rules hash each rule many times)."""
+        try:
+            return self.__dict__["_hash"]  # type: ignore[no-any-return]
+        except KeyError:
+            value = self.__dict__["_hash"] = hash(self._key())
+            return value
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if other.__class__ is not Rule:
+            return NotImplemented
+        assert isinstance(other, Rule)
+        return hash(self) == hash(other) and self._key() == other._key()
 
     @cached_property
     def cookie(self) -> int:

@@ -12,9 +12,11 @@ changes are only recorded, since the reconcile will send them all.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from apps.base import (
     Adopts,
@@ -44,6 +46,19 @@ from controller.flows.rules import GroupEntry, app_of_cookie
 from controller.metrics import Metrics
 
 LOG = logging.getLogger("vmn.core")
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector inside the block (reference counting still frees)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
 
 Deferred = tuple[Collection[DumpedFlow], frozenset[int], float]
 """A reconcile waiting for links: (dumped flows, trunk ports without a link, deadline)."""
@@ -130,14 +145,21 @@ class Core:
         return wanted
 
     def recompute(self) -> Effects:
-        """Recompute everything; batches for what changed on ready switches."""
-        self._invalidate()
-        view = self.view()
-        for app in self.apps:
-            if isinstance(app, Refreshes):
-                app.refresh(view)
-        diffs = self.flows.replace_all(self.compile_all())
-        return self._effects(diffs, self._replace_groups(self.compile_groups()))
+        """Recompute everything; batches for what changed on ready switches.
+
+        The cyclic garbage collector is paused meanwhile: a compile makes
+        millions of small objects without reference cycles, and each
+        generation-2 collection it would trigger walks all of them again
+        (about a third of a large compile's time).
+        """
+        with paused_gc():
+            self._invalidate()
+            view = self.view()
+            for app in self.apps:
+                if isinstance(app, Refreshes):
+                    app.refresh(view)
+            diffs = self.flows.replace_all(self.compile_all())
+            return self._effects(diffs, self._replace_groups(self.compile_groups()))
 
     def _replace_groups(self, wanted: dict[int, dict[int, GroupEntry]]) -> dict[int, GroupDiff]:
         out: dict[int, GroupDiff] = {}

@@ -28,6 +28,7 @@ from controller.flows.rules import (
     OFPP_CONTROLLER,
     OFPP_IN_PORT,
     OFPVID_PRESENT,
+    Action,
     Group,
     GroupEntry,
     MatchValue,
@@ -167,13 +168,25 @@ def host_rules(view: FabricView, host: Host, after_learn: int, labelled: bool = 
 
 def entry_rule(view: FabricView, dpid: int, hop: Hop, vlan: int, mac: str, relabel: str) -> Rule:
     """Where a frame to ``mac`` enters the fabric: label it, then out of the hop's port or backup group."""
-    cross = view.crossing(dpid)
-    rewrite = (SetField("eth_dst", relabel),)
-    match = make_match(vlan_vid=OFPVID_PRESENT | vlan, eth_dst=mac)
-    if hop.alt is None:
-        return Rule(APP_L2, T_FORWARD, PRIO_HOST, match, rewrite + cross.to_trunks([hop.port], vlan))
-    group = view.backup_groups(dpid)[("ff", hop.port, hop.alt)]
-    return Rule(APP_L2, T_FORWARD, PRIO_HOST, match, rewrite + cross.keyed(vlan, (hop.port, hop.alt)) + (Group(group),))
+    match = (("eth_dst", mac), ("vlan_vid", OFPVID_PRESENT | vlan))
+    return Rule(
+        APP_L2, T_FORWARD, PRIO_HOST, match, (SetField("eth_dst", relabel),) + _entry_tail(view, dpid, hop, vlan)
+    )
+
+
+def _entry_tail(view: FabricView, dpid: int, hop: Hop, vlan: int) -> tuple[Action, ...]:
+    """The actions after the relabelling of :func:`entry_rule`, one tuple shared by every host behind ``hop``."""
+    key = ("l2-entry", dpid, hop, vlan)
+    tail = view.memo.get(key)
+    if tail is None:
+        cross = view.crossing(dpid)
+        if hop.alt is None:
+            tail = cross.to_trunks([hop.port], vlan)
+        else:
+            group = view.backup_groups(dpid)[("ff", hop.port, hop.alt)]
+            tail = cross.keyed(vlan, (hop.port, hop.alt)) + (Group(group),)
+        view.memo[key] = tail
+    return tail  # type: ignore[return-value]
 
 
 def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str) -> list[Rule]:

@@ -8,7 +8,7 @@ computed once per snapshot and are deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -87,6 +87,8 @@ class FabricView:
         self.links = frozenset(topology.links)
         self._topology = topology
         self._dest_trees: dict[int, DestinationTree] = {}
+        self.memo: dict[Hashable, object] = {}
+        """Per-snapshot memo for apps: what many rules share (keys start with the app's name)."""
 
     @cached_property
     def graph(self) -> nx.Graph:

@@ -42,7 +42,7 @@ def make_match(**fields: MatchValue | None) -> Match:
     return tuple(items)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Output:
     """Send the packet out of ``port``; ``max_len`` bytes of it when to the controller."""
 
@@ -50,17 +50,17 @@ class Output:
     max_len: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PushVlan:
     ethertype: int = 0x8100
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PopVlan:
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetField:
     """Set an OXM field; ``vlan_vid`` values carry :data:`OFPVID_PRESENT`."""
 
@@ -68,12 +68,12 @@ class SetField:
     value: int | str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Group:
     group_id: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Nat:
     """NAT inside a :class:`Ct`: with ``dst`` set, destination-NAT a new
     connection to ``dst`` (and ``port``, when set); with ``src`` set,
@@ -85,7 +85,7 @@ class Nat:
     src: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ct:
     """Nicira conntrack action: send through conntrack in ``zone``.
 
@@ -102,7 +102,7 @@ class Ct:
     mark: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Move:
     """Copy field ``src`` into field ``dst`` (same width), Nicira reg_move."""
 
@@ -110,12 +110,12 @@ class Move:
     dst: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CtClear:
     """Nicira ``ct_clear``: forget the packet's conntrack state (``ct_state`` 0), so it can be tracked again."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resubmit:
     """Nicira ``resubmit(,table)``: run ``table`` on the packet now, then go on with the next action.
 
@@ -125,7 +125,7 @@ class Resubmit:
     table: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Clone:
     """Nicira ``clone(actions)``: run ``actions`` on a copy of the packet; the packet itself is unchanged.
 
@@ -135,7 +135,7 @@ class Clone:
     actions: tuple[Action, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DecTtl:
     """Decrement the IPv4 TTL (OpenFlow ``dec_nw_ttl``); a packet whose TTL is 0 or 1 is dropped
     (OVS stops applying actions to it; its invalid-TTL packet-in is off by default)."""

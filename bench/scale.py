@@ -174,8 +174,11 @@ def run_size(size: Size) -> Result:
     return Result(**json.loads(proc.stdout))
 
 
-def plot(results: list[Result], path: Path) -> None:
-    """Compile time and peak memory against flows; flows per switch role against VMs."""
+def plot(results: list[Result], path: Path, before: list[Result] | None = None) -> None:
+    """Compile time and peak memory against flows; flows per switch role against VMs.
+
+    ``before``: an earlier run of the same sizes, drawn faded for comparison.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -190,6 +193,13 @@ def plot(results: list[Result], path: Path) -> None:
     mem.plot(flows, [r.peak_mb for r in results], "s--", color="tab:red", label="peak RSS (MB)")
     mem.set_ylabel("peak RSS, MB", color="tab:red")
     left.set_title("Whole desired state")
+    if before:
+        old = [r.flows for r in before]
+        left.plot(old, [r.compile_s for r in before], "o:", color="tab:blue", alpha=0.4, label="compile, before")
+        mem.plot(old, [r.peak_mb for r in before], "s:", color="tab:red", alpha=0.4, label="peak RSS, before")
+        right.plot([r.vms for r in before], [r.flows_spine for r in before], "o:", alpha=0.4, label="spine, before")
+    left.legend(loc="upper left", fontsize="small")
+    mem.legend(loc="lower right", fontsize="small")
     vms = [r.vms for r in results]
     right.plot(vms, [r.flows_spine for r in results], "o-", label="flows on a spine")
     right.plot(vms, [r.flows_leaf for r in results], "s-", label="flows on a leaf")

@@ -87,6 +87,7 @@ class FabricView:
         self.links = frozenset(topology.links)
         self._topology = topology
         self._dest_trees: dict[int, DestinationTree] = {}
+        self._routes_memo: dict[tuple[int, frozenset[int]], tuple[dict[int, Hop], set[LinkKey]]] = {}
         self.memo: dict[Hashable, object] = {}
         """Per-snapshot memo for apps: what many rules share (keys start with the app's name)."""
 
@@ -333,7 +334,12 @@ class FabricView:
         routes: dict[int, Mapping[int, Hop]] = {}
         prefer = frozenset(nodes)
         for dst in sorted(members):
-            hops, used = routes_toward(self.destination_tree(dst), nodes - {dst}, prefer)
+            found = self._routes_memo.get((dst, prefer))
+            if found is None:  # networks on the same switches route alike: computed once
+                found = self._routes_memo[(dst, prefer)] = routes_toward(
+                    self.destination_tree(dst), nodes - {dst}, prefer
+                )
+            hops, used = found
             routes[dst] = hops
             links |= used
         return NetworkFabric(members, frozenset(nodes), frozenset(links), tree, routes, frozenset(reach))
@@ -359,11 +365,16 @@ class FabricView:
 
     def trunk_vlans(self, dpid: int, port: int) -> list[int]:
         """VLANs a trunk port carries: networks whose paths, backup paths or flood tree use its link."""
-        return sorted(
-            vlan
-            for vlan, fab in self._fabrics.items()
-            if any(link.port_on(dpid) == port and dpid in (link.a_dpid, link.b_dpid) for link in fab.links)
-        )
+        return list(self._trunk_vlans.get((dpid, port), ()))
+
+    @cached_property
+    def _trunk_vlans(self) -> Mapping[tuple[int, int], list[int]]:
+        out: dict[tuple[int, int], set[int]] = {}
+        for vlan, fab in self._fabrics.items():
+            for link in fab.links:
+                out.setdefault((link.a_dpid, link.a_port), set()).add(vlan)
+                out.setdefault((link.b_dpid, link.b_port), set()).add(vlan)
+        return {end: sorted(vlans) for end, vlans in out.items()}
 
     def tree_ports(self, dpid: int, vlan: int) -> list[int]:
         """Trunk ports of ``dpid`` on the flood tree of network ``vlan``."""

@@ -22,7 +22,9 @@ fast failover and the tunnel key (VNI) work unchanged.
 A label MAC, 48 bits:
 
 - bits 40-47: :data:`LABEL_OCTET` (``0xaa``: unicast, locally administered;
-  no host may use a MAC starting with it, see :func:`in_label_space`);
+  no host may use a MAC starting with it, see :func:`in_label_space`: such
+  a source MAC is never learned, and a VM's frame to one drops; the network
+  file's validation does not reject a VM declared with one yet);
 - bits 28-39: the destination switch's 12-bit label (:func:`assign_labels`);
 - bits 0-27: the low 28 bits of the host's own MAC.
 

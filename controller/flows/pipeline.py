@@ -15,9 +15,9 @@ that writes "go on" reaches a table inserted after its own.
 | 40 | acl_commit | acl                                      | commit connections                                           |
 | 42 | dhcp       | dhcp                                     | DHCP DISCOVER/REQUEST of ``dhcp: true`` networks to the controller (metered) |
 | 45 | route      | router                                   | gateway ARP and ICMP echo answered; routed IPv4 (TTL-1, MACs, VLAN of the destination network) -> past learn; gateway ARP replies to the controller (metered) |
-| 50 | learn      | l2                                       | known (vlan, src MAC, port) -> next; unknown -> controller + next |
+| 50 | learn      | l2                                       | known (vlan, src MAC, port) -> next; unknown -> controller + next; a VM's frame to a label MAC drops |
 | 55 | mirror     | mirror                                   | copies of mirrored VMs' traffic toward their mirror port     |
-| 60 | forward    | l2                                       | (vlan, dst MAC) -> output or fast-failover group; miss -> flood |
+| 60 | forward    | l2                                       | (vlan, dst MAC) -> its label MAC, toward its switch (port or fast-failover group); a switch's label MACs -> toward it; own label MACs -> the MAC back, delivered; miss -> flood |
 | 70 | flood      | flood                                    | per-network flood along the loop-free tree                   |
 | 80 | egress     | ingress 0, acl 100-200                   | delivery to a VM port (reg0): ports with ``acl_out`` lists or conntrack to the ACL, the rest to output |
 | 82 | acl_out_net | acl                                     | conntrack pass (zone = VLAN) at delivery; replies of committed connections on; network ``acl_out`` |
@@ -46,6 +46,7 @@ Shared fields (who writes, who reads), as OVN northd keeps its register table:
 | ct_zone          | 16     | lb               | lb, acl (egress_commit) | :data:`CT_ZONE_LB` + the client network's VLAN: the balancer's destination NAT (un-NATed where replies are delivered; a routed client's network has its own) |
 | ct_zone          | 16     | lb (hairpin)     | lb               | :data:`CT_ZONE_HAIRPIN` + VLAN: backend-to-own-VIP SNAT |
 | vlan_pcp (trunk) | 3      | l2 (ff groups)   | l2 (forward)     | :data:`PCP_DETOUR`: the frame is on a backup path (ingress resets a VM's priority to 0) |
+| eth_dst (fabric) | 48     | l2 (entry)       | l2 (forward)     | a label MAC (:mod:`controller.fabric.labels`): the destination switch's label and the host MAC's low 28 bits, between the switch where the frame entered the fabric and its destination switch |
 | tunnel_id        | 24     | l2, flood, mirror (before a tunnel output) | ingress (tunnel ports) | the network's VNI on a tunnel between hosts (:class:`~controller.fabric.crossing.Crossing`) |
 
 Meters: :data:`METER_PACKET_IN` (rate ``controller.packet_in_rate``) on every

@@ -39,6 +39,7 @@ import hashlib
 from collections.abc import Iterable
 
 LABEL_OCTET = 0xAA
+"""The first byte of every label MAC (:data:`controller.config.routing.LABEL_MAC_PREFIX` rejects it for VMs)."""
 LABEL_BITS = 12
 HOST_BITS = 28
 LABEL_SPACE = ("aa:00:00:00:00:00", "ff:00:00:00:00:00")

@@ -226,7 +226,7 @@ def _connected(links: list[LinkKey], a: int, b: int) -> bool:
     return b in seen
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(meshes())
 def test_any_single_cut_in_a_mesh_is_bypassed_and_two_never_loop(
     mesh: tuple[dict[str, object], list[LinkKey], dict[int, list[int]]],

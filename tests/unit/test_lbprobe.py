@@ -221,13 +221,13 @@ def test_truncated_answers_give_none_never_a_wrong_answer(frame: bytes) -> None:
         assert parse_probe_reply(frame[:size]) in (None, full)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.binary(max_size=128))
 def test_random_bytes_never_raise(data: bytes) -> None:
     parse_probe_reply(data)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(
     st.sampled_from(VALID_ANSWERS),
     st.lists(st.tuples(st.integers(0, 127), st.integers(0, 255)), max_size=6),

@@ -43,7 +43,6 @@ BENCHMARKS = (
     "data_plane_routed",
     "data_plane_nat",
     "failover",
-    "scale",
 )
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 

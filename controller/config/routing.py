@@ -51,8 +51,6 @@ NETWORK_KEYS = ("gateway", "dhcp", "dns")
 _ROUTER_KEYS = ("routes", "uplink")
 
 
-LABEL_MAC_PREFIX = "aa"
-"""The first byte of every label MAC (:mod:`controller.fabric.labels`): no VM may use one."""
 GATEWAY_MAC_PREFIX = "0a:56:4d:4e"
 """The first four bytes of every gateway MAC: ``0a`` (locally administered, unicast), then "VMN" in ASCII."""
 
@@ -149,17 +147,14 @@ def network_addressing(
 
 def check_vm_addresses(ctx: Ctx, networks: Sequence[Network], vms: Sequence[Vm]) -> None:
     """Each VM's ``ip`` lies in its network's gateway subnet (same prefix when given) and is not the gateway;
-    no VM's ``mac`` is in the gateways' range or the fabric's label range."""
+    no VM's ``mac`` is in the gateways' range."""
     by_name = {n.name: n for n in networks}
     for vm in vms:
         if vm.mac is not None and vm.mac.startswith(GATEWAY_MAC_PREFIX + ":"):
             ctx.at("vms").at(vm.name).at("mac").error(
                 f"{vm.mac}: {GATEWAY_MAC_PREFIX}:xx:xx is reserved for the networks' gateways"
             )
-        elif vm.mac is not None and vm.mac.startswith(LABEL_MAC_PREFIX + ":"):
-            ctx.at("vms").at(vm.name).at("mac").error(
-                f"{vm.mac}: {LABEL_MAC_PREFIX}:xx:xx:xx:xx:xx is reserved for the fabric's label MACs"
-            )
+
         net = by_name.get(vm.network)
         if net is None or net.gateway is None or vm.ip is None:
             continue

@@ -33,7 +33,7 @@ from controller.tools.lab import ControllerProcess, Host, Lab, free_port, wait_u
 from controller.tools.trace import Fabric, build_fabric
 from tests.conftest import _ovs_unavailable_reason
 from tests.ovs.metrics_client import total
-from tests.ovs.traffic import Case, exchange_works, start_servers, trace_disagreements
+from tests.ovs.traffic import Case, exchange_works, start_servers, trace_disagreements, udp_outcome
 
 pytestmark = pytest.mark.ovs
 
@@ -123,26 +123,6 @@ CASES = [
 ]
 """Trace-vs-OVS cases: every kind of list (VM/network, in/out, stateless/stateful), on one bridge and across."""
 
-UDP_REFUSED = r"""
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(float(sys.argv[3]))
-s.connect((sys.argv[1], int(sys.argv[2])))
-for _ in range(3):
-    s.send(b"ping")
-    try:
-        s.recv(64)
-        print("answer")
-        break
-    except ConnectionRefusedError:
-        print("refused")
-        break
-    except TimeoutError:
-        pass
-else:
-    print("timeout")
-"""
-"""``ip port timeout``: ``refused`` (ECONNREFUSED), ``answer`` or ``timeout`` (three tries of ``timeout`` s)."""
 
 UDP_FROM = r"""
 import socket, sys
@@ -248,8 +228,7 @@ class OutLab:
 
     def udp_outcome(self, src: str, dst: str, port: int, timeout: float = 1.0) -> str:
         """``refused``, ``answer`` or ``timeout``: a connected UDP socket in ``src`` sends to ``dst:port``."""
-        out = self.hosts[src].run([sys.executable, "-c", UDP_REFUSED, self.ip(dst), str(port), str(timeout)])
-        return out.stdout.strip()
+        return udp_outcome(self.hosts[src], self.ip(dst), port, timeout)
 
     def icmp_error_seen(self, sender: str, target: str, code: str, quote: tuple[str, int, int], seconds: float) -> bool:
         """Does ``target`` receive the destination unreachable ``sender`` crafts, within ``seconds``?

@@ -50,7 +50,7 @@ from controller.config.uplinks import uplink_mac
 from controller.tools.lab import ControllerProcess, Host, Lab, dump_flows, free_port, wait_until
 from tests.conftest import _ovs_unavailable_reason
 from tests.ovs.metrics_client import total
-from tests.ovs.traffic import start_named_server, start_servers, tcp_connects
+from tests.ovs.traffic import start_named_server, start_servers, tcp_connects, udp_outcome
 
 pytestmark = pytest.mark.ovs
 
@@ -149,25 +149,6 @@ for target, result in sorted(found.items()):
 """``timeout target...``: try each ``tcp:IP:PORT`` / ``icmp:IP`` at once; print ``target result``
 (``connected``, ``refused`` (a RST came back), ``echo reply``, or ``-``: nothing came back)."""
 
-UDP_REFUSED = r"""
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
-s.connect((sys.argv[1], int(sys.argv[2])))
-for _ in range(3):
-    s.send(b"ping")
-    try:
-        s.recv(64)
-        print("answer")
-        break
-    except ConnectionRefusedError:
-        print("refused")
-        break
-    except TimeoutError:
-        pass
-else:
-    print("timeout")
-"""
-"""``ip port``: ``refused`` when a port unreachable ends a UDP ``recv`` (ECONNREFUSED), else ``answer``/``timeout``."""
 
 HOLD = r"""
 import socket, sys
@@ -333,8 +314,7 @@ def test_a_vm_leaves_as_the_uplink_address_or_as_its_floating_ip(up_lab: UplinkL
 def test_an_icmp_error_about_a_natted_connection_reaches_its_vm(up_lab: UplinkLab) -> None:
     """The outside's port unreachable for r1's UDP datagram (sent as 192.0.2.10, to a closed
     port) is un-NATed back to r1 as related to its connection: its ``recv`` ends in ECONNREFUSED."""
-    got = up_lab.hosts["r1"].run([sys.executable, "-c", UDP_REFUSED, SERVER, "9"]).stdout.strip()
-    assert got == "refused"
+    assert udp_outcome(up_lab.hosts["r1"], SERVER, 9) == "refused"
 
 
 def test_the_outside_reaches_a_vm_through_its_floating_ip_and_nothing_else(up_lab: UplinkLab) -> None:

@@ -92,6 +92,34 @@ def udp_answers(host: Host, ip: str, port: int, timeout: float = 1.0) -> bool:
     )
 
 
+UDP_REFUSED = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(float(sys.argv[3]))
+s.connect((sys.argv[1], int(sys.argv[2])))
+for _ in range(3):
+    s.send(b"ping")
+    try:
+        s.recv(64)
+        print("answer")
+        break
+    except ConnectionRefusedError:
+        print("refused")
+        break
+    except TimeoutError:
+        pass
+else:
+    print("timeout")
+"""
+
+
+def udp_outcome(host: Host, ip: str, port: int, timeout: float = 1.0) -> str:
+    """``refused`` when an ICMP port unreachable ends a connected UDP socket's ``recv`` (ECONNREFUSED),
+    ``answer`` or ``timeout`` (three tries of ``timeout`` s): ``host`` sends to ``ip:port``."""
+    out = host.run([sys.executable, "-c", UDP_REFUSED, ip, str(port), str(timeout)], timeout=timeout * 3 + 10)
+    return out.stdout.strip()
+
+
 @dataclass(frozen=True)
 class Case:
     """One exchange: ``src`` opens ``proto`` (to ``port``) towards ``dst`` and expects an answer."""

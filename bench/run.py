@@ -43,6 +43,7 @@ BENCHMARKS = (
     "data_plane_routed",
     "data_plane_nat",
     "failover",
+    "scale",
 )
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 

@@ -12,9 +12,11 @@ changes are only recorded, since the reconcile will send them all.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from apps.base import (
     Adopts,
@@ -44,6 +46,36 @@ from controller.flows.rules import GroupEntry, app_of_cookie
 from controller.metrics import Metrics
 
 LOG = logging.getLogger("vmn.core")
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector inside the block, then set what survived it aside.
+
+    Reference counting still frees everything meanwhile (rules hold no
+    cycles). When the block made more than :data:`FREEZE_AFTER` objects (a
+    compile at scale), one full collection then finds any cyclic garbage,
+    and :func:`gc.freeze` moves the survivors (the compiled state) out of
+    the collector's view, so later events are not slowed by collections
+    walking millions of objects again. A frozen object that later becomes
+    part of an unreachable cycle is never collected; the state's objects
+    are acyclic. Small blocks (tests, small fabrics) leave the collector as it was.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if gc.get_count()[0] > FREEZE_AFTER:
+            gc.collect()
+            gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+FREEZE_AFTER = 200_000
+"""Objects made by a compile beyond which :func:`paused_gc` freezes what survived it."""
+
 
 Deferred = tuple[Collection[DumpedFlow], frozenset[int], float]
 """A reconcile waiting for links: (dumped flows, trunk ports without a link, deadline)."""
@@ -130,14 +162,21 @@ class Core:
         return wanted
 
     def recompute(self) -> Effects:
-        """Recompute everything; batches for what changed on ready switches."""
-        self._invalidate()
-        view = self.view()
-        for app in self.apps:
-            if isinstance(app, Refreshes):
-                app.refresh(view)
-        diffs = self.flows.replace_all(self.compile_all())
-        return self._effects(diffs, self._replace_groups(self.compile_groups()))
+        """Recompute everything; batches for what changed on ready switches.
+
+        The cyclic garbage collector is paused meanwhile (:func:`paused_gc`):
+        a compile makes millions of small objects without reference cycles,
+        and each generation-2 collection it would trigger walks all of them
+        again (about a third of a large compile's time).
+        """
+        with paused_gc():
+            self._invalidate()
+            view = self.view()
+            for app in self.apps:
+                if isinstance(app, Refreshes):
+                    app.refresh(view)
+            diffs = self.flows.replace_all(self.compile_all())
+            return self._effects(diffs, self._replace_groups(self.compile_groups()))
 
     def _replace_groups(self, wanted: dict[int, dict[int, GroupEntry]]) -> dict[int, GroupDiff]:
         out: dict[int, GroupDiff] = {}

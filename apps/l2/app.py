@@ -16,7 +16,8 @@ from apps.l2.learning import learn_decision
 from apps.l2.rules import PRIO_HOST, backup_group, host_key, host_rules, port_full_key, port_full_rules, static_rules
 from controller.config.model import Model
 from controller.effects import DumpedFlow
-from controller.fabric.view import FabricView
+from controller.fabric.labels import in_label_space
+from controller.fabric.view import FabricView, Host
 from controller.flows.pipeline import APP_L2, T_LEARN
 from controller.flows.rules import GroupEntry, Rule
 from controller.packets import parse_eth
@@ -45,7 +46,7 @@ class L2Switch:
     def compile(self, view: FabricView) -> Segments:
         segments = per_switch("l2", view, lambda v, d: static_rules(v, d, self.after_learn))
         for host in self.hosts.values():
-            segments[host_key(host)] = host_rules(view, host, self.after_learn)
+            segments[host_key(host)] = self._rules(view, host)
         cap = self.model.controller.max_hosts_per_port
         for (dpid, port), count in sorted(self.hosts.per_port().items()):
             if count >= cap and dpid in view.ports:
@@ -86,7 +87,7 @@ class L2Switch:
     def packet_in(self, now: float, view: FabricView, event: PacketIn) -> Reaction:
         """A frame copied by the learn table: learn or move its source MAC."""
         eth = parse_eth(event.data)
-        if eth is None or eth.vlan is None:
+        if eth is None or eth.vlan is None or in_label_space(eth.src):
             return NOTHING
         decision = learn_decision(view, self.hosts, event.dpid, event.in_port, eth.vlan, eth.src)
         if decision.kind in ("known", "ignore") or decision.host is None:
@@ -97,9 +98,7 @@ class L2Switch:
         self._host_event(what)
         self._update_host_gauge(host.vlan)
         LOG.info("host %s %s on vlan %d at %016x port %d", host.mac, what, host.vlan, host.dpid, host.port)
-        segments: dict[SegKey, Mapping[int, frozenset[Rule]]] = {
-            host_key(host): host_rules(view, host, self.after_learn)
-        }
+        segments = self._with_label_partners(view, [host] + ([old] if old else []))
         if old is not None:
             segments.update(self._port_cap(old.dpid, old.port))
         segments.update(self._port_cap(host.dpid, host.port))
@@ -117,26 +116,47 @@ class L2Switch:
         self._host_event("expired")
         self._update_host_gauge()
         LOG.info("host %s expired on vlan %d", host.mac, host.vlan)
-        return Reaction({host_key(host): {}, **self._port_cap(host.dpid, host.port)})
+        return Reaction(
+            {host_key(host): {}, **self._with_label_partners(view, [host]), **self._port_cap(host.dpid, host.port)}
+        )
 
     def adopt(self, view: FabricView, dpid: int, dump: Sequence[DumpedFlow]) -> Reaction:
         """Learn the hosts whose learn rules the switch still holds (a restarted controller keeps them)."""
-        segments: dict[SegKey, Mapping[int, frozenset[Rule]]] = {}
+        adopted: list[Host] = []
         for flow in dump:
             if flow.cookie >> 56 != APP_L2 or flow.table != T_LEARN or flow.priority != PRIO_HOST:
                 continue
             vid, mac, port = (flow.match.get(k) for k in ("vlan_vid", "eth_src", "in_port"))
-            if not (isinstance(vid, int) and isinstance(mac, str) and isinstance(port, int)):
+            if not (isinstance(vid, int) and isinstance(mac, str) and isinstance(port, int)) or in_label_space(mac):
                 continue
             decision = learn_decision(view, self.hosts, dpid, port, vid & 0x0FFF, mac)
             if decision.kind == "new" and decision.host is not None:
                 self.hosts.put(decision.host)
-                segments[host_key(decision.host)] = host_rules(view, decision.host, self.after_learn)
+                adopted.append(decision.host)
                 LOG.info("host %s adopted on vlan %d at %016x port %d", mac, vid & 0x0FFF, dpid, port)
         self._update_host_gauge()
-        return Reaction(segments)
+        return Reaction(self._with_label_partners(view, adopted))
 
     # -- helpers ---------------------------------------------------------------
+    def _rules(self, view: FabricView, host: Host) -> dict[int, frozenset[Rule]]:
+        return host_rules(view, host, self.after_learn, self.hosts.label_unique(host))
+
+    def _with_label_partners(
+        self, view: FabricView, hosts: Sequence[Host]
+    ) -> dict[SegKey, Mapping[int, frozenset[Rule]]]:
+        """Segments of the known ``hosts`` and of every host sharing a label key with one of them.
+
+        Whether a host is labelled depends on the others with its label key
+        (:meth:`HostTable.label_unique`), so a change to one changes theirs.
+        """
+        out: dict[SegKey, Mapping[int, frozenset[Rule]]] = {}
+        for host in hosts:
+            for partner in self.hosts.sharing_label(host):
+                out[host_key(partner)] = self._rules(view, partner)
+            if self.hosts.get((host.vlan, host.mac)) == host:
+                out[host_key(host)] = self._rules(view, host)
+        return out
+
     def _port_cap(self, dpid: int, port: int) -> dict[SegKey, Mapping[int, frozenset[Rule]]]:
         """Lock learning on a port at its host cap; unlock it below."""
         cap = self.model.controller.max_hosts_per_port

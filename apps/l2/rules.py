@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from apps.base import SegKey
 from controller.fabric.crossing import to_edges
+from controller.fabric.labels import LABEL_SPACE, label_mac, switch_match
 from controller.fabric.protection import BackupKey, Hop
 from controller.fabric.view import FabricView, Host
 from controller.flows.pipeline import APP_L2, METER_PACKET_IN, PCP_DETOUR, T_FLOOD, T_FORWARD, T_LEARN
@@ -27,8 +28,10 @@ from controller.flows.rules import (
     OFPP_CONTROLLER,
     OFPP_IN_PORT,
     OFPVID_PRESENT,
+    Action,
     Group,
     GroupEntry,
+    MatchValue,
     Output,
     Rule,
     SetField,
@@ -44,11 +47,25 @@ PRIO_PORT_FULL = 30
 PACKET_IN_MAX_LEN = 128
 
 
+PRIO_LABEL = 5
+PRIO_LABEL_RETURN = 6
+PRIO_LABEL_MARKED = 7
+PRIO_LABEL_BOUNCE = 8
+PRIO_LABEL_GUARD = 15
+PER_HOST = (PRIO_HOST, PRIO_RETURN, PRIO_MARKED, PRIO_BOUNCE)
+"""Priorities of a hop's rules for one host's MAC: plain, back from a U-turn, marked, bounced."""
+PER_LABEL = (PRIO_LABEL, PRIO_LABEL_RETURN, PRIO_LABEL_MARKED, PRIO_LABEL_BOUNCE)
+"""The same for a destination switch's label MACs (below every exact MAC)."""
+ANY_VLAN = (OFPVID_PRESENT, OFPVID_PRESENT)
+
+
 def static_rules(view: FabricView, dpid: int, after_learn: int) -> list[Rule]:
-    """Miss rules of the learn and forward tables, and trunk bypass of learning.
+    """Miss rules of the learn and forward tables, trunk bypass of learning, and label forwarding.
 
     ``after_learn`` is the table after ``learn`` in the pipeline (``forward``
-    unless an app inserted one between them).
+    unless an app inserted one between them). A VM's frame to a label MAC
+    drops in ``learn`` (only trunks carry label MACs); the forward table
+    holds :func:`label_rules`.
     """
     rules = [
         Rule(
@@ -60,12 +77,37 @@ def static_rules(view: FabricView, dpid: int, after_learn: int) -> list[Rule]:
             goto=after_learn,
             meter=METER_PACKET_IN,
         ),
+        Rule(APP_L2, T_LEARN, PRIO_LABEL_GUARD, make_match(eth_dst=LABEL_SPACE)),
         Rule(APP_L2, T_FORWARD, 0, goto=T_FLOOD),
     ]
     rules += [
         Rule(APP_L2, T_LEARN, PRIO_TRUNK, make_match(in_port=p), goto=after_learn)
         for p in sorted(view.trunk_ports(dpid))
     ]
+    return rules + label_rules(view, dpid)
+
+
+def label_rules(view: FabricView, dpid: int) -> list[Rule]:
+    """Forwarding of labelled frames on ``dpid``: by destination switch, whatever the host.
+
+    One set of hop rules per destination switch when every network
+    forwards there alike and no tunnel is involved (a tunnel needs the
+    network's VNI); else one set per network (matching its VLAN id).
+    """
+    cross = view.crossing(dpid)
+    rules: list[Rule] = []
+    for dst, by_vlan in view.transit_hops(dpid).items():
+        label = view.labels.get(dst)
+        if label is None:
+            continue
+        eth_dst = switch_match(label)
+        hops = set(by_vlan.values())
+        tunnel = any(p in cross.tunnels for h in hops for p in (h.port, h.alt) if p is not None)
+        if len(hops) == 1 and not tunnel:
+            rules += hop_rules(view, dpid, next(iter(hops)), (0, ANY_VLAN), eth_dst, PER_LABEL)
+        else:
+            for vlan, hop in by_vlan.items():
+                rules += hop_rules(view, dpid, hop, (vlan, OFPVID_PRESENT | vlan), eth_dst, PER_LABEL)
     return rules
 
 
@@ -73,37 +115,99 @@ def host_key(host: Host) -> SegKey:
     return ("host", host.vlan, host.mac)
 
 
-def host_rules(view: FabricView, host: Host, after_learn: int) -> dict[int, frozenset[Rule]]:
-    """Rules of one learned host on every switch its network crosses."""
+def host_rules(view: FabricView, host: Host, after_learn: int, labelled: bool = True) -> dict[int, frozenset[Rule]]:
+    """Rules of one learned host on every switch its network enters the fabric at (or crosses).
+
+    Labelled (:mod:`controller.fabric.labels`): where the network enters the
+    fabric, the host's MAC becomes its label MAC and goes toward its switch;
+    there it becomes the host's MAC again and is delivered. Unlabelled (a
+    host sharing its label MAC with another): a rule per switch on the way.
+    """
     vid = OFPVID_PRESENT | host.vlan
     timeout = int(round(view.model.controller.host_timeout))
     out: dict[int, frozenset[Rule]] = {}
     if host.dpid not in view.ports:
         return out
-    out[host.dpid] = frozenset(
-        {
-            Rule(
-                APP_L2,
-                T_LEARN,
-                PRIO_HOST,
-                make_match(in_port=host.port, vlan_vid=vid, eth_src=host.mac),
-                goto=after_learn,
-                idle_timeout=timeout,
-                flags=FLAG_SEND_FLOW_REM,
-            ),
-            Rule(APP_L2, T_FORWARD, PRIO_HOST, make_match(vlan_vid=vid, eth_dst=host.mac), to_edges([host.port])),
-        }
+    label = view.labels.get(host.dpid) if labelled else None
+    here = {
+        Rule(
+            APP_L2,
+            T_LEARN,
+            PRIO_HOST,
+            make_match(in_port=host.port, vlan_vid=vid, eth_src=host.mac),
+            goto=after_learn,
+            idle_timeout=timeout,
+            flags=FLAG_SEND_FLOW_REM,
+        ),
+        Rule(APP_L2, T_FORWARD, PRIO_HOST, make_match(vlan_vid=vid, eth_dst=host.mac), to_edges([host.port])),
+    }
+    routes = view.routes(host.vlan, host.dpid)
+    if label is None:
+        out[host.dpid] = frozenset(here)
+        for dpid, hop in sorted(routes.items()):
+            if dpid != host.dpid:
+                out[dpid] = frozenset(forward_rules(view, dpid, hop, vid, host.mac))
+        return out
+    relabel = label_mac(label, host.mac)
+    here.add(
+        Rule(
+            APP_L2,
+            T_FORWARD,
+            PRIO_HOST,
+            make_match(vlan_vid=vid, eth_dst=relabel),
+            (SetField("eth_dst", host.mac),) + to_edges([host.port]),
+        )
     )
-    for dpid, hop in sorted(view.routes(host.vlan, host.dpid).items()):
-        if dpid != host.dpid:
-            out[dpid] = frozenset(forward_rules(view, dpid, hop, vid, host.mac))
+    out[host.dpid] = frozenset(here)
+    for dpid in sorted(view.fabric(host.vlan).entries):
+        entry = routes.get(dpid)
+        if dpid != host.dpid and entry is not None:
+            out[dpid] = frozenset({entry_rule(view, dpid, entry, host.vlan, host.mac, relabel)})
     return out
 
 
-def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str, app: int = APP_L2) -> list[Rule]:
-    """Forward rules on ``dpid`` for ``mac`` behind another switch (owned by ``app``: the router's for its
-    gateway MACs on the way to an uplink).
+def entry_rule(view: FabricView, dpid: int, hop: Hop, vlan: int, mac: str, relabel: str) -> Rule:
+    """Where a frame to ``mac`` enters the fabric: label it, then out of the hop's port or backup group."""
+    match = (("eth_dst", mac), ("vlan_vid", OFPVID_PRESENT | vlan))
+    return Rule(
+        APP_L2, T_FORWARD, PRIO_HOST, match, (SetField("eth_dst", relabel),) + _entry_tail(view, dpid, hop, vlan)
+    )
 
+
+def _entry_tail(view: FabricView, dpid: int, hop: Hop, vlan: int) -> tuple[Action, ...]:
+    """The actions after the relabelling of :func:`entry_rule`, one tuple shared by every host behind ``hop``."""
+    key = ("l2-entry", dpid, hop, vlan)
+    tail = view.memo.get(key)
+    if tail is None:
+        cross = view.crossing(dpid)
+        if hop.alt is None:
+            tail = cross.to_trunks([hop.port], vlan)
+        else:
+            group = view.backup_groups(dpid)[("ff", hop.port, hop.alt)]
+            tail = cross.keyed(vlan, (hop.port, hop.alt)) + (Group(group),)
+        view.memo[key] = tail
+    return tail  # type: ignore[return-value]
+
+
+def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str, app: int = APP_L2) -> list[Rule]:
+    """Forward rules on ``dpid`` for ``mac`` behind another switch (an unlabelled host; owned by ``app``:
+    the router's for its gateway MACs on the way to an uplink)."""
+    return hop_rules(view, dpid, hop, (vid & 0x0FFF, vid), mac, PER_HOST, app)
+
+
+def hop_rules(
+    view: FabricView,
+    dpid: int,
+    hop: Hop,
+    vlan: tuple[int, MatchValue],
+    eth_dst: MatchValue,
+    prios: tuple[int, int, int, int],
+    app: int = APP_L2,
+) -> list[Rule]:
+    """Forward rules on ``dpid`` for frames to ``eth_dst`` (a MAC, or a switch's label MACs) along ``hop``.
+
+    ``vlan`` is (network VLAN id for the tunnel key, ``vlan_vid`` match);
+    ``prios`` are those of the plain, returned, marked and bounced rules.
     Unprotected: out of the primary port. Protected: to the fast-failover
     group (the primary port while live, else the backup, the frame marked
     ``vlan_pcp`` 1 on the way). A marked frame never takes a backup again:
@@ -114,20 +218,22 @@ def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str, app
     So a frame makes at most one detour: down a U-turn chain, across one
     link, then up the tree; whatever is cut, it never loops.
     """
-    match = make_match(vlan_vid=vid, eth_dst=mac)
-    cross, vlan = view.crossing(dpid), vid & 0x0FFF
+    net, vid = vlan
+    plain, back, marked, bounce = prios
+    match = make_match(vlan_vid=vid, eth_dst=eth_dst)
+    cross = view.crossing(dpid)
     if hop.alt is None:
-        return [Rule(app, T_FORWARD, PRIO_HOST, match, cross.to_trunks([hop.port], vlan))]
+        return [Rule(app, T_FORWARD, plain, match, cross.to_trunks([hop.port], net))]
     groups = view.backup_groups(dpid)
-    keyed = cross.keyed(vlan, (hop.port, hop.alt))
+    keyed = cross.keyed(net, (hop.port, hop.alt))
     rules = [
-        Rule(app, T_FORWARD, PRIO_HOST, match, keyed + (Group(groups[("ff", hop.port, hop.alt)]),)),
+        Rule(app, T_FORWARD, plain, match, keyed + (Group(groups[("ff", hop.port, hop.alt)]),)),
         Rule(
             app,
             T_FORWARD,
-            PRIO_MARKED,
-            make_match(vlan_vid=vid, eth_dst=mac, vlan_pcp=PCP_DETOUR),
-            cross.to_trunks([hop.port], vlan),
+            marked,
+            make_match(vlan_vid=vid, eth_dst=eth_dst, vlan_pcp=PCP_DETOUR),
+            cross.to_trunks([hop.port], net),
         ),
     ]
     if hop.bounce:
@@ -135,9 +241,9 @@ def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str, app
             Rule(
                 app,
                 T_FORWARD,
-                PRIO_BOUNCE,
-                make_match(in_port=hop.port, vlan_vid=vid, eth_dst=mac, vlan_pcp=PCP_DETOUR),
-                cross.to_trunks([hop.alt], vlan),
+                bounce,
+                make_match(in_port=hop.port, vlan_vid=vid, eth_dst=eth_dst, vlan_pcp=PCP_DETOUR),
+                cross.to_trunks([hop.alt], net),
             )
         )
     if hop.uturn:
@@ -145,8 +251,8 @@ def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str, app
             Rule(
                 app,
                 T_FORWARD,
-                PRIO_RETURN,
-                make_match(in_port=hop.alt, vlan_vid=vid, eth_dst=mac),
+                back,
+                make_match(in_port=hop.alt, vlan_vid=vid, eth_dst=eth_dst),
                 keyed + (Group(groups[("back", hop.port, hop.alt)]),),
             )
         )
@@ -178,4 +284,11 @@ def port_full_rules(dpid: int, port: int, after_learn: int) -> dict[int, frozens
     learned there keep being forwarded to; their learn rules idle out, and
     learning resumes once the port is below its cap again.
     """
-    return {dpid: frozenset({Rule(APP_L2, T_LEARN, PRIO_PORT_FULL, make_match(in_port=port), goto=after_learn)})}
+    return {
+        dpid: frozenset(
+            {
+                Rule(APP_L2, T_LEARN, PRIO_PORT_FULL, make_match(in_port=port), goto=after_learn),
+                Rule(APP_L2, T_LEARN, PRIO_PORT_FULL + 1, make_match(in_port=port, eth_dst=LABEL_SPACE)),
+            }
+        )
+    }

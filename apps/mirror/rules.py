@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from controller.config.model import Model
+from controller.fabric.labels import label_mac
 from controller.fabric.view import FabricView
 from controller.flows.pipeline import APP_MIRROR, T_INGRESS, T_MIRROR
 from controller.flows.rules import (
@@ -150,8 +151,9 @@ def _copy_rule(
     targets: Iterable[Tap],
     after: int,
     in_port: int | None = None,
+    first: tuple[Action, ...] = (),
 ) -> Rule:
-    actions = tuple(
+    actions = first + tuple(
         a for tap in sorted(set(targets), key=lambda t: t.name) for a in copy_to(view, dpid, vlan, tap, in_port)
     )
     return Rule(APP_MIRROR, T_MIRROR, priority, match, actions, goto=after)
@@ -206,6 +208,18 @@ def vm_rules(view: FabricView, vms: list[Mirrored], dpid: int, after: int) -> li
                 b.into,
                 after,
             )
+            label = view.labels.get(dpid)
+            if label is not None:  # from another switch its frames carry its label MAC: the MAC back first
+                rules += _to_vm(
+                    view,
+                    dpid,
+                    b.vlan,
+                    PRIO_TO_VM,
+                    make_match(vlan_vid=OFPVID_PRESENT | b.vlan, eth_dst=label_mac(label, b.mac)),
+                    b.into,
+                    after,
+                    (SetField("eth_dst", b.mac),),
+                )
     for vlan, group_taps in sorted(by_vlan.items()):
         rules += _to_vm(
             view,
@@ -220,11 +234,21 @@ def vm_rules(view: FabricView, vms: list[Mirrored], dpid: int, after: int) -> li
 
 
 def _to_vm(
-    view: FabricView, dpid: int, vlan: int, priority: int, match: Match, targets: Iterable[Tap], after: int
+    view: FabricView,
+    dpid: int,
+    vlan: int,
+    priority: int,
+    match: Match,
+    targets: Iterable[Tap],
+    after: int,
+    first: tuple[Action, ...] = (),
 ) -> list[Rule]:
-    """A copy rule for frames that may come from any port, plus variants for trunks toward a tap."""
+    """A copy rule for frames that may come from any port, plus variants for trunks toward a tap.
+
+    ``first`` are actions before the copies (which the frame keeps as it goes on).
+    """
     targets = list(targets)
-    rules = [_copy_rule(view, dpid, vlan, priority, match, targets, after)]
+    rules = [_copy_rule(view, dpid, vlan, priority, match, targets, after, first=first)]
     toward = sorted({p for t in targets if t.dpid != dpid for p in [view.next_hop_port(dpid, t.dpid)] if p is not None})
     for port in toward:
         rules.append(
@@ -237,6 +261,7 @@ def _to_vm(
                 targets,
                 after,
                 in_port=port,
+                first=first,
             )
         )
     return rules

@@ -8,7 +8,7 @@ computed once per snapshot and are deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -17,6 +17,7 @@ import networkx as nx
 from controller.config.model import Model, Network, PortRef, Vm
 from controller.fabric.admission import LinkPolicy
 from controller.fabric.crossing import PLAIN, Crossing
+from controller.fabric.labels import assign_labels
 from controller.fabric.protection import (
     BackupKey,
     DestinationTree,
@@ -57,6 +58,13 @@ class NetworkFabric:
     links: frozenset[LinkKey]
     tree: frozenset[LinkKey]
     routes: Mapping[int, Mapping[int, Hop]] = field(default_factory=dict, hash=False, compare=False)
+    entries: frozenset[int] = frozenset()
+    """Where its frames enter the fabric: its members and the switches routed into it
+    (each labels its unicast frames, :mod:`controller.fabric.labels`)."""
+
+
+_NOWHERE = NetworkFabric(frozenset(), frozenset(), frozenset(), frozenset())
+"""The fabric of a network that is on no connected switch."""
 
 
 class FabricView:
@@ -79,6 +87,9 @@ class FabricView:
         self.links = frozenset(topology.links)
         self._topology = topology
         self._dest_trees: dict[int, DestinationTree] = {}
+        self._routes_memo: dict[tuple[int, frozenset[int]], tuple[dict[int, Hop], set[LinkKey]]] = {}
+        self.memo: dict[Hashable, object] = {}
+        """Per-snapshot memo for apps: what many rules share (keys start with the app's name)."""
 
     @cached_property
     def graph(self) -> nx.Graph:
@@ -280,7 +291,7 @@ class FabricView:
         return {dpid: assign_group_ids(k, APP_L2 << 24) for dpid, k in sorted(keys.items()) if k}
 
     def fabric(self, vlan: int) -> NetworkFabric:
-        return self._fabrics.get(vlan, NetworkFabric(frozenset(), frozenset(), frozenset(), frozenset()))
+        return self._fabrics.get(vlan, _NOWHERE)
 
     @cached_property
     def _fabrics(self) -> Mapping[int, NetworkFabric]:
@@ -333,18 +344,47 @@ class FabricView:
         routes: dict[int, Mapping[int, Hop]] = {}
         prefer = frozenset(nodes)
         for dst in sorted(members):
-            hops, used = routes_toward(self.destination_tree(dst), nodes - {dst}, prefer)
+            found = self._routes_memo.get((dst, prefer))
+            if found is None:  # networks on the same switches route alike: computed once
+                found = self._routes_memo[(dst, prefer)] = routes_toward(
+                    self.destination_tree(dst), nodes - {dst}, prefer
+                )
+            hops, used = found
             routes[dst] = hops
             links |= used
-        return NetworkFabric(members, frozenset(nodes), frozenset(links), tree, routes)
+        return NetworkFabric(members, frozenset(nodes), frozenset(links), tree, routes, frozenset(reach))
+
+    @cached_property
+    def labels(self) -> Mapping[int, int]:
+        """Switch -> its destination label (:func:`controller.fabric.labels.assign_labels`), declared and connected."""
+        return assign_labels({s.dpid for s in self.model.switches} | set(self.dpids))
+
+    def transit_hops(self, dpid: int) -> Mapping[int, Mapping[int, Hop]]:
+        """How ``dpid`` forwards labelled frames: destination switch -> network VLAN -> hop (sorted)."""
+        return self._transit.get(dpid, {})
+
+    @cached_property
+    def _transit(self) -> Mapping[int, Mapping[int, Mapping[int, Hop]]]:
+        out: dict[int, dict[int, dict[int, Hop]]] = {}
+        for vlan, fab in sorted(self._fabrics.items()):
+            for dst, hops in sorted(fab.routes.items()):
+                for dpid, hop in hops.items():
+                    if dpid != dst:
+                        out.setdefault(dpid, {}).setdefault(dst, {})[vlan] = hop
+        return {d: dict(sorted(by_dst.items())) for d, by_dst in out.items()}
 
     def trunk_vlans(self, dpid: int, port: int) -> list[int]:
         """VLANs a trunk port carries: networks whose paths, backup paths or flood tree use its link."""
-        return sorted(
-            vlan
-            for vlan, fab in self._fabrics.items()
-            if any(link.port_on(dpid) == port and dpid in (link.a_dpid, link.b_dpid) for link in fab.links)
-        )
+        return list(self._trunk_vlans.get((dpid, port), ()))
+
+    @cached_property
+    def _trunk_vlans(self) -> Mapping[tuple[int, int], list[int]]:
+        out: dict[tuple[int, int], set[int]] = {}
+        for vlan, fab in self._fabrics.items():
+            for link in fab.links:
+                out.setdefault((link.a_dpid, link.a_port), set()).add(vlan)
+                out.setdefault((link.b_dpid, link.b_port), set()).add(vlan)
+        return {end: sorted(vlans) for end, vlans in out.items()}
 
     def tree_ports(self, dpid: int, vlan: int) -> list[int]:
         """Trunk ports of ``dpid`` on the flood tree of network ``vlan``."""

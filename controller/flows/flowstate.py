@@ -56,14 +56,16 @@ class FlowState:
             counts = self._counts.setdefault(dpid, Counter())
             per_app = self._per_app.setdefault(dpid, Counter())
             diff = diffs.setdefault(dpid, Diff())
-            for rule in after - before:
-                counts[rule] += 1
-                if counts[rule] == 1:
+            for rule in after - before if before else after:
+                n = counts.get(rule, 0) + 1
+                counts[rule] = n
+                if n == 1:
                     per_app[rule.app] += 1
                     diff.adds.add(rule)
-            for rule in before - after:
-                counts[rule] -= 1
-                if counts[rule] == 0:
+            for rule in before - after if after else before:
+                n = counts[rule] - 1
+                counts[rule] = n
+                if n == 0:
                     del counts[rule]
                     per_app[rule.app] -= 1
                     if rule in diff.adds:

@@ -17,9 +17,9 @@ that writes "go on" reaches a table inserted after its own.
 | 40 | acl_commit | acl                                      | commit connections                                           |
 | 42 | dhcp       | dhcp                                     | DHCP DISCOVER/REQUEST of ``dhcp: true`` networks to the controller (metered) |
 | 45 | route      | router                                   | gateway ARP and ICMP echo answered; routed IPv4 (TTL-1, MACs, VLAN of the destination network) -> past learn; gateway ARP replies to the controller (metered) |
-| 50 | learn      | l2                                       | known (vlan, src MAC, port) -> next; unknown -> controller + next |
+| 50 | learn      | l2                                       | known (vlan, src MAC, port) -> next; unknown -> controller + next; a VM's frame to a label MAC drops |
 | 55 | mirror     | mirror                                   | copies of mirrored VMs' traffic toward their mirror port     |
-| 60 | forward    | l2, router 10-13                         | (vlan, dst MAC) -> output or fast-failover group; miss -> flood |
+| 60 | forward    | l2, router 10-13                         | (vlan, dst MAC) -> its label MAC, toward its switch (port or fast-failover group); a switch's label MACs -> toward it; own label MACs -> the MAC back, delivered; miss -> flood; (router) a network's gateway MAC -> toward its uplink's switch |
 | 70 | flood      | flood                                    | per-network flood along the loop-free tree                   |
 | 80 | egress     | ingress 0, acl 100-200                   | delivery to a VM port (reg0): ports with ``acl_out`` lists or conntrack to the ACL, the rest to output |
 | 82 | acl_out_net | acl                                     | conntrack pass (zone = VLAN) at delivery; replies of committed connections on; network ``acl_out`` |
@@ -50,6 +50,7 @@ Shared fields (who writes, who reads), as OVN northd keeps its register table:
 | ct_zone          | 16     | lb               | lb, acl (egress_commit) | :data:`CT_ZONE_LB` + the client network's VLAN: the balancer's destination NAT (un-NATed where replies are delivered; a routed client's network has its own) |
 | ct_zone          | 16     | lb (hairpin)     | lb               | :data:`CT_ZONE_HAIRPIN` + VLAN: backend-to-own-VIP SNAT |
 | vlan_pcp (trunk) | 3      | l2 (ff groups)   | l2 (forward)     | :data:`PCP_DETOUR`: the frame is on a backup path (ingress resets a VM's priority to 0) |
+| eth_dst (fabric) | 48     | l2 (entry)       | l2 (forward)     | a label MAC (:mod:`controller.fabric.labels`): the destination switch's label and the host MAC's low 28 bits, between the switch where the frame entered the fabric and its destination switch |
 | tunnel_id        | 24     | l2, flood, mirror (before a tunnel output) | ingress (tunnel ports) | the network's VNI on a tunnel between hosts (:class:`~controller.fabric.crossing.Crossing`) |
 
 Meters: :data:`METER_PACKET_IN` (rate ``controller.packet_in_rate``) on every
@@ -277,6 +278,8 @@ class Pipeline:
         self._by_name = {t.name: t for t in self.tables}
         self._app_names = {i: n for n, i in self.apps.items()}
         self._nexts = {t.table_id: self._allowed_next(t) for t in self.tables}
+        self._fit: set[tuple[int, int, int, int | None, tuple[str, ...]]] = set()
+        """(table, app, priority, goto, match fields) already found to fit: rules differ in values, rarely in shape."""
 
     def _allowed_next(self, spec: TableSpec) -> frozenset[int]:
         allowed = {self._by_name[n].table_id for n in spec.next_tables if n in self._by_name}
@@ -326,6 +329,12 @@ class Pipeline:
         priority, every match field is allowed there, and ``goto`` /
         conntrack recirculation go only to a declared or the next table.
         """
+        shape = (rule.table, rule.app, rule.priority, rule.goto, tuple(k for k, _ in rule.match))
+        if shape in self._fit:
+            for nxt in _action_tables(rule.actions):
+                if nxt not in self._nexts[rule.table]:
+                    raise PipelineError(f"table {self._by_id[rule.table].name} may not go to table {nxt}")
+            return
         spec = self.spec(rule.table)
         if spec is None:
             raise PipelineError(f"rule for unknown table {rule.table}: {rule}")
@@ -345,6 +354,7 @@ class Pipeline:
         for nxt in nexts:
             if nxt not in self._nexts[spec.table_id]:
                 raise PipelineError(f"table {spec.name} may not go to table {nxt}")
+        self._fit.add(shape)
 
     def check_rules(self, rules: Iterable[Rule]) -> None:
         """Check every rule and that no two share (table, priority, match) with different content."""

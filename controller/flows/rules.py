@@ -37,10 +37,12 @@ def make_match(**fields: MatchValue | None) -> Match:
     >>> make_match(in_port=1, eth_dst=None, vlan_vid=0)
     (('in_port', 1), ('vlan_vid', 0))
     """
-    return tuple(sorted((k, v) for k, v in fields.items() if v is not None))
+    items = [kv for kv in fields.items() if kv[1] is not None]
+    items.sort()
+    return tuple(items)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Output:
     """Send the packet out of ``port``; ``max_len`` bytes of it when to the controller."""
 
@@ -48,17 +50,17 @@ class Output:
     max_len: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PushVlan:
     ethertype: int = 0x8100
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PopVlan:
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetField:
     """Set an OXM field; ``vlan_vid`` values carry :data:`OFPVID_PRESENT`."""
 
@@ -66,12 +68,12 @@ class SetField:
     value: int | str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Group:
     group_id: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Nat:
     """NAT inside a :class:`Ct`: with ``dst`` set, destination-NAT a new
     connection to ``dst`` (and ``port``, when set); with ``src`` set,
@@ -83,7 +85,7 @@ class Nat:
     src: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ct:
     """Nicira conntrack action: send through conntrack in ``zone``.
 
@@ -100,7 +102,7 @@ class Ct:
     mark: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Move:
     """Copy field ``src`` into field ``dst`` (same width), Nicira reg_move."""
 
@@ -108,12 +110,12 @@ class Move:
     dst: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CtClear:
     """Nicira ``ct_clear``: forget the packet's conntrack state (``ct_state`` 0), so it can be tracked again."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resubmit:
     """Nicira ``resubmit(,table)``: run ``table`` on the packet now, then go on with the next action.
 
@@ -123,7 +125,7 @@ class Resubmit:
     table: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Clone:
     """Nicira ``clone(actions)``: run ``actions`` on a copy of the packet; the packet itself is unchanged.
 
@@ -133,7 +135,7 @@ class Clone:
     actions: tuple[Action, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DecTtl:
     """Decrement the IPv4 TTL (OpenFlow ``dec_nw_ttl``); a packet whose TTL is 0 or 1 is dropped
     (OVS stops applying actions to it; its invalid-TTL packet-in is off by default)."""
@@ -174,6 +176,36 @@ class Rule:
     flags: int = 0
     write_metadata: tuple[int, int] | None = None
     """``(value, mask)`` written to the metadata register before ``goto``."""
+
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self.app,
+            self.table,
+            self.priority,
+            self.match,
+            self.actions,
+            self.goto,
+            self.meter,
+            self.idle_timeout,
+            self.flags,
+            self.write_metadata,
+        )
+
+    def __hash__(self) -> int:
+        """The hash of every field, computed once (sets of rules hash each rule many times)."""
+        try:
+            return self.__dict__["_hash"]  # type: ignore[no-any-return]
+        except KeyError:
+            value = self.__dict__["_hash"] = hash(self._key())
+            return value
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if other.__class__ is not Rule:
+            return NotImplemented
+        assert isinstance(other, Rule)
+        return hash(self) == hash(other) and self._key() == other._key()
 
     @cached_property
     def cookie(self) -> int:

@@ -27,6 +27,7 @@ else is.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import zlib
@@ -85,7 +86,12 @@ def _as_int(value: object) -> int:
     """A field value as a number: ints as they are, MACs and IPv4/IPv6 addresses from their text."""
     if isinstance(value, int):
         return value
-    text = str(value)
+    return _text_as_int(str(value))
+
+
+@functools.lru_cache(maxsize=65536)
+def _text_as_int(text: str) -> int:
+    """A MAC or an IPv4/IPv6 address as a number (a pure function, cached: masks and MACs repeat)."""
     if _MAC_RE.match(text):
         return int(text.replace(":", ""), 16)
     return int(ipaddress.ip_address(text))
@@ -109,7 +115,7 @@ def field_matches(want: MatchValue, have: object) -> bool:
     if isinstance(want, tuple):
         value, mask = want
         return (_as_int(have) & _as_int(mask)) == (_as_int(value) & _as_int(mask))
-    return _as_int(have) == _as_int(want)
+    return have == want or _as_int(have) == _as_int(want)
 
 
 def rule_matches(rule: Rule, packet: Mapping[str, object]) -> bool:

@@ -255,6 +255,70 @@ def leaf_spine(
     return draft.done()
 
 
+VM_PORT_BASE = 100
+"""First VM port of :func:`leaf_spine_tenants` (a leaf's ports 11-19 lead to spines)."""
+
+
+def leaf_spine_tenants(
+    spines: int,
+    leaves: int,
+    *,
+    networks: int,
+    vms_per_leaf: int,
+    dpid_base: int = 0,
+    spine_dpid_base: int = 100,
+) -> NetworkFile:
+    """The cabling of :func:`leaf_spine` with many tenant networks and many VMs per leaf (scale tests).
+
+    Network ``k`` (from 0) is ``net<k>``, VLAN ``100 + k``, subnet
+    ``10.<k>.0.0/16``. VM ``j`` (from 0) of leaf ``i`` is ``v<i>-<j>`` on
+    port ``100 + j``; counting VMs leaf by leaf as ``n``, it is in network
+    ``n % networks`` (so a leaf holds ``min(networks, vms_per_leaf)``
+    networks), its ip is host ``n // networks + 1`` of that subnet and its
+    mac ``02:00:<i>:<j>`` (16 bits each, hex).
+
+    >>> net = leaf_spine_tenants(2, 3, networks=4, vms_per_leaf=2)
+    >>> len(net["vms"]), net["vms"]["v2-1"]
+    (6, {'switch': 'l2', 'port': 101, 'network': 'net3', 'ip': '10.3.0.1/16', 'mac': '02:00:00:02:00:01'})
+
+    Raises
+    ------
+    ValueError
+        If a count is out of range (1-9 spines, 1-4096 leaves, 1-250
+        networks, 1-10000 VMs per leaf).
+    """
+    if not (1 <= spines < TRUNK_PORT and 1 <= leaves <= 4096 and 1 <= networks <= 250 and 1 <= vms_per_leaf <= 10000):
+        raise ValueError(
+            "need 1-9 spines, 1-4096 leaves, 1-250 networks and 1-10000 VMs per leaf, "
+            f"got {spines}, {leaves}, {networks}, {vms_per_leaf}"
+        )
+    cabling = leaf_spine(
+        spines,
+        leaves,
+        networks=(NetworkSpec("unused", 4094, "u", ()),),
+        dpid_base=dpid_base,
+        spine_dpid_base=spine_dpid_base,
+    )
+    net: NetworkFile = {
+        "switches": cabling["switches"],
+        "links": cabling["links"],
+        "networks": {f"net{k}": {"vlan": 100 + k} for k in range(networks)},
+        "vms": {},
+    }
+    for i in range(1, leaves + 1):
+        for j in range(vms_per_leaf):
+            n = (i - 1) * vms_per_leaf + j
+            k, host = n % networks, n // networks + 1
+            net["vms"][f"v{i}-{j}"] = {
+                "switch": f"l{i}",
+                "port": VM_PORT_BASE + j,
+                "network": f"net{k}",
+                "ip": f"10.{k}.{host >> 8}.{host & 0xFF}/16",
+                "mac": f"02:00:{i >> 8:02x}:{i & 0xFF:02x}:{j >> 8:02x}:{j & 0xFF:02x}",
+            }
+    return net
+
+
 def tree(
     depth: int,
     fanout: int | Sequence[int],

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.config import parse_model
+from controller.fabric.labels import switch_match
 from controller.fabric.topology import LinkKey, PortInfo
 from controller.flows.rules import Group, Output, Resubmit
 from controller.tools import topo
@@ -128,12 +129,13 @@ def test_two_links_cut_never_loop_and_never_duplicate(name: str) -> None:
                 assert reached(trace, set(pair)) in ([], [b]), (pair, a, b, trace.outputs)
 
 
-def _forward(h: Harness, dpid: int, dst: str) -> list[tuple[int, object, object, str]]:
-    """(priority, in_port, vlan_pcp, first action's type) of ``dpid``'s forward rules for ``dst``."""
+def _forward(h: Harness, dpid: int, dst: int) -> list[tuple[int, object, object, str]]:
+    """(priority, in_port, vlan_pcp, first action's type) of ``dpid``'s forward rules for switch ``dst``'s labels."""
+    label = switch_match(h.core.view().labels[dst])
     return sorted(
         (r.priority, r.match_dict.get("in_port"), r.match_dict.get("vlan_pcp"), type(r.actions[0]).__name__)
         for r in h.core.flows.rules(dpid)
-        if r.match_dict.get("eth_dst") == dst
+        if r.match_dict.get("eth_dst") == label
     )
 
 
@@ -144,13 +146,19 @@ def test_ring_backups_are_fast_failover_groups_and_uturns_only_where_needed() ->
     assert all(g.type == "ff" and len(g.buckets) == 2 for g in groups.values())
     # s1 toward s2: port 10 (direct), else port 11 (via s3, whose own path to s2 avoids s1).
     assert {(g.buckets[0][1], g.buckets[1][1]) for g in groups.values()} == {(10, 11), (11, 10)}
+    # s1 labels frames to s2's hosts and sends them to the group, as it does frames labelled by others
+    assert [
+        (r.priority, type(r.actions[0]).__name__, type(r.actions[-1]).__name__)
+        for r in h.core.flows.rules(1)
+        if r.match_dict.get("eth_dst") == mac(2)
+    ] == [(10, "SetField", "Group")]
     # the group, and a marked frame (already on a backup path) takes no second detour
-    assert _forward(h, 1, mac(2)) == [(10, None, None, "Group"), (12, None, 1, "Output")]
+    assert _forward(h, 1, 2) == [(5, None, None, "Group"), (7, None, 1, "Output")]
     h5 = ring(5)  # s1 toward s2 has no loop-free neighbour: a U-turn through s5, on to s4
     learn_all(h5, red_vms(h5))
-    assert _forward(h5, 1, mac(2)) == [(10, None, None, "Group"), (11, 11, None, "Group"), (12, None, 1, "Output")]
+    assert _forward(h5, 1, 2) == [(5, None, None, "Group"), (6, 11, None, "Group"), (7, None, 1, "Output")]
     # s5 bounces marked frames from s1 (its port 10) on to s4
-    assert _forward(h5, 5, mac(2)) == [(10, None, None, "Group"), (12, None, 1, "Output"), (13, 10, 1, "Output")]
+    assert _forward(h5, 5, 2) == [(5, None, None, "Group"), (7, None, 1, "Output"), (8, 10, 1, "Output")]
 
 
 def test_tree_has_no_backup_and_no_group() -> None:

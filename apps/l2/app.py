@@ -16,7 +16,6 @@ from apps.l2.learning import learn_decision
 from apps.l2.rules import PRIO_HOST, backup_group, host_key, host_rules, port_full_key, port_full_rules, static_rules
 from controller.config.model import Model
 from controller.effects import DumpedFlow
-from controller.fabric.labels import in_label_space
 from controller.fabric.view import FabricView, Host
 from controller.flows.pipeline import APP_L2, T_LEARN
 from controller.flows.rules import GroupEntry, Rule
@@ -87,7 +86,7 @@ class L2Switch:
     def packet_in(self, now: float, view: FabricView, event: PacketIn) -> Reaction:
         """A frame copied by the learn table: learn or move its source MAC."""
         eth = parse_eth(event.data)
-        if eth is None or eth.vlan is None or in_label_space(eth.src):
+        if eth is None or eth.vlan is None:
             return NOTHING
         decision = learn_decision(view, self.hosts, event.dpid, event.in_port, eth.vlan, eth.src)
         if decision.kind in ("known", "ignore") or decision.host is None:
@@ -127,7 +126,7 @@ class L2Switch:
             if flow.cookie >> 56 != APP_L2 or flow.table != T_LEARN or flow.priority != PRIO_HOST:
                 continue
             vid, mac, port = (flow.match.get(k) for k in ("vlan_vid", "eth_src", "in_port"))
-            if not (isinstance(vid, int) and isinstance(mac, str) and isinstance(port, int)) or in_label_space(mac):
+            if not (isinstance(vid, int) and isinstance(mac, str) and isinstance(port, int)):
                 continue
             decision = learn_decision(view, self.hosts, dpid, port, vid & 0x0FFF, mac)
             if decision.kind == "new" and decision.host is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Mapping
 
-from controller.fabric.labels import label_key
+from controller.fabric.labels import in_label_space, label_key
 from controller.fabric.view import Host
 
 
@@ -53,8 +53,15 @@ class HostTable(Mapping[tuple[int, str], Host]):
         return old
 
     def label_unique(self, host: Host) -> bool:
-        """Is ``host`` the only one of its network on its switch with its label MAC (:mod:`controller.fabric.labels`)?"""
-        return len(self._by_label.get(label_key(host.vlan, host.dpid, host.mac), ())) == 1
+        """May ``host`` be forwarded by its label MAC (:mod:`controller.fabric.labels`)?
+
+        Only when no other host of its network on its switch would share
+        that label MAC, and its own MAC is not in the label space (such a
+        MAC, as a kernel may draw at random, is forwarded as it is).
+        """
+        return (
+            not in_label_space(host.mac) and len(self._by_label.get(label_key(host.vlan, host.dpid, host.mac), ())) == 1
+        )
 
     def sharing_label(self, host: Host) -> list[Host]:
         """The hosts with ``host``'s label key (itself included if present), sorted by MAC."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from apps.base import SegKey
 from controller.fabric.crossing import to_edges
-from controller.fabric.labels import LABEL_SPACE, label_mac, switch_match
+from controller.fabric.labels import label_mac, switch_match
 from controller.fabric.protection import BackupKey, Hop
 from controller.fabric.view import FabricView, Host
 from controller.flows.pipeline import APP_L2, METER_PACKET_IN, PCP_DETOUR, T_FLOOD, T_FORWARD, T_LEARN
@@ -51,7 +51,6 @@ PRIO_LABEL = 5
 PRIO_LABEL_RETURN = 6
 PRIO_LABEL_MARKED = 7
 PRIO_LABEL_BOUNCE = 8
-PRIO_LABEL_GUARD = 15
 PER_HOST = (PRIO_HOST, PRIO_RETURN, PRIO_MARKED, PRIO_BOUNCE)
 """Priorities of a hop's rules for one host's MAC: plain, back from a U-turn, marked, bounced."""
 PER_LABEL = (PRIO_LABEL, PRIO_LABEL_RETURN, PRIO_LABEL_MARKED, PRIO_LABEL_BOUNCE)
@@ -63,9 +62,8 @@ def static_rules(view: FabricView, dpid: int, after_learn: int) -> list[Rule]:
     """Miss rules of the learn and forward tables, trunk bypass of learning, and label forwarding.
 
     ``after_learn`` is the table after ``learn`` in the pipeline (``forward``
-    unless an app inserted one between them). A VM's frame to a label MAC
-    drops in ``learn`` (only trunks carry label MACs); the forward table
-    holds :func:`label_rules`.
+    unless an app inserted one between them); the forward table holds
+    :func:`label_rules`.
     """
     rules = [
         Rule(
@@ -77,7 +75,6 @@ def static_rules(view: FabricView, dpid: int, after_learn: int) -> list[Rule]:
             goto=after_learn,
             meter=METER_PACKET_IN,
         ),
-        Rule(APP_L2, T_LEARN, PRIO_LABEL_GUARD, make_match(eth_dst=LABEL_SPACE)),
         Rule(APP_L2, T_FORWARD, 0, goto=T_FLOOD),
     ]
     rules += [
@@ -93,9 +90,19 @@ def label_rules(view: FabricView, dpid: int) -> list[Rule]:
     One set of hop rules per destination switch when every network
     forwards there alike and no tunnel is involved (a tunnel needs the
     network's VNI); else one set per network (matching its VLAN id).
+
+    A frame with one of ``dpid``'s own label MACs that no host's rule
+    claims (the host expired or moved while the frame was on its way) is
+    dropped: flooded, it would go to every port of its network with a
+    destination MAC no host has. Every host's own MAC (a host whose MAC
+    lies in the label space is forwarded by it, unlabelled) has rules at
+    higher priority, so this drops nothing addressed to a known host.
     """
     cross = view.crossing(dpid)
     rules: list[Rule] = []
+    own = view.labels.get(dpid)
+    if own is not None:
+        rules.append(Rule(APP_L2, T_FORWARD, PRIO_LABEL, make_match(eth_dst=switch_match(own))))
     for dst, by_vlan in view.transit_hops(dpid).items():
         label = view.labels.get(dst)
         if label is None:
@@ -288,7 +295,6 @@ def port_full_rules(dpid: int, port: int, after_learn: int) -> dict[int, frozens
         dpid: frozenset(
             {
                 Rule(APP_L2, T_LEARN, PRIO_PORT_FULL, make_match(in_port=port), goto=after_learn),
-                Rule(APP_L2, T_LEARN, PRIO_PORT_FULL + 1, make_match(in_port=port, eth_dst=LABEL_SPACE)),
             }
         )
     }

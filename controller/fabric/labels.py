@@ -21,16 +21,24 @@ fast failover and the tunnel key (VNI) work unchanged.
 
 A label MAC, 48 bits:
 
-- bits 40-47: :data:`LABEL_OCTET` (``0xaa``: unicast, locally administered;
-  no host may use a MAC starting with it, see :func:`in_label_space`: such
-  a source MAC is never learned, and a VM's frame to one drops; the network
-  file's validation does not reject a VM declared with one yet);
+- bits 40-47: :data:`LABEL_OCTET` (``0xaa``: unicast, locally administered);
 - bits 28-39: the destination switch's 12-bit label (:func:`assign_labels`);
 - bits 0-27: the low 28 bits of the host's own MAC.
 
-Two hosts of one network on one switch whose MACs agree in the low 28 bits
-would share a label MAC: those are forwarded by their own MAC everywhere,
-as without labels (:func:`label_key` finds them).
+No MAC can be reserved for labels: a kernel draws a veth's or tap's MAC at
+random among the locally administered unicast ones, so one host in 64 has a
+MAC starting with ``aa``. Such a host is learned like any other and
+forwarded by its own MAC on every switch on the way, as without labels: its
+rules, one per host, sit above the label rules, one per switch. Two hosts
+of one network on one switch whose MACs agree in the low 28 bits would
+share a label MAC: those are forwarded by their own MAC too (:func:`label_key`
+finds them). A frame with a label MAC that no host claims any more (its host
+expired or moved on the way) is dropped at the labelled switch.
+
+Left alone: a host whose own MAC equals another host's label MAC in the
+same network (a 2^-40 chance, or a chosen MAC) draws that host's labelled
+frames to itself; it could as well claim that host's MAC, as on any
+learning switch, and port security (declared MACs) stops both.
 """
 
 from __future__ import annotations

@@ -42,8 +42,12 @@ def ring_net(bridges: list[str]) -> NetworkFile:
     """s1-s3 (dpids 0x31-0x33) in a ring on ``bridges``: port 10 to the next, 11 to the previous.
 
     The VMs' ips (10.70.0.0/24) are for the lab's hosts; the controller is not told them.
+    r3's MAC starts with ``aa``, as one kernel-drawn MAC in 64 does: the
+    fabric's label MACs start so too, and such a host must work like any other.
     """
-    return topo.ring(3, networks=NETWORKS, dpid_base=0x30, bridges=bridges, subnet="10.70.0.0/24")
+    net = topo.ring(3, networks=NETWORKS, dpid_base=0x30, bridges=bridges, subnet="10.70.0.0/24")
+    net["vms"]["r3"]["mac"] = "aa:70:00:00:00:03"
+    return net
 
 
 BURST = 200

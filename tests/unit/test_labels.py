@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apps.l2.app import L2Switch
 from controller.config import parse_model
-from controller.fabric.labels import LABEL_SPACE, in_label_space, label_mac, switch_match
+from controller.fabric.labels import in_label_space, label_mac, switch_match
 from controller.fabric.view import Host
 from controller.flows.rules import Rule
 from controller.tools import topo
@@ -67,13 +67,33 @@ def test_unicast_crosses_the_spine_labelled_and_arrives_with_its_own_mac() -> No
     assert spines and all(r.match_dict["eth_dst"] == switch_match(f.fake.core.view().labels[dst[0]]) for r in spines)
 
 
-def test_a_vm_cannot_send_to_a_label_mac() -> None:
+def test_a_host_whose_mac_is_in_the_label_space_is_learned_and_forwarded_by_it() -> None:
+    """One kernel-drawn MAC in 64 starts with ``aa``: such hosts must work like any other."""
+    net = topo.leaf_spine_tenants(2, 3, networks=1, vms_per_leaf=2)
+    net["vms"]["v3-0"]["mac"] = "aa:3f:12:34:56:78"
+    net["vms"]["v1-1"]["mac"] = "aa:00:00:00:00:07"
+    f = build_fabric(parse_model(net))
+    odd, other, plain = _vm(f, "v3-0"), _vm(f, "v1-1"), _vm(f, "v1-0")
+    for src, dst in ((plain, odd), (odd, plain), (other, odd), (odd, other)):
+        trace = _send(f, src, dst[2])
+        assert trace.delivered() == {(dst[0], dst[1])}, (src, dst)
+        (_, _, pkt), *_ = trace.outputs
+        assert pkt["eth_dst"] == dst[2]
+    spine_macs = {r.match_dict.get("eth_dst") for d, r in _send(f, plain, odd[2]).matched if d > 100 and r.table == 60}
+    assert spine_macs == {odd[2]}  # by its own MAC, not a label
+
+
+def test_a_label_mac_no_host_claims_drops_at_its_switch_and_never_loops() -> None:
     f = _fabric(4)
     src, dst = _vm(f, "v1-0"), _vm(f, "v3-0")
     label = f.fake.core.view().labels[dst[0]]
-    trace = _send(f, src, label_mac(label, dst[2]))
-    assert trace.delivered() == set()
-    assert in_label_space(label_mac(label, dst[2])) and LABEL_SPACE[0].startswith("aa")
+    for mac in (label_mac(label, "02:00:00:ab:cd:ef"), label_mac(label, dst[2])):
+        trace = _send(f, src, mac)
+        hops = [d for d, _ in trace.matched]
+        assert len(hops) < 40, hops  # no loop through the fabric
+        assert trace.delivered() <= {(dst[0], dst[1])}
+    assert trace.delivered() == {(dst[0], dst[1])}  # a label MAC in use reaches only its own host
+    assert _send(f, src, label_mac(label, "02:00:00:ab:cd:ef")).delivered() == set()
 
 
 def test_hosts_sharing_a_label_mac_are_forwarded_by_their_own_macs() -> None:
@@ -92,3 +112,17 @@ def test_hosts_sharing_a_label_mac_are_forwarded_by_their_own_macs() -> None:
     trace = _send(f, src, other[2])
     assert trace.delivered() == {(other[0], other[1])}
     assert not any(r.match_dict.get("eth_dst") == other[2] for d, r in trace.matched if d > 100)
+
+
+def test_on_a_ring_a_label_mac_no_host_claims_reaches_no_vm_and_stops() -> None:
+    """Arriving on any trunk of a ring, such a frame reaches no VM port and stops."""
+    f = build_fabric(parse_model(topo.ring(5)))
+    labels = f.fake.core.view().labels
+    vlan = f.model.network_by_name["tenant-a"].vlan
+    network = f.fake.network()
+    for dpid, label in sorted(labels.items()):
+        for entry in sorted(labels):
+            for port in (10, 11):
+                frame = ethernet("02:00:00:00:0e:01", label_mac(label, "02:00:00:ab:cd:ef"), vlan_vid=0x1000 | vlan)
+                trace = network.send(entry, port, frame)
+                assert not trace.loop and trace.delivered() == set(), (entry, port, dpid)

@@ -81,8 +81,14 @@ class _OrgSpecific(Protocol):
 
 
 def _tag(secret: bytes, dpid: int, port: int, sent_at: bytes) -> bytes:
+    """HMAC-SHA256 (RFC 2104) of the probe's fields, keyed by the SHA-256 of ``secret``.
+
+    HMAC pads a key shorter than its block with zero bytes, so ``b"k"`` and
+    ``b"k\x00"`` would sign alike; hashing the secret first keeps every two
+    secrets apart.
+    """
     signed = struct.pack("!QI", dpid, port) + sent_at
-    return hmac.new(secret, signed, hashlib.sha256).digest()[:_TAG_LEN]
+    return hmac.new(hashlib.sha256(secret).digest(), signed, hashlib.sha256).digest()[:_TAG_LEN]
 
 
 def build_probe(

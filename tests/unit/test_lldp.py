@@ -11,7 +11,7 @@ import hmac
 import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from os_ken.lib.packet import ethernet, lldp, packet, vlan
 
@@ -68,6 +68,8 @@ def test_probe_round_trips(dpid: int, port: int, secret: bytes, sent_at: float) 
 
 @settings(max_examples=200, deadline=None)
 @given(DPIDS, PORTS, st.binary(max_size=32), st.binary(max_size=32))
+@example(1, 1, b"", b"\x00")  # HMAC alone pads keys with zeros: these two signed alike
+@example(1, 1, b"k", b"k\x00\x00")
 def test_another_secret_gives_none(dpid: int, port: int, ours: bytes, theirs: bytes) -> None:
     if ours != theirs:
         assert parse_probe(build_probe(dpid, port, theirs), ours) is None

@@ -6,7 +6,7 @@ untagged, with TLVs in this order: Chassis ID (subtype 7, locally assigned)
 number, TTL 120 s, an organisation-specific TLV (OUI ``02:56:4d``,
 subtype 2) carrying the time the probe was sent (the controller's own
 clock, an IEEE 754 double, seconds) and an 8-byte HMAC-SHA256 tag of all
-three under the controller's secret, and End. A host that forges a probe
+three, keyed by the SHA-256 of the controller's secret, and End. A host that forges a probe
 cannot make its port look like a link, and one that replays a probe it
 captured earlier is caught by its age (:class:`~controller.fabric.links.LinkMonitor`
 accepts a probe only while it is as fresh as a live link's). A host that

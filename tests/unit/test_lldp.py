@@ -43,9 +43,9 @@ def _lldp_frame(chassis: tuple[int, bytes], port: tuple[int, bytes], *extra: obj
 
 
 def _signed(chassis: tuple[int, bytes], port: tuple[int, bytes], signs: tuple[int, int]) -> bytes:
-    """An LLDP frame with an org-specific TLV: send time 0 and a tag of ``signs`` (dpid, port) under SECRET."""
+    """An LLDP frame with an org-specific TLV: send time 0 and a tag of ``signs`` (dpid, port) under SECRET (keyed by its SHA-256)."""
     when = struct.pack("!d", 0.0)
-    tag = hmac.new(SECRET, struct.pack("!QI", *signs) + when, hashlib.sha256).digest()[:8]
+    tag = hmac.new(hashlib.sha256(SECRET).digest(), struct.pack("!QI", *signs) + when, hashlib.sha256).digest()[:8]
     return _lldp_frame(chassis, port, lldp.OrganizationallySpecific(oui=b"\x02\x56\x4d", subtype=2, info=when + tag))
 
 

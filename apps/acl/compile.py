@@ -25,15 +25,17 @@ for the conntrack passes and commits):
   (neighbour discovery, MLD, router solicitation: always ``+inv``), which
   the lists judge like any packet. Every packet that passed the lists is
   committed at both ends (so conntrack sees both directions and a reply is
-  never "invalid"). One a stateful allow (or the load balancer) let
-  through carries VLAN priority :data:`~controller.flows.pipeline.PCP_STATEFUL`
+  never "invalid"). One in its connection's original direction
+  (``-rpl-rel``) that a stateful allow let through (or any the load balancer
+  let through) carries VLAN priority :data:`~controller.flows.pipeline.PCP_STATEFUL`
   to the delivering switch, which commits its connection marked
   (``ct_mark`` 1) once the receiver's ``acl_out`` allowed it too. Replies
   and related ICMP errors (``+rel``) of marked connections skip the lists
   at both ends (entering, they leave with the same priority, so a delivering
   switch on another host knows); replies of unmarked ones (allowed by
   stateless rules) are checked like any packet, so a stateless allow admits
-  no reply traffic.
+  no reply traffic, and a stateful allow that lets a reply through opens
+  nothing (the reply still meets the receiver's ``acl_out``).
 """
 
 from __future__ import annotations

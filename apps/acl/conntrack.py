@@ -90,6 +90,13 @@ def _track(table: int, vlan: int, eth_type: int) -> Rule:
 ADMITTED = (ct_state(CT_TRK | CT_EST | CT_RPL, CT_INV), ct_state(CT_TRK | CT_REL, CT_INV))
 """Replies, and ICMP errors related to a connection (``+rel``): admitted without the lists when the
 connection is marked (:data:`CT_MARK_SKIP_ACL`) or, at delivery, the frame carries :data:`PCP_STATEFUL`."""
+ORIGINAL = ct_state(0, CT_RPL | CT_REL)
+"""Packets in their connection's original direction (``-rpl-rel``): the only ones a stateful rule vouches for.
+
+A reply or related error a stateful rule lets through opens nothing (OVN's ``allow-related`` admits the
+replies of sessions allowed in their original direction; the Neutron OVS firewall's rules judge and commit
+``+new`` packets): it is committed unmarked and does not carry :data:`PCP_STATEFUL`, so the other lists on
+its way (the receiver's ``acl_out``) still judge it, and its connection stays unmarked."""
 
 
 def conntrack_rules(vlans: Iterable[int], after: int = T_LEARN) -> list[Rule]:
@@ -100,9 +107,10 @@ def conntrack_rules(vlans: Iterable[int], after: int = T_LEARN) -> list[Rule]:
 
     The pass tracks each packet in its network's zone (the VLAN id). Replies
     and related ICMP errors of marked connections skip the lists and leave
-    marked :data:`PCP_STATEFUL`, as does every packet a stateful rule or the
-    load balancer let through (``+dnat``: the balancer NATed it in its own
-    zone). Connections are committed here unmarked: only the delivering
+    marked :data:`PCP_STATEFUL`, as does every packet in its connection's
+    original direction (:data:`ORIGINAL`) a stateful rule let through, and
+    every packet the load balancer let through (``+dnat``: the balancer NATed
+    it in its own zone). Connections are committed here unmarked: only the delivering
     switch marks them (:func:`egress_conntrack_rules`), once the receiver's
     ``acl_out`` allowed the packet too, so a connection the far end refused
     admits no "replies" (on one host that is the same entry; on another
@@ -134,7 +142,12 @@ def conntrack_rules(vlans: Iterable[int], after: int = T_LEARN) -> list[Rule]:
                     APP_ACL,
                     T_ACL_COMMIT,
                     PRIO_DEFAULT_DENY,
-                    make_match(vlan_vid=vid, eth_type=eth_type, metadata=(METADATA_STATEFUL, METADATA_STATEFUL)),
+                    make_match(
+                        vlan_vid=vid,
+                        eth_type=eth_type,
+                        metadata=(METADATA_STATEFUL, METADATA_STATEFUL),
+                        ct_state=ORIGINAL,
+                    ),
                     carried,
                     goto=after,
                 )
@@ -172,7 +185,8 @@ def egress_conntrack_rules(vlans: Iterable[int], balanced: Iterable[int]) -> lis
     commits it, so a reply entering here is a reply, whatever the path.
     Replies and related ICMP errors skip the ``acl_out`` lists when their
     connection is marked or the frame says :data:`PCP_STATEFUL`; the commit
-    marks the connection when a stateful rule on the way allowed it. In
+    marks the connection when the frame says so or a stateful ``acl_out``
+    rule allowed a packet in its original direction (:data:`ORIGINAL`). In
     networks with a load balancer (``balanced``), replies of balanced
     connections are un-NATed here, in the balancer's zone
     (:data:`CT_ZONE_LB` + VLAN), where the client's connection was NATed:
@@ -221,13 +235,13 @@ def egress_conntrack_rules(vlans: Iterable[int], balanced: Iterable[int]) -> lis
                     marked,
                     goto=goto,
                 ),
-                Rule(
+                Rule(  # original direction only: never NATed by the balancer, so no un-NAT pass
                     APP_ACL,
                     T_EGRESS_COMMIT,
                     PRIO_DEFAULT_DENY,
-                    make_match(**here, metadata=(METADATA_STATEFUL, METADATA_STATEFUL)),
-                    marked,
-                    goto=goto,
+                    make_match(**here, metadata=(METADATA_STATEFUL, METADATA_STATEFUL), ct_state=ORIGINAL),
+                    marked[:1],
+                    goto=T_OUTPUT,
                 ),
                 Rule(
                     APP_ACL,
@@ -239,21 +253,12 @@ def egress_conntrack_rules(vlans: Iterable[int], balanced: Iterable[int]) -> lis
                 ),
             ]
             if unnat:  # only replies (and related errors) were NATed by the balancer: the rest skips the un-NAT pass
-                original = ct_state(0, CT_RPL | CT_REL)
                 rules += [
                     Rule(
                         APP_ACL,
                         T_EGRESS_COMMIT,
                         PRIO_CARRIED + PRIO_ORIGINAL,
-                        make_match(**here, vlan_pcp=PCP_STATEFUL, ct_state=original),
-                        marked[:1],
-                        goto=T_OUTPUT,
-                    ),
-                    Rule(
-                        APP_ACL,
-                        T_EGRESS_COMMIT,
-                        PRIO_DEFAULT_DENY + PRIO_ORIGINAL,
-                        make_match(**here, metadata=(METADATA_STATEFUL, METADATA_STATEFUL), ct_state=original),
+                        make_match(**here, vlan_pcp=PCP_STATEFUL, ct_state=ORIGINAL),
                         marked[:1],
                         goto=T_OUTPUT,
                     ),
@@ -261,7 +266,7 @@ def egress_conntrack_rules(vlans: Iterable[int], balanced: Iterable[int]) -> lis
                         APP_ACL,
                         T_EGRESS_COMMIT,
                         PRIO_NO_LIST + PRIO_ORIGINAL,
-                        make_match(**here, ct_state=original),
+                        make_match(**here, ct_state=ORIGINAL),
                         (Ct(zone=vlan, commit=True),),
                         goto=T_OUTPUT,
                     ),

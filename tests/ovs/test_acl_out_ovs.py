@@ -8,7 +8,8 @@ lists: ``web`` (b1) admits only TCP 80 (stateless); ``srv`` (b2) admits TCP
 TCP 9000) show that the sender's and the receiver's lists both apply.
 Network ``blue`` has a network-level ``acl_out`` (TCP 80 and echo requests,
 stateful) over ``ba`` (b1), ``bb`` (b2) and ``bc`` (b1, whose own
-``acl_out`` admits only ``ba``).
+``acl_out`` admits only ``ba``). ``cl`` (b1) has an ``acl_out`` that denies
+everything; ``sa`` (b1) and ``sb`` (b2) let out all they send, statefully.
 
 The tests check reachability, replies of stateful delivery rules, ICMP
 errors (a real port unreachable ends a UDP ``recv`` in ``ECONNREFUSED``; a
@@ -54,6 +55,9 @@ vms:
   ba:  {switch: s1, port: 7, network: blue, ip: 10.82.0.7/24}
   bb:  {switch: s2, port: 8, network: blue, ip: 10.82.0.8/24}
   bc:  {switch: s1, port: 9, network: blue, ip: 10.82.0.9/24, acl_out: [from-ba]}
+  cl:  {switch: s1, port: 11, network: red, ip: 10.81.0.11/24, acl_out: [deny-all]}
+  sa:  {switch: s1, port: 12, network: red, ip: 10.81.0.12/24, acl_in: [all-stateful]}
+  sb:  {switch: s2, port: 13, network: red, ip: 10.81.0.13/24, acl_in: [all-stateful]}
 acls:
   web-80:
     - {match: {ip_proto: tcp, tcp_dst: 80}, action: allow}
@@ -74,6 +78,8 @@ acls:
     - {match: {ip_proto: icmp, icmp_type: 8}, action: allow, stateful: true}
   from-ba:
     - {match: {ipv4_src: 10.82.0.7}, action: allow}
+  all-stateful:
+    - {action: allow, stateful: true}
 """
 SERVERS: dict[str, tuple[list[int], list[int]]] = {
     "c1": ([7000], []),
@@ -85,6 +91,8 @@ SERVERS: dict[str, tuple[list[int], list[int]]] = {
     "ba": ([80, 22], [53]),
     "bb": ([80, 22], [53]),
     "bc": ([80, 22], [53]),
+    "sa": ([22], []),
+    "sb": ([22], []),
 }
 
 
@@ -120,6 +128,9 @@ CASES = [
     Case("bb", "bc", "tcp", 80),
     Case("ba", "bc", "tcp", 22),
     Case("bb", "bc", "icmp"),
+    Case("c1", "sa", "tcp", 22),
+    Case("cl", "sa", "tcp", 22),
+    Case("cl", "sb", "tcp", 22),
 ]
 """Trace-vs-OVS cases: every kind of list (VM/network, in/out, stateless/stateful), on one bridge and across."""
 
@@ -323,6 +334,14 @@ def test_stateful_acl_out_admits_replies_despite_a_deny_all_acl_in(out_lab: OutL
         assert not out_lab.works(Case(client, "srv", "icmp"), 0.5)
         assert not out_lab.works(Case("srv", client, "tcp", 7000), 0.5), f"srv -> {client}:7000"
         assert not out_lab.works(Case("srv", client, "icmp"), 0.5)
+
+
+def test_a_reply_a_stateful_acl_in_lets_out_still_meets_the_clients_acl_out(out_lab: OutLab) -> None:
+    # cl opens the connection and nothing stateful on its way allows it; the server's stateful acl_in
+    # lets the SYN-ACK out, but a reply opens nothing: cl's acl_out refuses it (README "ACLs")
+    for server in ("sa", "sb"):  # on cl's bridge and across the link
+        assert out_lab.works_soon(Case("c1", server, "tcp", 22)), f"c1 -> {server}:22"  # the server answers
+        assert not out_lab.works(Case("cl", server, "tcp", 22), 1.0), f"cl -> {server}:22"
 
 
 def test_udp_to_a_closed_port_behind_a_stateful_allow_is_refused(out_lab: OutLab) -> None:

@@ -38,6 +38,8 @@ acls:
     - {action: deny}
   allow-all:
     - {action: allow}
+  allow-stateful:
+    - {action: allow, stateful: true}
   deny-all:
     - {action: deny}
   no-ssh:
@@ -60,10 +62,14 @@ def lists(acl_in: str = "", acl_out: str = "") -> str:
     return (f", acl_in: [{acl_in}]" if acl_in else "") + (f", acl_out: [{acl_out}]" if acl_out else "")
 
 
+def net_text(**policy: tuple[str, str]) -> str:
+    """``NET`` with ``policy``: vm name or ``net`` -> (acl_in, acl_out) names (comma-separated, "" for none)."""
+    return NET % {k: lists(*policy.get(k, ("", ""))) for k in ("web1", "web2", "db", "net")}
+
+
 def harness(hosts: dict[int, str] | None = None, **policy: tuple[str, str]) -> Harness:
-    """``policy``: vm name or ``net`` -> (acl_in, acl_out) names (comma-separated, "" for none)."""
-    text = NET % {k: lists(*policy.get(k, ("", ""))) for k in ("web1", "web2", "db", "net")}
-    h = Harness(model_from(text), {1: [1, 2, 10], 2: [3, 4, 10]}, [LinkKey.of(1, 10, 2, 10)])
+    """``policy``: as :func:`net_text`; ``hosts``: dpid -> host name, for separate conntracks."""
+    h = Harness(model_from(net_text(**policy)), {1: [1, 2, 10], 2: [3, 4, 10]}, [LinkKey.of(1, 10, 2, 10)])
     if hosts is not None:
         h.host_conntracks = conntracks_of_hosts(hosts)
     for vm in VMS:  # everyone ARPs once so every host is learned
@@ -177,3 +183,24 @@ def test_a_connection_refused_at_delivery_admits_no_replies() -> None:
         assert tcp_conversation(h, "web1", "db", 80) == (False, False)
         # db answers anyway, guessing the ports: web1's acl_out judges it, the stateful rule admits nothing
         assert not reaches(ip(h, "db", "web1", 6, 80, 40000), "web1"), hosts
+
+
+def test_a_stateful_allow_that_lets_a_reply_out_does_not_admit_it_past_the_receivers_acl_out() -> None:
+    # web1 opens a connection nothing stateful allowed; the server's own acl_in lets its reply out with a
+    # stateful rule, but that reply opens no connection: web1's acl_out judges it, and denies it
+    for hosts, server in ((None, "web2"), (None, "db"), (TWO_HOSTS, "db")):
+        h = harness(hosts, web1=("", "deny-all"), **{server: ("allow-stateful", "")})
+        assert tcp_conversation(h, "web1", server, 22) == (True, False), (hosts, server)
+        assert not reaches(ip(h, server, "web1", 6, 22, 40000), "web1"), (hosts, server)  # no reply marked it
+        assert not reaches(ip(h, server, "web1", 6, 40000, 22), "web1"), (hosts, server)  # nor may it open one
+
+
+def test_a_stateful_acl_out_that_lets_a_reply_in_marks_nothing() -> None:
+    # a reply that a stateful rule admits is judged again after a reload; replies of a connection a stateful
+    # rule let out (marked) are not. web2's stateful acl_out keeps red tracked throughout.
+    for hosts in (None, TWO_HOSTS):
+        for web1_in, back_after_reload in (("", False), ("allow-stateful", True)):
+            h = harness(hosts, web1=(web1_in, "allow-stateful"), web2=("", "web-stateful"))
+            assert tcp_conversation(h, "web1", "db", 22) == (True, True), (hosts, web1_in)
+            h.reload(model_from(net_text(web1=(web1_in, "deny-all"), web2=("", "web-stateful"))))
+            assert reaches(ip(h, "db", "web1", 6, 22, 40000), "web1") == back_after_reload, (hosts, web1_in)

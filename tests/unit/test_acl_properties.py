@@ -9,7 +9,9 @@ packet between two VMs the model below says:
   sender's VM and network ``acl_in``, the receiver's network and VM
   ``acl_out`` (first match wins in each list; no match denies);
 - its reply is delivered iff a stateful allow decided one of those four
-  lists, or the reply itself passes the lists on its own way back.
+  lists, or the reply itself passes the lists on its own way back (a
+  stateful allow deciding a list on the reply's way opens nothing: the reply
+  is not a new connection, README "ACLs").
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from controller.config import loads_model
@@ -148,7 +150,19 @@ def policies(draw: st.DrawFn) -> Policy:
     return Policy(acls, lists)
 
 
+def _reply_let_out_by_a_stateful_acl_in(server: str) -> Policy:
+    """web1's ``acl_out`` denies everything; ``server``'s ``acl_in`` allows everything, statefully."""
+    allow = AclRule(None, None, None, None, allow=True, stateful=True)
+    deny = AclRule(None, None, None, None, allow=False, stateful=False)
+    lists: Lists = {(o, k): None for o in (*VMS, "net") for k in ("acl_in", "acl_out")}
+    lists[("web1", "acl_out")], lists[(server, "acl_in")] = "q", "p"
+    return Policy({"p": (allow,), "q": (deny,), "r": (deny,)}, lists)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# web1 opens tcp/22 to a server whose stateful acl_in lets the reply out: web1's acl_out still denies it
+@example(_reply_let_out_by_a_stateful_acl_in("web2"), [(["web1", "web2", "db"], "tcp", 22)])
+@example(_reply_let_out_by_a_stateful_acl_in("db"), [(["web1", "db", "web2"], "tcp", 22)])
 @given(
     policies(),
     st.lists(

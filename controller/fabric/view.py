@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 import networkx as nx
 
@@ -63,6 +64,8 @@ class NetworkFabric:
     (each labels its unicast frames, :mod:`controller.fabric.labels`)."""
 
 
+H = TypeVar("H", bound=Hashable)
+
 _NOWHERE = NetworkFabric(frozenset(), frozenset(), frozenset(), frozenset())
 """The fabric of a network that is on no connected switch."""
 
@@ -90,6 +93,15 @@ class FabricView:
         self._routes_memo: dict[tuple[int, frozenset[int]], tuple[dict[int, Hop], set[LinkKey]]] = {}
         self.memo: dict[Hashable, object] = {}
         """Per-snapshot memo for apps: what many rules share (keys start with the app's name)."""
+        self._interned: dict[Hashable, Hashable] = {}
+
+    def intern(self, value: H) -> H:
+        """The first object equal to ``value`` handed to this snapshot: equal match fields,
+        actions and rules built for many ports or switches then share one object (memory).
+
+        Values must be immutable; they live as long as the snapshot.
+        """
+        return self._interned.setdefault(value, value)  # type: ignore[return-value]
 
     @cached_property
     def graph(self) -> nx.Graph:

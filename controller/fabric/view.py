@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import networkx as nx
 
@@ -65,6 +65,18 @@ class NetworkFabric:
 
 
 H = TypeVar("H", bound=Hashable)
+
+
+class Interner(Protocol):
+    """What :meth:`FabricView.intern` is: an equal value in, the one shared object out."""
+
+    def __call__(self, value: H, /) -> H: ...
+
+
+def no_interning(value: H, /) -> H:
+    """An :class:`Interner` that shares nothing."""
+    return value
+
 
 _NOWHERE = NetworkFabric(frozenset(), frozenset(), frozenset(), frozenset())
 """The fabric of a network that is on no connected switch."""

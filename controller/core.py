@@ -197,9 +197,12 @@ class Core:
     ) -> Effects:
         """Batches of ``diffs`` and ``groups`` for ready switches (every added rule checked), and ``frames``."""
         groups = groups or {}
+        checked: set[int] = set()  # ids: a rule object shared by many switches is checked once
         for diff in diffs.values():
             for rule in diff.adds:
-                self.pipeline.check_rule(rule)
+                if id(rule) not in checked:
+                    checked.add(id(rule))
+                    self.pipeline.check_rule(rule)
         batches = tuple(
             Batch.of(
                 dpid,

@@ -132,7 +132,8 @@ def host_rules(view: FabricView, host: Host, after_learn: int, labelled: bool = 
 
     An entry switch's rule labels a frame to the host, then sends it out of
     its hop's port or backup group; entry switches whose hops send alike
-    (equal action tails) get one shared rule object, built once.
+    (equal action tails) share one rule object and one set holding it (a
+    one-rule frozenset is 216 bytes), built once.
     """
     vid = OFPVID_PRESENT | host.vlan
     timeout = int(round(view.model.controller.host_timeout))
@@ -172,15 +173,15 @@ def host_rules(view: FabricView, host: Host, after_learn: int, labelled: bool = 
     out[host.dpid] = frozenset(here)
     match = (("eth_dst", host.mac), ("vlan_vid", vid))
     relabelled = (SetField("eth_dst", relabel),)
-    shared: dict[int, Rule] = {}  # by its tail's id: switches that send toward the host alike share one rule
+    shared: dict[int, frozenset[Rule]] = {}  # by tail id: switches that send toward the host alike share a rule
     for dpid in sorted(view.fabric(host.vlan).entries):
         entry = routes.get(dpid)
         if dpid != host.dpid and entry is not None:
             tail = _entry_tail(view, dpid, entry, host.vlan)
-            rule = shared.get(id(tail))
-            if rule is None:
-                rule = shared[id(tail)] = Rule(APP_L2, T_FORWARD, PRIO_HOST, match, relabelled + tail)
-            out[dpid] = frozenset((rule,))
+            rules = shared.get(id(tail))
+            if rules is None:
+                rules = shared[id(tail)] = frozenset((Rule(APP_L2, T_FORWARD, PRIO_HOST, match, relabelled + tail),))
+            out[dpid] = rules
     return out
 
 

@@ -167,7 +167,10 @@ class Core:
         The cyclic garbage collector is paused meanwhile (:func:`paused_gc`):
         a compile makes millions of small objects without reference cycles,
         and each generation-2 collection it would trigger walks all of them
-        again (about a third of a large compile's time).
+        again (about a third of a large compile's time). Each app's segments
+        replace the state's before the next app compiles
+        (:meth:`FlowState.replace_parts`), so a recompute holds one app's new
+        rules besides the state, not everyone's.
         """
         with paused_gc():
             self._invalidate()
@@ -175,7 +178,10 @@ class Core:
             for app in self.apps:
                 if isinstance(app, Refreshes):
                     app.refresh(view)
-            diffs = self.flows.replace_all(self.compile_all())
+            diffs = self.flows.replace_parts(app.compile(view) for app in self.apps)
+            if self.verify:
+                for dpid in view.dpids:
+                    self.pipeline.check_rules(self.flows.rules(dpid))
             return self._effects(diffs, self._replace_groups(self.compile_groups()))
 
     def _replace_groups(self, wanted: dict[int, dict[int, GroupEntry]]) -> dict[int, GroupDiff]:

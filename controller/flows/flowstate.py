@@ -115,6 +115,24 @@ class FlowState:
             merge_diffs(merged, self.replace(key, segments[key]))
         return {d: x for d, x in merged.items() if x}
 
+    def replace_parts(self, parts: Iterable[Mapping[SegKey, Mapping[int, frozenset[Rule]]]]) -> dict[int, Diff]:
+        """Make the whole state equal the union of ``parts``, taken one at a time; return the merged diffs.
+
+        The same as :meth:`replace_all` of the merged parts (a later part's
+        segment wins), but only the part being replaced is held besides the
+        state: given a generator of each app's segments, a recompute of a
+        large fabric never holds a second copy of every rule.
+        """
+        merged: dict[int, Diff] = {}
+        seen: set[SegKey] = set()
+        for part in parts:
+            for key in sorted(part, key=repr):
+                seen.add(key)
+                merge_diffs(merged, self.replace(key, part[key]))
+        for key in sorted(self._segments.keys() - seen, key=repr):
+            merge_diffs(merged, self.replace(key, {}))
+        return {d: x for d, x in merged.items() if x}
+
     def segment(self, key: SegKey) -> Mapping[int, frozenset[Rule]]:
         return self._segments.get(key, {})
 

@@ -167,10 +167,8 @@ class Core:
         The cyclic garbage collector is paused meanwhile (:func:`paused_gc`):
         a compile makes millions of small objects without reference cycles,
         and each generation-2 collection it would trigger walks all of them
-        again (about a third of a large compile's time). Each app's segments
-        replace the state's before the next app compiles
-        (:meth:`FlowState.replace_parts`), so a recompute holds one app's new
-        rules besides the state, not everyone's.
+        again (about a third of a large compile's time). Each app's new rules
+        replace the state's before the next app compiles (:meth:`FlowState.replace_parts`).
         """
         with paused_gc():
             self._invalidate()

@@ -40,7 +40,7 @@ from controller.fabric.crossing import trunk_ports_in_dump
 from controller.fabric.links import LinkMonitor, describe, liveness
 from controller.fabric.topology import PortInfo, Topology
 from controller.fabric.view import FabricView
-from controller.flows.flowstate import Diff, FlowState, merge_diffs
+from controller.flows.flowstate import Diff, FlowState
 from controller.flows.pipeline import LINKS, Pipeline
 from controller.flows.rules import GroupEntry, app_of_cookie
 from controller.metrics import Metrics
@@ -235,8 +235,8 @@ class Core:
             return self.recompute() + Effects(frames=reaction.frames)
         diffs: dict[int, Diff] = {}
         for key, rules in reaction.segments.items():
-            merge_diffs(diffs, self.flows.replace(key, rules))
-        return self._effects(diffs, frames=reaction.frames)
+            self.flows.replace_into(key, rules, diffs)
+        return self._effects({d: x for d, x in diffs.items() if x}, frames=reaction.frames)
 
     # -- switch lifecycle --------------------------------------------------
     def switch_up(self, dpid: int, ports: Collection[PortInfo]) -> Effects:
@@ -307,8 +307,8 @@ class Core:
                 if isinstance(app, Adopts):
                     reaction = app.adopt(self.view(), dpid, list(present))
                     for key, rules in reaction.segments.items():
-                        merge_diffs(diffs, self.flows.replace(key, rules))
-        others = self._effects({d: x for d, x in diffs.items() if d not in dumps})
+                        self.flows.replace_into(key, rules, diffs)
+        others = self._effects({d: x for d, x in diffs.items() if x and d not in dumps})
         return Effects(tuple(self._reconcile_now(d, p) for d, p in dumps.items())) + others
 
     def _reconcile_now(self, dpid: int, present: Collection[DumpedFlow]) -> Batch:

@@ -78,6 +78,8 @@ def no_interning(value: H, /) -> H:
     return value
 
 
+_NO_PATH: tuple[frozenset[LinkKey], frozenset[int]] = (frozenset(), frozenset())
+
 _NOWHERE = NetworkFabric(frozenset(), frozenset(), frozenset(), frozenset())
 """The fabric of a network that is on no connected switch."""
 
@@ -106,6 +108,7 @@ class FabricView:
         self.memo: dict[Hashable, object] = {}
         """Per-snapshot memo for apps: what many rules share (keys start with the app's name)."""
         self._interned: dict[Hashable, Hashable] = {}
+        self._paths_memo: dict[int, dict[int, tuple[frozenset[LinkKey], frozenset[int]]]] = {}
 
     def intern(self, value: H) -> H:
         """The first object equal to ``value`` handed to this snapshot: equal match fields,
@@ -277,6 +280,21 @@ class FabricView:
     def _parents_toward(self) -> Mapping[int, Mapping[int, int | None]]:
         return {d: bfs_parents(self.graph, d) for d in self.graph.nodes}
 
+    def _paths_toward(self, dst: int) -> Mapping[int, tuple[frozenset[LinkKey], frozenset[int]]]:
+        """Switch -> (links, switches after it) of its shortest path to ``dst``; computed once per ``dst``."""
+        found = self._paths_memo.get(dst)
+        if found is None:
+            parents = self._parents_toward.get(dst, {})
+            found = self._paths_memo[dst] = {}
+            for src in parents:
+                links, nodes, node = set(), set(), src
+                while (parent := parents.get(node)) is not None:
+                    links.add(edge_link(self.graph, node, parent))
+                    nodes.add(parent)
+                    node = parent
+                found[src] = (frozenset(links), frozenset(nodes))
+        return found
+
     def next_hop_port(self, src: int, dst: int) -> int | None:
         """Port on ``src`` of the first link of the shortest path to ``dst``; None if none."""
         parent = self._parents_toward.get(dst, {}).get(src)
@@ -354,17 +372,13 @@ class FabricView:
         while changed:  # close over shortest paths from every node to every member
             changed = False
             for dst in sorted(members):
-                parents = self._parents_toward.get(dst, {})
+                paths = self._paths_toward(dst)
                 for src in sorted(nodes):
-                    node = src
-                    while parents.get(node) is not None:
-                        parent = parents[node]
-                        assert parent is not None
-                        links.add(edge_link(self.graph, node, parent))
-                        if parent not in nodes:
-                            nodes.add(parent)
-                            changed = True
-                        node = parent
+                    path_links, path_nodes = paths.get(src, _NO_PATH)
+                    links.update(path_links)
+                    if not path_nodes <= nodes:
+                        nodes |= path_nodes
+                        changed = True
         routes: dict[int, Mapping[int, Hop]] = {}
         prefer = frozenset(nodes)
         for dst in sorted(members):

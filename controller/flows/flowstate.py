@@ -52,10 +52,16 @@ class FlowState:
 
     def replace(self, key: SegKey, new: Mapping[int, frozenset[Rule]]) -> dict[int, Diff]:
         """Make segment ``key`` hold ``new`` (empty: drop it); return what changed per switch."""
+        return {d: x for d, x in self.replace_into(key, new, {}).items() if x}
+
+    def replace_into(self, key: SegKey, new: Mapping[int, frozenset[Rule]], into: dict[int, Diff]) -> dict[int, Diff]:
+        """:meth:`replace`, merging what changed into ``into`` as :func:`merge_diffs` would; returns ``into``.
+
+        A switch's diff there may end up empty (a rule deleted, then added back).
+        """
         old = self._segments.get(key, _NO_SEGMENT)
         if old == new:
-            return {}
-        diffs: dict[int, Diff] = {}
+            return into
         for dpid in old.keys() | new.keys():
             before, after = old.get(dpid, _NO_RULES), new.get(dpid, _NO_RULES)
             if before is after or before == after:
@@ -63,56 +69,47 @@ class FlowState:
             counts = self._counts.get(dpid)
             if counts is None:
                 counts = self._counts[dpid] = {}
-            diff = Diff(self._count_in(counts, after - before if before else after))
-            if before:
-                diff.deletes = self._count_out(counts, before - after if after else before)
-            if diff:
-                per_app = self._per_app.get(dpid)
-                if per_app is None:
-                    per_app = self._per_app[dpid] = {}
-                for rule in diff.adds:
+            per_app = self._per_app.get(dpid)
+            if per_app is None:
+                per_app = self._per_app[dpid] = {}
+            diff = into.get(dpid)
+            if diff is None:
+                diff = into[dpid] = Diff()
+            adds, deletes = diff.adds, diff.deletes
+            for rule in after - before if before else after:
+                n = counts.get(rule, 0)
+                counts[rule] = n + 1
+                if not n:
                     per_app[rule.app] = per_app.get(rule.app, 0) + 1
-                for rule in diff.deletes:
+                    if rule in deletes:
+                        deletes.discard(rule)
+                    else:
+                        adds.add(rule)
+            if before:
+                for rule in before - after if after else before:
+                    n = counts[rule] - 1
+                    if n:
+                        counts[rule] = n
+                        continue
+                    del counts[rule]
                     per_app[rule.app] -= 1
-                diffs[dpid] = diff
+                    if rule in adds:
+                        adds.discard(rule)
+                    else:
+                        deletes.add(rule)
         if any(new.values()):
             self._segments[key] = {d: r for d, r in new.items() if r}
         else:
             self._segments.pop(key, None)
-        return diffs
-
-    @staticmethod
-    def _count_in(counts: dict[Rule, int], rules: Iterable[Rule]) -> set[Rule]:
-        """Count ``rules`` in; return those not wanted before."""
-        added = set()
-        get = counts.get
-        for rule in rules:
-            n = get(rule, 0)
-            counts[rule] = n + 1
-            if not n:
-                added.add(rule)
-        return added
-
-    @staticmethod
-    def _count_out(counts: dict[Rule, int], rules: Iterable[Rule]) -> set[Rule]:
-        """Count ``rules`` out; return those no longer wanted."""
-        gone = set()
-        for rule in rules:
-            n = counts[rule] - 1
-            if n:
-                counts[rule] = n
-            else:
-                del counts[rule]
-                gone.add(rule)
-        return gone
+        return into
 
     def replace_all(self, segments: Mapping[SegKey, Mapping[int, frozenset[Rule]]]) -> dict[int, Diff]:
         """Make the whole state equal ``segments``; return the merged per-switch diffs."""
         merged: dict[int, Diff] = {}
         for key in sorted(set(self._segments) - set(segments), key=repr):
-            merge_diffs(merged, self.replace(key, {}))
+            self.replace_into(key, {}, merged)
         for key in sorted(segments, key=repr):
-            merge_diffs(merged, self.replace(key, segments[key]))
+            self.replace_into(key, segments[key], merged)
         return {d: x for d, x in merged.items() if x}
 
     def replace_parts(self, parts: Iterable[Mapping[SegKey, Mapping[int, frozenset[Rule]]]]) -> dict[int, Diff]:
@@ -128,9 +125,9 @@ class FlowState:
         for part in parts:
             for key in sorted(part, key=repr):
                 seen.add(key)
-                merge_diffs(merged, self.replace(key, part[key]))
+                self.replace_into(key, part[key], merged)
         for key in sorted(self._segments.keys() - seen, key=repr):
-            merge_diffs(merged, self.replace(key, {}))
+            self.replace_into(key, {}, merged)
         return {d: x for d, x in merged.items() if x}
 
     def segment(self, key: SegKey) -> Mapping[int, frozenset[Rule]]:

@@ -173,16 +173,26 @@ def host_rules(view: FabricView, host: Host, after_learn: int, labelled: bool = 
     out[host.dpid] = frozenset(here)
     match = (("eth_dst", host.mac), ("vlan_vid", vid))
     relabelled = (SetField("eth_dst", relabel),)
-    shared: dict[int, frozenset[Rule]] = {}  # by tail id: switches that send toward the host alike share a rule
-    for dpid in sorted(view.fabric(host.vlan).entries):
-        entry = routes.get(dpid)
-        if dpid != host.dpid and entry is not None:
-            tail = _entry_tail(view, dpid, entry, host.vlan)
-            rules = shared.get(id(tail))
-            if rules is None:
-                rules = shared[id(tail)] = frozenset((Rule(APP_L2, T_FORWARD, PRIO_HOST, match, relabelled + tail),))
-            out[dpid] = rules
+    for tail, dpids in _entries_toward(view, host.vlan, host.dpid):
+        out.update(dict.fromkeys(dpids, frozenset((Rule(APP_L2, T_FORWARD, PRIO_HOST, match, relabelled + tail),))))
     return out
+
+
+def _entries_toward(view: FabricView, vlan: int, dst: int) -> list[tuple[tuple[Action, ...], tuple[int, ...]]]:
+    """The entry switches of network ``vlan`` with a route to its member ``dst``, grouped by their
+    entry rule's action tail (:func:`_entry_tail`), in dpid order: computed once per snapshot."""
+    key = ("l2-entries", vlan, dst)
+    found = view.memo.get(key)
+    if found is None:
+        routes = view.routes(vlan, dst)
+        groups: dict[int, tuple[tuple[Action, ...], list[int]]] = {}
+        for dpid in sorted(view.fabric(vlan).entries):
+            entry = routes.get(dpid)
+            if dpid != dst and entry is not None:
+                tail = _entry_tail(view, dpid, entry, vlan)
+                groups.setdefault(id(tail), (tail, []))[1].append(dpid)
+        found = view.memo[key] = [(tail, tuple(dpids)) for tail, dpids in groups.values()]
+    return found  # type: ignore[return-value]
 
 
 def _entry_tail(view: FabricView, dpid: int, hop: Hop, vlan: int) -> tuple[Action, ...]:

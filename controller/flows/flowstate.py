@@ -76,15 +76,19 @@ class FlowState:
             if diff is None:
                 diff = into[dpid] = Diff()
             adds, deletes = diff.adds, diff.deletes
+            fresh = []
             for rule in after - before if before else after:
                 n = counts.get(rule, 0)
                 counts[rule] = n + 1
                 if not n:
                     per_app[rule.app] = per_app.get(rule.app, 0) + 1
-                    if rule in deletes:
-                        deletes.discard(rule)
-                    else:
-                        adds.add(rule)
+                    fresh.append(rule)
+            if fresh and deletes:
+                back = deletes.intersection(fresh)
+                deletes -= back
+                fresh = [r for r in fresh if r not in back] if back else fresh
+            if fresh:  # a set union grows the table 2x where adding one by one grows it 4x (memory)
+                adds |= frozenset(fresh)
             if before:
                 for rule in before - after if after else before:
                     n = counts[rule] - 1

@@ -62,7 +62,7 @@ class FlowState:
         old = self._segments.get(key, _NO_SEGMENT)
         if old == new:
             return into
-        for dpid in old.keys() | new.keys():
+        for dpid in old.keys() | new.keys() if old else new:
             before, after = old.get(dpid, _NO_RULES), new.get(dpid, _NO_RULES)
             if before is after or before == after:
                 continue
@@ -76,6 +76,17 @@ class FlowState:
             if diff is None:
                 diff = into[dpid] = Diff()
             adds, deletes = diff.adds, diff.deletes
+            if not before and len(after) == 1:  # most segments of a large fabric: a host's rule on a switch
+                (rule,) = after
+                n = counts.get(rule, 0)
+                counts[rule] = n + 1
+                if not n:
+                    per_app[rule.app] = per_app.get(rule.app, 0) + 1
+                    if rule in deletes:
+                        deletes.discard(rule)
+                    else:
+                        adds |= after
+                continue
             fresh = []
             for rule in after - before if before else after:
                 n = counts.get(rule, 0)

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from apps.base import (
     Adopts,
@@ -117,6 +118,7 @@ class Core:
         self._watchers = {i: a for i, a in by_id.items() if isinstance(a, WatchesFlows)}
         self._flow_readers = {i: a for i, a in by_id.items() if isinstance(a, ReadsFlowStats)}
         self._group_readers = {i: a for i, a in by_id.items() if isinstance(a, ReadsGroupStats)}
+        self._flow_gauges: dict[tuple[int, int], Any] = {}
 
     def app(self, name: str) -> App:
         """The enabled app called ``name``; raises KeyError."""
@@ -167,9 +169,8 @@ class Core:
         The cyclic garbage collector is paused meanwhile (:func:`paused_gc`):
         a compile makes millions of small objects without reference cycles,
         and each generation-2 collection it would trigger walks all of them
-        again (about a third of a large compile's time). Each app's new rules
-        replace the state's before the next app compiles (:meth:`FlowState.replace_parts`).
-        """
+        again (about a third of a large compile's time). Each app's new rules replace
+        the state's before the next app compiles (:meth:`FlowState.replace_parts`)."""
         with paused_gc():
             self._invalidate()
             view = self.view()
@@ -201,12 +202,8 @@ class Core:
     ) -> Effects:
         """Batches of ``diffs`` and ``groups`` for ready switches (every added rule checked), and ``frames``."""
         groups = groups or {}
-        checked: set[int] = set()  # ids: a rule object shared by many switches is checked once
-        for diff in diffs.values():
-            for rule in diff.adds:
-                if id(rule) not in checked:
-                    checked.add(id(rule))
-                    self.pipeline.check_rule(rule)
+        for rule in set().union(*(d.adds for d in diffs.values())):  # a rule many switches share: checked once
+            self.pipeline.check_rule(rule)
         batches = tuple(
             Batch.of(
                 dpid,
@@ -221,13 +218,14 @@ class Core:
         return Effects(batches, tuple(frames))
 
     def _update_flow_gauges(self, diffs: Mapping[int, Diff]) -> None:
-        """Refresh ``vmn_flows_installed`` for the apps whose rules changed."""
+        """Refresh ``vmn_flows_installed`` for the apps whose rules changed (each labelled child looked up once)."""
         for dpid, diff in diffs.items():
             counts = self.flows.app_counts(dpid)
             for app in {r.app for r in diff.adds} | {r.app for r in diff.deletes}:
-                self.metrics.flows_installed.labels(switch=f"{dpid:x}", app=self.pipeline.app_name(app)).set(
-                    counts.get(app, 0)
-                )
+                if (gauge := self._flow_gauges.get((dpid, app))) is None:
+                    labels = {"switch": f"{dpid:x}", "app": self.pipeline.app_name(app)}
+                    gauge = self._flow_gauges[(dpid, app)] = self.metrics.flows_installed.labels(**labels)
+                gauge.set(counts.get(app, 0))
 
     def _react(self, reaction: Reaction) -> Effects:
         """Apply an app's reaction: replace its segments (or recompute) and pass its frames on."""

@@ -202,7 +202,7 @@ class Core:
     ) -> Effects:
         """Batches of ``diffs`` and ``groups`` for ready switches (every added rule checked), and ``frames``."""
         groups = groups or {}
-        for rule in set().union(*(d.adds for d in diffs.values())):  # a rule many switches share: checked once
+        for rule in {id(r): r for d in diffs.values() for r in d.adds}.values():  # a rule shared by switches: once
             self.pipeline.check_rule(rule)
         batches = tuple(
             Batch.of(

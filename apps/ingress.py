@@ -41,7 +41,7 @@ from apps.base import AppContext, Segments, per_switch
 from apps.portsec import kinds
 from controller.config.model import Vm
 from controller.fabric.crossing import edge_output
-from controller.fabric.view import FabricView
+from controller.fabric.view import FabricView, Interner, no_interning
 from controller.flows.pipeline import (
     APP_INGRESS,
     METADATA_ALL,
@@ -76,6 +76,8 @@ PRIO_MISS = 0
 LLDP_MAX_LEN = 512
 PRIORITY_TAGGED = OFPVID_PRESENT
 """``vlan_vid`` of a frame whose 802.1Q tag carries VLAN id 0 (only a priority)."""
+VIDS = (OFPVID_NONE, PRIORITY_TAGGED)
+"""What an edge port admits: untagged and priority-tagged frames."""
 
 
 def _tag(vlan: int, tagged: bool) -> tuple[Action, ...]:
@@ -89,7 +91,12 @@ def _tag(vlan: int, tagged: bool) -> tuple[Action, ...]:
 
 
 def edge_port_rules(
-    port: int, vlan: int, vm: Vm | None, metadata: int | None = None, unfiltered: int = T_LB
+    port: int,
+    vlan: int,
+    vm: Vm | None,
+    metadata: int | None = None,
+    unfiltered: int = T_LB,
+    intern: Interner = no_interning,
 ) -> list[Rule]:
     """Rules admitting what ``vm`` (or anyone, when undeclared) may send on ``port``.
 
@@ -97,29 +104,25 @@ def edge_port_rules(
     and priority-tagged. With ``metadata`` (the port's ACL list ids) admitted
     frames go to the ACL tables carrying it; without, to table ``unfiltered``
     (the first table after the ACL tables: the load balancer's when it is enabled).
+    ``intern`` (:meth:`~controller.fabric.view.FabricView.intern`) shares equal
+    match fields and actions among rules: a VM's ~34 rules hold its MAC and
+    addresses once, every port's the common fields once.
     """
     rules = [
         Rule(APP_INGRESS, T_INGRESS, PRIO_NESTED_TAG, make_match(in_port=port, vlan_vid=PRIORITY_TAGGED, eth_type=tpid))
         for tpid in (ETH_VLAN, ETH_QINQ)
     ]
     goto, meta = (unfiltered, None) if metadata is None else (T_ACL_PORT, (metadata, METADATA_ALL))
+    at_port = intern(("in_port", port))
+    tags = {vid: (intern(("vlan_vid", vid)), intern(_tag(vlan, vid == PRIORITY_TAGGED))) for vid in VIDS}
     for kind in kinds(vm):
-        for vid in (OFPVID_NONE, PRIORITY_TAGGED):
-            match = make_match(in_port=port, vlan_vid=vid, **dict(kind.match))
-            if kind.admit:
-                rules.append(
-                    Rule(
-                        APP_INGRESS,
-                        T_INGRESS,
-                        kind.priority,
-                        match,
-                        _tag(vlan, vid == PRIORITY_TAGGED),
-                        goto=goto,
-                        write_metadata=meta,
-                    )
-                )
-            elif vid == OFPVID_NONE:  # a drop holds for any tag
-                rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, make_match(in_port=port, **dict(kind.match))))
+        fields = tuple(intern(f) for f in kind.match) + (at_port,)
+        if not kind.admit:  # a drop holds for any tag
+            rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, tuple(sorted(fields))))
+            continue
+        for vid_field, tag in tags.values():
+            match = tuple(sorted(fields + (vid_field,)))  # what make_match builds, from shared fields
+            rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, match, tag, goto=goto, write_metadata=meta))
     if vm is not None:  # no link is discovered on a VM's port (see the module docstring)
         rules.append(Rule(APP_INGRESS, T_INGRESS, PRIO_VM_LLDP, make_match(in_port=port, eth_type=ETH_LLDP)))
     return rules
@@ -141,7 +144,7 @@ def ingress_rules(view: FabricView, dpid: int, plan: AclPlan | None, unfiltered:
     ]
     for port, (net, vm) in view.edge_ports(dpid).items():
         metadata = plan.metadata(vm, net) if plan is not None else None
-        rules += edge_port_rules(port, net.vlan, vm, metadata, unfiltered)
+        rules += edge_port_rules(port, net.vlan, vm, metadata, unfiltered, view.intern)
         rules.append(edge_output(port, net.vlan))
     cross = view.crossing(dpid)
     for port in sorted(view.trunk_ports(dpid)):

@@ -34,10 +34,17 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.harness import BENCH_DIR, REPO_ROOT, Options, Row, fmt
+
+if TYPE_CHECKING:
+    from controller.config.model import Model, Vm
+    from controller.core import Core
+    from controller.tools.topo import NetworkFile
 
 METRICS = ("Scale: whole desired state",)
 PLOT = BENCH_DIR / "scale.png"
@@ -89,14 +96,27 @@ def _frame(mac: str, vlan: int) -> bytes:
     return b"\xff" * 6 + bytes.fromhex(mac.replace(":", "")) + struct.pack("!HHH", 0x8100, vlan, 0x0806) + bytes(46)
 
 
-def measure(size: Size) -> Result:
-    """Build the fabric of ``size`` in this process and measure it (see the module docstring)."""
+@dataclass(frozen=True)
+class Fabric:
+    """A generated fabric of one size, its switches and links known to ``core``, nothing compiled yet."""
+
+    net: NetworkFile
+    """The network file (as parsed YAML)."""
+    model: Model
+    core: Core
+    numbers: Mapping[tuple[str, str | int], tuple[int, int]]
+    """(switch name, declared port) -> (dpid, port number)."""
+    later: list[Vm]
+    """VMs not learned yet: :func:`measure` learns them one by one (its host events)."""
+
+
+def build(size: Size) -> Fabric:
+    """The fabric of ``size`` with every VM learned but :data:`HOST_EVENTS` of them (also for :mod:`bench.scale_profile`)."""
     from apps.l2.app import L2Switch
     from controller.compose import build_core
     from controller.config import parse_model
     from controller.fabric.topology import LinkKey, PortInfo
     from controller.fabric.view import Host
-    from controller.flows.pipeline import T_LEARN
     from controller.tools.portplan import placeholder_name, port_numbers
     from controller.tools.topo import leaf_spine_tenants
 
@@ -118,7 +138,16 @@ def measure(size: Size) -> Result:
             dpid, port = numbers[(vm.switch, vm.port)]
             assert vm.mac is not None
             l2.hosts.put(Host(model.network_by_name[vm.network].vlan, vm.mac, dpid, port))
+    return Fabric(net, model, core, numbers, list(later))
 
+
+def measure(size: Size) -> Result:
+    """Build the fabric of ``size`` in this process and measure it (see the module docstring)."""
+    from controller.config import parse_model
+    from controller.flows.pipeline import T_LEARN
+
+    fabric = build(size)
+    net, model, core, numbers, later = fabric.net, fabric.model, fabric.core, fabric.numbers, fabric.later
     started = time.process_time()
     core.recompute()
     compile_s = time.process_time() - started

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from apps.base import (
     Adopts,
@@ -40,7 +41,7 @@ from controller.fabric.crossing import trunk_ports_in_dump
 from controller.fabric.links import LinkMonitor, describe, liveness
 from controller.fabric.topology import PortInfo, Topology
 from controller.fabric.view import FabricView
-from controller.flows.flowstate import Diff, FlowState, merge_diffs
+from controller.flows.flowstate import Diff, FlowState
 from controller.flows.pipeline import LINKS, Pipeline
 from controller.flows.rules import GroupEntry, app_of_cookie
 from controller.metrics import Metrics
@@ -117,6 +118,7 @@ class Core:
         self._watchers = {i: a for i, a in by_id.items() if isinstance(a, WatchesFlows)}
         self._flow_readers = {i: a for i, a in by_id.items() if isinstance(a, ReadsFlowStats)}
         self._group_readers = {i: a for i, a in by_id.items() if isinstance(a, ReadsGroupStats)}
+        self._flow_gauges: dict[tuple[int, int], Any] = {}
 
     def app(self, name: str) -> App:
         """The enabled app called ``name``; raises KeyError."""
@@ -167,15 +169,18 @@ class Core:
         The cyclic garbage collector is paused meanwhile (:func:`paused_gc`):
         a compile makes millions of small objects without reference cycles,
         and each generation-2 collection it would trigger walks all of them
-        again (about a third of a large compile's time).
-        """
+        again (about a third of a large compile's time). Each app's new rules replace
+        the state's before the next app compiles (:meth:`FlowState.replace_parts`)."""
         with paused_gc():
             self._invalidate()
             view = self.view()
             for app in self.apps:
                 if isinstance(app, Refreshes):
                     app.refresh(view)
-            diffs = self.flows.replace_all(self.compile_all())
+            diffs = self.flows.replace_parts(app.compile(view) for app in self.apps)
+            if self.verify:
+                for dpid in view.dpids:
+                    self.pipeline.check_rules(self.flows.rules(dpid))
             return self._effects(diffs, self._replace_groups(self.compile_groups()))
 
     def _replace_groups(self, wanted: dict[int, dict[int, GroupEntry]]) -> dict[int, GroupDiff]:
@@ -197,9 +202,8 @@ class Core:
     ) -> Effects:
         """Batches of ``diffs`` and ``groups`` for ready switches (every added rule checked), and ``frames``."""
         groups = groups or {}
-        for diff in diffs.values():
-            for rule in diff.adds:
-                self.pipeline.check_rule(rule)
+        for rule in {id(r): r for d in diffs.values() for r in d.adds}.values():  # a rule shared by switches: once
+            self.pipeline.check_rule(rule)
         batches = tuple(
             Batch.of(
                 dpid,
@@ -214,13 +218,14 @@ class Core:
         return Effects(batches, tuple(frames))
 
     def _update_flow_gauges(self, diffs: Mapping[int, Diff]) -> None:
-        """Refresh ``vmn_flows_installed`` for the apps whose rules changed."""
+        """Refresh ``vmn_flows_installed`` for the apps whose rules changed (each labelled child looked up once)."""
         for dpid, diff in diffs.items():
             counts = self.flows.app_counts(dpid)
             for app in {r.app for r in diff.adds} | {r.app for r in diff.deletes}:
-                self.metrics.flows_installed.labels(switch=f"{dpid:x}", app=self.pipeline.app_name(app)).set(
-                    counts.get(app, 0)
-                )
+                if (gauge := self._flow_gauges.get((dpid, app))) is None:
+                    labels = {"switch": f"{dpid:x}", "app": self.pipeline.app_name(app)}
+                    gauge = self._flow_gauges[(dpid, app)] = self.metrics.flows_installed.labels(**labels)
+                gauge.set(counts.get(app, 0))
 
     def _react(self, reaction: Reaction) -> Effects:
         """Apply an app's reaction: replace its segments (or recompute) and pass its frames on."""
@@ -228,8 +233,8 @@ class Core:
             return self.recompute() + Effects(frames=reaction.frames)
         diffs: dict[int, Diff] = {}
         for key, rules in reaction.segments.items():
-            merge_diffs(diffs, self.flows.replace(key, rules))
-        return self._effects(diffs, frames=reaction.frames)
+            self.flows.replace_into(key, rules, diffs)
+        return self._effects({d: x for d, x in diffs.items() if x}, frames=reaction.frames)
 
     # -- switch lifecycle --------------------------------------------------
     def switch_up(self, dpid: int, ports: Collection[PortInfo]) -> Effects:
@@ -300,8 +305,8 @@ class Core:
                 if isinstance(app, Adopts):
                     reaction = app.adopt(self.view(), dpid, list(present))
                     for key, rules in reaction.segments.items():
-                        merge_diffs(diffs, self.flows.replace(key, rules))
-        others = self._effects({d: x for d, x in diffs.items() if d not in dumps})
+                        self.flows.replace_into(key, rules, diffs)
+        others = self._effects({d: x for d, x in diffs.items() if x and d not in dumps})
         return Effects(tuple(self._reconcile_now(d, p) for d, p in dumps.items())) + others
 
     def _reconcile_now(self, dpid: int, present: Collection[DumpedFlow]) -> Batch:

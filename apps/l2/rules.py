@@ -129,6 +129,11 @@ def host_rules(view: FabricView, host: Host, after_learn: int, labelled: bool = 
     fabric, the host's MAC becomes its label MAC and goes toward its switch;
     there it becomes the host's MAC again and is delivered. Unlabelled (a
     host sharing its label MAC with another): a rule per switch on the way.
+
+    An entry switch's rule labels a frame to the host, then sends it out of
+    its hop's port or backup group; entry switches whose hops send alike
+    (equal action tails) share one rule object and one set holding it (a
+    one-rule frozenset is 216 bytes), built once.
     """
     vid = OFPVID_PRESENT | host.vlan
     timeout = int(round(view.model.controller.host_timeout))
@@ -166,23 +171,33 @@ def host_rules(view: FabricView, host: Host, after_learn: int, labelled: bool = 
         )
     )
     out[host.dpid] = frozenset(here)
-    for dpid in sorted(view.fabric(host.vlan).entries):
-        entry = routes.get(dpid)
-        if dpid != host.dpid and entry is not None:
-            out[dpid] = frozenset({entry_rule(view, dpid, entry, host.vlan, host.mac, relabel)})
+    match = (("eth_dst", host.mac), ("vlan_vid", vid))
+    relabelled = (SetField("eth_dst", relabel),)
+    for tail, dpids in _entries_toward(view, host.vlan, host.dpid):
+        out.update(dict.fromkeys(dpids, frozenset((Rule(APP_L2, T_FORWARD, PRIO_HOST, match, relabelled + tail),))))
     return out
 
 
-def entry_rule(view: FabricView, dpid: int, hop: Hop, vlan: int, mac: str, relabel: str) -> Rule:
-    """Where a frame to ``mac`` enters the fabric: label it, then out of the hop's port or backup group."""
-    match = (("eth_dst", mac), ("vlan_vid", OFPVID_PRESENT | vlan))
-    return Rule(
-        APP_L2, T_FORWARD, PRIO_HOST, match, (SetField("eth_dst", relabel),) + _entry_tail(view, dpid, hop, vlan)
-    )
+def _entries_toward(view: FabricView, vlan: int, dst: int) -> list[tuple[tuple[Action, ...], tuple[int, ...]]]:
+    """The entry switches of network ``vlan`` with a route to its member ``dst``, grouped by their
+    entry rule's action tail (:func:`_entry_tail`), in dpid order: computed once per snapshot."""
+    key = ("l2-entries", vlan, dst)
+    found = view.memo.get(key)
+    if found is None:
+        routes = view.routes(vlan, dst)
+        groups: dict[int, tuple[tuple[Action, ...], list[int]]] = {}
+        for dpid in sorted(view.fabric(vlan).entries):
+            entry = routes.get(dpid)
+            if dpid != dst and entry is not None:
+                tail = _entry_tail(view, dpid, entry, vlan)
+                groups.setdefault(id(tail), (tail, []))[1].append(dpid)
+        found = view.memo[key] = [(tail, tuple(dpids)) for tail, dpids in groups.values()]
+    return found  # type: ignore[return-value]
 
 
 def _entry_tail(view: FabricView, dpid: int, hop: Hop, vlan: int) -> tuple[Action, ...]:
-    """The actions after the relabelling of :func:`entry_rule`, one tuple shared by every host behind ``hop``."""
+    """The actions of an entry rule after its relabelling: one tuple object for every equal tail of the
+    snapshot (every host behind ``hop``, and the switches that reach the host's switch alike)."""
     key = ("l2-entry", dpid, hop, vlan)
     tail = view.memo.get(key)
     if tail is None:
@@ -192,7 +207,7 @@ def _entry_tail(view: FabricView, dpid: int, hop: Hop, vlan: int) -> tuple[Actio
         else:
             group = view.backup_groups(dpid)[("ff", hop.port, hop.alt)]
             tail = cross.keyed(vlan, (hop.port, hop.alt)) + (Group(group),)
-        view.memo[key] = tail
+        tail = view.memo[key] = view.intern(tail)
     return tail  # type: ignore[return-value]
 
 

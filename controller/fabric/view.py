@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol, TypeVar
 
 import networkx as nx
 
@@ -63,6 +64,22 @@ class NetworkFabric:
     (each labels its unicast frames, :mod:`controller.fabric.labels`)."""
 
 
+H = TypeVar("H", bound=Hashable)
+
+
+class Interner(Protocol):
+    """What :meth:`FabricView.intern` is: an equal value in, the one shared object out."""
+
+    def __call__(self, value: H, /) -> H: ...
+
+
+def no_interning(value: H, /) -> H:
+    """An :class:`Interner` that shares nothing."""
+    return value
+
+
+_NO_PATH: tuple[frozenset[LinkKey], frozenset[int]] = (frozenset(), frozenset())
+
 _NOWHERE = NetworkFabric(frozenset(), frozenset(), frozenset(), frozenset())
 """The fabric of a network that is on no connected switch."""
 
@@ -90,6 +107,16 @@ class FabricView:
         self._routes_memo: dict[tuple[int, frozenset[int]], tuple[dict[int, Hop], set[LinkKey]]] = {}
         self.memo: dict[Hashable, object] = {}
         """Per-snapshot memo for apps: what many rules share (keys start with the app's name)."""
+        self._interned: dict[Hashable, Hashable] = {}
+        self._paths_memo: dict[int, dict[int, tuple[frozenset[LinkKey], frozenset[int]]]] = {}
+
+    def intern(self, value: H) -> H:
+        """The first object equal to ``value`` handed to this snapshot: equal match fields,
+        actions and rules built for many ports or switches then share one object (memory).
+
+        Values must be immutable; they live as long as the snapshot.
+        """
+        return self._interned.setdefault(value, value)  # type: ignore[return-value]
 
     @cached_property
     def graph(self) -> nx.Graph:
@@ -253,6 +280,21 @@ class FabricView:
     def _parents_toward(self) -> Mapping[int, Mapping[int, int | None]]:
         return {d: bfs_parents(self.graph, d) for d in self.graph.nodes}
 
+    def _paths_toward(self, dst: int) -> Mapping[int, tuple[frozenset[LinkKey], frozenset[int]]]:
+        """Switch -> (links, switches after it) of its shortest path to ``dst``; computed once per ``dst``."""
+        found = self._paths_memo.get(dst)
+        if found is None:
+            parents = self._parents_toward.get(dst, {})
+            found = self._paths_memo[dst] = {}
+            for src in parents:
+                links, nodes, node = set(), set(), src
+                while (parent := parents.get(node)) is not None:
+                    links.add(edge_link(self.graph, node, parent))
+                    nodes.add(parent)
+                    node = parent
+                found[src] = (frozenset(links), frozenset(nodes))
+        return found
+
     def next_hop_port(self, src: int, dst: int) -> int | None:
         """Port on ``src`` of the first link of the shortest path to ``dst``; None if none."""
         parent = self._parents_toward.get(dst, {}).get(src)
@@ -330,17 +372,13 @@ class FabricView:
         while changed:  # close over shortest paths from every node to every member
             changed = False
             for dst in sorted(members):
-                parents = self._parents_toward.get(dst, {})
+                paths = self._paths_toward(dst)
                 for src in sorted(nodes):
-                    node = src
-                    while parents.get(node) is not None:
-                        parent = parents[node]
-                        assert parent is not None
-                        links.add(edge_link(self.graph, node, parent))
-                        if parent not in nodes:
-                            nodes.add(parent)
-                            changed = True
-                        node = parent
+                    path_links, path_nodes = paths.get(src, _NO_PATH)
+                    links.update(path_links)
+                    if not path_nodes <= nodes:
+                        nodes |= path_nodes
+                        changed = True
         routes: dict[int, Mapping[int, Hop]] = {}
         prefer = frozenset(nodes)
         for dst in sorted(members):

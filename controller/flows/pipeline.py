@@ -329,9 +329,9 @@ class Pipeline:
         priority, every match field is allowed there, and ``goto`` /
         conntrack recirculation go only to a declared or the next table.
         """
-        shape = (rule.table, rule.app, rule.priority, rule.goto, tuple(k for k, _ in rule.match))
+        shape = (rule.table, rule.app, rule.priority, rule.goto, tuple([k for k, _ in rule.match]))
         if shape in self._fit:
-            for nxt in _action_tables(rule.actions):
+            for nxt in _action_tables(rule.actions) if rule.actions else ():
                 if nxt not in self._nexts[rule.table]:
                     raise PipelineError(f"table {self._by_id[rule.table].name} may not go to table {nxt}")
             return

@@ -3,14 +3,13 @@
 Apps return sets of :class:`Rule`; the core diffs sets; only
 :mod:`controller.ofmsg` turns them into os-ken messages. A rule's
 ``cookie`` is derived from its whole content (owner app in the top byte,
-a stable 56-bit digest below), so a switch's flow dump tells exactly which
+a stable 56-bit digest of its OpenFlow encoding below), so a switch's flow dump tells exactly which
 rules are present without parsing matches or instructions, and a delete by
 exact cookie removes exactly one rule.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -176,26 +175,21 @@ class Rule:
     """``(value, mask)`` written to the metadata register before ``goto``."""
 
     @cached_property
-    def cookie(self) -> int:
-        """Owner app in bits 56-63, a stable digest of the whole rule below."""
-        digest = hashlib.blake2b(repr(self._content()).encode(), digest_size=7).digest()
-        return (self.app << 56) | int.from_bytes(digest, "big")
+    def encoded(self) -> tuple[int, bytes]:
+        """(cookie, ``OFPT_FLOW_MOD`` ``OFPFC_ADD`` bytes with xid 0), made once per rule.
 
-    def _content(self) -> tuple[object, ...]:
-        content: tuple[object, ...] = (
-            self.app,
-            self.table,
-            self.priority,
-            self.match,
-            self.actions,
-            self.goto,
-            self.meter,
-            self.idle_timeout,
-            self.flags,
-        )
-        if self.write_metadata is not None:  # absent from older rules: their cookies stay
-            content += (self.write_metadata,)
-        return content
+        The cookie digests the rule's OpenFlow encoding (:func:`controller.ofwire.encode`),
+        so both come from one pass. Raises what :func:`controller.ofwire.encode` raises
+        for a rule it cannot write.
+        """
+        from controller import ofwire  # the wire format's one home; it imports this module
+
+        return ofwire.encode(self)
+
+    @cached_property
+    def cookie(self) -> int:
+        """Owner app in bits 56-63, a stable 56-bit digest of the whole rule below (see :attr:`encoded`)."""
+        return self.encoded[0]
 
     @cached_property
     def match_dict(self) -> Mapping[str, MatchValue]:

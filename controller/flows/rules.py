@@ -174,6 +174,27 @@ class Rule:
     write_metadata: tuple[int, int] | None = None
     """``(value, mask)`` written to the metadata register before ``goto``."""
 
+    def __hash__(self) -> int:
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:
+        """The dataclass hash, made once: rules are hashed many times (sets, counts) and never change."""
+        return hash(
+            (
+                self.app,
+                self.table,
+                self.priority,
+                self.match,
+                self.actions,
+                self.goto,
+                self.meter,
+                self.idle_timeout,
+                self.flags,
+                self.write_metadata,
+            )
+        )
+
     @cached_property
     def encoded(self) -> tuple[int, bytes]:
         """(cookie, ``OFPT_FLOW_MOD`` ``OFPFC_ADD`` bytes with xid 0), made once per rule.

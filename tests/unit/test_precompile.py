@@ -18,6 +18,7 @@ from controller.fabric.topology import PortInfo
 from controller.fabric.view import FabricView, port_names
 from controller.flows.pipeline import APP_INGRESS, T_INGRESS
 from controller.flows.rules import Rule, make_match
+from controller.tools.fakefabric import FakeFabric
 from controller.tools.portplan import placeholder_name, port_numbers
 
 TOPOLOGIES = sorted((Path(__file__).parents[2] / "topologies").glob("*.yaml"))
@@ -158,3 +159,16 @@ def test_verify_catches_an_app_marked_static_that_reads_state() -> None:
     liar.state = 1
     with pytest.raises(AssertionError, match="precompiled segments differ"):
         core.recompute()
+
+
+@pytest.mark.parametrize("path", TOPOLOGIES, ids=[p.stem for p in TOPOLOGIES])
+def test_a_whole_fabric_comes_up_as_without_precompiling(path: Path) -> None:
+    """Every switch connected, then every link found: the switches hold what a core that never prepared installs."""
+    m = load_model(path)
+    ahead = FakeFabric.from_model(m)
+    cold_core = build_core(m)
+    setattr(cold_core, "prepare", lambda: 0)  # noqa: B010  (this core compiles only on connect)
+    cold = FakeFabric.from_model(m, core=cold_core)
+    assert ahead.core.precompiled.hits > 0
+    assert ahead.flows == cold.flows
+    assert ahead.groups == cold.groups

@@ -84,7 +84,13 @@ NOTHING = Reaction()
 
 @runtime_checkable
 class App(Protocol):
-    """A pipeline app. ``compile`` must be deterministic and read only the view and the app's state."""
+    """A pipeline app. ``compile`` must be deterministic and read only the view and the app's state.
+
+    An app whose ``compile`` reads only the view (no runtime state) may set
+    ``static_compile = True``: the core then reuses its segments for an
+    equal view and compiles them ahead of a switch's connect
+    (:mod:`controller.precompile`).
+    """
 
     name: str
     app_id: int

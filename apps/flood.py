@@ -48,6 +48,8 @@ class Flood:
 
     name = "flood"
     app_id = APP_FLOOD
+    static_compile = True
+    """``compile`` reads only the view: the core may reuse its rules for an equal view (:mod:`controller.precompile`)."""
 
     def __init__(self, ctx: AppContext) -> None:
         pass

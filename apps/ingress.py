@@ -160,6 +160,8 @@ class Ingress:
 
     name = "ingress"
     app_id = APP_INGRESS
+    static_compile = True
+    """``compile`` reads only the view: the core may reuse its rules for an equal view (:mod:`controller.precompile`)."""
 
     def __init__(self, ctx: AppContext) -> None:
         self._plan = PlanCache()

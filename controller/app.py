@@ -97,6 +97,7 @@ class VmnController(HaShim, app_manager.OSKenApp):
         except AppError as err:
             LOG.error("%s: %s", self.config_path, err)
             raise SystemExit(f"invalid network file {self.config_path}") from err
+        self._prepare()
         self.datapaths: dict[int, Any] = {}
         self._buckets: dict[int, TokenBucket] = {}
         self._stats: dict[int, list[DumpedFlow]] = {}
@@ -197,6 +198,13 @@ class VmnController(HaShim, app_manager.OSKenApp):
             len(model.networks),
         )
         return model
+
+    def _prepare(self) -> None:
+        """Compile ahead the rules of the declared switches not connected (their connect then only sends)."""
+        started = self.core.clock()
+        count = self.core.prepare()
+        if count:
+            LOG.info("%d rules ready for switches not connected (%.3f s)", count, self.core.clock() - started)
 
     def _tick_loop(self) -> None:
         while self.is_active:
@@ -469,6 +477,7 @@ class VmnController(HaShim, app_manager.OSKenApp):
             LOG.warning("reload: controller.coordination changed; it takes effect at the next restart")
         rate = self.core.model.controller.packet_in_rate
         self._send(self.core.reload(model))
+        self._prepare()
         if (
             model.controller.packet_in_rate != rate
         ):  # the meters and buckets follow; the OVS queue at the next provision

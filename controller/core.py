@@ -45,6 +45,7 @@ from controller.flows.flowstate import Diff, FlowState
 from controller.flows.pipeline import LINKS, Pipeline
 from controller.flows.rules import GroupEntry, app_of_cookie
 from controller.metrics import Metrics
+from controller.precompile import StaticCompiler, is_static
 
 LOG = logging.getLogger("vmn.core")
 
@@ -113,6 +114,9 @@ class Core:
         self._view: FabricView | None = None
         self.moves: dict[str, tuple[str, PortRef]] = {}
         """VMs being migrated -> destination (switch, port) (:meth:`migrate`)."""
+        self.precompiled = StaticCompiler(self.apps, pipeline)
+        """The static apps' rules by view, some compiled ahead (:meth:`prepare`)."""
+        self._dynamic = [a for a in self.apps if not is_static(a)]
         by_id = {a.app_id: a for a in self.apps}
         self._trappers = {a.name: a for a in self.apps if isinstance(a, TrapsPackets)}
         self._watchers = {i: a for i, a in by_id.items() if isinstance(a, WatchesFlows)}
@@ -147,12 +151,30 @@ class Core:
         """Every segment of every app for ``view`` (default: the current snapshot)."""
         view = view or self.view()
         segments: Segments = {}
-        for app in self.apps:
+        for app in self._dynamic:
             segments.update(app.compile(view))
+        segments.update(self.precompiled.compile(view, self.verify))
         if self.verify:
             for dpid in view.dpids:
                 self.pipeline.check_rules(r for seg in segments.values() for r in seg.get(dpid, ()))
         return segments
+
+    def prepare(self) -> int:
+        """Compile ahead, for each declared switch not connected, the static apps' rules of its connect.
+
+        Call after a network file is loaded or reloaded (after sending the
+        reload's changes): when such a switch connects next, into the
+        topology of now, its rules are checked, encoded and ready
+        (:mod:`controller.precompile`). Returns how many rules were prepared.
+        """
+        count = 0
+        for switch in self.model.switches:
+            if switch.dpid in self.topology.ports:
+                continue
+            ahead = self.topology.copy()
+            ahead.add_switch(switch.dpid, ())
+            count += self.precompiled.prepare(FabricView(self.model, ahead, self._probation(), self.moves))
+        return count
 
     def compile_groups(self) -> dict[int, dict[int, GroupEntry]]:
         """Every group of every app that has groups, per switch."""
@@ -202,8 +224,10 @@ class Core:
     ) -> Effects:
         """Batches of ``diffs`` and ``groups`` for ready switches (every added rule checked), and ``frames``."""
         groups = groups or {}
+        checked = self.precompiled.checked
         for rule in {id(r): r for d in diffs.values() for r in d.adds}.values():  # a rule shared by switches: once
-            self.pipeline.check_rule(rule)
+            if not checked(rule):
+                self.pipeline.check_rule(rule)
         batches = tuple(
             Batch.of(
                 dpid,

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from controller.flows.rules import GroupEntry, Rule
 
 Frame = tuple[int, int, bytes]
 """(dpid, OpenFlow port, Ethernet frame) to packet-out."""
+
+_ADD_ORDER = attrgetter("table", "priority", "cookie")
+"""The order of a batch's adds: (table, priority, cookie)."""
 
 GroupDiff = tuple[Collection[GroupEntry], Collection[int]]
 """Groups to add or modify, and group ids to delete."""
@@ -49,7 +53,7 @@ class Batch:
         return Batch(
             dpid,
             tuple(sorted(deletes)),
-            tuple(sorted(adds, key=lambda r: (r.table, r.priority, r.cookie))),
+            tuple(sorted(adds, key=_ADD_ORDER)),
             tuple(sorted(sets, key=lambda g: g.group_id)),
             tuple(sorted(dels)),
         )

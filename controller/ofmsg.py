@@ -253,9 +253,9 @@ def match_fields(match: Any) -> Mapping[str, Any]:
 
 
 # -- wire bytes ---------------------------------------------------------------
-# Rules are packed straight to bytes by controller.ofwire (a few microseconds
-# each, equal to os-ken's serialisation of flow_add), so nothing is cached:
-# no encoding outlives the batch that sent it.
+# Rules are packed straight to bytes by controller.ofwire (equal to os-ken's
+# serialisation of flow_add), once per rule object (Rule.encoded): a rule's
+# bytes live as long as the rule.
 
 
 _BUNDLE_ADD = struct.Struct("!BBHIIIIxxH")

@@ -32,6 +32,8 @@ class AclFirewall:
 
     name = "acl"
     app_id = APP_ACL
+    static_compile = True
+    """``compile`` reads only the view: the core may reuse its rules for an equal view (:mod:`controller.precompile`)."""
 
     def __init__(self, ctx: AppContext) -> None:
         self.compiler = ListCompiler()

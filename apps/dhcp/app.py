@@ -97,6 +97,8 @@ class DhcpServer:
 
     name = "dhcp"
     app_id = APP_DHCP
+    static_compile = True
+    """``compile`` reads only the view: the core may reuse its rules for an equal view (:mod:`controller.precompile`)."""
 
     def __init__(self, ctx: AppContext) -> None:
         following = ctx.pipeline.next_table(T_DHCP)

@@ -19,6 +19,8 @@ class MirrorApp:
 
     name = "mirror"
     app_id = APP_MIRROR
+    static_compile = True
+    """``compile`` reads only the view: the core may reuse its rules for an equal view (:mod:`controller.precompile`)."""
 
     def __init__(self, ctx: AppContext) -> None:
         following = ctx.pipeline.next_table(T_MIRROR)

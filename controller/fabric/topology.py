@@ -51,6 +51,13 @@ class Topology:
         self.ports: dict[int, dict[int, PortInfo]] = {}
         self.links: set[LinkKey] = set()
 
+    def copy(self) -> Topology:
+        """An independent copy (ports and links)."""
+        other = Topology()
+        other.ports = {d: dict(p) for d, p in self.ports.items()}
+        other.links = set(self.links)
+        return other
+
     # -- mutation ---------------------------------------------------------
     def add_switch(self, dpid: int, ports: Iterable[PortInfo]) -> None:
         self.ports[dpid] = {p.port_no: p for p in ports}

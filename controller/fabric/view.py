@@ -84,6 +84,19 @@ _NOWHERE = NetworkFabric(frozenset(), frozenset(), frozenset(), frozenset())
 """The fabric of a network that is on no connected switch."""
 
 
+def port_names(model: Model) -> frozenset[str]:
+    """Every port the file refers to by interface name (VMs', mirrors', links' and uplinks' ports).
+
+    These are the model's :data:`~controller.config.model.PortRef` fields
+    (``tests/unit/test_precompile.py`` checks none is left out).
+    """
+    refs: list[PortRef] = [vm.port for vm in model.vms]
+    refs += [m.port for m in model.mirrors]
+    refs += [end.port for link in model.links for end in (link.a, link.b)]
+    refs += [u.port for u in model.uplinks]
+    return frozenset(r for r in refs if isinstance(r, str))
+
+
 class FabricView:
     """Snapshot of the model and the live topology (copy taken at construction)."""
 
@@ -117,6 +130,28 @@ class FabricView:
         Values must be immutable; they live as long as the snapshot.
         """
         return self._interned.setdefault(value, value)  # type: ignore[return-value]
+
+    @cached_property
+    def key(self) -> tuple[object, ...]:
+        """What this view's answers depend on besides :attr:`model`: equal keys (same model) answer alike.
+
+        The connected switches, the links, :attr:`probation`, :attr:`moves`,
+        and of each switch's ports only what is read: the numbers (zero-config
+        edge ports) and, where the file names ports, the numbers of those names
+        (every port with an overlay, whose tunnel ports go by name). A port's
+        up state is not read: a port that goes down takes its links along.
+        Used to reuse compiled rules for an equal view (:mod:`controller.precompile`).
+        """
+        named = port_names(self.model) | {p for _, p in self.moves.values() if isinstance(p, str)}
+        ports: list[tuple[int, frozenset[object]]] = []
+        for dpid, infos in sorted(self.ports.items()):
+            if self.model.zero_config or self.model.overlay is not None:
+                ports.append((dpid, frozenset((p.port_no, p.name) for p in infos.values())))
+            elif named:
+                ports.append((dpid, frozenset((p.port_no, p.name) for p in infos.values() if p.name in named)))
+            else:
+                ports.append((dpid, frozenset()))
+        return (tuple(ports), self.links, self.probation, tuple(sorted(self.moves.items(), key=repr)))
 
     @cached_property
     def graph(self) -> nx.Graph:

@@ -3,14 +3,13 @@
 Apps return sets of :class:`Rule`; the core diffs sets; only
 :mod:`controller.ofmsg` turns them into os-ken messages. A rule's
 ``cookie`` is derived from its whole content (owner app in the top byte,
-a stable 56-bit digest below), so a switch's flow dump tells exactly which
+a stable 56-bit digest of its OpenFlow encoding below), so a switch's flow dump tells exactly which
 rules are present without parsing matches or instructions, and a delete by
 exact cookie removes exactly one rule.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -157,15 +156,15 @@ def ct_state(plus: int = 0, minus: int = 0) -> tuple[int, int]:
 
 
 class _RuleCaches:
-    """Slots a :class:`Rule` caches into: its hash (set at construction) and its cookie.
+    """Slots a :class:`Rule` caches into: its hash (set at construction) and its cookie and flow-mod bytes.
 
     ``__dict__`` stays for rarely used cached properties (:attr:`Rule.match_dict`);
     CPython creates it only when one is first read, so most rules never have one.
     """
 
-    __slots__ = ("_hash", "_cookie", "__dict__")
+    __slots__ = ("_hash", "_encoded", "__dict__")
     _hash: int
-    _cookie: int
+    _encoded: tuple[int, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,31 +233,26 @@ class Rule(_RuleCaches):
         return hash(self) == hash(other) and self._key() == other._key()
 
     @property
-    def cookie(self) -> int:
-        """Owner app in bits 56-63, a stable digest of the whole rule below (made once, kept in a slot)."""
+    def encoded(self) -> tuple[int, bytes]:
+        """(cookie, ``OFPT_FLOW_MOD`` ``OFPFC_ADD`` bytes with xid 0), made once per rule and kept in a slot.
+
+        The cookie digests the rule's OpenFlow encoding (:func:`controller.ofwire.encode`),
+        so both come from one pass. Raises what :func:`controller.ofwire.encode` raises
+        for a rule it cannot write.
+        """
         try:
-            return self._cookie
+            return self._encoded
         except AttributeError:
             pass
-        digest = hashlib.blake2b(repr(self._content()).encode(), digest_size=7).digest()
-        object.__setattr__(self, "_cookie", (self.app << 56) | int.from_bytes(digest, "big"))
-        return self._cookie
+        from controller import ofwire  # the wire format's one home; it imports this module
 
-    def _content(self) -> tuple[object, ...]:
-        content: tuple[object, ...] = (
-            self.app,
-            self.table,
-            self.priority,
-            self.match,
-            self.actions,
-            self.goto,
-            self.meter,
-            self.idle_timeout,
-            self.flags,
-        )
-        if self.write_metadata is not None:  # absent from older rules: their cookies stay
-            content += (self.write_metadata,)
-        return content
+        object.__setattr__(self, "_encoded", ofwire.encode(self))
+        return self._encoded
+
+    @property
+    def cookie(self) -> int:
+        """Owner app in bits 56-63, a stable 56-bit digest of the whole rule below (see :attr:`encoded`)."""
+        return self.encoded[0]
 
     @cached_property
     def match_dict(self) -> Mapping[str, MatchValue]:

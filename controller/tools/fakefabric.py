@@ -38,6 +38,7 @@ class FakeFabric:
 
     def __init__(self, model: Model, clock: Callable[[], float] = time.monotonic, core: Core | None = None) -> None:
         self.core: Core = core or build_core(model, clock=clock, verify=True)
+        self.core.prepare()  # as the shim does: connects use precompiled rules, checked against a compile (verify)
         self.flows: dict[int, dict[int, Rule]] = {}
         """dpid -> cookie -> rule, as installed."""
         self.groups: dict[int, dict[int, GroupEntry]] = {}
@@ -151,7 +152,9 @@ class FakeFabric:
         return self.apply(self.core.recompute())
 
     def reload(self, model: Model) -> Effects:
-        return self.apply(self.core.reload(model))
+        effects = self.apply(self.core.reload(model))
+        self.core.prepare()
+        return effects
 
     # -- packets -------------------------------------------------------------
     def network(

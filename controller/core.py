@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from apps.base import (
@@ -129,6 +129,12 @@ class Core:
                 self.pipeline.check_rules(r for seg in segments.values() for r in seg.get(dpid, ()))
         return segments
 
+    def _compile_parts(self, view: FabricView) -> Iterator[Segments]:
+        """Each dynamic app's segments, one app at a time, then the static apps' (kept or compiled)."""
+        for app in self._dynamic:
+            yield app.compile(view)
+        yield self.precompiled.compile(view, self.verify)
+
     def prepare(self) -> int:
         """Compile ahead, for each declared switch not connected, the static apps' rules of its connect.
 
@@ -162,14 +168,15 @@ class Core:
         a compile makes millions of small objects without reference cycles,
         and each generation-2 collection it would trigger walks all of them
         again (about a third of a large compile's time). Each app's new rules replace
-        the state's before the next app compiles (:meth:`FlowState.replace_parts`)."""
+        the state's before the next app compiles (:meth:`FlowState.replace_parts`); the
+        static apps' come last, kept or compiled together (:mod:`controller.precompile`)."""
         with paused_gc():
             self._invalidate()
             view = self.view()
             for app in self.apps:
                 if isinstance(app, Refreshes):
                     app.refresh(view)
-            diffs = self.flows.replace_parts(app.compile(view) for app in self.apps)
+            diffs = self.flows.replace_parts(self._compile_parts(view))
             if self.verify:
                 for dpid in view.dpids:
                     self.pipeline.check_rules(self.flows.rules(dpid))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
 from apps.base import (
     Adopts,
@@ -78,6 +79,7 @@ class Core:
         self._deferred: dict[int, Deferred] = {}
         self._port_up_at: dict[tuple[int, int], float] = {}
         self._view: FabricView | None = None
+        self._flow_gauges: dict[tuple[int, int], Any] = {}
         self.moves: dict[str, tuple[str, PortRef]] = {}
         """VMs being migrated -> destination (switch, port) (:meth:`migrate`)."""
         by_id = {a.app_id: a for a in self.apps}
@@ -179,9 +181,16 @@ class Core:
         for dpid, diff in diffs.items():
             counts = self.flows.app_counts(dpid)
             for app in {r.app for r in diff.adds} | {r.app for r in diff.deletes}:
-                self.metrics.flows_installed.labels(switch=f"{dpid:x}", app=self.pipeline.app_name(app)).set(
-                    counts.get(app, 0)
-                )
+                self._flow_gauge(dpid, app).set(counts.get(app, 0))
+
+    def _flow_gauge(self, dpid: int, app: int) -> Any:
+        """The ``vmn_flows_installed`` child of (switch, app), looked up once (``labels()`` costs a lock per call)."""
+        gauge = self._flow_gauges.get((dpid, app))
+        if gauge is None:
+            gauge = self._flow_gauges[(dpid, app)] = self.metrics.flows_installed.labels(
+                switch=f"{dpid:x}", app=self.pipeline.app_name(app)
+            )
+        return gauge
 
     def _react(self, reaction: Reaction) -> Effects:
         """Apply an app's reaction: replace its segments (or recompute) and pass its frames on."""

@@ -30,6 +30,7 @@ import contextlib
 import logging
 import ssl
 import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,7 @@ from typing import Any
 from os_ken.controller import controller as osken_controller
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import DEAD_DISPATCHER
+from os_ken.lib import hub
 from os_ken.ofproto import ofproto_parser
 
 LOG = logging.getLogger("vmn.rx")
@@ -132,9 +134,83 @@ class Shedder:
 
 
 class RxDatapath(osken_controller.Datapath):  # type: ignore[misc]
-    """os-ken's ``Datapath`` with a chunked receive loop that consults :attr:`shedder` (None: shed nothing)."""
+    """os-ken's ``Datapath`` with a chunked receive loop that consults :attr:`shedder` (None: shed nothing),
+    and, once an app sets :attr:`direct_send`, sends written on the sender's own thread.
+
+    os-ken's :meth:`send` queues every buffer for the connection's send
+    thread: a queue hand-off and a thread wake-up per message, which on a
+    learning burst cost as much as the socket write itself. With
+    ``direct_send`` the sender writes the buffer itself, under a lock that
+    the send thread takes too, so writes never interleave; while anything
+    is still queued (sent before ``direct_send``, or with ``close_socket``)
+    new sends queue behind it, so the order is kept. A failed direct write
+    ends the connection the way a failed write of the send thread does
+    (os-ken's loop ends, closing the write side). A switch that stops
+    reading blocks the sender in the write, as a full send queue blocks it
+    in os-ken.
+    """
 
     shedder: Shedder | None = None
+    direct_send = False
+    send_q: Any
+    """os-ken's queue for the send thread (``hub.Queue``); None once that thread has ended."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tx_lock = threading.Lock()
+        self._queued = 0
+        """Buffers in os-ken's send queue not yet written (under ``_tx_lock``)."""
+
+    def send(self, buf: bytes, close_socket: bool = False) -> bool:
+        """Write ``buf`` now (``direct_send``, nothing queued), else queue it for the send thread as os-ken."""
+        if self.direct_send and not close_socket:
+            with self._tx_lock:
+                if not self._queued and self.send_q is not None:
+                    try:
+                        self.socket.sendall(buf)
+                        return True
+                    except OSError as err:  # a timeout too: the connection is over, as in os-ken's loop
+                        LOG.debug("write to switch at %s failed: %s", self.address, err)
+                        buf, close_socket = b"", True  # the send thread ends the connection and cleans up
+            if close_socket:
+                self._enqueue(buf, close_socket)
+                return False
+        return self._enqueue(buf, close_socket)
+
+    def _enqueue(self, buf: bytes, close_socket: bool) -> bool:
+        """os-ken's send: queue ``buf`` for the send thread (blocks while its queue is full)."""
+        with self._tx_lock:
+            self._queued += 1
+        if super().send(buf, close_socket):
+            return True
+        with self._tx_lock:
+            self._queued -= 1
+        return False
+
+    def _send_loop(self) -> None:
+        """os-ken's send thread, writing under the lock that direct sends take."""
+        try:
+            while self.state != DEAD_DISPATCHER:
+                buf, close_socket = self.send_q.get()
+                self._send_q_sem.release()
+                with self._tx_lock:
+                    try:
+                        self.socket.sendall(buf)
+                    finally:
+                        self._queued -= 1
+                if close_socket:
+                    break
+        except OSError as err:  # os-ken logs a timeout or a socket error at debug level and ends
+            LOG.debug("write to switch at %s failed: %s", self.address, err)
+        finally:
+            q = self.send_q
+            self.send_q = None  # no new sends; then release every sender waiting for a queue slot
+            try:
+                while q.get(block=False):
+                    self._send_q_sem.release()
+            except hub.QueueEmpty:
+                pass
+            self._close_write()
 
     def _recv_loop(self) -> None:
         """Read and dispatch until the switch closes or the datapath dies; then close the socket (as os-ken)."""

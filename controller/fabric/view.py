@@ -59,6 +59,10 @@ class NetworkFabric:
     routes: Mapping[int, Mapping[int, Hop]] = field(default_factory=dict, hash=False, compare=False)
 
 
+NO_FABRIC = NetworkFabric(frozenset(), frozenset(), frozenset(), frozenset())
+"""The fabric of a network that has none here (no member connected)."""
+
+
 class FabricView:
     """Snapshot of the model and the live topology (copy taken at construction)."""
 
@@ -280,7 +284,8 @@ class FabricView:
         return {dpid: assign_group_ids(k, APP_L2 << 24) for dpid, k in sorted(keys.items()) if k}
 
     def fabric(self, vlan: int) -> NetworkFabric:
-        return self._fabrics.get(vlan, NetworkFabric(frozenset(), frozenset(), frozenset(), frozenset()))
+        fab = self._fabrics.get(vlan)
+        return NO_FABRIC if fab is None else fab
 
     @cached_property
     def _fabrics(self) -> Mapping[int, NetworkFabric]:

@@ -37,7 +37,7 @@ class FlowState:
 
     def app_counts(self, dpid: int) -> Mapping[int, int]:
         """Number of distinct rules wanted on ``dpid`` per owner app id."""
-        return self._per_app.get(dpid, Counter())
+        return self._per_app.get(dpid, {})
 
     def rules(self, dpid: int) -> frozenset[Rule]:
         """Every rule wanted on ``dpid``."""
@@ -53,17 +53,21 @@ class FlowState:
             before, after = old.get(dpid, frozenset()), new.get(dpid, frozenset())
             if before == after:
                 continue
-            counts = self._counts.setdefault(dpid, Counter())
-            per_app = self._per_app.setdefault(dpid, Counter())
+            counts = self._counts.get(dpid)
+            if counts is None:
+                counts = self._counts[dpid] = Counter()
+            per_app = self._per_app.get(dpid)
+            if per_app is None:
+                per_app = self._per_app[dpid] = Counter()
             diff = diffs.setdefault(dpid, Diff())
             for rule in after - before:
-                counts[rule] += 1
-                if counts[rule] == 1:
+                count = counts[rule] = counts.get(rule, 0) + 1
+                if count == 1:
                     per_app[rule.app] += 1
                     diff.adds.add(rule)
             for rule in before - after:
-                counts[rule] -= 1
-                if counts[rule] == 0:
+                count = counts[rule] = counts[rule] - 1
+                if count == 0:
                     del counts[rule]
                     per_app[rule.app] -= 1
                     if rule in diff.adds:
@@ -93,9 +97,13 @@ class FlowState:
 
 
 def merge_diffs(into: dict[int, Diff], diffs: Mapping[int, Diff]) -> None:
-    """Merge diffs; a rule deleted then re-added (or the reverse) cancels out."""
+    """Merge diffs into ``into`` (which takes over a switch's diff it has none for); a rule deleted then
+    re-added (or the reverse) cancels out."""
     for dpid, diff in diffs.items():
-        acc = into.setdefault(dpid, Diff())
+        acc = into.get(dpid)
+        if acc is None:
+            into[dpid] = diff
+            continue
         for rule in diff.deletes:
             if rule in acc.adds:
                 acc.adds.discard(rule)

@@ -337,14 +337,18 @@ class Pipeline:
             raise PipelineError(
                 f"app {app} may not use priority {rule.priority} in table {spec.name} (its band is {band[0]}-{band[1]})"
             )
-        bad = sorted(k for k, _ in rule.match if k not in spec.match_fields)
-        if bad:
-            raise PipelineError(f"table {spec.name} does not match on {', '.join(bad)}")
-        nexts = [rule.goto] if rule.goto is not None else []
-        nexts += _action_tables(rule.actions)
-        for nxt in nexts:
-            if nxt not in self._nexts[spec.table_id]:
-                raise PipelineError(f"table {spec.name} may not go to table {nxt}")
+        fields = spec.match_fields
+        for k, _ in rule.match:
+            if k not in fields:
+                bad = sorted(k for k, _ in rule.match if k not in fields)
+                raise PipelineError(f"table {spec.name} does not match on {', '.join(bad)}")
+        nexts = self._nexts[spec.table_id]
+        if rule.goto is not None and rule.goto not in nexts:
+            raise PipelineError(f"table {spec.name} may not go to table {rule.goto}")
+        if rule.actions:
+            for nxt in _action_tables(rule.actions):
+                if nxt not in nexts:
+                    raise PipelineError(f"table {spec.name} may not go to table {nxt}")
 
     def check_rules(self, rules: Iterable[Rule]) -> None:
         """Check every rule and that no two share (table, priority, match) with different content."""

@@ -29,6 +29,11 @@ OFPVID_PRESENT = 0x1000
 OFPVID_NONE = 0x0000
 FLAG_SEND_FLOW_REM = 1
 COOKIE_DIGEST_MASK = (1 << 56) - 1
+_DIGEST = hashlib.blake2b(digest_size=7)
+"""The cookie digest's initial state (copied: cheaper than a new ``blake2b`` per rule)."""
+_ACTION_REPRS: dict[tuple[object, ...], str] = {}
+"""Action tuple -> its repr, for cookies (bounded: cleared at :data:`_ACTION_REPRS_MAX`)."""
+_ACTION_REPRS_MAX = 8192
 
 
 def make_match(**fields: MatchValue | None) -> Match:
@@ -154,12 +159,17 @@ def ct_state(plus: int = 0, minus: int = 0) -> tuple[int, int]:
     return (plus, plus | minus)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Rule:
     """One OpenFlow flow entry as we want it on a switch.
 
     ``actions`` are applied in order (Apply-Actions), then the packet goes to
     ``goto`` if set. A rule with no actions and no goto drops.
+
+    Its hash and :attr:`cookie` are computed once; its ``__init__`` stores
+    the fields in one go (a frozen dataclass's generated one sets each
+    through ``object.__setattr__``, which made building the rules of every
+    learned host a visible cost).
     """
 
     app: int
@@ -175,11 +185,62 @@ class Rule:
     write_metadata: tuple[int, int] | None = None
     """``(value, mask)`` written to the metadata register before ``goto``."""
 
-    @cached_property
+    def __init__(
+        self,
+        app: int,
+        table: int,
+        priority: int,
+        match: Match = (),
+        actions: tuple[Action, ...] = (),
+        goto: int | None = None,
+        meter: int | None = None,
+        idle_timeout: int = 0,
+        flags: int = 0,
+        write_metadata: tuple[int, int] | None = None,
+    ) -> None:
+        self.__dict__.update(
+            app=app,
+            table=table,
+            priority=priority,
+            match=match,
+            actions=actions,
+            goto=goto,
+            meter=meter,
+            idle_timeout=idle_timeout,
+            flags=flags,
+            write_metadata=write_metadata,
+        )
+
+    def __hash__(self) -> int:
+        """The hash of the rule's content, computed once (rules are hashed many times in sets and counters)."""
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = self.__dict__["_hash"] = hash(self._content())
+        return cached
+
+    @property
     def cookie(self) -> int:
-        """Owner app in bits 56-63, a stable digest of the whole rule below."""
-        digest = hashlib.blake2b(repr(self._content()).encode(), digest_size=7).digest()
-        return (self.app << 56) | int.from_bytes(digest, "big")
+        """Owner app in bits 56-63, a stable digest of the whole rule below (computed once)."""
+        cached = self.__dict__.get("_cookie")
+        if cached is None:
+            digest = _DIGEST.copy()
+            digest.update(self._content_repr().encode())
+            cached = self.__dict__["_cookie"] = (self.app << 56) | int.from_bytes(digest.digest(), "big")
+        return cached
+
+    def _content_repr(self) -> str:
+        """``repr(self._content())``, with the actions' repr looked up (dataclass reprs are slow; rules share
+        action tuples)."""
+        actions = _ACTION_REPRS.get(self.actions)
+        if actions is None:
+            if len(_ACTION_REPRS) >= _ACTION_REPRS_MAX:
+                _ACTION_REPRS.clear()
+            actions = _ACTION_REPRS[self.actions] = repr(self.actions)
+        head = f"({self.app!r}, {self.table!r}, {self.priority!r}, {self.match!r}, {actions}, {self.goto!r}, "
+        tail = f"{self.meter!r}, {self.idle_timeout!r}, {self.flags!r}"
+        if self.write_metadata is not None:
+            return f"{head}{tail}, {self.write_metadata!r})"
+        return f"{head}{tail})"
 
     def _content(self) -> tuple[object, ...]:
         content: tuple[object, ...] = (

@@ -12,6 +12,9 @@ queue is empty (so a lone packet-in's line goes out at once, as one
 record, as before), at every tick (0.1 s) and every :data:`LIMIT` lines.
 With the default ``%(message)s`` format the output is the same lines;
 with a format that adds a prefix, only the first line of a batch gets it.
+Lines logged through one :class:`Lines` keep their order (the L2 app logs
+all its host lines through it); a line logged directly meanwhile, by
+another module, may come out before pending ones, at most a tick early.
 Off (the default: tests, tools, the core run in-process) every line is
 its own record at once.
 

@@ -70,7 +70,9 @@ class L2Switch:
             edge = view.edge_ports(host.dpid).get(host.port)
             if port is None or not port.up or edge is None or edge[0].vlan != host.vlan:
                 self.hosts.remove(*key)
-                LOG.info(
+                self.lines.log(
+                    LOG,
+                    INFO,
                     "host %s forgotten on vlan %d: %016x port %d is %s",
                     host.mac,
                     host.vlan,
@@ -136,7 +138,7 @@ class L2Switch:
             if decision.kind == "new" and decision.host is not None:
                 self.hosts.put(decision.host)
                 segments[host_key(decision.host)] = host_rules(view, decision.host, self.after_learn)
-                LOG.info("host %s adopted on vlan %d at %016x port %d", mac, vid & 0x0FFF, dpid, port)
+                self.lines.log(LOG, INFO, "host %s adopted on vlan %d at %016x port %d", mac, vid & 0x0FFF, dpid, port)
         self._update_host_gauge()
         return Reaction(segments)
 

@@ -36,6 +36,7 @@ from controller.compose import AppError, build_core, check_apps
 from controller.config import ConfigError, load_model
 from controller.config.model import ControllerSettings, Model
 from controller.effects import DumpedFlow, Effects, Frame
+from controller.eventq import EventSlots
 from controller.fabric.topology import PortInfo
 from controller.flows.pipeline import METER_PACKET_IN
 from controller.ha.elector import Elector
@@ -54,6 +55,8 @@ COORDINATION_ENV = "VMN_COORDINATION"
 """Overrides ``controller.coordination`` (this instance's address of the service); empty: the file's."""
 T = TypeVar("T")
 TICK_SECONDS = 0.1
+EVENT_BATCH = 32
+"""A receive thread waiting for room in the app's event queue is woken once this many slots are free."""
 """Housekeeping period: health-check timing resolution; LLDP goes out every ``lldp_interval``."""
 
 
@@ -90,6 +93,7 @@ class VmnController(HaShim, app_manager.OSKenApp):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._events_sem = EventSlots(self.events.maxsize, EVENT_BATCH)  # os-ken's, with batched wake-ups
         self.config_path = os.environ.get(CONFIG_ENV)
         model = self._initial_model()
         self.metrics = Metrics()

@@ -323,6 +323,7 @@ class VmnController(HaShim, app_manager.OSKenApp):
                 frozenset(t.table_id for t in self.core.pipeline.tables if t.trap and t.trap.per_source)
             )
             dp.direct_send = True  # this thread writes its own sends: no hand-off to the send thread
+            dp.cache_matches = True  # a packet-in's match parsed once per port, not per packet-in
         LOG.info("switch %016x connected from %s", dp.id, dp.address)
         dp.send_msg(ofmsg.port_desc_request(dp))
         self._act(self.roles.connected(dp.id))

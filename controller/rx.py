@@ -39,7 +39,7 @@ from os_ken.controller import controller as osken_controller
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import DEAD_DISPATCHER
 from os_ken.lib import hub
-from os_ken.ofproto import ofproto_parser
+from os_ken.ofproto import ofproto_parser, ofproto_v1_3_parser
 
 LOG = logging.getLogger("vmn.rx")
 OFP13_VERSION = 4
@@ -51,6 +51,10 @@ TABLE_AT = 15
 SOURCE = slice(6, 16)
 """Frame bytes that name a source: the source MAC and the 802.1Q TPID and TCI after it."""
 RECV_CHUNK = 256 * 1024
+PACKET_IN_HEAD = struct.Struct("!IHBBQ")
+"""``buffer_id``, ``total_len``, ``reason``, ``table_id``, ``cookie`` after the header (os-ken's pack string)."""
+MATCH_CACHE = 1024
+"""Distinct PACKET_IN match encodings kept at most (the in-port, mostly; cleared when full)."""
 DEFAULT_IN_FLIGHT = 5.0
 """Seconds a source's repeats are shed at most while the app thread has not reported it."""
 
@@ -152,6 +156,8 @@ class RxDatapath(osken_controller.Datapath):  # type: ignore[misc]
 
     shedder: Shedder | None = None
     direct_send = False
+    cache_matches = False
+    """Set by an app to have PACKET_IN matches parsed once per distinct match bytes (:meth:`_packet_in`)."""
     send_q: Any
     """os-ken's queue for the send thread (``hub.Queue``); None once that thread has ended."""
 
@@ -159,6 +165,8 @@ class RxDatapath(osken_controller.Datapath):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._tx_lock = threading.Lock()
         self._queued = 0
+        self._matches: dict[bytes, Any] = {}
+        """PACKET_IN match bytes -> os-ken's ``OFPMatch`` of them (:meth:`_packet_in`)."""
         """Buffers in os-ken's send queue not yet written (under ``_tx_lock``)."""
 
     def send(self, buf: bytes, close_socket: bool = False) -> bool:
@@ -240,15 +248,36 @@ class RxDatapath(osken_controller.Datapath):  # type: ignore[misc]
             if size - pos < msg_len:
                 break
             shedder = self.shedder
-            if not (
-                msg_type == OFPT_PACKET_IN
-                and version == OFP13_VERSION
-                and shedder is not None
-                and shedder.shed(buf, pos, msg_len)
-            ):
+            if msg_type != OFPT_PACKET_IN or version != OFP13_VERSION:
                 self._dispatch(ofproto_parser.msg(self, version, msg_type, msg_len, xid, buf[pos : pos + msg_len]))
+            elif shedder is None or not shedder.shed(buf, pos, msg_len):
+                self._dispatch(self._packet_in(msg_len, xid, buf[pos : pos + msg_len]))
             pos += msg_len
         return pos
+
+    def _packet_in(self, msg_len: int, xid: int, raw: bytearray) -> Any:
+        """An OpenFlow 1.3 PACKET_IN as os-ken's ``OFPPacketIn.parser`` makes it; with :attr:`cache_matches`,
+        its match is parsed once per distinct match bytes and shared (read-only) by the next ones."""
+        if not self.cache_matches or len(raw) < MATCH_AT + 4:
+            return ofproto_parser.msg(self, OFP13_VERSION, OFPT_PACKET_IN, msg_len, xid, raw)
+        match_len = (raw[MATCH_AT + 2] << 8) | raw[MATCH_AT + 3]
+        key = bytes(raw[MATCH_AT : MATCH_AT + match_len])
+        match = self._matches.get(key)
+        if match is None:  # os-ken's own parse (and error handling); its match serves the next ones
+            msg = ofproto_parser.msg(self, OFP13_VERSION, OFPT_PACKET_IN, msg_len, xid, raw)
+            if msg is not None and msg.match.length == match_len:
+                if len(self._matches) >= MATCH_CACHE:
+                    self._matches.clear()
+                self._matches[key] = msg.match
+            return msg
+        msg = ofproto_v1_3_parser.OFPPacketIn(self)
+        msg.set_headers(OFP13_VERSION, OFPT_PACKET_IN, msg_len, xid)
+        msg.set_buf(raw)
+        msg.buffer_id, msg.total_len, msg.reason, msg.table_id, msg.cookie = PACKET_IN_HEAD.unpack_from(msg.buf, 8)
+        msg.match = match
+        data = msg.buf[MATCH_AT + (match_len + 7) // 8 * 8 + 2 :]
+        msg.data = data[: msg.total_len] if msg.total_len < len(data) else data
+        return msg
 
     def _dispatch(self, msg: Any) -> None:
         """What os-ken's loop does with a parsed message: the event to the apps, then the brick's handlers."""

@@ -196,3 +196,28 @@ def test_a_failed_direct_write_ends_the_connection_through_the_send_thread() -> 
     sender.join(5)
     assert not sender.is_alive() and dp.send_q is None
     assert not dp.send(HELLO)
+
+
+def _fields(msg: Any) -> dict[str, Any]:
+    """Every field of a parsed PACKET_IN, the match as os-ken's JSON form."""
+    return {
+        "head": (msg.version, msg.msg_type, msg.msg_len, msg.xid),
+        "body": (msg.buffer_id, msg.total_len, msg.reason, msg.table_id, msg.cookie),
+        "match": msg.match.to_jsondict(),
+        "data": (type(msg.data), bytes(msg.data)),
+        "buf": (type(msg.buf), bytes(msg.buf)),
+    }
+
+
+def test_packet_ins_with_a_known_match_parse_as_os_ken_does() -> None:
+    cached, plain = Recording(), Recording()
+    cached.cache_matches, cached._matches = True, {}
+    stream = bytearray(packet_in(A) + packet_in(B) + packet_in(A, in_port=2) + packet_in(B, in_port=2))
+    padded = packet_in(B) + bytes(4)  # 4 bytes past the frame's total_len: os-ken cuts them off
+    stream += packet_in(A, table=0) + padded[:2] + struct.pack("!H", len(padded)) + padded[4:]  # another table
+    for dp in (cached, plain):
+        assert dp._dispatch_all(bytearray(stream)) == len(stream)
+    assert [_fields(m) for m in cached.seen] == [_fields(m) for m in plain.seen]
+    assert len(cached._matches) == 2  # in_port 1 and 2
+    assert cached.seen[1].match is cached.seen[0].match  # parsed once, shared
+    assert [m.match["in_port"] for m in cached.seen] == [1, 1, 2, 2, 1, 1]

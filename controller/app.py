@@ -55,9 +55,9 @@ COORDINATION_ENV = "VMN_COORDINATION"
 """Overrides ``controller.coordination`` (this instance's address of the service); empty: the file's."""
 T = TypeVar("T")
 TICK_SECONDS = 0.1
+"""Housekeeping period: health-check timing resolution; LLDP goes out every ``lldp_interval``."""
 EVENT_BATCH = 32
 """A receive thread waiting for room in the app's event queue is woken once this many slots are free."""
-"""Housekeeping period: health-check timing resolution; LLDP goes out every ``lldp_interval``."""
 
 
 class EventReload(event.EventBase):

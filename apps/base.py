@@ -27,6 +27,7 @@ from controller.effects import DumpedFlow, Frame
 from controller.fabric.view import FabricView
 from controller.flows.pipeline import Pipeline
 from controller.flows.rules import GroupEntry, Rule
+from controller.loglines import Lines
 from controller.metrics import Metrics
 
 SegKey = tuple[Hashable, ...]
@@ -37,12 +38,14 @@ Segments = dict[SegKey, Mapping[int, frozenset[Rule]]]
 
 @dataclass(frozen=True)
 class AppContext:
-    """What an app is built with: the pipeline of the enabled apps, the metrics, the first model and time."""
+    """What an app is built with: the pipeline of the enabled apps, the metrics, the first model and time,
+    and where to log lines that may be written together (:mod:`controller.loglines`)."""
 
     pipeline: Pipeline
     metrics: Metrics
     model: Model
     now: float
+    lines: Lines = field(default_factory=Lines)
 
 
 @dataclass(frozen=True)

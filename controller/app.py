@@ -36,11 +36,13 @@ from controller.compose import AppError, build_core, check_apps
 from controller.config import ConfigError, load_model
 from controller.config.model import ControllerSettings, Model
 from controller.effects import DumpedFlow, Effects, Frame
+from controller.eventq import EventSlots
 from controller.fabric.topology import PortInfo
 from controller.flows.pipeline import METER_PACKET_IN
 from controller.ha.elector import Elector
 from controller.ha.roles import Roles
 from controller.ha.shim import HaShim
+from controller.loglines import Lines
 from controller.metrics import Metrics
 from controller.ratelimit import TokenBucket, meter_burst
 from controller.rx import Shedder
@@ -54,6 +56,8 @@ COORDINATION_ENV = "VMN_COORDINATION"
 T = TypeVar("T")
 TICK_SECONDS = 0.1
 """Housekeeping period: health-check timing resolution; LLDP goes out every ``lldp_interval``."""
+EVENT_BATCH = 32
+"""A receive thread waiting for room in the app's event queue is woken once this many slots are free."""
 
 
 class EventReload(event.EventBase):
@@ -89,11 +93,14 @@ class VmnController(HaShim, app_manager.OSKenApp):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._events_sem = EventSlots(self.events.maxsize, EVENT_BATCH)  # os-ken's, with batched wake-ups
         self.config_path = os.environ.get(CONFIG_ENV)
         model = self._initial_model()
         self.metrics = Metrics()
+        self.lines = Lines(batching=True)
+        """Apps' per-host lines, written together while packet-ins queue up (:mod:`controller.loglines`)."""
         try:
-            self.core = build_core(model, self.metrics, probe_secret=os.urandom(16))
+            self.core = build_core(model, self.metrics, probe_secret=os.urandom(16), lines=self.lines)
         except AppError as err:
             LOG.error("%s: %s", self.config_path, err)
             raise SystemExit(f"invalid network file {self.config_path}") from err
@@ -133,6 +140,7 @@ class VmnController(HaShim, app_manager.OSKenApp):
         if self.elector is not None:
             self.elector.stop()
         super().stop()
+        self.lines.flush()
 
     def _start_metrics(self, settings: ControllerSettings) -> None:
         """Serve /metrics; ``VMN_METRICS_PORT`` overrides the file (0 disables)."""
@@ -213,6 +221,7 @@ class VmnController(HaShim, app_manager.OSKenApp):
 
     @set_ev_cls(EventTick)
     def on_tick(self, ev: EventTick) -> None:
+        self.lines.flush()
         self._send(self.core.tick())
         self._count_shed()
         self._poll_stats()
@@ -317,10 +326,12 @@ class VmnController(HaShim, app_manager.OSKenApp):
         self.datapaths[dp.id] = dp
         self._ports_pending[dp.id] = []
         self._shed_seen.pop(dp.id, None)
-        if hasattr(dp, "shedder"):  # controller.rx's receive loop (installed by the launcher)
+        if hasattr(dp, "shedder"):  # controller.rx's datapath (installed by the launcher)
             dp.shedder = Shedder(
                 frozenset(t.table_id for t in self.core.pipeline.tables if t.trap and t.trap.per_source)
             )
+            dp.direct_send = True  # this thread writes its own sends: no hand-off to the send thread
+            dp.cache_matches = True  # a packet-in's match parsed once per port, not per packet-in
         LOG.info("switch %016x connected from %s", dp.id, dp.address)
         dp.send_msg(ofmsg.port_desc_request(dp))
         self._act(self.roles.connected(dp.id))
@@ -423,12 +434,19 @@ class VmnController(HaShim, app_manager.OSKenApp):
         if shedder is not None:  # its queued repeats were shed; the next one is heard
             shedder.handled(msg.buf)
         self._send(effects)
+        self._flush_lines_if_idle()
+
+    def _flush_lines_if_idle(self) -> None:
+        """Write the pending log lines once no other event waits (under a burst: one record for many lines)."""
+        if self.lines and self.events.empty():
+            self.lines.flush()
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def on_flow_removed(self, ev: Any) -> None:
         msg = ev.msg
         idle = msg.reason == ofp.OFPRR_IDLE_TIMEOUT
         self._send(self.core.flow_removed(msg.datapath.id, msg.cookie, ofmsg.match_fields(msg.match), idle))
+        self._flush_lines_if_idle()
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def on_error(self, ev: Any) -> None:

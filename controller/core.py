@@ -82,6 +82,7 @@ class Core:
         self._deferred: dict[int, Deferred] = {}
         self._port_up_at: dict[tuple[int, int], float] = {}
         self._view: FabricView | None = None
+        self._flow_gauges: dict[tuple[int, int], Any] = {}
         self.moves: dict[str, tuple[str, PortRef]] = {}
         """VMs being migrated -> destination (switch, port) (:meth:`migrate`)."""
         self.precompiled = StaticCompiler(self.apps, pipeline)
@@ -92,7 +93,6 @@ class Core:
         self._watchers = {i: a for i, a in by_id.items() if isinstance(a, WatchesFlows)}
         self._flow_readers = {i: a for i, a in by_id.items() if isinstance(a, ReadsFlowStats)}
         self._group_readers = {i: a for i, a in by_id.items() if isinstance(a, ReadsGroupStats)}
-        self._flow_gauges: dict[tuple[int, int], Any] = {}
 
     def app(self, name: str) -> App:
         """The enabled app called ``name``; raises KeyError."""

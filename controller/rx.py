@@ -30,6 +30,7 @@ import contextlib
 import logging
 import ssl
 import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +38,8 @@ from typing import Any
 from os_ken.controller import controller as osken_controller
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import DEAD_DISPATCHER
-from os_ken.ofproto import ofproto_parser
+from os_ken.lib import hub
+from os_ken.ofproto import ofproto_parser, ofproto_v1_3_parser
 
 LOG = logging.getLogger("vmn.rx")
 OFP13_VERSION = 4
@@ -49,6 +51,10 @@ TABLE_AT = 15
 SOURCE = slice(6, 16)
 """Frame bytes that name a source: the source MAC and the 802.1Q TPID and TCI after it."""
 RECV_CHUNK = 256 * 1024
+PACKET_IN_HEAD = struct.Struct("!IHBBQ")
+"""``buffer_id``, ``total_len``, ``reason``, ``table_id``, ``cookie`` after the header (os-ken's pack string)."""
+MATCH_CACHE = 1024
+"""Distinct PACKET_IN match encodings kept at most (the in-port, mostly; cleared when full)."""
 DEFAULT_IN_FLIGHT = 5.0
 """Seconds a source's repeats are shed at most while the app thread has not reported it."""
 
@@ -132,9 +138,87 @@ class Shedder:
 
 
 class RxDatapath(osken_controller.Datapath):  # type: ignore[misc]
-    """os-ken's ``Datapath`` with a chunked receive loop that consults :attr:`shedder` (None: shed nothing)."""
+    """os-ken's ``Datapath`` with a chunked receive loop that consults :attr:`shedder` (None: shed nothing),
+    and, once an app sets :attr:`direct_send`, sends written on the sender's own thread.
+
+    os-ken's :meth:`send` queues every buffer for the connection's send
+    thread: a queue hand-off and a thread wake-up per message, which on a
+    learning burst cost as much as the socket write itself. With
+    ``direct_send`` the sender writes the buffer itself, under a lock that
+    the send thread takes too, so writes never interleave; while anything
+    is still queued (sent before ``direct_send``, or with ``close_socket``)
+    new sends queue behind it, so the order is kept. A failed direct write
+    ends the connection the way a failed write of the send thread does
+    (os-ken's loop ends, closing the write side). A switch that stops
+    reading blocks the sender in the write, as a full send queue blocks it
+    in os-ken.
+    """
 
     shedder: Shedder | None = None
+    direct_send = False
+    cache_matches = False
+    """Set by an app to have PACKET_IN matches parsed once per distinct match bytes (:meth:`_packet_in`)."""
+    send_q: Any
+    """os-ken's queue for the send thread (``hub.Queue``); None once that thread has ended."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tx_lock = threading.Lock()
+        self._queued = 0
+        self._matches: dict[bytes, Any] = {}
+        """PACKET_IN match bytes -> os-ken's ``OFPMatch`` of them (:meth:`_packet_in`)."""
+        """Buffers in os-ken's send queue not yet written (under ``_tx_lock``)."""
+
+    def send(self, buf: bytes, close_socket: bool = False) -> bool:
+        """Write ``buf`` now (``direct_send``, nothing queued), else queue it for the send thread as os-ken."""
+        if self.direct_send and not close_socket:
+            with self._tx_lock:
+                if not self._queued and self.send_q is not None:
+                    try:
+                        self.socket.sendall(buf)
+                        return True
+                    except OSError as err:  # a timeout too: the connection is over, as in os-ken's loop
+                        LOG.debug("write to switch at %s failed: %s", self.address, err)
+                        buf, close_socket = b"", True  # the send thread ends the connection and cleans up
+            if close_socket:
+                self._enqueue(buf, close_socket)
+                return False
+        return self._enqueue(buf, close_socket)
+
+    def _enqueue(self, buf: bytes, close_socket: bool) -> bool:
+        """os-ken's send: queue ``buf`` for the send thread (blocks while its queue is full)."""
+        with self._tx_lock:
+            self._queued += 1
+        if super().send(buf, close_socket):
+            return True
+        with self._tx_lock:
+            self._queued -= 1
+        return False
+
+    def _send_loop(self) -> None:
+        """os-ken's send thread, writing under the lock that direct sends take."""
+        try:
+            while self.state != DEAD_DISPATCHER:
+                buf, close_socket = self.send_q.get()
+                self._send_q_sem.release()
+                with self._tx_lock:
+                    try:
+                        self.socket.sendall(buf)
+                    finally:
+                        self._queued -= 1
+                if close_socket:
+                    break
+        except OSError as err:  # os-ken logs a timeout or a socket error at debug level and ends
+            LOG.debug("write to switch at %s failed: %s", self.address, err)
+        finally:
+            q = self.send_q
+            self.send_q = None  # no new sends; then release every sender waiting for a queue slot
+            try:
+                while q.get(block=False):
+                    self._send_q_sem.release()
+            except hub.QueueEmpty:
+                pass
+            self._close_write()
 
     def _recv_loop(self) -> None:
         """Read and dispatch until the switch closes or the datapath dies; then close the socket (as os-ken)."""
@@ -164,15 +248,36 @@ class RxDatapath(osken_controller.Datapath):  # type: ignore[misc]
             if size - pos < msg_len:
                 break
             shedder = self.shedder
-            if not (
-                msg_type == OFPT_PACKET_IN
-                and version == OFP13_VERSION
-                and shedder is not None
-                and shedder.shed(buf, pos, msg_len)
-            ):
+            if msg_type != OFPT_PACKET_IN or version != OFP13_VERSION:
                 self._dispatch(ofproto_parser.msg(self, version, msg_type, msg_len, xid, buf[pos : pos + msg_len]))
+            elif shedder is None or not shedder.shed(buf, pos, msg_len):
+                self._dispatch(self._packet_in(msg_len, xid, buf[pos : pos + msg_len]))
             pos += msg_len
         return pos
+
+    def _packet_in(self, msg_len: int, xid: int, raw: bytearray) -> Any:
+        """An OpenFlow 1.3 PACKET_IN as os-ken's ``OFPPacketIn.parser`` makes it; with :attr:`cache_matches`,
+        its match is parsed once per distinct match bytes and shared (read-only) by the next ones."""
+        if not self.cache_matches or len(raw) < MATCH_AT + 4:
+            return ofproto_parser.msg(self, OFP13_VERSION, OFPT_PACKET_IN, msg_len, xid, raw)
+        match_len = (raw[MATCH_AT + 2] << 8) | raw[MATCH_AT + 3]
+        key = bytes(raw[MATCH_AT : MATCH_AT + match_len])
+        match = self._matches.get(key)
+        if match is None:  # os-ken's own parse (and error handling); its match serves the next ones
+            msg = ofproto_parser.msg(self, OFP13_VERSION, OFPT_PACKET_IN, msg_len, xid, raw)
+            if msg is not None and msg.match.length == match_len:
+                if len(self._matches) >= MATCH_CACHE:
+                    self._matches.clear()
+                self._matches[key] = msg.match
+            return msg
+        msg = ofproto_v1_3_parser.OFPPacketIn(self)
+        msg.set_headers(OFP13_VERSION, OFPT_PACKET_IN, msg_len, xid)
+        msg.set_buf(raw)
+        msg.buffer_id, msg.total_len, msg.reason, msg.table_id, msg.cookie = PACKET_IN_HEAD.unpack_from(msg.buf, 8)
+        msg.match = match
+        data = msg.buf[MATCH_AT + (match_len + 7) // 8 * 8 + 2 :]
+        msg.data = data[: msg.total_len] if msg.total_len < len(data) else data
+        return msg
 
     def _dispatch(self, msg: Any) -> None:
         """What os-ken's loop does with a parsed message: the event to the apps, then the brick's handlers."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from logging import INFO, WARNING
 from typing import Any
 
 from apps.base import NOTHING, AppContext, FlowRemoved, PacketIn, Reaction, SegKey, Segments, per_switch
@@ -33,6 +34,7 @@ class L2Switch:
     def __init__(self, ctx: AppContext) -> None:
         self.metrics = ctx.metrics
         self.model = ctx.model
+        self.lines = ctx.lines
         following = ctx.pipeline.next_table(T_LEARN)
         assert following is not None, "the pipeline has no table after learn"
         self.after_learn = following
@@ -68,7 +70,9 @@ class L2Switch:
             edge = view.edge_ports(host.dpid).get(host.port)
             if port is None or not port.up or edge is None or edge[0].vlan != host.vlan:
                 self.hosts.remove(*key)
-                LOG.info(
+                self.lines.log(
+                    LOG,
+                    INFO,
                     "host %s forgotten on vlan %d: %016x port %d is %s",
                     host.mac,
                     host.vlan,
@@ -96,7 +100,9 @@ class L2Switch:
         what = "moved" if old else "learned"
         self._host_event(what)
         self._update_host_gauge(host.vlan)
-        LOG.info("host %s %s on vlan %d at %016x port %d", host.mac, what, host.vlan, host.dpid, host.port)
+        self.lines.log(
+            LOG, INFO, "host %s %s on vlan %d at %016x port %d", host.mac, what, host.vlan, host.dpid, host.port
+        )
         segments = self._with_label_partners(view, [host] + ([old] if old else []))
         if old is not None:
             segments.update(self._port_cap(old.dpid, old.port))
@@ -114,7 +120,7 @@ class L2Switch:
         self.hosts.remove(host.vlan, host.mac)
         self._host_event("expired")
         self._update_host_gauge()
-        LOG.info("host %s expired on vlan %d", host.mac, host.vlan)
+        self.lines.log(LOG, INFO, "host %s expired on vlan %d", host.mac, host.vlan)
         return Reaction(
             {host_key(host): {}, **self._with_label_partners(view, [host]), **self._port_cap(host.dpid, host.port)}
         )
@@ -132,7 +138,7 @@ class L2Switch:
             if decision.kind == "new" and decision.host is not None:
                 self.hosts.put(decision.host)
                 adopted.append(decision.host)
-                LOG.info("host %s adopted on vlan %d at %016x port %d", mac, vid & 0x0FFF, dpid, port)
+                self.lines.log(LOG, INFO, "host %s adopted on vlan %d at %016x port %d", mac, vid & 0x0FFF, dpid, port)
         self._update_host_gauge()
         return Reaction(self._with_label_partners(view, adopted))
 
@@ -161,7 +167,7 @@ class L2Switch:
         cap = self.model.controller.max_hosts_per_port
         full = self.hosts.on_port(dpid, port) >= cap
         if full and (dpid, port) not in self._full:
-            LOG.warning("port %d of %016x reached %d hosts: learning stopped there", port, dpid, cap)
+            self.lines.log(LOG, WARNING, "port %d of %016x reached %d hosts: learning stopped there", port, dpid, cap)
         if full:
             self._full.add((dpid, port))
         else:

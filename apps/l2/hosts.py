@@ -27,6 +27,9 @@ class HostTable(Mapping[tuple[int, str], Host]):
     def __len__(self) -> int:
         return len(self._hosts)
 
+    def get(self, key: tuple[int, str], default: Host | None = None) -> Host | None:  # type: ignore[override]
+        return self._hosts.get(key, default)
+
     def on_port(self, dpid: int, port: int) -> int:
         return self._per_port[(dpid, port)]
 

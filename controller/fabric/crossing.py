@@ -21,6 +21,7 @@ Geneve option carries its logical ports).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -102,6 +103,12 @@ def to_edges(ports: Iterable[int]) -> tuple[Action, ...]:
     a ``clone``, so what one port's delivery does to its frame (pop the tag,
     conntrack) never reaches the next port's.
     """
+    return _to_edges(tuple(ports))
+
+
+@functools.lru_cache(maxsize=4096)
+def _to_edges(ports: tuple[int, ...]) -> tuple[Action, ...]:
+    """:func:`to_edges`, built once per port list (every learned host's forward rule asks for one)."""
     handoffs = [(SetField(REG_OUT_PORT, p), Resubmit(T_EGRESS)) for p in ports]
     if not handoffs:
         return ()

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+
 import pytest
 
 from controller.flows.flowstate import FlowState
 from controller.flows.pipeline import APP_ACL, APP_FLOOD, APP_L2, PIPELINE, T_ACL_PORT, T_FORWARD, PipelineError
-from controller.flows.rules import Ct, Output, Rule, make_match
+from controller.flows.rules import (
+    OFPP_CONTROLLER,
+    Clone,
+    Ct,
+    CtClear,
+    DecTtl,
+    Group,
+    Move,
+    Nat,
+    Output,
+    PopVlan,
+    PushVlan,
+    Resubmit,
+    Rule,
+    SetField,
+    make_match,
+)
 
 A = Rule(APP_L2, T_FORWARD, 10, make_match(eth_dst="02:00:00:00:00:01"), (Output(1),))
 B = Rule(APP_L2, T_FORWARD, 10, make_match(eth_dst="02:00:00:00:00:02"), (Output(2),))
@@ -35,6 +54,83 @@ def test_cookie_is_stable_and_content_derived() -> None:
     assert A.cookie == same.cookie and A.cookie != B.cookie
     assert A.cookie >> 56 == APP_L2
     assert A.cookie == 0x4_0000_0000_0000_00 | (A.cookie & ((1 << 56) - 1))
+
+
+def test_cookies_keep_their_values() -> None:
+    """Cookies name rules on switches across restarts and upgrades: these values must never change."""
+    rules = [
+        Rule(
+            4,
+            10,
+            10,
+            make_match(in_port=1, vlan_vid=0x1064, eth_src="02:00:00:00:00:01"),
+            goto=20,
+            idle_timeout=300,
+            flags=1,
+        ),
+        Rule(
+            4,
+            20,
+            10,
+            make_match(vlan_vid=0x1064, eth_dst="02:00:00:00:00:01"),
+            (Clone((SetField("reg7", 2), Resubmit(40))), SetField("reg7", 1), Resubmit(40)),
+        ),
+        Rule(4, 10, 0, (), (Output(OFPP_CONTROLLER, 128),), goto=20, meter=1),
+        Rule(
+            5,
+            30,
+            100,
+            make_match(eth_type=0x0800, ipv4_dst=("10.0.0.0", "255.255.255.0")),
+            (Ct(zone=3, commit=True, recirc_table=31, nat=Nat(dst="10.0.0.5", port=80), mark=7),),
+            write_metadata=(5, 0xFF),
+        ),
+        Rule(
+            6,
+            40,
+            5,
+            make_match(in_port=3),
+            (
+                PushVlan(),
+                SetField("vlan_vid", 0x1064),
+                Group(0x4000001),
+                PopVlan(),
+                Move("reg6", "reg7"),
+                CtClear(),
+                DecTtl(),
+            ),
+        ),
+    ]
+    for _ in range(2):  # computed, then cached
+        assert [r.cookie for r in rules] == [
+            0x4CB40AF29003829,
+            0x4C9264C0BD16E35,
+            0x4A42D8248213866,
+            0x59505F3DAFF58CE,
+            0x6C20E3DD6871D2E,
+        ]
+    assert [r._content_repr() for r in rules] == [repr(r._content()) for r in rules]
+
+
+def test_rule_init_sets_every_field_and_hash_follows_equality() -> None:
+    rule = Rule(APP_L2, T_FORWARD, 10, make_match(eth_dst="02:00:00:00:00:01"), (Output(1),), goto=3, meter=2)
+    assert dataclasses.asdict(rule) == {
+        "app": APP_L2,
+        "table": T_FORWARD,
+        "priority": 10,
+        "match": (("eth_dst", "02:00:00:00:00:01"),),
+        "actions": ({"port": 1, "max_len": 0},),
+        "goto": 3,
+        "meter": 2,
+        "idle_timeout": 0,
+        "flags": 0,
+        "write_metadata": None,
+    }
+    assert dataclasses.replace(rule, meter=None) == Rule(APP_L2, T_FORWARD, 10, rule.match, rule.actions, goto=3)
+    assert inspect.signature(Rule).parameters.keys() == {f.name for f in dataclasses.fields(Rule)}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rule.priority = 11  # type: ignore[misc]
+    twin = Rule(APP_L2, T_FORWARD, 10, make_match(eth_dst="02:00:00:00:00:01"), (Output(1),), goto=3, meter=2)
+    assert hash(rule) == hash(twin) and len({rule, twin, A}) == 2
 
 
 def test_pipeline_rejects_foreign_owner_bad_field_and_bad_goto() -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -130,3 +133,91 @@ def test_the_loop_reads_until_the_switch_closes_then_closes_its_socket() -> None
     dp._recv_loop()
     assert [type(m).__name__ for m in dp.seen] == ["OFPHello", "OFPPacketIn", "OFPPacketIn"]  # no shedder here
     assert ours.fileno() == -1
+
+
+def _connected() -> tuple[RxDatapath, socket.socket]:
+    """A datapath on one end of a loopback TCP connection (no threads running) and the switch's end."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        switch = socket.create_connection(server.getsockname(), timeout=5.0)
+        ours, address = server.accept()
+    return RxDatapath(ours, address), switch
+
+
+def _received(switch: socket.socket, size: int) -> bytes:
+    """Exactly ``size`` bytes from the switch's end (its timeout bounds the wait)."""
+    data = b""
+    while len(data) < size:
+        chunk = switch.recv(size - len(data))
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    return data
+
+
+def _pending(switch: socket.socket) -> bool:
+    ready, _, _ = select.select([switch], [], [], 0.2)
+    return bool(ready)
+
+
+def test_direct_send_writes_on_the_senders_thread() -> None:
+    dp, switch = _connected()
+    dp.direct_send = True
+    assert dp.send(HELLO)  # no send thread runs: only a direct write reaches the switch
+    assert _received(switch, len(HELLO)) == HELLO
+    assert dp.send_q.empty()
+
+
+def test_direct_sends_queue_behind_what_is_still_queued() -> None:
+    dp, switch = _connected()
+    assert dp.send(HELLO)  # before direct_send: queued for the send thread
+    dp.direct_send = True
+    assert dp.send(ECHO_REQUEST)  # HELLO is still queued: this one queues behind it
+    assert not _pending(switch)
+    sender = threading.Thread(target=dp._send_loop)
+    sender.start()
+    assert _received(switch, len(HELLO + ECHO_REQUEST)) == HELLO + ECHO_REQUEST
+    deadline = time.monotonic() + 5
+    while dp._queued and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert dp._queued == 0
+    assert dp.send(HELLO) and _received(switch, len(HELLO)) == HELLO
+    assert dp.send(b"", close_socket=True)  # ends the send thread, as in os-ken
+    sender.join(5)
+    assert not sender.is_alive() and dp.send_q is None
+    assert not dp.send(HELLO)  # no more sends
+
+
+def test_a_failed_direct_write_ends_the_connection_through_the_send_thread() -> None:
+    dp, switch = _connected()
+    dp.direct_send = True
+    switch.close()
+    assert not dp.send(bytes(1 << 20))  # the peer is gone: the write fails
+    sender = threading.Thread(target=dp._send_loop)
+    sender.start()
+    sender.join(5)
+    assert not sender.is_alive() and dp.send_q is None
+    assert not dp.send(HELLO)
+
+
+def _fields(msg: Any) -> dict[str, Any]:
+    """Every field of a parsed PACKET_IN, the match as os-ken's JSON form."""
+    return {
+        "head": (msg.version, msg.msg_type, msg.msg_len, msg.xid),
+        "body": (msg.buffer_id, msg.total_len, msg.reason, msg.table_id, msg.cookie),
+        "match": msg.match.to_jsondict(),
+        "data": (type(msg.data), bytes(msg.data)),
+        "buf": (type(msg.buf), bytes(msg.buf)),
+    }
+
+
+def test_packet_ins_with_a_known_match_parse_as_os_ken_does() -> None:
+    cached, plain = Recording(), Recording()
+    cached.cache_matches, cached._matches = True, {}
+    stream = bytearray(packet_in(A) + packet_in(B) + packet_in(A, in_port=2) + packet_in(B, in_port=2))
+    padded = packet_in(B) + bytes(4)  # 4 bytes past the frame's total_len: os-ken cuts them off
+    stream += packet_in(A, table=0) + padded[:2] + struct.pack("!H", len(padded)) + padded[4:]  # another table
+    for dp in (cached, plain):
+        assert dp._dispatch_all(bytearray(stream)) == len(stream)
+    assert [_fields(m) for m in cached.seen] == [_fields(m) for m in plain.seen]
+    assert len(cached._matches) == 2  # in_port 1 and 2
+    assert cached.seen[1].match is cached.seen[0].match  # parsed once, shared
+    assert [m.match["in_port"] for m in cached.seen] == [1, 1, 2, 2, 1, 1]

@@ -77,17 +77,6 @@ class EventCall(event.EventBase):
         self.future = future
 
 
-def _ports(port_list: Any) -> list[PortInfo]:
-    return [
-        PortInfo(
-            p.port_no,
-            p.name.decode(errors="replace") if isinstance(p.name, bytes) else p.name,
-            not (p.state & ofp.OFPPS_LINK_DOWN or p.config & ofp.OFPPC_PORT_DOWN),
-        )
-        for p in port_list
-    ]
-
-
 class VmnController(HaShim, app_manager.OSKenApp):
     OFP_VERSIONS = [ofp.OFP_VERSION]
 
@@ -340,7 +329,7 @@ class VmnController(HaShim, app_manager.OSKenApp):
     def on_port_desc(self, ev: Any) -> None:
         dp = ev.msg.datapath
         pending = self._ports_pending.setdefault(dp.id, [])
-        pending.extend(_ports(ev.msg.body))
+        pending.extend(ofmsg.port_infos(ev.msg.body))
         if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
             return
         ports = self._ports_pending.pop(dp.id)
@@ -404,7 +393,7 @@ class VmnController(HaShim, app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def on_port_status(self, ev: Any) -> None:
         msg = ev.msg
-        (port,) = _ports([msg.desc])
+        (port,) = ofmsg.port_infos([msg.desc])
         deleted = msg.reason == ofp.OFPPR_DELETE
         self._send(self.core.port_changed(msg.datapath.id, port, deleted))
 

@@ -16,6 +16,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller import ofwire
+from controller.fabric.topology import PortInfo
 from controller.flows.rules import (
     Action,
     Clone,
@@ -326,3 +327,19 @@ def batch_bytes(dp: Any, bundle_id: int, deletes: Iterable[int], adds: Iterable[
     if not deletes and len(adds) <= SMALL_ADD_ONLY:
         return b"".join(_with_xid(dp, flow_add_bytes(r)) for r in adds)
     return b"".join(bundle_bytes(dp, bundle_id, deletes, adds))
+
+
+def port_infos(port_list: Any) -> list[PortInfo]:
+    """Our :class:`PortInfo` of each os-ken ``OFPPort`` in ``port_list`` (a port description reply or port status).
+
+    A port is up unless its state says link down or its config says port down
+    (OpenFlow 1.3.5 section 7.2.1).
+    """
+    return [
+        PortInfo(
+            p.port_no,
+            p.name.decode(errors="replace") if isinstance(p.name, bytes) else p.name,
+            not (p.state & ofp.OFPPS_LINK_DOWN or p.config & ofp.OFPPC_PORT_DOWN),
+        )
+        for p in port_list
+    ]

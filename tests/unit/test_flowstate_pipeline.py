@@ -57,7 +57,12 @@ def test_cookie_is_stable_and_content_derived() -> None:
 
 
 def test_cookies_keep_their_values() -> None:
-    """Cookies name rules on switches across restarts and upgrades: these values must never change."""
+    """Cookies name rules on switches across restarts and upgrades: these values must never change.
+
+    (They changed once, on 2026-12-01, when the cookie became a digest of the
+    rule's OpenFlow encoding (:attr:`Rule.encoded`): a controller of that
+    version replaces every flow of an older one once, a bundle per switch.)
+    """
     rules = [
         Rule(
             4,
@@ -94,7 +99,7 @@ def test_cookies_keep_their_values() -> None:
                 SetField("vlan_vid", 0x1064),
                 Group(0x4000001),
                 PopVlan(),
-                Move("reg6", "reg7"),
+                Move("eth_src", "eth_dst"),
                 CtClear(),
                 DecTtl(),
             ),
@@ -102,13 +107,12 @@ def test_cookies_keep_their_values() -> None:
     ]
     for _ in range(2):  # computed, then cached
         assert [r.cookie for r in rules] == [
-            0x4CB40AF29003829,
-            0x4C9264C0BD16E35,
-            0x4A42D8248213866,
-            0x59505F3DAFF58CE,
-            0x6C20E3DD6871D2E,
+            0x407CDC8EFC9D4DA,
+            0x40124BB1F4E57DF,
+            0x4B952B58B9B7CED,
+            0x50B326B8B16E7D2,
+            0x6311F9A9BD5A5D3,
         ]
-    assert [r._content_repr() for r in rules] == [repr(r._content()) for r in rules]
 
 
 def test_rule_init_sets_every_field_and_hash_follows_equality() -> None:

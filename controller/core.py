@@ -44,13 +44,10 @@ from controller.flows.pipeline import LINKS, Pipeline
 from controller.flows.rules import GroupEntry, app_of_cookie
 from controller.gc_pause import paused_gc
 from controller.metrics import Metrics
+from controller.pending import GATHER_SECONDS, PendingReconciles
 from controller.precompile import StaticCompiler, is_static
 
 LOG = logging.getLogger("vmn.core")
-
-
-Deferred = tuple[Collection[DumpedFlow], frozenset[int], float]
-"""A reconcile waiting for links: (dumped flows, trunk ports without a link, deadline)."""
 
 
 class Core:
@@ -79,7 +76,7 @@ class Core:
         self.groups: dict[int, dict[int, GroupEntry]] = {}
         """Groups wanted per switch: dpid -> group id -> group."""
         self.ready: set[int] = set()
-        self._deferred: dict[int, Deferred] = {}
+        self._deferred = PendingReconciles()
         self._port_up_at: dict[tuple[int, int], float] = {}
         self._view: FabricView | None = None
         self._flow_gauges: dict[tuple[int, int], Any] = {}
@@ -243,7 +240,7 @@ class Core:
         if not self.model.knows_dpid(dpid):
             LOG.warning("switch %016x is not in the network file; not programming it", dpid)
         self.ready.discard(dpid)
-        self._deferred.pop(dpid, None)
+        self._deferred.drop(dpid)
         self.topology.add_switch(dpid, ports)
         now = self.clock()
         self._forget_port_times(dpid)
@@ -259,18 +256,20 @@ class Core:
         untouched (counters and age survive), others are deleted by exact
         cookie, and missing rules are added.
 
-        If the dump has trunk rules on ports where no link is known yet (a
-        restarted controller has not rediscovered them), the reconcile waits,
-        and the switch keeps forwarding on the flows it has, until LLDP finds
-        those links or three LLDP intervals pass; :meth:`packet_in` (LLDP) and
-        :meth:`tick` then return the batch. Meanwhile this returns nothing.
-        A dump with trunk rules on a port that the network file does not let
-        be a trunk is not trusted to forward meanwhile: it is reconciled at once.
+        The reconcile waits (:mod:`controller.pending`) while another
+        connected switch has not delivered its dump, and while the dump has
+        trunk rules on ports where no link is known yet (a restarted
+        controller has not rediscovered them), at most three LLDP intervals;
+        the switch keeps forwarding on the flows it has. :meth:`packet_in`
+        (LLDP), a later dump and :meth:`tick` then return the batches of the
+        dumps that are due, reconciled together. A dump with trunk rules on
+        a port that the network file does not let be a trunk is not trusted
+        to forward meanwhile: it is reconciled at once.
         """
         view = self.view()
         dumped = trunk_ports_in_dump(present)
         forbidden = sorted(p for p in dumped if not view.link_policy.may_be_trunk(dpid, p))
-        missing = dumped - set(forbidden) - view.trunk_ports(dpid)
+        missing = frozenset(dumped - set(forbidden) - view.trunk_ports(dpid))
         if forbidden:
             LOG.warning(
                 "switch %016x: its flows use ports %s as trunks, which the network file does not "
@@ -278,24 +277,22 @@ class Core:
                 dpid,
                 ", ".join(map(str, forbidden)),
             )
-        elif missing and dpid not in self._deferred:
-            deadline = self.clock() + liveness(self.model.controller.lldp_interval)
-            self._deferred[dpid] = (present, missing, deadline)
+            self._deferred.drop(dpid)
+            return self._reconcile({dpid: present})
+        if missing:
             LOG.info("switch %016x: reconcile waits for links on ports %s", dpid, ", ".join(map(str, sorted(missing))))
-            return Effects()
-        self._deferred.pop(dpid, None)
-        return self._reconcile({dpid: present})
+        wait = liveness(self.model.controller.lldp_interval) if missing else GATHER_SECONDS
+        self._deferred.put(dpid, present, missing, self.clock() + wait)
+        return self._finish_deferred()
 
     def _finish_deferred(self) -> Effects:
-        """Reconciles whose links were found again, or whose wait is over."""
-        now = self.clock()
-        done = {
-            dpid: present
-            for dpid, (present, ports, deadline) in sorted(self._deferred.items())
-            if now >= deadline or not ports - self.view().trunk_ports(dpid)
-        }
-        for dpid in done:
-            del self._deferred[dpid]
+        """Reconcile the waiting dumps that are due (:meth:`PendingReconciles.due`)."""
+        if not self._deferred:
+            return Effects()
+        awaited = any(
+            d not in self.ready and d not in self._deferred and self.model.knows_dpid(d) for d in self.topology.ports
+        )
+        done = self._deferred.due(self.clock(), self.view().trunk_ports, awaited)
         return self._reconcile(done) if done else Effects()
 
     def _reconcile(self, dumps: Mapping[int, Collection[DumpedFlow]]) -> Effects:
@@ -353,11 +350,11 @@ class Core:
         reconciles it again from its flow dump, as after a restart.
         """
         self.ready.discard(dpid)
-        self._deferred.pop(dpid, None)
+        self._deferred.drop(dpid)
 
     def switch_down(self, dpid: int) -> Effects:
         self.ready.discard(dpid)
-        self._deferred.pop(dpid, None)
+        self._deferred.drop(dpid)
         if self.topology.remove_switch(dpid):
             self._links_changed()
         self.metrics.switches_connected.set(len(self.topology.ports))

@@ -144,10 +144,16 @@ def test_a_vm_without_mac_is_reached(routed: RoutedLab) -> None:
 def test_the_gateway_answers_arp_and_ping_without_packet_in(routed: RoutedLab) -> None:
     r1 = routed.hosts["r1"]
     wait_until(lambda: r1.ping("10.91.2.11"), 10, message="r1 reaches b1")  # r1 learned, gateway resolved
-    before = packet_ins(routed.metrics)
-    r1.run(["ip", "neigh", "flush", "dev", r1.iface], check=True)
-    assert r1.ping("10.91.1.1", count=3)
-    assert packet_ins(routed.metrics) == before
+
+    def answered_without_packet_in() -> bool:
+        before = packet_ins(routed.metrics)
+        r1.run(["ip", "neigh", "flush", "dev", r1.iface], check=True)
+        assert r1.ping("10.91.1.1", count=3)
+        return packet_ins(routed.metrics) == before
+
+    # Each try makes r1 ARP for its gateway again; a packet-in of another cause (a lab host's first
+    # frame, the router's ARP refresh of a next hop) may fall in one window, not in all three.
+    assert any(answered_without_packet_in() for _ in range(3)), "the gateway's ARP or echo reached the controller"
     assert ttl_of(routed.hosts["g1"], "10.91.3.1") == 64  # a network without router has its gateway too
 
 

@@ -14,10 +14,12 @@ So a dump waits while another connected switch of the network file has
 neither been reconciled nor delivered its dump (:meth:`PendingReconciles.due`
 is told whether one is *awaited*), and, as before, while its trunk rules
 name ports where no link is known yet (a restarted controller has not
-rediscovered them). The dumps that are due are reconciled together, all
-adopting first. Each wait has a deadline; the switch keeps forwarding on
-the flows it holds meanwhile. A switch with no other switch connected and
-no trunk rules is reconciled at once.
+rediscovered them). The waiting dumps are reconciled together, all
+adopting first, once none waits any more: a switch's desired state also
+depends on links elsewhere (the path toward a host two links away). A
+dump whose deadline passed is reconciled without the others. The switch
+keeps forwarding on the flows it holds meanwhile. A switch with no other
+switch connected and no trunk rules is reconciled at once.
 """
 
 from __future__ import annotations
@@ -66,15 +68,15 @@ class PendingReconciles:
     def due(
         self, now: float, trunk_ports: Callable[[int], Collection[int]], awaited: bool
     ) -> dict[int, Collection[DumpedFlow]]:
-        """Remove and return the dumps to reconcile now, in dpid order: those past their deadline, and,
-        unless another switch's dump is ``awaited``, those whose missing links are all known now
-        (``trunk_ports(dpid)``: the ports of ``dpid`` with a known link).
+        """Remove and return the dumps to reconcile now, in dpid order.
+
+        Every waiting dump once no other switch's dump is ``awaited`` and
+        every waiting switch's missing links are known (``trunk_ports(dpid)``:
+        the ports of ``dpid`` with a known link); otherwise those past their
+        deadline.
         """
-        done = {
-            dpid: p.present
-            for dpid, p in sorted(self._waiting.items())
-            if now >= p.deadline or (not awaited and p.missing_links <= set(trunk_ports(dpid)))
-        }
+        complete = not awaited and all(p.missing_links <= set(trunk_ports(d)) for d, p in self._waiting.items())
+        done = {d: p.present for d, p in sorted(self._waiting.items()) if complete or now >= p.deadline}
         for dpid in done:
             del self._waiting[dpid]
         return done

@@ -99,3 +99,36 @@ def test_a_lone_switch_is_reconciled_at_once() -> None:
     without_trunk = [r for r in held(old, 2) if ("in_port", 10) not in r.match]
     assert 2 in changes(fake.reconcile(2, without_trunk))
     assert fake.core.ready == {2}
+
+
+LINE = """
+controller: {host_timeout: 300}
+switches: {s1: {dpid: 1}, s2: {dpid: 2}, s3: {dpid: 3}}
+links: [[s1:10, s2:10], [s2:11, s3:11]]
+networks: {red: {vlan: 100}}
+vms:
+  a: {switch: s1, port: 1, network: red}
+  c: {switch: s3, port: 1, network: red}
+"""
+LINE_PORTS = {1: [1, 10], 2: [10, 11], 3: [1, 11]}
+LINE_LINKS = [LinkKey.of(1, 10, 2, 10), LinkKey.of(2, 11, 3, 11)]
+
+
+def test_a_switch_whose_links_are_all_found_waits_for_the_links_of_the_others() -> None:
+    """s1's rule toward c on s3 needs the s2-s3 link: s1 is not reconciled when only its own link is found."""
+    old = Harness(model_from(LINE), LINE_PORTS, LINE_LINKS)
+    old.send(1, 1, mac(1), BCAST)
+    old.send(3, 1, mac(3), BCAST)
+    assert outputs(old.send(1, 1, mac(1), mac(3))) == {(3, 1)}
+    fake = FakeFabric(model_from(LINE), clock=FakeClock())
+    for dpid, ports in sorted(LINE_PORTS.items()):
+        fake.flows[dpid] = {}
+        fake.apply(fake.core.switch_up(dpid, [PortInfo(p, f"p{p}") for p in ports]))
+    for dpid in sorted(LINE_PORTS):
+        assert changes(fake.reconcile(dpid, held(old, dpid))) == {}
+    assert changes(fake.link_up(LINE_LINKS[0])) == {}
+    effects = fake.link_up(LINE_LINKS[1])
+    assert {d: effects.batch(d) is not None for d in (1, 2, 3)} == {1: True, 2: True, 3: True}
+    for dpid in (1, 2, 3):
+        batch = effects.batch(dpid)
+        assert batch is not None and (batch.deletes, batch.adds) == ((), ()), dpid

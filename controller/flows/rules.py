@@ -167,7 +167,7 @@ class _RuleCaches:
     _encoded: tuple[int, bytes]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Rule(_RuleCaches):
     """One OpenFlow flow entry as we want it on a switch.
 
@@ -207,8 +207,32 @@ class Rule(_RuleCaches):
             self.write_metadata,
         )
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", self._hash_of())
+    def __init__(
+        self,
+        app: int,
+        table: int,
+        priority: int,
+        match: Match = (),
+        actions: tuple[Action, ...] = (),
+        goto: int | None = None,
+        meter: int | None = None,
+        idle_timeout: int = 0,
+        flags: int = 0,
+        write_metadata: tuple[int, int] | None = None,
+    ) -> None:
+        """The dataclass's own ``__init__``, written out: each field set through its slot's descriptor
+        (the generated one calls ``object.__setattr__`` per field, about twice as dear), then the hash."""
+        _set_app(self, app)
+        _set_table(self, table)
+        _set_priority(self, priority)
+        _set_match(self, match)
+        _set_actions(self, actions)
+        _set_goto(self, goto)
+        _set_meter(self, meter)
+        _set_idle_timeout(self, idle_timeout)
+        _set_flags(self, flags)
+        _set_write_metadata(self, write_metadata)
+        _set_hash(self, hash((app, table, priority, match, goto)))
 
     def _hash_of(self) -> int:
         """Hash of where the rule sits (app, table, priority, match, goto): equal rules hash alike, and two
@@ -257,6 +281,20 @@ class Rule(_RuleCaches):
     @cached_property
     def match_dict(self) -> Mapping[str, MatchValue]:
         return dict(self.match)
+
+
+_set_app = Rule.__dict__["app"].__set__
+_set_table = Rule.__dict__["table"].__set__
+_set_priority = Rule.__dict__["priority"].__set__
+_set_match = Rule.__dict__["match"].__set__
+_set_actions = Rule.__dict__["actions"].__set__
+_set_goto = Rule.__dict__["goto"].__set__
+_set_meter = Rule.__dict__["meter"].__set__
+_set_idle_timeout = Rule.__dict__["idle_timeout"].__set__
+_set_flags = Rule.__dict__["flags"].__set__
+_set_write_metadata = Rule.__dict__["write_metadata"].__set__
+_set_hash = _RuleCaches.__dict__["_hash"].__set__
+"""Setters of :class:`Rule`'s slots (member descriptors' ``__set__``: frozen ``__setattr__`` is not called)."""
 
 
 GroupType = Literal["all", "select", "ff"]

@@ -104,9 +104,10 @@ def edge_port_rules(
     and priority-tagged. With ``metadata`` (the port's ACL list ids) admitted
     frames go to the ACL tables carrying it; without, to table ``unfiltered``
     (the first table after the ACL tables: the load balancer's when it is enabled).
-    ``intern`` (:meth:`~controller.fabric.view.FabricView.intern`) shares equal
-    match fields and actions among rules: a VM's ~34 rules hold its MAC and
-    addresses once, every port's the common fields once.
+    ``intern`` (:meth:`~controller.fabric.view.FabricView.intern`) shares the
+    port's field, VLAN fields and tag actions among ports and switches; the
+    kinds' fields come shared already (:func:`apps.portsec.kinds`): a VM's ~34
+    rules hold its MAC and addresses once, every port's the common fields once.
     """
     rules = [
         Rule(APP_INGRESS, T_INGRESS, PRIO_NESTED_TAG, make_match(in_port=port, vlan_vid=PRIORITY_TAGGED, eth_type=tpid))
@@ -115,8 +116,8 @@ def edge_port_rules(
     goto, meta = (unfiltered, None) if metadata is None else (T_ACL_PORT, (metadata, METADATA_ALL))
     at_port = intern(("in_port", port))
     tags = {vid: (intern(("vlan_vid", vid)), intern(_tag(vlan, vid == PRIORITY_TAGGED))) for vid in VIDS}
-    for kind in kinds(vm):
-        fields = tuple(intern(f) for f in kind.match) + (at_port,)
+    for kind in kinds(vm):  # its fields already shared: the VM's among its kinds, the constant ones by all
+        fields = kind.match + (at_port,)
         if not kind.admit:  # a drop holds for any tag
             rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, tuple(sorted(fields))))
             continue

@@ -181,24 +181,44 @@ def host_rules(view: FabricView, host: Host, after_learn: int, labelled: bool = 
 def _entries_toward(view: FabricView, vlan: int, dst: int) -> list[tuple[tuple[Action, ...], tuple[int, ...]]]:
     """The entry switches of network ``vlan`` with a route to its member ``dst``, grouped by their
     entry rule's action tail (:func:`_entry_tail`), in dpid order: computed once per snapshot."""
+    memo = view.memo
     key = ("l2-entries", vlan, dst)
-    found = view.memo.get(key)
+    found = memo.get(key)
     if found is None:
         routes = view.routes(vlan, dst)
         groups: dict[int, tuple[tuple[Action, ...], list[int]]] = {}
-        for dpid in sorted(view.fabric(vlan).entries):
-            entry = routes.get(dpid)
-            if dpid != dst and entry is not None:
-                tail = _entry_tail(view, dpid, entry, vlan)
-                groups.setdefault(id(tail), (tail, []))[1].append(dpid)
-        found = view.memo[key] = [(tail, tuple(dpids)) for tail, dpids in groups.values()]
+        for dpid in _sorted_entries(view, vlan):
+            hop = routes.get(dpid)
+            if dpid != dst and hop is not None:
+                tail = memo.get(("l2-entry", dpid, hop.port, hop.alt, vlan))
+                if tail is None:
+                    tail = _entry_tail(view, dpid, hop, vlan)
+                found_group = groups.get(id(tail))
+                if found_group is None:
+                    groups[id(tail)] = (tail, [dpid])  # type: ignore[assignment]
+                else:
+                    found_group[1].append(dpid)
+        found = memo[key] = [(tail, tuple(dpids)) for tail, dpids in groups.values()]
+    return found  # type: ignore[return-value]
+
+
+def _sorted_entries(view: FabricView, vlan: int) -> list[int]:
+    """Network ``vlan``'s entry switches in dpid order, sorted once per snapshot."""
+    key = ("l2-sorted-entries", vlan)
+    found = view.memo.get(key)
+    if found is None:
+        found = view.memo[key] = sorted(view.fabric(vlan).entries)
     return found  # type: ignore[return-value]
 
 
 def _entry_tail(view: FabricView, dpid: int, hop: Hop, vlan: int) -> tuple[Action, ...]:
     """The actions of an entry rule after its relabelling: one tuple object for every equal tail of the
-    snapshot (every host behind ``hop``, and the switches that reach the host's switch alike)."""
-    key = ("l2-entry", dpid, hop, vlan)
+    snapshot (every host behind ``hop``, and the switches that reach the host's switch alike).
+
+    Kept in ``view.memo`` by (dpid, primary port, backup port, VLAN): all the tail depends on
+    (a key of plain ints hashes in C, where :class:`Hop`'s dataclass hash runs in Python).
+    """
+    key = ("l2-entry", dpid, hop.port, hop.alt, vlan)
     tail = view.memo.get(key)
     if tail is None:
         cross = view.crossing(dpid)

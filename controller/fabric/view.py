@@ -122,6 +122,9 @@ class FabricView:
         """Per-snapshot memo for apps: what many rules share (keys start with the app's name)."""
         self._interned: dict[Hashable, Hashable] = {}
         self._paths_memo: dict[int, dict[int, tuple[frozenset[LinkKey], frozenset[int]]]] = {}
+        self._closure_memo: dict[
+            tuple[frozenset[int], frozenset[int], frozenset[LinkKey]], tuple[frozenset[int], frozenset[LinkKey]]
+        ] = {}
 
     def intern(self, value: H) -> H:
         """The first object equal to ``value`` handed to this snapshot: equal match fields,
@@ -361,8 +364,12 @@ class FabricView:
     @cached_property
     def _backup_groups(self) -> Mapping[int, Mapping[BackupKey, int]]:
         keys: dict[int, set[BackupKey]] = {}
+        seen: set[int] = set()
         for fab in self._fabrics.values():
             for hops in fab.routes.values():
+                if id(hops) in seen:  # networks that route alike share their hops (``_routes_memo``): once each
+                    continue
+                seen.add(id(hops))
                 for dpid, hop in hops.items():
                     keys.setdefault(dpid, set()).update(backup_keys(hop))
         return {dpid: assign_group_ids(k, APP_L2 << 24) for dpid, k in sorted(keys.items()) if k}
@@ -401,19 +408,7 @@ class FabricView:
             members |= {exit_dpid}
         reach = members | self._routed_from(vlan)
         tree = self._flood_tree(reach)
-        nodes = set(reach) | {d for link in tree for d in (link.a_dpid, link.b_dpid)}
-        links = set(tree)
-        changed = True
-        while changed:  # close over shortest paths from every node to every member
-            changed = False
-            for dst in sorted(members):
-                paths = self._paths_toward(dst)
-                for src in sorted(nodes):
-                    path_links, path_nodes = paths.get(src, _NO_PATH)
-                    links.update(path_links)
-                    if not path_nodes <= nodes:
-                        nodes |= path_nodes
-                        changed = True
+        nodes, links = self._closure(members, frozenset(reach), tree)
         routes: dict[int, Mapping[int, Hop]] = {}
         prefer = frozenset(nodes)
         for dst in sorted(members):
@@ -426,6 +421,34 @@ class FabricView:
             routes[dst] = hops
             links |= used
         return NetworkFabric(members, frozenset(nodes), frozenset(links), tree, routes, frozenset(reach))
+
+    def _closure(
+        self, members: frozenset[int], reach: frozenset[int], tree: frozenset[LinkKey]
+    ) -> tuple[set[int], set[LinkKey]]:
+        """(switches, links) of a network: ``reach``, ``tree`` and every shortest path from one of those
+        switches to a member, closed over (a switch on a path has its own paths added).
+
+        Computed once per distinct argument triple of the snapshot (networks on the same
+        switches close alike); each caller gets its own sets.
+        """
+        key = (members, reach, tree)
+        found = self._closure_memo.get(key)
+        if found is None:
+            nodes = set(reach) | {d for link in tree for d in (link.a_dpid, link.b_dpid)}
+            links = set(tree)
+            changed = True
+            while changed:  # close over shortest paths from every node to every member
+                changed = False
+                for dst in sorted(members):
+                    paths = self._paths_toward(dst)
+                    for src in sorted(nodes):
+                        path_links, path_nodes = paths.get(src, _NO_PATH)
+                        links.update(path_links)
+                        if not path_nodes <= nodes:
+                            nodes |= path_nodes
+                            changed = True
+            found = self._closure_memo[key] = (frozenset(nodes), frozenset(links))
+        return set(found[0]), set(found[1])
 
     @cached_property
     def labels(self) -> Mapping[int, int]:

@@ -147,7 +147,7 @@ def kinds(vm: Vm | None) -> list[Kind]:
     if vm.ip is None and vm.ipv6 is None:
         return [_kind(PRIO_ADMIT, src)]
     out = _ipv4(src, vm.mac, str(vm.ip.ip)) if vm.ip is not None else []
-    return out + _ipv6(src, vm.mac, [str(a) for a in ipv6_sources(vm)])
+    return out + _ipv6(src, vm.mac, ipv6_sources(vm))
 
 
 def _ipv4(src: Field, mac: str, ip: str) -> list[Kind]:
@@ -160,7 +160,8 @@ def _ipv4(src: Field, mac: str, ip: str) -> list[Kind]:
     ]
 
 
-def _ipv6(src: Field, mac: str, own: list[str]) -> list[Kind]:
+def _ipv6(src: Field, mac: str, addresses: tuple[IPv6Address, ...]) -> list[Kind]:
+    own = [str(a) for a in addresses]
     v6 = (src, _IS_IPV6)
     icmp = (src, _IS_IPV6, _ICMPV6)
     out = [_kind(PRIO_GUARD, *icmp, t, admit=False) for t in _GUARDED]
@@ -177,8 +178,8 @@ def _ipv6(src: Field, mac: str, own: list[str]) -> list[Kind]:
         out += [_kind(PRIO_CHECKED, *icmp, from_addr, _NS, sll) for sll in slls]
         out += [_kind(PRIO_CHECKED, *icmp, from_addr, _NA, target, tll) for target in targets for tll in tlls]
     unspecified = (*icmp, _IPV6_SRC_ANY)
-    for addr, target in zip(own, targets, strict=True):
-        group: Field = ("ipv6_dst", str(solicited_node(IPv6Address(addr))))
+    for address, target in zip(addresses, targets, strict=True):
+        group: Field = ("ipv6_dst", str(solicited_node(address)))
         out.append(_kind(PRIO_CHECKED, *unspecified, group, _NS, target, _NO_SLL))
         out.append(_kind(PRIO_ADMIT, *unspecified, group, _MLD_REPORT))
     out.append(_kind(PRIO_ADMIT, *unspecified, _TO_ALL_ROUTERS, _RS))

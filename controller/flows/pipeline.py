@@ -367,7 +367,8 @@ class Pipeline:
         tables_of: dict[int, tuple[tuple[Action, ...], list[int]]] = {}
         """id -> (actions, the tables they go to); holding the tuple keeps its id valid meanwhile."""
         for rule in rules:
-            shape = (rule.table, rule.app, rule.priority, rule.goto, tuple([k for k, _ in rule.match]))
+            match = rule.match
+            shape = (rule.table, rule.app, rule.priority, rule.goto, next(zip(*match, strict=True)) if match else ())
             if shape not in fit:
                 self.check_rule(rule)
                 continue

@@ -425,12 +425,8 @@ class FabricView:
     def _closure(
         self, members: frozenset[int], reach: frozenset[int], tree: frozenset[LinkKey]
     ) -> tuple[set[int], set[LinkKey]]:
-        """(switches, links) of a network: ``reach``, ``tree`` and every shortest path from one of those
-        switches to a member, closed over (a switch on a path has its own paths added).
-
-        Computed once per distinct argument triple of the snapshot (networks on the same
-        switches close alike); each caller gets its own sets.
-        """
+        """(switches, links) of a network: ``reach``, ``tree`` and every shortest path from one of those switches
+        to a member, closed over; once per distinct arguments (networks on the same switches close alike)."""
         key = (members, reach, tree)
         found = self._closure_memo.get(key)
         if found is None:

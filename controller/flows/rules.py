@@ -193,20 +193,6 @@ class Rule(_RuleCaches):
     write_metadata: tuple[int, int] | None = None
     """``(value, mask)`` written to the metadata register before ``goto``."""
 
-    def _key(self) -> tuple[object, ...]:
-        return (
-            self.app,
-            self.table,
-            self.priority,
-            self.match,
-            self.actions,
-            self.goto,
-            self.meter,
-            self.idle_timeout,
-            self.flags,
-            self.write_metadata,
-        )
-
     def __init__(
         self,
         app: int,
@@ -254,7 +240,21 @@ class Rule(_RuleCaches):
         if other.__class__ is not Rule:
             return NotImplemented
         assert isinstance(other, Rule)
-        return hash(self) == hash(other) and self._key() == other._key()
+        if hash(self) != hash(other):
+            return False
+        # Rules that hash alike sit alike (app, table, priority, match, goto): mostly the actions differ.
+        return (
+            self.actions == other.actions
+            and self.match == other.match
+            and self.app == other.app
+            and self.table == other.table
+            and self.priority == other.priority
+            and self.goto == other.goto
+            and self.meter == other.meter
+            and self.idle_timeout == other.idle_timeout
+            and self.flags == other.flags
+            and self.write_metadata == other.write_metadata
+        )
 
     @property
     def encoded(self) -> tuple[int, bytes]:

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 
 from controller.flows.rules import Action, Clone, Ct, Resubmit, Rule
 
@@ -367,8 +368,7 @@ class Pipeline:
         tables_of: dict[int, tuple[tuple[Action, ...], list[int]]] = {}
         """id -> (actions, the tables they go to); holding the tuple keeps its id valid meanwhile."""
         for rule in rules:
-            match = rule.match
-            shape = (rule.table, rule.app, rule.priority, rule.goto, next(zip(*match, strict=True)) if match else ())
+            shape = (rule.table, rule.app, rule.priority, rule.goto, tuple(map(_field_name, rule.match)))
             if shape not in fit:
                 self.check_rule(rule)
                 continue
@@ -391,6 +391,10 @@ class Pipeline:
             other = seen.setdefault(key, rule)
             if other != rule:
                 raise PipelineError(f"conflicting rules for one match: {other} and {rule}")
+
+
+_field_name = itemgetter(0)
+"""A match field's name (``("in_port", 1)`` -> ``"in_port"``)."""
 
 
 def _action_tables(actions: tuple[Action, ...]) -> list[int]:

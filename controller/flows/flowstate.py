@@ -146,11 +146,11 @@ class FlowState:
         """:meth:`replace_into` of a segment the state does not hold yet (every segment of a compile from
         nothing): only :meth:`_want`, with a quicker path for the one-rule sets most such segments hold."""
         all_present, all_per_app = self._present, self._per_app
-        kept: dict[int, frozenset[Rule]] = {}
+        empty = False
         for dpid, after in new.items():
             if not after:
+                empty = True
                 continue
-            kept[dpid] = after
             diff = into.get(dpid)
             if diff is None:
                 diff = into[dpid] = Diff()
@@ -177,6 +177,7 @@ class FlowState:
                 deletes -= after
             else:
                 diff.adds |= after
+        kept = {d: r for d, r in new.items() if r} if empty else dict(new)
         if kept:
             self._segments[key] = kept
         return into

@@ -29,6 +29,7 @@ from controller.fabric.protection import (
     routes_toward,
 )
 from controller.fabric.topology import MAX_PHYSICAL_PORT, LinkKey, Topology, bfs_parents, edge_link, resolve_port
+from controller.fabric.transit import transit_by_switch
 from controller.flows.pipeline import APP_L2
 
 
@@ -457,13 +458,7 @@ class FabricView:
 
     @cached_property
     def _transit(self) -> Mapping[int, Mapping[int, Mapping[int, Hop]]]:
-        out: dict[int, dict[int, dict[int, Hop]]] = {}
-        for vlan, fab in sorted(self._fabrics.items()):
-            for dst, hops in sorted(fab.routes.items()):
-                for dpid, hop in hops.items():
-                    if dpid != dst:
-                        out.setdefault(dpid, {}).setdefault(dst, {})[vlan] = hop
-        return {d: dict(sorted(by_dst.items())) for d, by_dst in out.items()}
+        return transit_by_switch({vlan: fab.routes for vlan, fab in self._fabrics.items()})
 
     def trunk_vlans(self, dpid: int, port: int) -> list[int]:
         """VLANs a trunk port carries: networks whose paths, backup paths or flood tree use its link."""

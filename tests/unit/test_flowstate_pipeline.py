@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
+import pickle
 
 import pytest
 
@@ -191,3 +193,12 @@ def test_a_rule_deleted_then_added_back_in_one_merge_cancels() -> None:
     state.replace_into(("z",), {1: frozenset({A, B})}, merged)
     state.replace_into(("z",), {}, merged)
     assert merged[1] == Diff(set(), set()) and state.rules(1) == {A}
+
+
+def test_a_rule_copied_or_pickled_is_equal_with_its_hash_and_cookie() -> None:
+    """Rules are built by ``Rule.__new__``; copies and pickles come back through it (``__getnewargs__``)."""
+    rule = Rule(APP_L2, T_FORWARD, 10, A.match, (Output(1),), goto=3, meter=2, write_metadata=(1, 3))
+    for twin in (copy.copy(rule), copy.deepcopy(rule), pickle.loads(pickle.dumps(rule))):
+        assert twin == rule and twin is not rule and type(twin) is Rule
+        assert hash(twin) == hash(rule) and twin.cookie == rule.cookie
+    assert not hasattr(rule, "__dict__")

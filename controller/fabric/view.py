@@ -30,6 +30,7 @@ from controller.fabric.protection import (
 )
 from controller.fabric.topology import MAX_PHYSICAL_PORT, LinkKey, Topology, bfs_parents, edge_link, resolve_port
 from controller.fabric.transit import transit_by_switch
+from controller.fabric.trees import ports_on_tree, prune_tree
 from controller.flows.pipeline import APP_L2
 
 
@@ -238,7 +239,7 @@ class FabricView:
         floods into another one (:func:`apps.flood.flood_rules`).
         """
         if not self.tunnels:
-            return _prune_tree(self._spanning_tree, members)
+            return prune_tree(self._spanning_tree, members)
         gateways = sorted({self._gateways[m] for m in members if m in self._gateways})
         mesh: set[LinkKey] = set()
         if len(gateways) > 1:
@@ -248,7 +249,7 @@ class FabricView:
                     if link in self.tunnels:
                         mesh.add(link)
         anchors = members | frozenset(d for link in mesh for d in (link.a_dpid, link.b_dpid))
-        return _prune_tree(self._spanning_tree, anchors) | frozenset(mesh)
+        return prune_tree(self._spanning_tree, anchors) | frozenset(mesh)
 
     @cached_property
     def _edges(self) -> Mapping[int, Mapping[int, tuple[Network, Vm | None]]]:
@@ -295,7 +296,16 @@ class FabricView:
         return {mac: frozenset(places) for mac, places in out.items()}
 
     def network_ports(self, dpid: int, vlan: int) -> list[int]:
-        return [p for p, (net, _) in self.edge_ports(dpid).items() if net.vlan == vlan]
+        return list(self._ports_by_vlan.get(dpid, {}).get(vlan, ()))
+
+    @cached_property
+    def _ports_by_vlan(self) -> Mapping[int, Mapping[int, list[int]]]:
+        """Switch -> network VLAN -> its edge ports there, ascending (``edge_ports`` indexed once)."""
+        out: dict[int, dict[int, list[int]]] = {d: {} for d in self._edges}
+        for dpid, edges in self._edges.items():
+            for port, (net, _) in edges.items():
+                out[dpid].setdefault(net.vlan, []).append(port)
+        return out
 
     def flood_ports(self, dpid: int, vlan: int) -> list[int]:
         """Edge ports of network ``vlan`` that floods go to (ports on probation excluded)."""
@@ -475,18 +485,7 @@ class FabricView:
 
     def tree_ports(self, dpid: int, vlan: int) -> list[int]:
         """Trunk ports of ``dpid`` on the flood tree of network ``vlan``."""
-        return sorted(link.port_on(dpid) for link in self.fabric(vlan).tree if dpid in (link.a_dpid, link.b_dpid))
-
-
-def _prune_tree(tree: frozenset[LinkKey], members: frozenset[int]) -> frozenset[LinkKey]:
-    """The smallest sub-forest of ``tree`` that still connects ``members``."""
-    links = set(tree)
-    while True:
-        degree: dict[int, int] = {}
-        for link in links:
-            for d in (link.a_dpid, link.b_dpid):
-                degree[d] = degree.get(d, 0) + 1
-        leaves = {d for d, n in degree.items() if n == 1 and d not in members}
-        if not leaves:
-            return frozenset(links)
-        links = {link for link in links if link.a_dpid not in leaves and link.b_dpid not in leaves}
+        key = ("view-tree-ports", vlan)  # each switch's ports on the tree, found once per network
+        if (by_switch := self.memo.get(key)) is None:
+            by_switch = self.memo[key] = ports_on_tree(self.fabric(vlan).tree)
+        return list(by_switch.get(dpid, ()))  # type: ignore[attr-defined]

@@ -42,8 +42,8 @@ length), which it reports with target ``::`` and no options, drops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from ipaddress import IPv6Address
+from typing import NamedTuple
 
 from controller.config.model import Vm
 from controller.flows.rules import Match, MatchValue
@@ -111,8 +111,7 @@ _NO_SLL: Field = ("ipv6_nd_sll", NO_MAC)
 _NO_TLL: Field = ("ipv6_nd_tll", NO_MAC)
 
 
-@dataclass(frozen=True)
-class Kind:
+class Kind(NamedTuple):
     """A kind of frame from a VM port: its match fields (no port, no VLAN) and whether it passes."""
 
     priority: int

@@ -117,14 +117,15 @@ def edge_port_rules(
     at_port = intern(("in_port", port))
     tags = {vid: (intern(("vlan_vid", vid)), intern(_tag(vlan, vid == PRIORITY_TAGGED))) for vid in VIDS}
     for kind in kinds(vm):  # its fields already shared: the VM's among its kinds, the constant ones by all
-        fields = tuple(sorted(kind.match + (at_port,)))  # what make_match builds, from shared fields
+        fields = tuple(sorted(kind.fields + (at_port,)))  # what make_match builds, from shared fields
         if not kind.admit:  # a drop holds for any tag
             rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, fields))
             continue
         vid_last = fields[-1][0] < "vlan_vid"  # then the sorted match ends with the VLAN field: no sort
         for vid_field, tag in tags.values():
             match = fields + (vid_field,) if vid_last else tuple(sorted(fields + (vid_field,)))
-            rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, match, tag, goto=goto, write_metadata=meta))
+            # goto, no meter, no idle timeout, no flags, metadata: positional (keywords cost a dict a rule)
+            rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, match, tag, goto, None, 0, 0, meta))
     if vm is not None:  # no link is discovered on a VM's port (see the module docstring)
         rules.append(Rule(APP_INGRESS, T_INGRESS, PRIO_VM_LLDP, make_match(in_port=port, eth_type=ETH_LLDP)))
     return rules

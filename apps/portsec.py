@@ -46,7 +46,7 @@ from ipaddress import IPv6Address
 from typing import NamedTuple
 
 from controller.config.model import Vm
-from controller.flows.rules import Match, MatchValue
+from controller.flows.rules import MatchValue
 from controller.packets import (
     ARP_REQUEST,
     ETH_ARP,
@@ -112,20 +112,17 @@ _NO_TLL: Field = ("ipv6_nd_tll", NO_MAC)
 
 
 class Kind(NamedTuple):
-    """A kind of frame from a VM port: its match fields (no port, no VLAN) and whether it passes."""
+    """A kind of frame from a VM port: its match fields (no port, no VLAN) and whether it passes.
+
+    ``fields`` come in no particular order (a :data:`~controller.flows.rules.Match`
+    is sorted: :func:`apps.ingress.edge_port_rules` sorts them with the port's).
+    The field tuples themselves are shared: a VM's kinds hold its MAC and addresses
+    once, and every VM the constant fields (a large fabric holds ~34 rules per VM).
+    """
 
     priority: int
-    match: Match
+    fields: tuple[Field, ...]
     admit: bool = True
-
-
-def _kind(priority: int, *fields: Field, admit: bool = True) -> Kind:
-    """A :class:`Kind` matching ``fields`` (distinct names), sorted as :func:`~controller.flows.rules.make_match` sorts.
-
-    The field tuples themselves are kept: a VM's kinds share its MAC and address
-    fields, and every VM the constant ones (memory: a large fabric holds ~34 rules per VM).
-    """
-    return Kind(priority, tuple(sorted(fields)), admit)
 
 
 def ipv6_sources(vm: Vm) -> tuple[IPv6Address, ...]:
@@ -144,7 +141,7 @@ def kinds(vm: Vm | None) -> list[Kind]:
         return [Kind(PRIO_ADMIT, ())]
     src: Field = ("eth_src", vm.mac)
     if vm.ip is None and vm.ipv6 is None:
-        return [_kind(PRIO_ADMIT, src)]
+        return [Kind(PRIO_ADMIT, (src,))]
     out = _ipv4(src, vm.mac, str(vm.ip.ip)) if vm.ip is not None else []
     return out + _ipv6(src, vm.mac, ipv6_sources(vm))
 
@@ -152,10 +149,10 @@ def kinds(vm: Vm | None) -> list[Kind]:
 def _ipv4(src: Field, mac: str, ip: str) -> list[Kind]:
     sha: Field = ("arp_sha", mac)
     return [
-        _kind(PRIO_ADMIT, src, _IS_ARP, sha, ("arp_spa", ip)),
-        _kind(PRIO_ADMIT, src, _IS_ARP, sha, _ARP_REQUEST, _ARP_SPA_ANY, ("arp_tpa", ip)),
-        _kind(PRIO_ADMIT, src, _IS_IPV4, ("ipv4_src", ip)),
-        _kind(PRIO_ADMIT, src, _IS_IPV4, _IPV4_SRC_ANY, _IPV4_DST_BROADCAST, _UDP, _BOOTPC, _BOOTPS),
+        Kind(PRIO_ADMIT, (src, _IS_ARP, sha, ("arp_spa", ip))),
+        Kind(PRIO_ADMIT, (src, _IS_ARP, sha, _ARP_REQUEST, _ARP_SPA_ANY, ("arp_tpa", ip))),
+        Kind(PRIO_ADMIT, (src, _IS_IPV4, ("ipv4_src", ip))),
+        Kind(PRIO_ADMIT, (src, _IS_IPV4, _IPV4_SRC_ANY, _IPV4_DST_BROADCAST, _UDP, _BOOTPC, _BOOTPS)),
     ]
 
 
@@ -163,24 +160,24 @@ def _ipv6(src: Field, mac: str, addresses: tuple[IPv6Address, ...]) -> list[Kind
     own = [str(a) for a in addresses]
     v6 = (src, _IS_IPV6)
     icmp = (src, _IS_IPV6, _ICMPV6)
-    out = [_kind(PRIO_GUARD, *icmp, t, admit=False) for t in _GUARDED]
+    out = [Kind(PRIO_GUARD, (*icmp, t), False) for t in _GUARDED]
     # OVS reports no options and target :: for ND it cannot parse (an option given twice, a bad
     # length), while a host may still read the first option: such a solicitation must not pass
     # for one without a source link-layer option.
-    out.append(_kind(PRIO_MALFORMED, *icmp, _NS, _ND_TARGET_ANY, admit=False))
+    out.append(Kind(PRIO_MALFORMED, (*icmp, _NS, _ND_TARGET_ANY), False))
     slls: tuple[Field, Field] = (("ipv6_nd_sll", mac), _NO_SLL)
     tlls: tuple[Field, Field] = (("ipv6_nd_tll", mac), _NO_TLL)
     targets: list[Field] = [("ipv6_nd_target", t) for t in own]
     for addr in own:
         from_addr: Field = ("ipv6_src", addr)
-        out.append(_kind(PRIO_ADMIT, *v6, from_addr))
-        out += [_kind(PRIO_CHECKED, *icmp, from_addr, _NS, sll) for sll in slls]
-        out += [_kind(PRIO_CHECKED, *icmp, from_addr, _NA, target, tll) for target in targets for tll in tlls]
+        out.append(Kind(PRIO_ADMIT, (*v6, from_addr)))
+        out += [Kind(PRIO_CHECKED, (*icmp, from_addr, _NS, sll)) for sll in slls]
+        out += [Kind(PRIO_CHECKED, (*icmp, from_addr, _NA, target, tll)) for target in targets for tll in tlls]
     unspecified = (*icmp, _IPV6_SRC_ANY)
     for address, target in zip(addresses, targets, strict=True):
         group: Field = ("ipv6_dst", str(solicited_node(address)))
-        out.append(_kind(PRIO_CHECKED, *unspecified, group, _NS, target, _NO_SLL))
-        out.append(_kind(PRIO_ADMIT, *unspecified, group, _MLD_REPORT))
-    out.append(_kind(PRIO_ADMIT, *unspecified, _TO_ALL_ROUTERS, _RS))
-    out.append(_kind(PRIO_ADMIT, *unspecified, _TO_MLDV2_ROUTERS, _MLD2_REPORT))
+        out.append(Kind(PRIO_CHECKED, (*unspecified, group, _NS, target, _NO_SLL)))
+        out.append(Kind(PRIO_ADMIT, (*unspecified, group, _MLD_REPORT)))
+    out.append(Kind(PRIO_ADMIT, (*unspecified, _TO_ALL_ROUTERS, _RS)))
+    out.append(Kind(PRIO_ADMIT, (*unspecified, _TO_MLDV2_ROUTERS, _MLD2_REPORT)))
     return out

@@ -104,9 +104,10 @@ def edge_port_rules(
     and priority-tagged. With ``metadata`` (the port's ACL list ids) admitted
     frames go to the ACL tables carrying it; without, to table ``unfiltered``
     (the first table after the ACL tables: the load balancer's when it is enabled).
-    ``intern`` (:meth:`~controller.fabric.view.FabricView.intern`) shares equal
-    match fields and actions among rules: a VM's ~34 rules hold its MAC and
-    addresses once, every port's the common fields once.
+    ``intern`` (:meth:`~controller.fabric.view.FabricView.intern`) shares the
+    port's field, VLAN fields and tag actions among ports and switches; the
+    kinds' fields come shared already (:func:`apps.portsec.kinds`): a VM's ~34
+    rules hold its MAC and addresses once, every port's the common fields once.
     """
     rules = [
         Rule(APP_INGRESS, T_INGRESS, PRIO_NESTED_TAG, make_match(in_port=port, vlan_vid=PRIORITY_TAGGED, eth_type=tpid))
@@ -115,14 +116,16 @@ def edge_port_rules(
     goto, meta = (unfiltered, None) if metadata is None else (T_ACL_PORT, (metadata, METADATA_ALL))
     at_port = intern(("in_port", port))
     tags = {vid: (intern(("vlan_vid", vid)), intern(_tag(vlan, vid == PRIORITY_TAGGED))) for vid in VIDS}
-    for kind in kinds(vm):
-        fields = tuple(intern(f) for f in kind.match) + (at_port,)
+    for kind in kinds(vm):  # its fields already shared: the VM's among its kinds, the constant ones by all
+        fields = tuple(sorted(kind.fields + (at_port,)))  # what make_match builds, from shared fields
         if not kind.admit:  # a drop holds for any tag
-            rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, tuple(sorted(fields))))
+            rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, fields))
             continue
+        vid_last = fields[-1][0] < "vlan_vid"  # then the sorted match ends with the VLAN field: no sort
         for vid_field, tag in tags.values():
-            match = tuple(sorted(fields + (vid_field,)))  # what make_match builds, from shared fields
-            rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, match, tag, goto=goto, write_metadata=meta))
+            match = fields + (vid_field,) if vid_last else tuple(sorted(fields + (vid_field,)))
+            # goto, no meter, no idle timeout, no flags, metadata: positional (keywords cost a dict a rule)
+            rules.append(Rule(APP_INGRESS, T_INGRESS, kind.priority, match, tag, goto, None, 0, 0, meta))
     if vm is not None:  # no link is discovered on a VM's port (see the module docstring)
         rules.append(Rule(APP_INGRESS, T_INGRESS, PRIO_VM_LLDP, make_match(in_port=port, eth_type=ETH_LLDP)))
     return rules

@@ -42,11 +42,11 @@ length), which it reports with target ``::`` and no options, drops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from ipaddress import IPv6Address
+from typing import NamedTuple
 
 from controller.config.model import Vm
-from controller.flows.rules import Match, MatchValue, make_match
+from controller.flows.rules import MatchValue
 from controller.packets import (
     ARP_REQUEST,
     ETH_ARP,
@@ -83,20 +83,46 @@ PRIO_ADMIT = 100
 """What the VM may send."""
 GUARDED = (ICMPV6_NS, ICMPV6_NA, ICMPV6_RA, ICMPV6_REDIRECT)
 
-Fields = dict[str, MatchValue | None]
+Field = tuple[str, MatchValue]
+"""One match field, ``(oxm_field_name, value)``."""
+
+_IS_ARP: Field = ("eth_type", ETH_ARP)
+_IS_IPV4: Field = ("eth_type", ETH_IPV4)
+_IS_IPV6: Field = ("eth_type", ETH_IPV6)
+_ARP_REQUEST: Field = ("arp_op", ARP_REQUEST)
+_ARP_SPA_ANY: Field = ("arp_spa", IPV4_ANY)
+_IPV4_SRC_ANY: Field = ("ipv4_src", IPV4_ANY)
+_IPV4_DST_BROADCAST: Field = ("ipv4_dst", IPV4_BROADCAST)
+_UDP: Field = ("ip_proto", IP_PROTO_UDP)
+_BOOTPC: Field = ("udp_src", UDP_BOOTPC)
+_BOOTPS: Field = ("udp_dst", UDP_BOOTPS)
+_ICMPV6: Field = ("ip_proto", IP_PROTO_ICMPV6)
+_NS: Field = ("icmpv6_type", ICMPV6_NS)
+_NA: Field = ("icmpv6_type", ICMPV6_NA)
+_RS: Field = ("icmpv6_type", ICMPV6_RS)
+_MLD_REPORT: Field = ("icmpv6_type", ICMPV6_MLD_REPORT)
+_MLD2_REPORT: Field = ("icmpv6_type", ICMPV6_MLD2_REPORT)
+_GUARDED: tuple[Field, ...] = tuple(("icmpv6_type", t) for t in GUARDED)
+_ND_TARGET_ANY: Field = ("ipv6_nd_target", IPV6_ANY)
+_IPV6_SRC_ANY: Field = ("ipv6_src", IPV6_ANY)
+_TO_ALL_ROUTERS: Field = ("ipv6_dst", IPV6_ALL_ROUTERS)
+_TO_MLDV2_ROUTERS: Field = ("ipv6_dst", IPV6_MLDV2_ROUTERS)
+_NO_SLL: Field = ("ipv6_nd_sll", NO_MAC)
+_NO_TLL: Field = ("ipv6_nd_tll", NO_MAC)
 
 
-@dataclass(frozen=True)
-class Kind:
-    """A kind of frame from a VM port: its match fields (no port, no VLAN) and whether it passes."""
+class Kind(NamedTuple):
+    """A kind of frame from a VM port: its match fields (no port, no VLAN) and whether it passes.
+
+    ``fields`` come in no particular order (a :data:`~controller.flows.rules.Match`
+    is sorted: :func:`apps.ingress.edge_port_rules` sorts them with the port's).
+    The field tuples themselves are shared: a VM's kinds hold its MAC and addresses
+    once, and every VM the constant fields (a large fabric holds ~34 rules per VM).
+    """
 
     priority: int
-    match: Match
+    fields: tuple[Field, ...]
     admit: bool = True
-
-
-def _kind(priority: int, fields: Fields, admit: bool = True) -> Kind:
-    return Kind(priority, make_match(**fields), admit)
 
 
 def ipv6_sources(vm: Vm) -> tuple[IPv6Address, ...]:
@@ -113,62 +139,45 @@ def kinds(vm: Vm | None) -> list[Kind]:
     """What ``vm`` (None: an undeclared VM of a zero-config network) may send; see the module docstring."""
     if vm is None or vm.mac is None:
         return [Kind(PRIO_ADMIT, ())]
+    src: Field = ("eth_src", vm.mac)
     if vm.ip is None and vm.ipv6 is None:
-        return [_kind(PRIO_ADMIT, dict(eth_src=vm.mac))]
-    out = _ipv4(vm.mac, str(vm.ip.ip)) if vm.ip is not None else []
-    return out + _ipv6(vm.mac, [str(a) for a in ipv6_sources(vm)])
+        return [Kind(PRIO_ADMIT, (src,))]
+    out = _ipv4(src, vm.mac, str(vm.ip.ip)) if vm.ip is not None else []
+    return out + _ipv6(src, vm.mac, ipv6_sources(vm))
 
 
-def _ipv4(mac: str, ip: str) -> list[Kind]:
-    arp: Fields = dict(eth_src=mac, eth_type=ETH_ARP, arp_sha=mac)
-    ipv4: Fields = dict(eth_src=mac, eth_type=ETH_IPV4)
+def _ipv4(src: Field, mac: str, ip: str) -> list[Kind]:
+    sha: Field = ("arp_sha", mac)
     return [
-        _kind(PRIO_ADMIT, dict(arp, arp_spa=ip)),
-        _kind(PRIO_ADMIT, dict(arp, arp_op=ARP_REQUEST, arp_spa=IPV4_ANY, arp_tpa=ip)),
-        _kind(PRIO_ADMIT, dict(ipv4, ipv4_src=ip)),
-        _kind(
-            PRIO_ADMIT,
-            dict(
-                ipv4,
-                ipv4_src=IPV4_ANY,
-                ipv4_dst=IPV4_BROADCAST,
-                ip_proto=IP_PROTO_UDP,
-                udp_src=UDP_BOOTPC,
-                udp_dst=UDP_BOOTPS,
-            ),
-        ),
+        Kind(PRIO_ADMIT, (src, _IS_ARP, sha, ("arp_spa", ip))),
+        Kind(PRIO_ADMIT, (src, _IS_ARP, sha, _ARP_REQUEST, _ARP_SPA_ANY, ("arp_tpa", ip))),
+        Kind(PRIO_ADMIT, (src, _IS_IPV4, ("ipv4_src", ip))),
+        Kind(PRIO_ADMIT, (src, _IS_IPV4, _IPV4_SRC_ANY, _IPV4_DST_BROADCAST, _UDP, _BOOTPC, _BOOTPS)),
     ]
 
 
-def _ipv6(mac: str, own: list[str]) -> list[Kind]:
-    v6: Fields = dict(eth_src=mac, eth_type=ETH_IPV6)
-    icmp: Fields = dict(v6, ip_proto=IP_PROTO_ICMPV6)
-    out = [_kind(PRIO_GUARD, dict(icmp, icmpv6_type=t), admit=False) for t in GUARDED]
+def _ipv6(src: Field, mac: str, addresses: tuple[IPv6Address, ...]) -> list[Kind]:
+    own = [str(a) for a in addresses]
+    v6 = (src, _IS_IPV6)
+    icmp = (src, _IS_IPV6, _ICMPV6)
+    out = [Kind(PRIO_GUARD, (*icmp, t), False) for t in _GUARDED]
     # OVS reports no options and target :: for ND it cannot parse (an option given twice, a bad
     # length), while a host may still read the first option: such a solicitation must not pass
     # for one without a source link-layer option.
-    out.append(_kind(PRIO_MALFORMED, dict(icmp, icmpv6_type=ICMPV6_NS, ipv6_nd_target=IPV6_ANY), admit=False))
-    for src in own:
-        out.append(_kind(PRIO_ADMIT, dict(v6, ipv6_src=src)))
-        out += [
-            _kind(PRIO_CHECKED, dict(icmp, ipv6_src=src, icmpv6_type=ICMPV6_NS, ipv6_nd_sll=sll))
-            for sll in (mac, NO_MAC)
-        ]
-        out += [
-            _kind(PRIO_CHECKED, dict(icmp, ipv6_src=src, icmpv6_type=ICMPV6_NA, ipv6_nd_target=target, ipv6_nd_tll=tll))
-            for target in own
-            for tll in (mac, NO_MAC)
-        ]
-    unspecified: Fields = dict(icmp, ipv6_src=IPV6_ANY)
-    for target in own:
-        group = str(solicited_node(IPv6Address(target)))
-        out.append(
-            _kind(
-                PRIO_CHECKED,
-                dict(unspecified, ipv6_dst=group, icmpv6_type=ICMPV6_NS, ipv6_nd_target=target, ipv6_nd_sll=NO_MAC),
-            )
-        )
-        out.append(_kind(PRIO_ADMIT, dict(unspecified, ipv6_dst=group, icmpv6_type=ICMPV6_MLD_REPORT)))
-    out.append(_kind(PRIO_ADMIT, dict(unspecified, ipv6_dst=IPV6_ALL_ROUTERS, icmpv6_type=ICMPV6_RS)))
-    out.append(_kind(PRIO_ADMIT, dict(unspecified, ipv6_dst=IPV6_MLDV2_ROUTERS, icmpv6_type=ICMPV6_MLD2_REPORT)))
+    out.append(Kind(PRIO_MALFORMED, (*icmp, _NS, _ND_TARGET_ANY), False))
+    slls: tuple[Field, Field] = (("ipv6_nd_sll", mac), _NO_SLL)
+    tlls: tuple[Field, Field] = (("ipv6_nd_tll", mac), _NO_TLL)
+    targets: list[Field] = [("ipv6_nd_target", t) for t in own]
+    for addr in own:
+        from_addr: Field = ("ipv6_src", addr)
+        out.append(Kind(PRIO_ADMIT, (*v6, from_addr)))
+        out += [Kind(PRIO_CHECKED, (*icmp, from_addr, _NS, sll)) for sll in slls]
+        out += [Kind(PRIO_CHECKED, (*icmp, from_addr, _NA, target, tll)) for target in targets for tll in tlls]
+    unspecified = (*icmp, _IPV6_SRC_ANY)
+    for address, target in zip(addresses, targets, strict=True):
+        group: Field = ("ipv6_dst", str(solicited_node(address)))
+        out.append(Kind(PRIO_CHECKED, (*unspecified, group, _NS, target, _NO_SLL)))
+        out.append(Kind(PRIO_ADMIT, (*unspecified, group, _MLD_REPORT)))
+    out.append(Kind(PRIO_ADMIT, (*unspecified, _TO_ALL_ROUTERS, _RS)))
+    out.append(Kind(PRIO_ADMIT, (*unspecified, _TO_MLDV2_ROUTERS, _MLD2_REPORT)))
     return out

@@ -198,10 +198,8 @@ class Core:
     ) -> Effects:
         """Batches of ``diffs`` and ``groups`` for ready switches (every added rule checked), and ``frames``."""
         groups = groups or {}
-        checked = self.precompiled.checked
-        for rule in {id(r): r for d in diffs.values() for r in d.adds}.values():  # a rule shared by switches: once
-            if not checked(rule):
-                self.pipeline.check_rule(rule)
+        # Each distinct rule once (equal rules check alike): the union reuses the sets' stored hashes.
+        self.pipeline.check_each(self.precompiled.unchecked(set().union(*[d.adds for d in diffs.values()])))
         batches = tuple(
             Batch.of(
                 dpid,

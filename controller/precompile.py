@@ -25,7 +25,7 @@ declared switch that has not connected yet.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from apps.base import App, Segments
 from controller.config.model import Model
@@ -127,6 +127,11 @@ class StaticCompiler:
     def checked(self, rule: Rule) -> bool:
         """Whether :meth:`prepare` already checked ``rule`` (this very object) against the pipeline."""
         return self._checked.get(id(rule)) is rule
+
+    def unchecked(self, rules: Iterable[Rule]) -> list[Rule]:
+        """Those of ``rules`` that :meth:`prepare` did not check (see :meth:`checked`), in their order."""
+        get = self._checked.get
+        return [r for r in rules if get(id(r)) is not r]
 
     def prepared_views(self) -> Collection[object]:
         """Keys of the views prepared under the current model."""

@@ -108,7 +108,9 @@ def label_rules(view: FabricView, dpid: int) -> list[Rule]:
         if label is None:
             continue
         eth_dst = switch_match(label)
-        hops = set(by_vlan.values())
+        hops = set(
+            {id(h): h for h in by_vlan.values()}.values()
+        )  # mostly one object: hashed once (Hop's hash is Python)
         tunnel = any(p in cross.tunnels for h in hops for p in (h.port, h.alt) if p is not None)
         if len(hops) == 1 and not tunnel:
             rules += hop_rules(view, dpid, next(iter(hops)), (0, ANY_VLAN), eth_dst, PER_LABEL)
@@ -181,34 +183,52 @@ def host_rules(view: FabricView, host: Host, after_learn: int, labelled: bool = 
 def _entries_toward(view: FabricView, vlan: int, dst: int) -> list[tuple[tuple[Action, ...], tuple[int, ...]]]:
     """The entry switches of network ``vlan`` with a route to its member ``dst``, grouped by their
     entry rule's action tail (:func:`_entry_tail`), in dpid order: computed once per snapshot."""
+    memo = view.memo
     key = ("l2-entries", vlan, dst)
+    found = memo.get(key)
+    if found is None:
+        tails: dict[tuple[int, int, int | None], tuple[Action, ...]] = memo.setdefault(("l2-entry", vlan), {})  # type: ignore[assignment]
+        groups: dict[int, tuple[tuple[Action, ...], list[int]]] = {}
+        for where, hop in _entry_hops(view, vlan, dst):
+            tail = tails.get(where)
+            if tail is None:
+                tail = tails[where] = _entry_tail(view, where[0], hop, vlan)
+            group = groups.get(id(tail))
+            if group is None:
+                groups[id(tail)] = (tail, [where[0]])
+            else:
+                group[1].append(where[0])
+        found = memo[key] = [(tail, tuple(dpids)) for tail, dpids in groups.values()]
+    return found  # type: ignore[return-value]
+
+
+def _entry_hops(view: FabricView, vlan: int, dst: int) -> list[tuple[tuple[int, int, int | None], Hop]]:
+    """((dpid, primary port, backup port), hop) of each entry switch of network ``vlan`` (but ``dst``) with
+    a route to ``dst``, in dpid order. Networks that route alike (one hops mapping, see
+    ``FabricView._routes_memo``) on the same entry switches share one list: computed once per snapshot."""
+    routes = view.routes(vlan, dst)
+    if not routes:
+        return []
+    entries = view.fabric(vlan).entries
+    key = ("l2-entry-hops", id(routes), dst, entries)  # the view holds ``routes``: its id stays its own
     found = view.memo.get(key)
     if found is None:
-        routes = view.routes(vlan, dst)
-        groups: dict[int, tuple[tuple[Action, ...], list[int]]] = {}
-        for dpid in sorted(view.fabric(vlan).entries):
-            entry = routes.get(dpid)
-            if dpid != dst and entry is not None:
-                tail = _entry_tail(view, dpid, entry, vlan)
-                groups.setdefault(id(tail), (tail, []))[1].append(dpid)
-        found = view.memo[key] = [(tail, tuple(dpids)) for tail, dpids in groups.values()]
+        found = view.memo[key] = [
+            ((dpid, hop.port, hop.alt), hop)
+            for dpid in sorted(entries)
+            if dpid != dst and (hop := routes.get(dpid)) is not None
+        ]
     return found  # type: ignore[return-value]
 
 
 def _entry_tail(view: FabricView, dpid: int, hop: Hop, vlan: int) -> tuple[Action, ...]:
-    """The actions of an entry rule after its relabelling: one tuple object for every equal tail of the
-    snapshot (every host behind ``hop``, and the switches that reach the host's switch alike)."""
-    key = ("l2-entry", dpid, hop, vlan)
-    tail = view.memo.get(key)
-    if tail is None:
-        cross = view.crossing(dpid)
-        if hop.alt is None:
-            tail = cross.to_trunks([hop.port], vlan)
-        else:
-            group = view.backup_groups(dpid)[("ff", hop.port, hop.alt)]
-            tail = cross.keyed(vlan, (hop.port, hop.alt)) + (Group(group),)
-        tail = view.memo[key] = view.intern(tail)
-    return tail  # type: ignore[return-value]
+    """The actions of an entry rule after its relabelling (all they depend on: ``dpid``, the hop's ports
+    and ``vlan``): one tuple object for every equal tail of the snapshot (:meth:`FabricView.intern`)."""
+    cross = view.crossing(dpid)
+    if hop.alt is None:
+        return view.intern(cross.to_trunks([hop.port], vlan))
+    group = view.backup_groups(dpid)[("ff", hop.port, hop.alt)]
+    return view.intern(cross.keyed(vlan, (hop.port, hop.alt)) + (Group(group),))
 
 
 def forward_rules(view: FabricView, dpid: int, hop: Hop, vid: int, mac: str, app: int = APP_L2) -> list[Rule]:

@@ -29,6 +29,8 @@ from controller.fabric.protection import (
     routes_toward,
 )
 from controller.fabric.topology import MAX_PHYSICAL_PORT, LinkKey, Topology, bfs_parents, edge_link, resolve_port
+from controller.fabric.transit import transit_by_switch
+from controller.fabric.trees import ports_on_tree, prune_tree
 from controller.flows.pipeline import APP_L2
 
 
@@ -122,6 +124,9 @@ class FabricView:
         """Per-snapshot memo for apps: what many rules share (keys start with the app's name)."""
         self._interned: dict[Hashable, Hashable] = {}
         self._paths_memo: dict[int, dict[int, tuple[frozenset[LinkKey], frozenset[int]]]] = {}
+        self._closure_memo: dict[
+            tuple[frozenset[int], frozenset[int], frozenset[LinkKey]], tuple[frozenset[int], frozenset[LinkKey]]
+        ] = {}
 
     def intern(self, value: H) -> H:
         """The first object equal to ``value`` handed to this snapshot: equal match fields,
@@ -234,7 +239,7 @@ class FabricView:
         floods into another one (:func:`apps.flood.flood_rules`).
         """
         if not self.tunnels:
-            return _prune_tree(self._spanning_tree, members)
+            return prune_tree(self._spanning_tree, members)
         gateways = sorted({self._gateways[m] for m in members if m in self._gateways})
         mesh: set[LinkKey] = set()
         if len(gateways) > 1:
@@ -244,7 +249,7 @@ class FabricView:
                     if link in self.tunnels:
                         mesh.add(link)
         anchors = members | frozenset(d for link in mesh for d in (link.a_dpid, link.b_dpid))
-        return _prune_tree(self._spanning_tree, anchors) | frozenset(mesh)
+        return prune_tree(self._spanning_tree, anchors) | frozenset(mesh)
 
     @cached_property
     def _edges(self) -> Mapping[int, Mapping[int, tuple[Network, Vm | None]]]:
@@ -291,7 +296,16 @@ class FabricView:
         return {mac: frozenset(places) for mac, places in out.items()}
 
     def network_ports(self, dpid: int, vlan: int) -> list[int]:
-        return [p for p, (net, _) in self.edge_ports(dpid).items() if net.vlan == vlan]
+        return list(self._ports_by_vlan.get(dpid, {}).get(vlan, ()))
+
+    @cached_property
+    def _ports_by_vlan(self) -> Mapping[int, Mapping[int, list[int]]]:
+        """Switch -> network VLAN -> its edge ports there, ascending (``edge_ports`` indexed once)."""
+        out: dict[int, dict[int, list[int]]] = {d: {} for d in self._edges}
+        for dpid, edges in self._edges.items():
+            for port, (net, _) in edges.items():
+                out[dpid].setdefault(net.vlan, []).append(port)
+        return out
 
     def flood_ports(self, dpid: int, vlan: int) -> list[int]:
         """Edge ports of network ``vlan`` that floods go to (ports on probation excluded)."""
@@ -361,8 +375,12 @@ class FabricView:
     @cached_property
     def _backup_groups(self) -> Mapping[int, Mapping[BackupKey, int]]:
         keys: dict[int, set[BackupKey]] = {}
+        seen: set[int] = set()
         for fab in self._fabrics.values():
             for hops in fab.routes.values():
+                if id(hops) in seen:  # networks that route alike share their hops (``_routes_memo``): once each
+                    continue
+                seen.add(id(hops))
                 for dpid, hop in hops.items():
                     keys.setdefault(dpid, set()).update(backup_keys(hop))
         return {dpid: assign_group_ids(k, APP_L2 << 24) for dpid, k in sorted(keys.items()) if k}
@@ -401,19 +419,7 @@ class FabricView:
             members |= {exit_dpid}
         reach = members | self._routed_from(vlan)
         tree = self._flood_tree(reach)
-        nodes = set(reach) | {d for link in tree for d in (link.a_dpid, link.b_dpid)}
-        links = set(tree)
-        changed = True
-        while changed:  # close over shortest paths from every node to every member
-            changed = False
-            for dst in sorted(members):
-                paths = self._paths_toward(dst)
-                for src in sorted(nodes):
-                    path_links, path_nodes = paths.get(src, _NO_PATH)
-                    links.update(path_links)
-                    if not path_nodes <= nodes:
-                        nodes |= path_nodes
-                        changed = True
+        nodes, links = self._closure(members, frozenset(reach), tree)
         routes: dict[int, Mapping[int, Hop]] = {}
         prefer = frozenset(nodes)
         for dst in sorted(members):
@@ -427,6 +433,30 @@ class FabricView:
             links |= used
         return NetworkFabric(members, frozenset(nodes), frozenset(links), tree, routes, frozenset(reach))
 
+    def _closure(
+        self, members: frozenset[int], reach: frozenset[int], tree: frozenset[LinkKey]
+    ) -> tuple[set[int], set[LinkKey]]:
+        """(switches, links) of a network: ``reach``, ``tree`` and every shortest path from one of those switches
+        to a member, closed over; once per distinct arguments (networks on the same switches close alike)."""
+        key = (members, reach, tree)
+        found = self._closure_memo.get(key)
+        if found is None:
+            nodes = set(reach) | {d for link in tree for d in (link.a_dpid, link.b_dpid)}
+            links = set(tree)
+            changed = True
+            while changed:  # close over shortest paths from every node to every member
+                changed = False
+                for dst in sorted(members):
+                    paths = self._paths_toward(dst)
+                    for src in sorted(nodes):
+                        path_links, path_nodes = paths.get(src, _NO_PATH)
+                        links.update(path_links)
+                        if not path_nodes <= nodes:
+                            nodes |= path_nodes
+                            changed = True
+            found = self._closure_memo[key] = (frozenset(nodes), frozenset(links))
+        return set(found[0]), set(found[1])
+
     @cached_property
     def labels(self) -> Mapping[int, int]:
         """Switch -> its destination label (:func:`controller.fabric.labels.assign_labels`), declared and connected."""
@@ -438,13 +468,7 @@ class FabricView:
 
     @cached_property
     def _transit(self) -> Mapping[int, Mapping[int, Mapping[int, Hop]]]:
-        out: dict[int, dict[int, dict[int, Hop]]] = {}
-        for vlan, fab in sorted(self._fabrics.items()):
-            for dst, hops in sorted(fab.routes.items()):
-                for dpid, hop in hops.items():
-                    if dpid != dst:
-                        out.setdefault(dpid, {}).setdefault(dst, {})[vlan] = hop
-        return {d: dict(sorted(by_dst.items())) for d, by_dst in out.items()}
+        return transit_by_switch({vlan: fab.routes for vlan, fab in self._fabrics.items()})
 
     def trunk_vlans(self, dpid: int, port: int) -> list[int]:
         """VLANs a trunk port carries: networks whose paths, backup paths or flood tree use its link."""
@@ -461,18 +485,7 @@ class FabricView:
 
     def tree_ports(self, dpid: int, vlan: int) -> list[int]:
         """Trunk ports of ``dpid`` on the flood tree of network ``vlan``."""
-        return sorted(link.port_on(dpid) for link in self.fabric(vlan).tree if dpid in (link.a_dpid, link.b_dpid))
-
-
-def _prune_tree(tree: frozenset[LinkKey], members: frozenset[int]) -> frozenset[LinkKey]:
-    """The smallest sub-forest of ``tree`` that still connects ``members``."""
-    links = set(tree)
-    while True:
-        degree: dict[int, int] = {}
-        for link in links:
-            for d in (link.a_dpid, link.b_dpid):
-                degree[d] = degree.get(d, 0) + 1
-        leaves = {d for d, n in degree.items() if n == 1 and d not in members}
-        if not leaves:
-            return frozenset(links)
-        links = {link for link in links if link.a_dpid not in leaves and link.b_dpid not in leaves}
+        key = ("view-tree-ports", vlan)  # each switch's ports on the tree, found once per network
+        if (by_switch := self.memo.get(key)) is None:
+            by_switch = self.memo[key] = ports_on_tree(self.fabric(vlan).tree)
+        return list(by_switch.get(dpid, ()))  # type: ignore[attr-defined]

@@ -30,8 +30,13 @@ class Diff:
 class FlowState:
     """Segment -> {dpid: rules}, with per-switch reference counts.
 
-    Memory, per wanted rule of a switch: one entry in that switch's count
-    dict and one in each segment's frozenset (the rule objects themselves
+    A switch's counts are kept as the set of rules wanted there plus, for
+    the few rules more than one segment wants there, how many segments
+    beyond the first want each: a compile adds a rule to a switch with set
+    operations on the rules' stored hashes (no call of :meth:`Rule.__hash__`).
+
+    Memory, per wanted rule of a switch: one entry in that switch's set
+    and one in each segment's frozenset (the rule objects themselves
     may be shared among switches). Time: :meth:`replace` touches only the
     rules that differ; a segment that is new (or dropped) costs no set
     difference.
@@ -39,7 +44,10 @@ class FlowState:
 
     def __init__(self) -> None:
         self._segments: dict[SegKey, Mapping[int, frozenset[Rule]]] = {}
-        self._counts: dict[int, dict[Rule, int]] = {}
+        self._present: dict[int, set[Rule]] = {}
+        """dpid -> every rule wanted there."""
+        self._extra: dict[int, dict[Rule, int]] = {}
+        """dpid -> rule -> how many segments want it there besides the first (rules wanted once: absent)."""
         self._per_app: dict[int, dict[int, int]] = {}
 
     def app_counts(self, dpid: int) -> Mapping[int, int]:
@@ -48,7 +56,7 @@ class FlowState:
 
     def rules(self, dpid: int) -> frozenset[Rule]:
         """Every rule wanted on ``dpid``."""
-        return frozenset(self._counts.get(dpid, ()))
+        return frozenset(self._present.get(dpid, ()))
 
     def replace(self, key: SegKey, new: Mapping[int, frozenset[Rule]]) -> dict[int, Diff]:
         """Make segment ``key`` hold ``new`` (empty: drop it); return what changed per switch."""
@@ -62,60 +70,116 @@ class FlowState:
         old = self._segments.get(key, _NO_SEGMENT)
         if old == new:
             return into
-        for dpid in old.keys() | new.keys() if old else new:
+        if not old:
+            return self._add_into(key, new, into)
+        for dpid in old.keys() | new.keys():
             before, after = old.get(dpid, _NO_RULES), new.get(dpid, _NO_RULES)
             if before is after or before == after:
                 continue
-            counts = self._counts.get(dpid)
-            if counts is None:
-                counts = self._counts[dpid] = {}
-            per_app = self._per_app.get(dpid)
-            if per_app is None:
-                per_app = self._per_app[dpid] = {}
             diff = into.get(dpid)
             if diff is None:
                 diff = into[dpid] = Diff()
-            adds, deletes = diff.adds, diff.deletes
-            if not before and len(after) == 1:  # most segments of a large fabric: a host's rule on a switch
-                (rule,) = after
-                n = counts.get(rule, 0)
-                counts[rule] = n + 1
-                if not n:
-                    per_app[rule.app] = per_app.get(rule.app, 0) + 1
-                    if rule in deletes:
-                        deletes.discard(rule)
-                    else:
-                        adds |= after
-                continue
-            fresh = []
-            for rule in after - before if before else after:
-                n = counts.get(rule, 0)
-                counts[rule] = n + 1
-                if not n:
-                    per_app[rule.app] = per_app.get(rule.app, 0) + 1
-                    fresh.append(rule)
-            if fresh and deletes:
-                back = deletes.intersection(fresh)
-                deletes -= back
-                fresh = [r for r in fresh if r not in back] if back else fresh
-            if fresh:  # a set union grows the table 2x where adding one by one grows it 4x (memory)
-                adds |= frozenset(fresh)
+            if after:
+                self._want(dpid, after - before if before else after, diff)
             if before:
-                for rule in before - after if after else before:
-                    n = counts[rule] - 1
-                    if n:
-                        counts[rule] = n
-                        continue
-                    del counts[rule]
-                    per_app[rule.app] -= 1
-                    if rule in adds:
-                        adds.discard(rule)
-                    else:
-                        deletes.add(rule)
+                self._unwant(dpid, before - after if after else before, diff)
         if any(new.values()):
             self._segments[key] = {d: r for d, r in new.items() if r}
         else:
             self._segments.pop(key, None)
+        return into
+
+    def _want(self, dpid: int, rules: frozenset[Rule], diff: Diff) -> None:
+        """One more segment wants each of ``rules`` on ``dpid``: count them; those new to it go to ``diff``
+        (taken back from its deletes where they were deleted before)."""
+        present = self._present.get(dpid)
+        if present is None:
+            present = self._present[dpid] = set()
+        fresh = rules - present if present else rules
+        if len(fresh) != len(rules):
+            extra = self._extra.setdefault(dpid, {})
+            for rule in rules - fresh:
+                extra[rule] = extra.get(rule, 0) + 1
+        if not fresh:
+            return
+        present |= fresh
+        per_app = self._per_app.get(dpid)
+        if per_app is None:
+            per_app = self._per_app[dpid] = {}
+        for rule in fresh:
+            per_app[rule.app] = per_app.get(rule.app, 0) + 1
+        deletes = diff.deletes
+        if deletes and not deletes.isdisjoint(fresh):
+            back = deletes & fresh
+            deletes -= back
+            fresh = fresh - back
+        diff.adds |= fresh  # a set union grows the table 2x where adding one by one grows it 4x (memory)
+
+    def _unwant(self, dpid: int, rules: frozenset[Rule], diff: Diff) -> None:
+        """One segment fewer wants each of ``rules`` on ``dpid``: those no segment wants any more go to
+        ``diff`` (taken back from its adds where they were added before)."""
+        extra = self._extra.get(dpid)
+        if extra:
+            shared = [r for r in rules if r in extra]
+            for rule in shared:
+                n = extra[rule] - 1
+                if n:
+                    extra[rule] = n
+                else:
+                    del extra[rule]
+            if shared:
+                rules = rules.difference(shared)
+        if not rules:
+            return
+        self._present[dpid] -= rules
+        per_app = self._per_app[dpid]
+        for rule in rules:
+            per_app[rule.app] -= 1
+        adds = diff.adds
+        if adds and not adds.isdisjoint(rules):
+            undone = adds & rules
+            adds -= undone
+            rules = rules - undone
+        diff.deletes |= rules
+
+    def _add_into(self, key: SegKey, new: Mapping[int, frozenset[Rule]], into: dict[int, Diff]) -> dict[int, Diff]:
+        """:meth:`replace_into` of a segment the state does not hold yet (every segment of a compile from
+        nothing): only :meth:`_want`, with a quicker path for the one-rule sets most such segments hold."""
+        all_present, all_per_app = self._present, self._per_app
+        empty = False
+        for dpid, after in new.items():
+            if not after:
+                empty = True
+                continue
+            diff = into.get(dpid)
+            if diff is None:
+                diff = into[dpid] = Diff()
+            if len(after) != 1:
+                self._want(dpid, after, diff)
+                continue
+            # Most segments of a large fabric: a host's rule on a switch.
+            present = all_present.get(dpid)
+            if present is None:
+                present = all_present[dpid] = set()
+            n = len(present)
+            present |= after
+            (rule,) = after
+            if len(present) == n:  # another segment wants it here already
+                extra = self._extra.setdefault(dpid, {})
+                extra[rule] = extra.get(rule, 0) + 1
+                continue
+            per_app = all_per_app.get(dpid)
+            if per_app is None:
+                per_app = all_per_app[dpid] = {}
+            per_app[rule.app] = per_app.get(rule.app, 0) + 1
+            deletes = diff.deletes
+            if deletes and not deletes.isdisjoint(after):
+                deletes -= after
+            else:
+                diff.adds |= after
+        kept = {d: r for d, r in new.items() if r} if empty else dict(new)
+        if kept:
+            self._segments[key] = kept
         return into
 
     def replace_all(self, segments: Mapping[SegKey, Mapping[int, frozenset[Rule]]]) -> dict[int, Diff]:

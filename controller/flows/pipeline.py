@@ -64,6 +64,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 
 from controller.flows.rules import Action, Clone, Ct, Resubmit, Rule
 
@@ -356,6 +357,31 @@ class Pipeline:
                 raise PipelineError(f"table {spec.name} may not go to table {nxt}")
         self._fit.add(shape)
 
+    def check_each(self, rules: Iterable[Rule]) -> None:
+        """:meth:`check_rule` of every rule of ``rules``, the same checks for many rules at less cost:
+        a rule of a known shape (table, app, priority, goto, match fields) costs one set look-up, and
+        the tables an action tuple sends to are found once per tuple object.
+
+        Raises :class:`PipelineError` for the first rule that does not fit (as :meth:`check_rule`).
+        """
+        fit, nexts = self._fit, self._nexts
+        tables_of: dict[int, tuple[tuple[Action, ...], list[int]]] = {}
+        """id -> (actions, the tables they go to); holding the tuple keeps its id valid meanwhile."""
+        for rule in rules:
+            shape = (rule.table, rule.app, rule.priority, rule.goto, tuple(map(_field_name, rule.match)))
+            if shape not in fit:
+                self.check_rule(rule)
+                continue
+            actions = rule.actions
+            if not actions:
+                continue
+            known = tables_of.get(id(actions))
+            if known is None or known[0] is not actions:
+                known = tables_of[id(actions)] = (actions, _action_tables(actions))
+            for nxt in known[1]:
+                if nxt not in nexts[rule.table]:
+                    raise PipelineError(f"table {self._by_id[rule.table].name} may not go to table {nxt}")
+
     def check_rules(self, rules: Iterable[Rule]) -> None:
         """Check every rule and that no two share (table, priority, match) with different content."""
         seen: dict[tuple[object, ...], Rule] = {}
@@ -365,6 +391,10 @@ class Pipeline:
             other = seen.setdefault(key, rule)
             if other != rule:
                 raise PipelineError(f"conflicting rules for one match: {other} and {rule}")
+
+
+_field_name = itemgetter(0)
+"""A match field's name (``("in_port", 1)`` -> ``"in_port"``)."""
 
 
 def _action_tables(actions: tuple[Action, ...]) -> list[int]:

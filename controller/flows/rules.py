@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Literal
 
 MatchValue = int | str | tuple[int, int] | tuple[str, str]
@@ -158,16 +157,43 @@ def ct_state(plus: int = 0, minus: int = 0) -> tuple[int, int]:
 class _RuleCaches:
     """Slots a :class:`Rule` caches into: its hash (set at construction) and its cookie and flow-mod bytes.
 
-    ``__dict__`` stays for rarely used cached properties (:attr:`Rule.match_dict`);
-    CPython creates it only when one is first read, so most rules never have one.
+    No ``__dict__``: 16 bytes less a rule, and :meth:`Rule.__new__` can turn a
+    :class:`_Draft` into a rule (CPython would make the dict of each first).
     """
 
-    __slots__ = ("_hash", "_encoded", "__dict__")
+    __slots__ = ("_hash", "_encoded")
     _hash: int
     _encoded: tuple[int, bytes]
 
 
-@dataclass(frozen=True, slots=True)
+class _Draft(_RuleCaches):
+    """A :class:`Rule` being built: its slots, in its order, without the frozen ``__setattr__``."""
+
+    __slots__ = (
+        "app",
+        "table",
+        "priority",
+        "match",
+        "actions",
+        "goto",
+        "meter",
+        "idle_timeout",
+        "flags",
+        "write_metadata",
+    )
+    app: int
+    table: int
+    priority: int
+    match: Match
+    actions: tuple[Action, ...]
+    goto: int | None
+    meter: int | None
+    idle_timeout: int
+    flags: int
+    write_metadata: tuple[int, int] | None
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Rule(_RuleCaches):
     """One OpenFlow flow entry as we want it on a switch.
 
@@ -193,7 +219,44 @@ class Rule(_RuleCaches):
     write_metadata: tuple[int, int] | None = None
     """``(value, mask)`` written to the metadata register before ``goto``."""
 
-    def _key(self) -> tuple[object, ...]:
+    def __new__(
+        cls,
+        app: int,
+        table: int,
+        priority: int,
+        match: Match = (),
+        actions: tuple[Action, ...] = (),
+        goto: int | None = None,
+        meter: int | None = None,
+        idle_timeout: int = 0,
+        flags: int = 0,
+        write_metadata: tuple[int, int] | None = None,
+    ) -> Rule:
+        """The dataclass's ``__init__``, about 3x cheaper (a large compile builds ~240k rules).
+
+        The fields go on a :class:`_Draft` (the same slots, no frozen
+        ``__setattr__``: plain slot stores), which then becomes a rule
+        (``__class__`` assignment, which CPython allows between classes of
+        the same slot layout: checked at import). Copies and pickles come
+        back through here (:meth:`__getnewargs__`).
+        """
+        draft = _Draft()
+        draft.app = app
+        draft.table = table
+        draft.priority = priority
+        draft.match = match
+        draft.actions = actions
+        draft.goto = goto
+        draft.meter = meter
+        draft.idle_timeout = idle_timeout
+        draft.flags = flags
+        draft.write_metadata = write_metadata
+        draft._hash = hash((app, table, priority, match, goto))
+        draft.__class__ = cls  # type: ignore[assignment]
+        return draft  # type: ignore[return-value]
+
+    def __getnewargs__(self) -> tuple[object, ...]:
+        """:meth:`__new__`'s arguments, for :mod:`copy` and :mod:`pickle` (every field, in order)."""
         return (
             self.app,
             self.table,
@@ -206,9 +269,6 @@ class Rule(_RuleCaches):
             self.flags,
             self.write_metadata,
         )
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", self._hash_of())
 
     def _hash_of(self) -> int:
         """Hash of where the rule sits (app, table, priority, match, goto): equal rules hash alike, and two
@@ -230,7 +290,21 @@ class Rule(_RuleCaches):
         if other.__class__ is not Rule:
             return NotImplemented
         assert isinstance(other, Rule)
-        return hash(self) == hash(other) and self._key() == other._key()
+        if hash(self) != hash(other):
+            return False
+        # Rules that hash alike sit alike (app, table, priority, match, goto): mostly the actions differ.
+        return (
+            self.actions == other.actions
+            and self.match == other.match
+            and self.app == other.app
+            and self.table == other.table
+            and self.priority == other.priority
+            and self.goto == other.goto
+            and self.meter == other.meter
+            and self.idle_timeout == other.idle_timeout
+            and self.flags == other.flags
+            and self.write_metadata == other.write_metadata
+        )
 
     @property
     def encoded(self) -> tuple[int, bytes]:
@@ -254,9 +328,14 @@ class Rule(_RuleCaches):
         """Owner app in bits 56-63, a stable 56-bit digest of the whole rule below (see :attr:`encoded`)."""
         return self.encoded[0]
 
-    @cached_property
+    @property
     def match_dict(self) -> Mapping[str, MatchValue]:
+        """The match as a dict (a new one each time: rules keep no ``__dict__`` to cache it in)."""
         return dict(self.match)
+
+
+if vars(Rule)["__slots__"] != vars(_Draft)["__slots__"]:  # pragma: no cover (a field added to one class only)
+    raise TypeError(f"Rule and _Draft slots differ: {vars(Rule)['__slots__']} != {vars(_Draft)['__slots__']}")
 
 
 GroupType = Literal["all", "select", "ff"]

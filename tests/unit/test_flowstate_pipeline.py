@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
+import pickle
 
 import pytest
 
-from controller.flows.flowstate import FlowState
+from controller.flows.flowstate import Diff, FlowState
 from controller.flows.pipeline import APP_ACL, APP_FLOOD, APP_L2, PIPELINE, T_ACL_PORT, T_FORWARD, PipelineError
 from controller.flows.rules import (
     OFPP_CONTROLLER,
@@ -154,3 +156,49 @@ def test_conflicting_rules_for_one_match_are_rejected() -> None:
     other = Rule(APP_L2, T_FORWARD, 10, make_match(eth_dst="02:00:00:00:00:01"), (Output(3),))
     with pytest.raises(PipelineError, match="conflicting"):
         PIPELINE.check_rules([A, other])
+
+
+def test_check_each_rejects_what_check_rule_rejects_also_for_a_known_shape() -> None:
+    """A rule whose shape an earlier rule made known is still checked for where its actions go."""
+    fine = Rule(APP_ACL, T_ACL_PORT, 1, make_match(in_port=1), (Ct(1, recirc_table=T_ACL_PORT),))
+    bad = Rule(APP_ACL, T_ACL_PORT, 1, make_match(in_port=2), (Ct(1, recirc_table=T_FORWARD),))
+    PIPELINE.check_each([fine])
+    with pytest.raises(PipelineError, match="may not go to table 6"):
+        PIPELINE.check_each([fine, bad])
+    with pytest.raises(PipelineError, match="does not match on tcp_dst"):
+        PIPELINE.check_each([A, Rule(APP_L2, T_FORWARD, 1, make_match(tcp_dst=80))])
+
+
+def test_a_rule_two_segments_want_on_a_switch_stays_until_both_let_go() -> None:
+    """One-rule segments (a host's rule on a switch) and larger ones count the same rule together."""
+    state = FlowState()
+    merged: dict[int, Diff] = {}
+    state.replace_into(("x",), {1: frozenset({A}), 2: frozenset({A})}, merged)
+    state.replace_into(("y",), {1: frozenset({A})}, merged)
+    state.replace_into(("z",), {1: frozenset({A, B})}, merged)
+    assert merged[1].adds == {A, B} and merged[2].adds == {A}
+    assert state.replace(("x",), {}) == {2: Diff(set(), {A})}
+    assert state.replace(("y",), {}) == {}
+    assert state.rules(1) == {A, B} and dict(state.app_counts(1)) == {APP_L2: 2}
+    assert state.replace(("z",), {1: frozenset({B})}) == {1: Diff(set(), {A})}
+    assert state.rules(1) == {B}
+
+
+def test_a_rule_deleted_then_added_back_in_one_merge_cancels() -> None:
+    state = FlowState()
+    state.replace(("x",), {1: frozenset({A})})
+    merged: dict[int, Diff] = {}
+    state.replace_into(("x",), {}, merged)
+    state.replace_into(("y",), {1: frozenset({A})}, merged)
+    state.replace_into(("z",), {1: frozenset({A, B})}, merged)
+    state.replace_into(("z",), {}, merged)
+    assert merged[1] == Diff(set(), set()) and state.rules(1) == {A}
+
+
+def test_a_rule_copied_or_pickled_is_equal_with_its_hash_and_cookie() -> None:
+    """Rules are built by ``Rule.__new__``; copies and pickles come back through it (``__getnewargs__``)."""
+    rule = Rule(APP_L2, T_FORWARD, 10, A.match, (Output(1),), goto=3, meter=2, write_metadata=(1, 3))
+    for twin in (copy.copy(rule), copy.deepcopy(rule), pickle.loads(pickle.dumps(rule))):
+        assert twin == rule and twin is not rule and type(twin) is Rule
+        assert hash(twin) == hash(rule) and twin.cookie == rule.cookie
+    assert not hasattr(rule, "__dict__")

@@ -110,17 +110,16 @@ class Fabric:
     """VMs not learned yet: :func:`measure` learns them one by one (its host events)."""
 
 
-def build(size: Size) -> Fabric:
-    """The fabric of ``size`` with every VM learned but :data:`HOST_EVENTS` of them (also for :mod:`bench.scale_profile`)."""
-    from apps.l2.app import L2Switch
+def connected(net: NetworkFile, later: list[Vm] | None = None) -> Fabric:
+    """A :class:`Fabric` of ``net`` with every switch (its declared ports) and link up, nothing compiled.
+
+    ``later``: the VMs left to learn; None for every VM with a ``mac``.
+    """
     from controller.compose import build_core
     from controller.config import parse_model
     from controller.fabric.topology import LinkKey, PortInfo
-    from controller.fabric.view import Host
     from controller.tools.portplan import placeholder_name, port_numbers
-    from controller.tools.topo import leaf_spine_tenants
 
-    net = leaf_spine_tenants(size.spines, size.leaves, networks=size.networks, vms_per_leaf=size.vms_per_leaf)
     model = parse_model(net)
     core = build_core(model)
     numbers = port_numbers(model)
@@ -130,6 +129,18 @@ def build(size: Size) -> Fabric:
     for link in model.links:
         a, b = numbers[(link.a.switch, link.a.port)], numbers[(link.b.switch, link.b.port)]
         core.topology.add_link(LinkKey.of(a[0], a[1], b[0], b[1]))
+    return Fabric(net, model, core, numbers, [vm for vm in model.vms if vm.mac is not None] if later is None else later)
+
+
+def build(size: Size) -> Fabric:
+    """The fabric of ``size`` with every VM learned but :data:`HOST_EVENTS` of them (also for :mod:`bench.scale_profile`)."""
+    from apps.l2.app import L2Switch
+    from controller.fabric.view import Host
+    from controller.tools.topo import leaf_spine_tenants
+
+    net = leaf_spine_tenants(size.spines, size.leaves, networks=size.networks, vms_per_leaf=size.vms_per_leaf)
+    fabric = connected(net, later=[])
+    model, core, numbers = fabric.model, fabric.core, fabric.numbers
     l2 = core.app("l2")
     assert isinstance(l2, L2Switch)
     later = model.vms[:: max(1, len(model.vms) // HOST_EVENTS)][:HOST_EVENTS]

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.scale import Fabric, Size, _frame, build
+from bench.scale import Fabric, Size, _frame, build, connected
 
 if TYPE_CHECKING:
     from controller.core import Core
@@ -33,22 +33,7 @@ def _from_file(path: str) -> Fabric:
     """A :class:`Fabric` of the network file at ``path``, every switch and link up, no VM learned yet."""
     import yaml
 
-    from controller.compose import build_core
-    from controller.config import parse_model
-    from controller.fabric.topology import LinkKey, PortInfo
-    from controller.tools.portplan import placeholder_name, port_numbers
-
-    net = yaml.safe_load(Path(path).read_text())
-    model = parse_model(net)
-    core = build_core(model)
-    numbers = port_numbers(model)
-    for switch in model.switches:
-        ports = sorted(no for (name, _), (_, no) in numbers.items() if name == switch.name)
-        core.topology.add_switch(switch.dpid, [PortInfo(no, placeholder_name(no)) for no in ports])
-    for link in model.links:
-        a, b = numbers[(link.a.switch, link.a.port)], numbers[(link.b.switch, link.b.port)]
-        core.topology.add_link(LinkKey.of(a[0], a[1], b[0], b[1]))
-    return Fabric(net, model, core, numbers, [vm for vm in model.vms if vm.mac is not None])
+    return connected(yaml.safe_load(Path(path).read_text()))
 
 
 def state(core: Core, stage: str) -> list[str]:
